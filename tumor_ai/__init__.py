@@ -1,0 +1,8 @@
+"""tumor-ai: brain-tumour MRI classification for research and teaching (never a diagnosis)."""
+
+__version__ = "1.0.0"
+
+DISCLAIMER = (
+    "tumor-ai is a research and teaching tool. It is not a medical device and does not give a "
+    "diagnosis: never use it to make clinical decisions."
+)

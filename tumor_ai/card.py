@@ -1,0 +1,164 @@
+"""Model cards written from a model's metadata, so the card never disagrees with the model.
+
+The card is the model folder's ``README.md``, with Hugging Face front matter, and is what the
+app's About tab shows and what ``training.publish`` uploads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tumor_ai import DISCLAIMER
+from tumor_ai.labels import display_name
+from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata
+
+DATASET_ID = "masoudnickparvar/brain-tumor-mri-dataset"
+VGG16_BASE_MODEL = "keras/vgg_16_imagenet"  # the KerasHub preset of the same ImageNet weights
+VGG16_ATTRIBUTION = (
+    "The convolution base starts from the ImageNet VGG16 weights of K. Simonyan and A. Zisserman, "
+    '"Very Deep Convolutional Networks for Large-Scale Image Recognition", arXiv:1409.1556, '
+    "licensed CC BY 4.0; this model is a derivative of those weights and is shared under the same licence."
+)
+LIMITATIONS = [
+    "Trained on one public Kaggle collection (figshare, SARTAJ and Br35H, mostly T1 contrast-enhanced "
+    "slices); other scanners, sequences, orientations and populations will score lower.",
+    "The dataset has no patient ids: the validation split keeps copies of a slice together, but "
+    "adjacent slices of one patient can still fall on both sides, so the figures may be optimistic.",
+    "It sorts a slice into the four classes it knows; any other finding (stroke, haemorrhage, other "
+    "tumours) is forced into one of them. The app's MRI check rejects pictures that are not brain MRI "
+    "slices, but it cannot know every kind of image.",
+    "Grad-CAM shows where the evidence for a class lay in the model's last convolutional features; "
+    "it is coarse and is not a segmentation of the tumour.",
+]
+
+
+def front_matter(metadata: ModelMetadata, repo_id: str | None = None) -> str:
+    """YAML front matter that the Hugging Face Hub reads (library, task, licence, metrics)."""
+    validation = metadata.metrics.get("validation", {})
+    lines = [
+        "---",
+        "library_name: keras",
+        "pipeline_tag: image-classification",
+        f"license: {metadata.license}",
+        "datasets:",
+        f"- {DATASET_ID}",
+        "tags:",
+        "- keras",
+        "- image-classification",
+        "- brain-mri",
+        "- medical-imaging",
+        "- grad-cam",
+        "- tumor-ai",
+    ]
+    if metadata.architecture == "vgg16":
+        lines.append(f"base_model: {VGG16_BASE_MODEL}")
+    if validation:
+        lines += [
+            "model-index:",
+            f"- name: {repo_id or metadata.name}",
+            "  results:",
+            "  - task:",
+            "      type: image-classification",
+            "    dataset:",
+            "      name: Brain Tumor MRI Dataset (group-aware validation split of Training)",
+            f"      type: {DATASET_ID}",
+            "    metrics:",
+            "    - type: accuracy",
+            f"      value: {validation['accuracy']}",
+            "    - type: f1",
+            "      name: macro F1",
+            f"      value: {validation['macro_f1']}",
+        ]
+    lines.append("---")
+    return "\n".join(lines) + "\n"
+
+
+def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
+    """The whole card: front matter, intended use, data, metrics, limitations, attribution."""
+    validation = metadata.metrics.get("validation", {})
+    per_class = metadata.metrics.get("validation_per_class", {})
+    data = metadata.dataset
+    training = metadata.training
+    calibration = metadata.calibration
+    title = "Custom CNN" if metadata.architecture == "cnn" else "VGG16 transfer model"
+    parts = [
+        front_matter(metadata, repo_id),
+        f"# tumor-ai {metadata.name}: {title} for brain-tumour MRI slices\n",
+        f"> **{DISCLAIMER}**\n",
+        "## Intended use\n",
+        metadata.intended_use + "\n",
+        "Out of scope: diagnosis, triage or any clinical decision; images other than single brain MRI slices.\n",
+        "## Model\n",
+        f"- Architecture: {_architecture_text(metadata)}",
+        f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
+        f"- Input: {metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then `{metadata.preprocessing}` "
+        "preprocessing (see `tumor_ai/preprocessing.py`)",
+        f"- Grad-CAM layer: `{metadata.cam_layer}`",
+        f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, "
+        "metrics, versions)\n",
+    ]
+    if data:
+        parts += [
+            "## Data\n",
+            f"{data.get('name')} ({data.get('license')}): {data.get('images')} images, "
+            f"{data.get('duplicate_groups')} groups of copies. Split: {data.get('split')}; "
+            f"{data.get('train_images')} training and {data.get('validation_images')} validation images "
+            f"(seed {data.get('seed')}). Dataset fingerprint `{str(data.get('fingerprint_sha256'))[:16]}…`.\n",
+        ]
+    if validation:
+        parts += [
+            "## Metrics on the group-aware validation split\n",
+            "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
+            "kept on the validation side.\n",
+            f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.get('temperature')}) |",
+            "|---:|---:|---:|---:|",
+            f"| {validation['accuracy']:.4f} | {validation['macro_f1']:.4f} | {calibration.get('ece_before', validation.get('ece'))} "
+            f"| {calibration.get('ece_after', '-')} |\n",
+            "| class | precision | recall | F1 | images |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for label, row in per_class.items():
+            parts.append(f"| {display_name(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
+        parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
+    mri_check = metadata.mri_check
+    if mri_check:
+        parts += [
+            "## Not-an-MRI check\n",
+            f"{mri_check.get('method', '')} Pass rate on validation MRIs: {mri_check.get('validation_pass_rate')}.\n",
+        ]
+    if training.get("command"):
+        parts += [
+            "## Reproduce\n",
+            "```bash",
+            training["command"],
+            f"python -m training.evaluate --model models/{metadata.name} --data DATA --subset validation --out report.json",
+            "```\n",
+            f"Training took {training.get('seconds')} s on 2 CPU cores; epochs run: {training.get('epochs_run')}.\n",
+        ]
+    parts += ["## Limitations\n", *[f"- {item}" for item in LIMITATIONS], ""]
+    parts += [
+        "## Licence and attribution\n",
+        f"Model licence: {metadata.license}. Data: Masoud Nickparvar, Brain Tumor MRI Dataset (Kaggle), CC0, "
+        "built from figshare (Cheng et al., 2017), SARTAJ and Br35H.",
+    ]
+    if metadata.architecture == "vgg16":
+        parts.append(VGG16_ATTRIBUTION)
+    if metadata.libraries:
+        parts += ["", "Versions: " + ", ".join(f"{key} {value}" for key, value in metadata.libraries.items())]
+    return "\n".join(parts) + "\n"
+
+
+def _architecture_text(metadata: ModelMetadata) -> str:
+    if metadata.architecture == "vgg16":
+        return ("VGG16 convolution base (ImageNet) + global average pooling + dense head; "
+                "block 5 fine-tuned when the training command says `--fine-tune`")
+    return "five conv blocks (3x3 conv, batch-norm, ReLU, 2x2 max-pool) + global average pooling + dense head, from scratch"
+
+
+def write_model_card(folder: str | Path, repo_id: str | None = None) -> Path:
+    """(Re)write ``README.md`` in a model folder from its ``tumor_ai.json``."""
+    folder = Path(folder)
+    metadata = ModelMetadata.read(folder / METADATA_FILE)
+    path = folder / CARD_FILE
+    path.write_text(model_card(metadata, repo_id))
+    return path
