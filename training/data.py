@@ -4,12 +4,14 @@ The Kaggle brain-tumour MRI set holds byte copies, re-contrasted copies and left
 mirrored copies of the same slice. A random split puts copies on both sides and inflates
 validation accuracy, so we link copies into groups and split whole groups:
 
-* signature of each image: a 64-bit DCT perceptual hash of the slice and of its mirror, and a
-  32x32 rank-normalised thumbnail (rank normalisation makes contrast changes vanish);
-* two images are copies when their thumbnails correlate at ``>= strong_correlation``, or
-  when their hashes are within ``hash_distance`` bits and the thumbnails correlate at
-  ``>= correlation`` (straight or mirrored). Adjacent slices of one patient correlate less,
-  so groups do not chain across a class.
+* signature of each image: a 64-bit DCT perceptual hash of its rank-equalised 32x32 thumbnail
+  and of its mirror, and the thumbnail itself (rank equalisation makes contrast changes vanish);
+* two images are linked when their thumbnails correlate at ``>= 0.99``, or when their hashes
+  are within 6 bits and the thumbnails correlate at ``>= 0.90`` (straight or mirrored).
+  At ``>= 0.95`` the pair is a copy ("near" or "mirror"); between 0.90 and 0.95 it is a
+  "similar" image, in this set mostly a neighbouring slice of the same patient, grouped too
+  because no patient ids exist. Requiring the hash as well keeps groups from chaining through
+  dark head outlines: the largest group here has 34 images.
 
 Run ``python -m training.data --data DIR`` to see the groups and the split.
 """
@@ -34,6 +36,7 @@ THUMB = 32
 HASH_DISTANCE = 6
 CORRELATION = 0.90
 STRONG_CORRELATION = 0.99
+COPY_CORRELATION = 0.95
 
 
 @dataclass
@@ -217,7 +220,7 @@ class DuplicatePair:
 
     i: int
     j: int
-    kind: str  # "exact" (same bytes), "pixel" (same pixels), "near", "mirror"
+    kind: str  # "exact" (same bytes), "pixel" (same pixels), "near", "mirror", "similar"
     correlation: float
     hash_distance: int
 
@@ -253,14 +256,17 @@ def find_duplicate_pairs(
             j = int(col)
             if same_set and j <= i:
                 continue
-            is_mirror = mirrored[row, col] > direct[row, col] + 0.02 and linked_mirror[row, col]
+            is_mirror = bool(linked_mirror[row, col]) and (
+                not linked_direct[row, col] or mirrored[row, col] > direct[row, col] + 0.02
+            )
+            kind = None
             if sha256[i] == other_sha256[j]:
                 kind = "exact"
             elif signatures["pixel_hash"][i] == other["pixel_hash"][j]:
                 kind = "pixel"
-            else:
-                kind = "mirror" if is_mirror else "near"
             corr = float(mirrored[row, col] if is_mirror else direct[row, col])
+            if kind is None:
+                kind = "similar" if corr < COPY_CORRELATION else "mirror" if is_mirror else "near"
             dist = int(dist_mirror[row, col] if is_mirror else dist_direct[row, col])
             pairs.append(DuplicatePair(i, j, kind, corr, dist))
     return pairs

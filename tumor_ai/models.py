@@ -146,10 +146,70 @@ def build_vgg16(
 BUILDERS = {"cnn": build_cnn, "vgg16": build_vgg16}
 
 
+class ModelSourceError(ValueError):
+    """A model source that cannot be resolved or loaded, worded for the person who named it."""
+
+
+def without_optimizer(model: keras.Model) -> keras.Model:
+    """An uncompiled copy with the same layers, names and weights: nothing of the optimizer is saved."""
+    clean = keras.Model.from_config(model.get_config())
+    clean.set_weights(model.get_weights())
+    return clean
+
+
 def save_model_folder(model: keras.Model, metadata: ModelMetadata, folder: str | Path) -> Path:
     """Write ``model.keras`` (no optimizer state) and ``tumor_ai.json`` into ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / MODEL_FILE, include_optimizer=False)
+    without_optimizer(model).save(folder / MODEL_FILE)
     (folder / METADATA_FILE).write_text(metadata.to_json())
     return folder
+
+
+def parse_hub_source(source: str) -> tuple[str, str | None]:
+    """``hf://user/repo[@revision]`` to ``(repo_id, revision)``."""
+    path = source[len("hf://") :]
+    repo_id, _, revision = path.partition("@")
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise ModelSourceError(f"'{source}' is not a Hub model source; expected hf://USER/REPO or hf://USER/REPO@REVISION")
+    return repo_id, revision or None
+
+
+def resolve_source(source: str | Path) -> Path:
+    """A local folder that holds the model: a folder as is, a ``.keras`` file's folder, or a Hub download.
+
+    Hub downloads go through ``huggingface_hub.snapshot_download``, so they are cached and
+    ``HF_HUB_OFFLINE=1`` serves them from the cache.
+    """
+    text = str(source)
+    if text.startswith("hf://"):
+        from huggingface_hub import snapshot_download
+
+        repo_id, revision = parse_hub_source(text)
+        return Path(snapshot_download(repo_id=repo_id, revision=revision, library_name="tumor-ai"))
+    path = Path(text).expanduser()
+    if path.is_file() and path.suffix == ".keras":
+        return path.parent
+    if path.is_dir():
+        return path
+    raise ModelSourceError(f"model source '{text}' is neither a model folder, a .keras file nor hf://USER/REPO")
+
+
+def load_model(source: str | Path) -> tuple[keras.Model, ModelMetadata]:
+    """Load a model and its metadata from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]``.
+
+    A folder holds either ``model.keras`` or the Hub layout that ``keras.saving.save_model(model,
+    "hf://...")`` writes (``config.json``, ``model.weights.h5``); ``tumor_ai.json`` sits beside.
+    """
+    folder = resolve_source(source)
+    text = str(source)
+    model_path = Path(text) if text.endswith(".keras") and not text.startswith("hf://") else folder / MODEL_FILE
+    if not model_path.exists():
+        model_path = folder  # the unzipped Keras layout of a Hub repo
+        if not (folder / "config.json").exists():
+            raise ModelSourceError(f"{source}: no {MODEL_FILE} and no Keras config.json found")
+    metadata_path = folder / METADATA_FILE
+    if not metadata_path.exists():
+        raise ModelSourceError(f"{source}: {METADATA_FILE} (labels, preprocessing, Grad-CAM layer) is missing")
+    model = keras.saving.load_model(model_path, compile=False)
+    return model, ModelMetadata.read(metadata_path)

@@ -1,0 +1,89 @@
+"""Grad-CAM maths, the colour map, the overlay and the plain-language reading.
+
+Grad-CAM (Selvaraju et al., 2017): weight each channel of a convolutional layer by the mean
+gradient of the class score over it, sum, keep the positive part. The gradients themselves are
+taken inside the model's ``tf.function`` (``tumor_ai.inference``); this module turns them into
+pictures and words.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from tumor_ai import DISCLAIMER
+from tumor_ai.labels import describe, display_name
+
+DEFAULT_OPACITY = 0.45
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """Jet-like colour map, 0 -> dark blue, 1 -> dark red, as ``uint8`` RGB."""
+    values = np.clip(values, 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25])  # red, green, blue peaks
+    rgb = np.clip(1.5 - np.abs(4.0 * (values - centres)), 0.0, 1.0)
+    return (rgb * 255).astype(np.uint8)
+
+
+def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A coarse CAM (h, w) in 0..1 to ``size`` = (height, width), bilinear."""
+    height, width = size
+    image = Image.fromarray(cam.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(image), 0.0, 1.0)
+
+
+def heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The CAM as a colour picture at ``size`` (the input's own resolution)."""
+    return jet(upsample(cam, size))
+
+
+def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
+    """Blend the coloured CAM over the RGB input at the input's resolution.
+
+    Opacity scales with the CAM itself, so regions the model ignored keep the original image.
+    """
+    cam_full = upsample(cam, pixels.shape[:2])
+    alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(cam_full))[..., None]
+    blended = pixels.astype(np.float32) * (1.0 - alpha) + jet(cam_full).astype(np.float32) * alpha
+    return np.clip(blended, 0, 255).astype(np.uint8)
+
+
+def focus_region(cam: np.ndarray) -> str:
+    """Where the strongest evidence lies, in words ("upper left of the image", "centre")."""
+    if cam.size == 0 or float(cam.max()) <= 0.0:
+        return "nowhere in particular (the map is flat)"
+    weights = np.where(cam >= 0.6 * cam.max(), cam, 0.0)
+    rows, cols = np.indices(cam.shape)
+    row = float((rows * weights).sum() / weights.sum()) / max(cam.shape[0] - 1, 1)
+    col = float((cols * weights).sum() / weights.sum()) / max(cam.shape[1] - 1, 1)
+    vertical = "upper" if row < 0.4 else "lower" if row > 0.6 else ""
+    horizontal = "left" if col < 0.4 else "right" if col > 0.6 else ""
+    if not vertical and not horizontal:
+        place = "centre"
+    else:
+        place = " ".join(word for word in (vertical, horizontal) if word)
+        if vertical and not horizontal:
+            place += " middle"
+    spread = float((cam >= 0.5 * cam.max()).mean())
+    extent = "a small, focused area" if spread < 0.12 else "a broad area" if spread > 0.35 else "an area"
+    return f"{extent} in the {place} of the image"
+
+
+def confidence_words(confidence: float) -> str:
+    if confidence >= 0.9:
+        return "high"
+    if confidence >= 0.7:
+        return "moderate"
+    return "low"
+
+
+def reading(label: str, confidence: float, cam: np.ndarray, model_name: str = "The model") -> str:
+    """A short plain-language reading of one prediction, ending with the not-a-diagnosis reminder."""
+    text = (
+        f"{model_name} reads this slice as **{display_name(label)}** ({describe(label)}), "
+        f"with {confidence_words(confidence)} confidence ({confidence:.0%}). "
+        f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
+    )
+    if confidence < 0.7:
+        text += "The classes are close: treat this reading as uncertain. "
+    return text + DISCLAIMER

@@ -1,0 +1,150 @@
+"""Serve one model: preprocess as it was trained, then one ``tf.function`` gives probabilities and CAM.
+
+The function is traced once at start (``warm_up``) with a free batch dimension, so no user
+pays for tracing and single images and batches share it; there is no ``model.predict`` per
+request. Grad-CAM reads the layer that the model's metadata names, on the same forward pass,
+using the class *logit* (not the saturated softmax) as the score.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tumor_ai.models import ModelMetadata, load_model
+from tumor_ai.preprocessing import normalize, resize
+
+EMBEDDING_LAYER = "avg_pool"
+
+
+def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
+    """Thread pools that suit a small CPU box: all cores inside an op, ops one at a time."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        pass  # already initialised: keep what is there
+
+
+@dataclass
+class Prediction:
+    """One image's result: calibrated probabilities, the CAM, and the MRI check."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    cam: np.ndarray
+    is_mri: bool = True
+    mri_score: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class Predictor:
+    """A loaded model with its metadata and its compiled forward-and-CAM function."""
+
+    def __init__(self, model, metadata: ModelMetadata, source: str = "", warm_up: bool = True) -> None:
+        import keras
+        import tensorflow as tf
+
+        self.model = model
+        self.metadata = metadata
+        self.source = source
+        self.labels = list(metadata.labels)
+        self.temperature = float(metadata.calibration.get("temperature", 1.0) or 1.0)
+        predictions = model.get_layer("predictions")
+        outputs = [model.get_layer(metadata.cam_layer).output, predictions.input]
+        names = [layer.name for layer in model.layers]
+        outputs.append(model.get_layer(EMBEDDING_LAYER).output if EMBEDDING_LAYER in names else predictions.input)
+        self._graph = keras.Model(model.inputs, outputs)
+        self._kernel, self._bias = predictions.kernel, predictions.bias
+        height, width = metadata.input_size
+        self._function = tf.function(
+            self._forward, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)]
+        )
+        self.mri_check = None
+        if warm_up:
+            self.warm_up()
+
+    @classmethod
+    def from_source(cls, source: str | Path, warm_up: bool = True) -> Predictor:
+        """Load from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]`` and compile."""
+        from tumor_ai.mri_check import MriCheck
+
+        model, metadata = load_model(source)
+        predictor = cls(model, metadata, str(source), warm_up=False)
+        predictor.mri_check = MriCheck.for_model(source)
+        if warm_up:
+            predictor.warm_up()
+        return predictor
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def _forward(self, batch):
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features, penultimate, embedding = self._graph(batch, training=False)
+            tape.watch(features)
+            logits = tf.matmul(penultimate, self._kernel) + self._bias
+            top = tf.argmax(logits, axis=1, output_type=tf.int32)
+            score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
+        gradients = tape.gradient(score, features)
+        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
+        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
+        cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-8)
+        if len(embedding.shape) > 2:
+            embedding = tf.reduce_mean(embedding, axis=(1, 2))
+        return logits, cam, embedding
+
+    def warm_up(self) -> None:
+        """Trace the function now (start-up), not on the first user's request."""
+        height, width = self.metadata.input_size
+        self._function(np.zeros((1, height, width, 3), np.float32))
+
+    def prepare(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB ``uint8`` images of any size to the model's normalised input batch."""
+        size = tuple(self.metadata.input_size)
+        return normalize(np.stack([resize(image, size) for image in images]), self.metadata.preprocessing)
+
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings."""
+        logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch))
+        scaled = logits / self.temperature
+        scaled = scaled - scaled.max(axis=1, keepdims=True)
+        probabilities = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+        return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
+
+    def predict(self, images: list[np.ndarray], batch_size: int = 16) -> list[Prediction]:
+        """Predictions for RGB ``uint8`` images, run in batches of ``batch_size``."""
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            outputs = self.run(self.prepare(chunk))
+            checks = self.mri_check.score(chunk, outputs["embedding"]) if self.mri_check else [(True, None)] * len(chunk)
+            for index, (is_mri, score) in enumerate(checks):
+                probabilities = outputs["probabilities"][index]
+                top = int(np.argmax(probabilities))
+                results.append(
+                    Prediction(
+                        label=self.labels[top],
+                        confidence=float(probabilities[top]),
+                        probabilities={label: float(p) for label, p in zip(self.labels, probabilities)},
+                        cam=outputs["cam"][index],
+                        is_mri=is_mri,
+                        mri_score=score,
+                    )
+                )
+        return results
+
+    def predict_one(self, image: np.ndarray) -> tuple[Prediction, float]:
+        """One image and the seconds it took (preprocess + forward + CAM)."""
+        started = time.perf_counter()
+        prediction = self.predict([image])[0]
+        return prediction, time.perf_counter() - started
