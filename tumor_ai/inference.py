@@ -148,3 +148,31 @@ class Predictor:
         started = time.perf_counter()
         prediction = self.predict([image])[0]
         return prediction, time.perf_counter() - started
+
+
+def load_predictors(
+    sources: dict[str, str], fallbacks: dict[str, str] | None = None
+) -> tuple[dict[str, Predictor], dict[str, str]]:
+    """Load each named source; a Hub source that fails falls back to its local folder, with a warning.
+
+    Returns the predictors and, per name, the source each one really came from.
+    """
+    import logging
+
+    log = logging.getLogger("tumor_ai.inference")
+    fallbacks = fallbacks or {}
+    predictors, loaded_from = {}, {}
+    for name, source in sources.items():
+        try:
+            predictors[name] = Predictor.from_source(source)
+            loaded_from[name] = source
+        except Exception as error:  # noqa: BLE001 - any Hub/network failure: fall back, say why
+            fallback = fallbacks.get(name)
+            if not str(source).startswith("hf://") or not fallback:
+                raise
+            log.warning("could not load %s from %s (%s: %s); falling back to %s",
+                        name, source, type(error).__name__, str(error).splitlines()[0][:200], fallback)
+            predictors[name] = Predictor.from_source(fallback)
+            loaded_from[name] = fallback
+        log.info("loaded %s from %s", name, loaded_from[name])
+    return predictors, loaded_from

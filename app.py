@@ -1,0 +1,52 @@
+"""tumor-ai Space entry point: load the models, build the Gradio app, launch it.
+
+    python app.py                      # http://127.0.0.1:7860, models from models/
+    python app.py --share              # plus a public *.gradio.live link
+    python app.py --vgg16 hf://USER/tumor-ai-vgg16 --cnn hf://USER/tumor-ai-cnn@v1
+
+Model sources: a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
+variables TUMOR_AI_CNN and TUMOR_AI_VGG16. A Hub source that cannot be reached falls back to
+models/ with a warning in the log.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to bind (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link for a demo")
+    parser.add_argument("--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source (env TUMOR_AI_CNN)")
+    parser.add_argument("--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source (env TUMOR_AI_VGG16)")
+    parser.add_argument("--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)")
+    parser.add_argument("--no-cache-examples", action="store_true", help="skip computing the example outputs at start")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from tumor_ai.inference import configure_threads, load_predictors
+    from tumor_ai.ui import build_app
+
+    configure_threads()
+    sources = {"cnn": args.cnn, "vgg16": args.vgg16}
+    predictors, loaded_from = load_predictors(sources, fallbacks={name: str(MODELS_DIR / name) for name in sources})
+    app = build_app(predictors, loaded_from, cache_examples=not args.no_cache_examples)
+    app.queue(default_concurrency_limit=1, max_size=args.queue_size)
+    app.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="100mb", footer_links=["api"])
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""The duplicate grouping and the group-aware stratified split."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.data import find_duplicate_pairs, group_ids, group_split, load_folder, split_dataset
+
+
+def test_planted_copies_are_grouped(dataset_dir):
+    root, planted = dataset_dir
+    dataset = load_folder(root, sizes=[(32, 32)], cache_dir=None)
+    groups = group_ids(len(dataset.paths), find_duplicate_pairs(dataset.signatures, dataset.sha256))
+    index = {path: i for i, path in enumerate(dataset.paths)}
+    for kind, pairs in planted.items():
+        for a, b in pairs:
+            assert groups[index[a]] == groups[index[b]], f"{kind} copy {a} ~ {b} not grouped"
+
+
+def test_distinct_slices_are_not_chained(dataset_dir):
+    root, _ = dataset_dir
+    dataset = load_folder(root, sizes=[], cache_dir=None)
+    groups = group_ids(len(dataset.paths), find_duplicate_pairs(dataset.signatures, dataset.sha256))
+    assert np.bincount(groups).max() <= 3, "groups chained beyond the planted copies"
+
+
+def test_split_keeps_groups_whole_and_is_stratified():
+    rng = np.random.default_rng(0)
+    targets = np.repeat(np.arange(4), [300, 250, 400, 350])
+    groups = np.arange(len(targets))
+    for start in range(0, len(targets) - 6, 7):  # plant groups of 1-5 copies within a class
+        size = rng.integers(1, 6)
+        if len(set(targets[start : start + size])) == 1:
+            groups[start : start + size] = start
+    train_idx, validation_idx = group_split(targets, groups, 0.2, seed=1)
+    assert len(np.intersect1d(train_idx, validation_idx)) == 0
+    assert len(train_idx) + len(validation_idx) == len(targets)
+    assert not set(groups[train_idx]) & set(groups[validation_idx]), "a group straddles the split"
+    for label, count in enumerate(np.bincount(targets)):
+        share = (targets[validation_idx] == label).sum() / count
+        assert 0.17 <= share <= 0.21, f"class {label} has {share:.2f} in validation"
+
+
+def test_split_is_seeded():
+    targets = np.repeat(np.arange(3), 50)
+    groups = np.arange(150) // 2
+    first = group_split(targets, groups, 0.2, seed=3)[1]
+    assert np.array_equal(first, group_split(targets, groups, 0.2, seed=3)[1])
+    assert not np.array_equal(first, group_split(targets, groups, 0.2, seed=4)[1])
+
+
+def test_split_dataset_on_folder(dataset_dir):
+    root, _ = dataset_dir
+    dataset = load_folder(root, sizes=[], cache_dir=None)
+    train_idx, validation_idx, groups = split_dataset(dataset, 0.25, seed=0)
+    assert not set(groups[train_idx]) & set(groups[validation_idx])
+    assert set(dataset.targets[validation_idx]) == set(range(4))
+
+
+def test_unreadable_files_are_reported_and_skipped(tmp_path, capsys):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    from PIL import Image
+
+    Image.new("L", (40, 40), 30).save(tmp_path / "a" / "ok.png")
+    Image.new("RGBA", (40, 40), (9, 9, 9, 255)).save(tmp_path / "b" / "ok.png")
+    (tmp_path / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    dataset = load_folder(tmp_path, sizes=[(16, 16)], cache_dir=None)
+    assert dataset.paths == ["a/ok.png", "b/ok.png"]
+    assert dataset.skipped[0][0] == "b/broken.jpg"
+    assert "skipped b/broken.jpg" in capsys.readouterr().out
+    assert dataset.images[(16, 16)].shape == (2, 16, 16, 3)

@@ -1,0 +1,122 @@
+"""Preprocessing per image mode and size, probabilities, CAM, overlay, batch rows."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch
+from tumor_ai.explain import focus_region, heatmap, jet, overlay, reading
+from tumor_ai.imaging import read_image
+from tumor_ai.preprocessing import normalize, resize
+
+
+def _encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.new("L", (300, 200), 90),
+        Image.new("RGB", (64, 64), (10, 20, 30)),
+        Image.new("RGBA", (80, 80), (200, 200, 200, 128)),
+        Image.new("P", (50, 70), 3),
+        Image.fromarray(np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) * 16),
+        Image.new("CMYK", (40, 40), (0, 0, 0, 100)),
+    ],
+    ids=["L", "RGB", "RGBA", "P", "I;16", "CMYK"],
+)
+def test_every_mode_becomes_model_input(image, tiny_predictors):
+    fmt = "JPEG" if image.mode == "CMYK" else "PNG"
+    loaded = read_image(_encoded(image, fmt), name=f"x.{fmt.lower()}")
+    assert loaded.pixels.dtype == np.uint8 and loaded.pixels.shape == (image.height, image.width, 3)
+    predictor = tiny_predictors["cnn"]
+    batch = predictor.prepare([loaded.pixels])
+    assert batch.shape == (1, 48, 48, 3) and batch.dtype == np.float32
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+
+
+def test_sixteen_bit_uses_full_range():
+    image = Image.fromarray((np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40))
+    pixels = read_image(_encoded(image)).pixels
+    assert pixels.min() == 0 and pixels.max() == 255
+
+
+def test_vgg16_preprocessing_is_caffe_bgr():
+    batch = np.zeros((1, 2, 2, 3), np.float32)
+    batch[..., 0] = 255  # pure red
+    out = normalize(batch, "vgg16")
+    np.testing.assert_allclose(out[0, 0, 0], [-103.939, -116.779, 255 - 123.68], atol=1e-3)
+    with pytest.raises(ValueError, match="unknown preprocessing"):
+        normalize(batch, "nope")
+
+
+def test_resize_to_model_input():
+    assert resize(np.zeros((512, 300, 3), np.uint8), (48, 48)).shape == (48, 48, 3)
+
+
+def test_probabilities_and_cam(tiny_predictors, example_paths):
+    predictor = tiny_predictors["cnn"]
+    images = [read_image(path).pixels for path in example_paths.values()]
+    outputs = predictor.run(predictor.prepare(images))
+    np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    cam = outputs["cam"]
+    assert cam.shape == (4, 24, 24)  # block2_relu of a 48 px input, before its pool
+    assert cam.min() >= 0.0 and cam.max() <= 1.0 + 1e-6
+    predictions = predictor.predict(images, batch_size=3)
+    assert [p.label in predictor.labels for p in predictions] == [True] * 4
+    assert abs(sum(predictions[0].probabilities.values()) - 1.0) < 1e-5
+
+
+def test_batch_and_single_agree(tiny_predictors, example_paths):
+    predictor = tiny_predictors["vgg16"]
+    images = [read_image(path).pixels for path in example_paths.values()]
+    together = predictor.predict(images)
+    alone = [predictor.predict_one(image)[0] for image in images]
+    for a, b in zip(together, alone):
+        np.testing.assert_allclose(list(a.probabilities.values()), list(b.probabilities.values()), atol=1e-5)
+        np.testing.assert_allclose(a.cam, b.cam, atol=1e-4)
+
+
+def test_overlay_and_heatmap_keep_input_resolution():
+    pixels = np.full((301, 199, 3), 128, np.uint8)
+    cam = np.zeros((8, 8), np.float32)
+    cam[1, 6] = 1.0
+    blended = overlay(pixels, cam, opacity=0.5)
+    assert blended.shape == pixels.shape and blended.dtype == np.uint8
+    assert heatmap(cam, (301, 199)).shape == (301, 199, 3)
+    np.testing.assert_array_equal(overlay(pixels, cam, opacity=0.0), pixels)
+    assert not np.array_equal(blended, pixels)
+    assert "upper right" in focus_region(cam)
+
+
+def test_jet_runs_blue_to_red():
+    low, high = jet(np.array([0.0, 1.0]))
+    assert low[2] > low[0] and high[0] > high[2]
+
+
+def test_reading_is_plain_and_says_not_a_diagnosis():
+    text = reading("glioma", 0.93, np.eye(4), "The cnn model")
+    assert "Glioma" in text and "93%" in text and "not a medical device" in text
+
+
+def test_batch_rows_from_files_and_zip(tmp_path, tiny_predictors, example_paths):
+    archive = tmp_path / "slices.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(example_paths["glioma"], "inner/glioma.jpg")
+        handle.writestr("notes.txt", "ignored: not an image suffix")
+        handle.writestr("broken.png", b"not a png")
+    items = expand_inputs([example_paths["pituitary"], archive])
+    assert [item.name for item in items] == ["pituitary.jpg", "slices.zip/inner/glioma.jpg", "slices.zip/broken.png"]
+    assert items[2].error and "not an image" in items[2].error
+    results = run_batch(tiny_predictors, items, batch_size=2)
+    rows = result_rows(items, results)
+    assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
+    assert rows_to_csv(rows).splitlines()[0] == "file,cnn class,cnn confidence,vgg16 class,vgg16 confidence,agree,note"

@@ -1,0 +1,97 @@
+"""Builders (shapes, the CAM layer in one flat graph, gradients reach it) and save/load."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tumor_ai.models import (
+    METADATA_FILE,
+    MODEL_FILE,
+    ModelSourceError,
+    build_cnn,
+    build_vgg16,
+    load_model,
+    parse_hub_source,
+    save_model_folder,
+)
+
+LABELS = ["a", "b", "c"]
+
+
+def _cam_gradient(model, cam_layer: str, size: tuple[int, int]) -> np.ndarray:
+    graph = keras.Model(model.inputs, [model.get_layer(cam_layer).output, model.output])
+    with tf.GradientTape() as tape:
+        features, probabilities = graph(tf.random.uniform((2, *size, 3)), training=False)
+        score = tf.reduce_sum(probabilities[:, 0])
+    return tape.gradient(score, features).numpy()
+
+
+def test_cnn_builder_shapes_and_cam_layer():
+    model, metadata = build_cnn(LABELS, input_size=(64, 64), filters=(4, 8, 8))
+    assert model.input_shape == (None, 64, 64, 3)
+    assert model.output_shape == (None, 3)
+    assert metadata.cam_layer == "block3_relu"
+    assert metadata.labels == LABELS and metadata.preprocessing == "rescale_unit"
+    assert all(not isinstance(layer, keras.Model) for layer in model.layers), "graph must be flat"
+    gradient = _cam_gradient(model, metadata.cam_layer, (64, 64))
+    assert gradient.shape == (2, 16, 16, 8) and np.abs(gradient).sum() > 0
+
+
+def test_cnn_default_is_256_input():
+    model, metadata = build_cnn(["x", "y", "z", "w"])
+    assert model.input_shape == (None, 256, 256, 3) and metadata.input_size == (256, 256)
+
+
+def test_vgg16_builder_is_flat_and_cam_layer_gets_gradients():
+    model, metadata = build_vgg16(LABELS, input_size=(32, 32), weights=None)
+    names = [layer.name for layer in model.layers]
+    assert "block5_conv3" in names and metadata.cam_layer == "block5_conv3"
+    assert all(not isinstance(layer, keras.Model) for layer in model.layers), "VGG16 base must not be nested"
+    assert metadata.preprocessing == "vgg16" and metadata.license == "cc-by-4.0"
+    gradient = _cam_gradient(model, "block5_conv3", (32, 32))
+    assert gradient.shape == (2, 2, 2, 512) and np.abs(gradient).sum() > 0
+
+
+def test_vgg16_loads_backbone_weights_from_a_path(tmp_path):
+    reference, _ = build_vgg16(LABELS, input_size=(32, 32), weights=None)
+    base = keras.Model(reference.input, reference.get_layer("block5_pool").output)
+    path = tmp_path / "notop.weights.h5"
+    base.save_weights(path)
+    model, _ = build_vgg16(LABELS, input_size=(32, 32), weights=str(path))
+    np.testing.assert_array_equal(model.get_layer("block1_conv1").get_weights()[0], reference.get_layer("block1_conv1").get_weights()[0])
+
+
+def test_save_and_load_round_trip_without_optimizer(tmp_path):
+    model, metadata = build_cnn(LABELS, input_size=(32, 32), filters=(4, 4))
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(np.zeros((4, 32, 32, 3)), np.array([0, 1, 2, 0]), epochs=1, verbose=0)
+    folder = save_model_folder(model, metadata, tmp_path / "m")
+    with zipfile.ZipFile(folder / MODEL_FILE) as archive:
+        import h5py
+
+        with archive.open("model.weights.h5") as handle, h5py.File(handle) as weights:
+            assert "optimizer" not in weights, "optimizer state must not be saved"
+    loaded, loaded_metadata = load_model(folder)
+    batch = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
+    assert loaded_metadata == metadata
+    assert json.loads((folder / METADATA_FILE).read_text())["cam_layer"] == "block2_relu"
+    assert load_model(folder / MODEL_FILE)[1] == metadata
+
+
+def test_bad_sources_say_what_is_wrong(tmp_path):
+    with pytest.raises(ModelSourceError, match="neither"):
+        load_model(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelSourceError, match="config.json"):
+        load_model(tmp_path / "empty")
+    with pytest.raises(ModelSourceError, match="hf://USER/REPO"):
+        parse_hub_source("hf://just-a-name")
+    assert parse_hub_source("hf://me/model@v1") == ("me/model", "v1")
+    assert parse_hub_source("hf://me/model") == ("me/model", None)
