@@ -17,6 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from tumor_ai import DISCLAIMER  # noqa: E402
 from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch, shown_label  # noqa: E402
@@ -172,8 +173,7 @@ def build_app(
         handle = tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="tumor_ai_batch_", delete=False)
         with handle:
             handle.write(rows_to_csv(rows))
-        headers = list(rows[0]) if rows else []
-        return gr.Dataframe(value=[list(row.values()) for row in rows], headers=headers), gallery, handle.name
+        return pd.DataFrame(rows), gallery, handle.name
 
     with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=(300, 600)) as app:
         gr.Markdown(
@@ -184,16 +184,16 @@ def build_app(
         with gr.Tab("Predict", id="predict"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    p_file = gr.File(label="MRI slice (JPG, PNG, BMP, TIFF, WebP, DICOM)", file_types=UPLOAD_TYPES, type="filepath")
+                    p_file = gr.File(label="MRI slice (JPG, PNG, BMP, TIFF, WebP, DICOM)", file_types=UPLOAD_TYPES, type="filepath", elem_id="predict-file")
                     p_model = gr.Radio(names, value=names[-1], label="Model")
                     p_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
-                    p_button = gr.Button("Predict", variant="primary")
+                    p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                 with gr.Column(scale=2):
                     p_label = gr.Label(num_top_classes=len(predictors[names[0]].labels), label="Confidence (calibrated)")
                     with gr.Row():
                         p_overlay = gr.Image(label="Grad-CAM overlay", type="numpy", format="png")
                         p_heatmap = gr.Image(label="Grad-CAM heatmap", type="numpy", format="png")
-                    p_reading = gr.Markdown()
+                    p_reading = gr.Markdown(elem_id="predict-reading")
                     with gr.Accordion("Details (JSON, as the API returns it)", open=False):
                         p_details = gr.JSON()
             p_outputs = [p_label, p_overlay, p_heatmap, p_reading, p_details]
@@ -211,10 +211,10 @@ def build_app(
         with gr.Tab("Compare", id="compare"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    c_file = gr.File(label="MRI slice", file_types=UPLOAD_TYPES, type="filepath")
+                    c_file = gr.File(label="MRI slice", file_types=UPLOAD_TYPES, type="filepath", elem_id="compare-file")
                     c_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
-                    c_button = gr.Button("Compare", variant="primary")
-                    c_summary = gr.Markdown()
+                    c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                    c_summary = gr.Markdown(elem_id="compare-summary")
                 c_outputs = []
                 for name in names:
                     with gr.Column(scale=1):
@@ -234,12 +234,14 @@ def build_app(
         with gr.Tab("Batch", id="batch"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    b_files = gr.File(label="Images or a .zip of images", file_count="multiple", file_types=BATCH_TYPES, type="filepath")
+                    b_files = gr.File(
+                        label="Images or a .zip of images", file_count="multiple", file_types=BATCH_TYPES, type="filepath", elem_id="batch-files"
+                    )
                     b_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
-                    b_button = gr.Button("Run batch", variant="primary")
+                    b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
                     b_csv = gr.File(label="Results (CSV)")
                 with gr.Column(scale=2):
-                    b_table = gr.Dataframe(label="Results", wrap=True)
+                    b_table = gr.Dataframe(label="Results", wrap=True, elem_id="batch-table")
                     b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=4, height="auto")
             b_button.click(batch, [b_files, b_opacity], [b_table, b_gallery, b_csv], api_name="batch", concurrency_id="cpu")
         with gr.Tab("About", id="about"):
