@@ -24,12 +24,22 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), help="address to bind (default 127.0.0.1; 0.0.0.0 for a LAN)")
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for a LAN)",
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link for a demo")
-    parser.add_argument("--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source (env TUMOR_AI_CNN)")
-    parser.add_argument("--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source (env TUMOR_AI_VGG16)")
-    parser.add_argument("--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)")
+    parser.add_argument(
+        "--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source (env TUMOR_AI_CNN)"
+    )
+    parser.add_argument(
+        "--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source (env TUMOR_AI_VGG16)"
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
+    )
     parser.add_argument("--no-cache-examples", action="store_true", help="skip computing the example outputs at start")
     return parser.parse_args(argv)
 

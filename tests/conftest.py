@@ -27,9 +27,7 @@ def synthetic_slice(label: str, rng: np.random.Generator, size: int = 96) -> np.
     rows, cols = np.mgrid[0:size, 0:size] / size
     centre_r, centre_c = 0.5 + rng.normal(0, 0.04), 0.5 + rng.normal(0, 0.04)
     radius = np.sqrt(((rows - centre_r) / rng.uniform(0.34, 0.46)) ** 2 + ((cols - centre_c) / rng.uniform(0.3, 0.42)) ** 2)
-    folds = sum(
-        np.sin(2 * np.pi * (rng.uniform(1, 4) * rows + rng.uniform(1, 4) * cols) + rng.uniform(0, 6.3)) for _ in range(3)
-    )
+    folds = sum(np.sin(2 * np.pi * (rng.uniform(1, 4) * rows + rng.uniform(1, 4) * cols) + rng.uniform(0, 6.3)) for _ in range(3))
     image = np.where(radius < 1.0, 0.4 + 0.08 * folds + 0.05 * rng.random((size, size)), 0.0)
     image = np.where((radius > 0.9) & (radius < 1.0), 0.85, image)
     blob = BLOB_CENTRES[label]

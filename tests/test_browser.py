@@ -56,7 +56,9 @@ def app_url(tmp_path_factory):
     port = _free_port()
     log = (tmp_path_factory.mktemp("app") / "app.log").open("w")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         _wait_for(url, process)

@@ -40,11 +40,11 @@ def test_every_mode_becomes_model_input(image, tiny_predictors):
     predictor = tiny_predictors["cnn"]
     batch = predictor.prepare([loaded.pixels])
     assert batch.shape == (1, 48, 48, 3) and batch.dtype == np.float32
-    assert 0.0 <= batch.min() and batch.max() <= 1.0
+    assert batch.min() >= 0.0 and batch.max() <= 1.0
 
 
 def test_sixteen_bit_uses_full_range():
-    image = Image.fromarray((np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40))
+    image = Image.fromarray(np.arange(40 * 40, dtype=np.uint16).reshape(40, 40) * 40)
     pixels = read_image(_encoded(image)).pixels
     assert pixels.min() == 0 and pixels.max() == 255
 

@@ -64,7 +64,9 @@ def test_vgg16_loads_backbone_weights_from_a_path(tmp_path):
     path = tmp_path / "notop.weights.h5"
     base.save_weights(path)
     model, _ = build_vgg16(LABELS, input_size=(32, 32), weights=str(path))
-    np.testing.assert_array_equal(model.get_layer("block1_conv1").get_weights()[0], reference.get_layer("block1_conv1").get_weights()[0])
+    np.testing.assert_array_equal(
+        model.get_layer("block1_conv1").get_weights()[0], reference.get_layer("block1_conv1").get_weights()[0]
+    )
 
 
 def test_save_and_load_round_trip_without_optimizer(tmp_path):

@@ -6,16 +6,27 @@ import json
 
 import pytest
 
-from tumor_ai.models import ModelMetadata, load_model
 from training.train import main as train_main
+from tumor_ai.models import ModelMetadata, load_model
 
 
 @pytest.mark.parametrize(
     "arguments",
     [
         ["--model", "cnn", "--input-size", "48", "--epochs", "1"],
-        ["--model", "vgg16", "--input-size", "32", "--epochs", "1", "--backbone-weights", "none",
-         "--fine-tune", "--fine-tune-epochs", "1"],
+        [
+            "--model",
+            "vgg16",
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--backbone-weights",
+            "none",
+            "--fine-tune",
+            "--fine-tune-epochs",
+            "1",
+        ],
     ],
     ids=["cnn", "vgg16"],
 )
@@ -23,7 +34,15 @@ def test_one_epoch_writes_a_complete_model_folder(arguments, dataset_dir, tmp_pa
     root, _ = dataset_dir
     out = tmp_path / arguments[1]
     train_main([*arguments, "--data", str(root), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--batch-size", "8"])
-    for name in ("model.keras", "tumor_ai.json", "README.md", "split.json", "validation_report.json", "history.png", "confusion_matrix.png"):
+    for name in (
+        "model.keras",
+        "tumor_ai.json",
+        "README.md",
+        "split.json",
+        "validation_report.json",
+        "history.png",
+        "confusion_matrix.png",
+    ):
         assert (out / name).exists(), name
     model, metadata = load_model(out)
     assert isinstance(metadata, ModelMetadata)

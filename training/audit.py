@@ -50,13 +50,15 @@ def audit(data: str, test: str | None = None, cache_dir: str | None = ".cache/da
         for pair in across:
             rows.append(_row(pair, "test-train", test_set, train))
         leaked = {pair.i for pair in across}
-        summary.update({
-            "test_images": len(test_set.paths),
-            "test_images_also_in_train": len(leaked),
-            "test_leak_fraction": round(len(leaked) / max(len(test_set.paths), 1), 4),
-            "test_train_pairs": dict(Counter(pair.kind for pair in across)),
-            "test_train_label_conflicts": sum(row["label_conflict"] for row in rows if row["scope"] == "test-train"),
-        })
+        summary.update(
+            {
+                "test_images": len(test_set.paths),
+                "test_images_also_in_train": len(leaked),
+                "test_leak_fraction": round(len(leaked) / max(len(test_set.paths), 1), 4),
+                "test_train_pairs": dict(Counter(pair.kind for pair in across)),
+                "test_train_label_conflicts": sum(row["label_conflict"] for row in rows if row["scope"] == "test-train"),
+            }
+        )
     return rows, summary
 
 
@@ -84,17 +86,23 @@ def write_csv(rows: list[dict], path: str | Path) -> None:
 
 
 def print_summary(summary: dict, rows: list[dict]) -> None:
-    print(f"{summary['images']} images ({summary['unreadable']} unreadable) form {summary['groups']} groups of copies; "
-          f"{summary['images_with_a_copy']} images have at least one copy; the largest group has {summary['largest_group']}.")
+    print(
+        f"{summary['images']} images ({summary['unreadable']} unreadable) form {summary['groups']} groups of copies; "
+        f"{summary['images_with_a_copy']} images have at least one copy; the largest group has {summary['largest_group']}."
+    )
     pairs = summary["pairs"]
     print("copy pairs: " + ", ".join(f"{pairs.get(kind, 0)} {kind}" for kind in ("exact", "pixel", "near", "mirror", "similar")))
-    print(f"cross-label conflicts: {summary['cross_label_pairs']} copied slices filed under two classes; "
-          f"{summary['cross_label_groups']} groups mix classes once similar images are linked too")
+    print(
+        f"cross-label conflicts: {summary['cross_label_pairs']} copied slices filed under two classes; "
+        f"{summary['cross_label_groups']} groups mix classes once similar images are linked too"
+    )
     for row in [row for row in rows if row["label_conflict"] and row["scope"] == "within"][:10]:
         print(f"  {row['path_a']} = {row['path_b']} ({row['kind']}, r={row['correlation']})")
     if "test_images" in summary:
-        print(f"test images also in train: {summary['test_images_also_in_train']} of {summary['test_images']} "
-              f"({summary['test_leak_fraction']:.1%}); label conflicts across: {summary['test_train_label_conflicts']}")
+        print(
+            f"test images also in train: {summary['test_images_also_in_train']} of {summary['test_images']} "
+            f"({summary['test_leak_fraction']:.1%}); label conflicts across: {summary['test_train_label_conflicts']}"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -387,8 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     dataset = load_folder(args.data, sizes=[])
     train_idx, validation_idx, groups = split_dataset(dataset, args.validation_fraction, args.seed)
     sizes = np.bincount(groups)
-    print(f"{len(dataset.paths)} images, {len(dataset.skipped)} skipped, {len(sizes)} groups "
-          f"({int((sizes > 1).sum())} with copies; largest {int(sizes.max())})")
+    print(
+        f"{len(dataset.paths)} images, {len(dataset.skipped)} skipped, {len(sizes)} groups "
+        f"({int((sizes > 1).sum())} with copies; largest {int(sizes.max())})"
+    )
     for index, label in enumerate(dataset.labels):
         n_train = int((dataset.targets[train_idx] == index).sum())
         n_val = int((dataset.targets[validation_idx] == index).sum())

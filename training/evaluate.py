@@ -87,12 +87,14 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
         if predictor.mri_check:
             outputs["passes"].extend(ok for ok, _ in predictor.mri_check.score(images, result["embedding"]))
         for (relative, label), probabilities in zip(kept, result["probabilities"]):
-            records.append({
-                "path": relative,
-                "label": label,
-                "predicted": labels[int(np.argmax(probabilities))],
-                "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probabilities)},
-            })
+            records.append(
+                {
+                    "path": relative,
+                    "label": label,
+                    "predicted": labels[int(np.argmax(probabilities))],
+                    "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probabilities)},
+                }
+            )
     probabilities = np.concatenate(outputs["probabilities"])
     logits = np.concatenate(outputs["logits"])
     targets = np.array([labels.index(record["label"]) for record in records])
@@ -103,13 +105,15 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     report["temperature"] = predictor.temperature
     if outputs["passes"]:
         report["mri_check_pass_rate"] = round(float(np.mean(outputs["passes"])), 4)
-    report.update({
-        "model": str(model_source),
-        "data": str(data),
-        "subset": subset,
-        "skipped": skipped,
-        "predictions": records,
-    })
+    report.update(
+        {
+            "model": str(model_source),
+            "data": str(data),
+            "subset": subset,
+            "skipped": skipped,
+            "predictions": records,
+        }
+    )
     return report
 
 
@@ -125,11 +129,15 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    plot_confusion_matrix(report, out.with_suffix(".png"), f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})")
-    print(f"{report['images']} images: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
-          f"ECE {report['ece_uncalibrated']:.4f} raw / {report['ece']:.4f} calibrated"
-          + (f", MRI check pass rate {report['mri_check_pass_rate']:.4f}" if "mri_check_pass_rate" in report else "")
-          + f"; wrote {out} and {out.with_suffix('.png')}")
+    plot_confusion_matrix(
+        report, out.with_suffix(".png"), f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})"
+    )
+    print(
+        f"{report['images']} images: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
+        f"ECE {report['ece_uncalibrated']:.4f} raw / {report['ece']:.4f} calibrated"
+        + (f", MRI check pass rate {report['mri_check_pass_rate']:.4f}" if "mri_check_pass_rate" in report else "")
+        + f"; wrote {out} and {out.with_suffix('.png')}"
+    )
 
 
 if __name__ == "__main__":

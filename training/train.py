@@ -61,7 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--fine-tune", action="store_true", help="vgg16 only: stage 2, fine-tune block 5 at a low rate")
     parser.add_argument("--fine-tune-epochs", type=int, default=8, help="vgg16 stage-2 maximum epochs (default 8)")
     parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-5, help="vgg16 stage-2 rate (default 1e-5)")
-    parser.add_argument("--augmented-copies", type=int, default=2, help="vgg16: augmented variants cached per training image (default 2)")
+    parser.add_argument(
+        "--augmented-copies", type=int, default=2, help="vgg16: augmented variants cached per training image (default 2)"
+    )
     parser.add_argument(
         "--distribute",
         choices=["none", "mirrored", "multiworker"],
@@ -209,7 +211,9 @@ def train_vgg16(args, dataset, train_idx, validation_idx, strategy) -> tuple:
     with strategy.scope():
         block5 = keras.Model(*_block5_io(model))
         head = tail_model(model, "block5_pool")
-        head.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        head.compile(
+            optimizer=keras.optimizers.Adam(args.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
     pooled_train = block5.predict(train_features.astype(np.float32), batch_size=128, verbose=0)
     pooled_validation = block5.predict(validation_features.astype(np.float32), batch_size=128, verbose=0)
     stage1 = head.fit(
@@ -228,7 +232,11 @@ def train_vgg16(args, dataset, train_idx, validation_idx, strategy) -> tuple:
         # Stage 2: block 5 and the head, at a low learning rate, on the cached block-4 features.
         with strategy.scope():
             tail = tail_model(model, "block4_pool")
-            tail.compile(optimizer=keras.optimizers.Adam(args.fine_tune_learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+            tail.compile(
+                optimizer=keras.optimizers.Adam(args.fine_tune_learning_rate),
+                loss="sparse_categorical_crossentropy",
+                metrics=["accuracy"],
+            )
         stage2 = tail.fit(
             train_features.astype(np.float32),
             train_targets,
@@ -296,8 +304,10 @@ def main(argv: list[str] | None = None) -> None:
     if len(dataset.labels) < 2:
         raise SystemExit("error: need at least two class folders")
     train_idx, validation_idx, groups = data_lib.split_dataset(dataset, args.validation_fraction, args.seed)
-    print(f"{len(dataset.paths)} images in {len(np.unique(groups))} duplicate groups; "
-          f"train {len(train_idx)}, validation {len(validation_idx)}")
+    print(
+        f"{len(dataset.paths)} images in {len(np.unique(groups))} duplicate groups; "
+        f"train {len(train_idx)}, validation {len(validation_idx)}"
+    )
     strategy = distribution_strategy(args.distribute)
     trainer = train_cnn if args.model == "cnn" else train_vgg16
     model, metadata, histories, probabilities, weights = trainer(args, dataset, train_idx, validation_idx, strategy)
@@ -342,17 +352,25 @@ def main(argv: list[str] | None = None) -> None:
     }
     metadata.libraries = library_versions()
     save_model_folder(model, metadata, out)
-    (out / "split.json").write_text(json.dumps({
-        "seed": args.seed,
-        "validation_fraction": args.validation_fraction,
-        "validation": [dataset.paths[i] for i in validation_idx],
-    }, indent=0) + "\n")
+    (out / "split.json").write_text(
+        json.dumps(
+            {
+                "seed": args.seed,
+                "validation_fraction": args.validation_fraction,
+                "validation": [dataset.paths[i] for i in validation_idx],
+            },
+            indent=0,
+        )
+        + "\n"
+    )
     (out / "validation_report.json").write_text(json.dumps(report, indent=2) + "\n")
     plot_history(histories, out / "history.png", f"{out.name}: training history")
     plot_confusion_matrix(report, out / "confusion_matrix.png", f"{out.name} on the group-aware validation split")
     write_model_card(out)
-    print(f"validation accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
-          f"ECE {report['ece']:.4f} -> {calibrated['ece']:.4f} at T={temperature:.2f}; saved {out}")
+    print(
+        f"validation accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
+        f"ECE {report['ece']:.4f} -> {calibrated['ece']:.4f} at T={temperature:.2f}; saved {out}"
+    )
 
 
 if __name__ == "__main__":

@@ -94,8 +94,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
         f"- Input: {metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then `{metadata.preprocessing}` "
         "preprocessing (see `tumor_ai/preprocessing.py`)",
         f"- Grad-CAM layer: `{metadata.cam_layer}`",
-        f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, "
-        "metrics, versions)\n",
+        f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
     ]
     if data:
         parts += [
@@ -118,7 +117,9 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
             "|---|---:|---:|---:|---:|",
         ]
         for label, row in per_class.items():
-            parts.append(f"| {display_name(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |")
+            parts.append(
+                f"| {display_name(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
+            )
         parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
     mri_check = metadata.mri_check
     if mri_check:
@@ -150,8 +151,10 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
 
 def _architecture_text(metadata: ModelMetadata) -> str:
     if metadata.architecture == "vgg16":
-        return ("VGG16 convolution base (ImageNet) + global average pooling + dense head; "
-                "block 5 fine-tuned when the training command says `--fine-tune`")
+        return (
+            "VGG16 convolution base (ImageNet) + global average pooling + dense head; "
+            "block 5 fine-tuned when the training command says `--fine-tune`"
+        )
     return "five conv blocks (3x3 conv, batch-norm, ReLU, 2x2 max-pool) + global average pooling + dense head, from scratch"
 
 

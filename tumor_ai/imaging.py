@@ -132,13 +132,10 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
         ) from None
     except UnidentifiedImageError:
         raise ImageError(
-            f"{name}: this is not an image we can read: {_describe_non_image(data)}. "
-            f"Upload a {ACCEPTED_TEXT} file."
+            f"{name}: this is not an image we can read: {_describe_non_image(data)}. Upload a {ACCEPTED_TEXT} file."
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(
-            f"{name}: the image is truncated or corrupt and cannot be decoded ({type(error).__name__})."
-        ) from None
+        raise ImageError(f"{name}: the image is truncated or corrupt and cannot be decoded ({type(error).__name__}).") from None
     if image.mode == "CMYK":
         notes.append("CMYK image converted to RGB")
     pixels = to_rgb(image)
@@ -149,9 +146,7 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
 def _check_shape(pixels: np.ndarray, name: str) -> None:
     height, width = pixels.shape[:2]
     if min(height, width) < MIN_SIDE:
-        raise ImageError(
-            f"{name}: the image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed."
-        )
+        raise ImageError(f"{name}: the image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed.")
     ratio = max(height, width) / min(height, width)
     if ratio > MAX_ASPECT_RATIO:
         raise ImageError(
@@ -181,9 +176,7 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
         pixels = dataset.pixel_array
     except (InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, OSError, EOFError) as error:
-        raise ImageError(
-            f"{name}: this DICOM file holds no pixel data we can decode ({type(error).__name__})."
-        ) from None
+        raise ImageError(f"{name}: this DICOM file holds no pixel data we can decode ({type(error).__name__}).") from None
     except RuntimeError as error:  # pydicom: compressed transfer syntax without a decoder
         raise ImageError(f"{name}: this DICOM file's compression is not supported ({error}).") from None
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))

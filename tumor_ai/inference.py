@@ -63,9 +63,7 @@ class Predictor:
         self._graph = keras.Model(model.inputs, outputs)
         self._kernel, self._bias = predictions.kernel, predictions.bias
         height, width = metadata.input_size
-        self._function = tf.function(
-            self._forward, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)]
-        )
+        self._function = tf.function(self._forward, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
         self.mri_check = None
         if warm_up:
             self.warm_up()
@@ -170,8 +168,14 @@ def load_predictors(
             fallback = fallbacks.get(name)
             if not str(source).startswith("hf://") or not fallback:
                 raise
-            log.warning("could not load %s from %s (%s: %s); falling back to %s",
-                        name, source, type(error).__name__, str(error).splitlines()[0][:200], fallback)
+            log.warning(
+                "could not load %s from %s (%s: %s); falling back to %s",
+                name,
+                source,
+                type(error).__name__,
+                str(error).splitlines()[0][:200],
+                fallback,
+            )
             predictors[name] = Predictor.from_source(fallback)
             loaded_from[name] = fallback
         log.info("loaded %s from %s", name, loaded_from[name])

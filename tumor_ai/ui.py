@@ -102,9 +102,7 @@ def _card_markdown(predictor: Predictor) -> tuple[str, str | None]:
     return text, str(matrix) if matrix.exists() else None
 
 
-def build_app(
-    predictors: dict[str, Predictor], sources: dict[str, str] | None = None, cache_examples: bool = True
-) -> gr.Blocks:
+def build_app(predictors: dict[str, Predictor], sources: dict[str, str] | None = None, cache_examples: bool = True) -> gr.Blocks:
     """The four-tab Blocks app over ``predictors`` (name -> Predictor), in the order given.
 
     Example outputs are computed once when the app is built (``cache_examples``), so clicking an
@@ -184,7 +182,12 @@ def build_app(
         with gr.Tab("Predict", id="predict"):
             with gr.Row():
                 with gr.Column(scale=1):
-                    p_file = gr.File(label="MRI slice (JPG, PNG, BMP, TIFF, WebP, DICOM)", file_types=UPLOAD_TYPES, type="filepath", elem_id="predict-file")
+                    p_file = gr.File(
+                        label="MRI slice (JPG, PNG, BMP, TIFF, WebP, DICOM)",
+                        file_types=UPLOAD_TYPES,
+                        type="filepath",
+                        elem_id="predict-file",
+                    )
                     p_model = gr.Radio(names, value=names[-1], label="Model")
                     p_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
                     p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
@@ -235,7 +238,11 @@ def build_app(
             with gr.Row():
                 with gr.Column(scale=1):
                     b_files = gr.File(
-                        label="Images or a .zip of images", file_count="multiple", file_types=BATCH_TYPES, type="filepath", elem_id="batch-files"
+                        label="Images or a .zip of images",
+                        file_count="multiple",
+                        file_types=BATCH_TYPES,
+                        type="filepath",
+                        elem_id="batch-files",
                     )
                     b_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
                     b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
@@ -245,14 +252,19 @@ def build_app(
                     b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=4, height="auto")
             b_button.click(batch, [b_files, b_opacity], [b_table, b_gallery, b_csv], api_name="batch", concurrency_id="cpu")
         with gr.Tab("About", id="about"):
-            gr.Markdown(f"> ⚠️ **{DISCLAIMER}**\n\n{PRIVACY}\n\n" + "Models loaded: " +
-                        ", ".join(f"`{name}` from `{sources.get(name, predictors[name].source)}`" for name in names))
+            gr.Markdown(
+                f"> ⚠️ **{DISCLAIMER}**\n\n{PRIVACY}\n\n"
+                + "Models loaded: "
+                + ", ".join(f"`{name}` from `{sources.get(name, predictors[name].source)}`" for name in names)
+            )
             for name in names:
                 text, matrix = _card_markdown(predictors[name])
                 with gr.Accordion(f"Model card: {name}", open=name == names[0]):
                     gr.Markdown(text)
                     if matrix:
-                        gr.Image(matrix, label=f"{name}: confusion matrix on the validation split", show_label=True, interactive=False)
+                        gr.Image(
+                            matrix, label=f"{name}: confusion matrix on the validation split", show_label=True, interactive=False
+                        )
     return app
 
 
