@@ -6,8 +6,9 @@
 It finds exact copies (same bytes), pixel copies (same pixels, other file), near copies
 (re-contrasted, sharpened, re-encoded), left-right mirrored copies and "similar" images (mostly
 neighbouring slices of one patient) with the same signatures that ``training.data`` groups by,
-then reports cross-label conflicts (one copied slice filed under two classes) and, with ``--test``, the test images that also stand in the training folder. One CSV
-row per pair; a summary is printed.
+then reports cross-label conflicts (one copied slice filed under two classes) and, with
+``--test``, the test images that also stand in the training folder. One CSV row per pair; a
+summary is printed.
 """
 
 from __future__ import annotations

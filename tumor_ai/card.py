@@ -111,8 +111,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
             "kept on the validation side.\n",
             f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.get('temperature')}) |",
             "|---:|---:|---:|---:|",
-            f"| {validation['accuracy']:.4f} | {validation['macro_f1']:.4f} | {calibration.get('ece_before', validation.get('ece'))} "
-            f"| {calibration.get('ece_after', '-')} |\n",
+            f"| {validation['accuracy']:.4f} | {validation['macro_f1']:.4f} "
+            f"| {calibration.get('ece_before', validation.get('ece'))} | {calibration.get('ece_after', '-')} |\n",
             "| class | precision | recall | F1 | images |",
             "|---|---:|---:|---:|---:|",
         ]

@@ -168,8 +168,7 @@ def build_app(predictors: dict[str, Predictor], sources: dict[str, str] | None =
                 caption = f"{item.name} · {name}: {shown_label(prediction)}"
                 picture = overlay(item.image.pixels, prediction.cam, opacity) if prediction.is_mri else item.image.pixels
                 gallery.append((_thumbnail(picture), caption))
-        handle = tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="tumor_ai_batch_", delete=False)
-        with handle:
+        with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="tumor_ai_batch_", delete=False) as handle:
             handle.write(rows_to_csv(rows))
         return pd.DataFrame(rows), gallery, handle.name
 
