@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.models import ModelMetadata, load_model
+from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.preprocessing import normalize, resize
 
 EMBEDDING_LAYER = "avg_pool"
@@ -65,6 +65,7 @@ class Predictor:
         height, width = metadata.input_size
         self._function = tf.function(self._forward, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
         self.mri_check = None
+        self.folder: Path | None = None
         if warm_up:
             self.warm_up()
 
@@ -73,9 +74,11 @@ class Predictor:
         """Load from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]`` and compile."""
         from tumor_ai.mri_check import MriCheck
 
-        model, metadata = load_model(source)
+        folder = resolve_source(source)  # one Hub round trip, then local files only
+        model, metadata = load_model(source if str(source).endswith(".keras") else folder)
         predictor = cls(model, metadata, str(source), warm_up=False)
-        predictor.mri_check = MriCheck.for_model(source)
+        predictor.folder = folder
+        predictor.mri_check = MriCheck.in_folder(folder)
         if warm_up:
             predictor.warm_up()
         return predictor

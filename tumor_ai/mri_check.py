@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.models import resolve_source
 
 CHECK_FILE = "mri_check.npz"
 MESSAGE = "This does not look like a brain MRI slice, so no tumour class is given."
@@ -109,7 +108,7 @@ class MriCheck:
             )
 
     @classmethod
-    def for_model(cls, source: str | Path) -> MriCheck | None:
-        """The check fitted for this model, if its folder has one."""
-        path = resolve_source(source) / CHECK_FILE
+    def in_folder(cls, folder: str | Path) -> MriCheck | None:
+        """The check fitted for the model in ``folder``, if it has one."""
+        path = Path(folder) / CHECK_FILE
         return cls.load(path) if path.exists() else None

@@ -25,7 +25,7 @@ from tumor_ai.explain import DEFAULT_OPACITY, heatmap, overlay, reading  # noqa:
 from tumor_ai.imaging import ImageError, LoadedImage, read_image  # noqa: E402
 from tumor_ai.inference import Prediction, Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
-from tumor_ai.models import CARD_FILE, resolve_source  # noqa: E402
+from tumor_ai.models import CARD_FILE  # noqa: E402
 from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -89,10 +89,7 @@ def _label_value(prediction: Prediction) -> dict[str, float] | None:
 
 def _card_markdown(predictor: Predictor) -> tuple[str, str | None]:
     """A model card without its front matter and image links, and its confusion-matrix PNG."""
-    try:
-        folder = resolve_source(predictor.source)
-    except ValueError:
-        return f"No card found for {predictor.name}.", None
+    folder = predictor.folder or Path(predictor.source)
     card = folder / CARD_FILE
     text = card.read_text() if card.exists() else f"# {predictor.name}\n\nNo model card found."
     if text.startswith("---"):

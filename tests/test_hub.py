@@ -1,0 +1,210 @@
+"""Hub round trip with no network: olah serves git mirrors on loopback, a pre-filled cache serves offline.
+
+Download: a real Hub-compatible server (olah, offline mode, repos from ``mirrors-path``) with
+``HF_ENDPOINT`` pointing at it, in fresh processes so huggingface_hub reads the environment.
+Upload: nothing local accepts Hub uploads, so ``HfApi.create_repo``/``create_commit`` (the
+narrowest point: every byte of the commit is decided by then) are replaced and inspected.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import json, sys, keras
+from tumor_ai.inference import Predictor
+result = {}
+for name in sys.argv[1:]:
+    predictor = Predictor.from_source(f"hf://tester/tumor-ai-{name}@main")
+    result[name] = {"labels": predictor.labels, "cam_layer": predictor.metadata.cam_layer}
+result["plain_keras"] = keras.saving.load_model("hf://tester/tumor-ai-cnn").name
+print("RESULT " + json.dumps(result))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _git(folder: Path, *args: str) -> None:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, env=env)
+
+
+@pytest.fixture(scope="module")
+def hub(tiny_models, tmp_path_factory):
+    """olah on a free port serving tester/tumor-ai-{cnn,vgg16} from git mirrors (branch main)."""
+    from tumor_ai.hub import stage_repository
+
+    base = tmp_path_factory.mktemp("hub")
+    for name, folder in tiny_models.items():
+        repo = base / "mirrors" / "models" / "tester" / f"tumor-ai-{name}"
+        repo.mkdir(parents=True)
+        stage_repository(folder, repo, f"tester/tumor-ai-{name}")
+        _git(repo, "init", "-q", "-b", "main")
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-qm", "publish")
+    port = _free_port()
+    config = base / "olah.toml"
+    config.write_text(
+        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{base / "repos"}"\n'
+        f'mirrors-path = ["{base / "mirrors"}"]\n[accessibility]\noffline = true\n'
+    )
+    olah = Path(sys.executable).with_name("olah-cli")
+    process = subprocess.Popen([str(olah), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=base)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/api/models/tester/tumor-ai-cnn/revision/main", timeout=2)
+            break
+        except OSError:
+            if time.time() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("olah did not start") from None
+            time.sleep(0.3)
+    yield {"endpoint": endpoint, "base": base}
+    process.terminate()
+    process.wait(timeout=20)
+
+
+def _run(env_extra: dict, *args: str, script: str = SCRIPT) -> subprocess.CompletedProcess:
+    env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
+    env.update({"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT), **env_extra})
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+
+
+def _result(process: subprocess.CompletedProcess) -> dict:
+    assert process.returncode == 0, process.stderr[-3000:]
+    line = next(line for line in process.stdout.splitlines() if line.startswith("RESULT "))
+    return json.loads(line[len("RESULT ") :])
+
+
+def test_download_through_a_hub_server_then_offline_from_cache(hub, tmp_path):
+    cache = tmp_path / "hf-cache"
+    online = _result(_run({"HF_ENDPOINT": hub["endpoint"], "HF_HUB_CACHE": str(cache)}, "cnn", "vgg16"))
+    assert online["cnn"]["labels"] == ["glioma", "meningioma", "notumor", "pituitary"]
+    assert online["plain_keras"] == "tumor_cnn"
+    assert (cache / "models--tester--tumor-ai-cnn").is_dir()
+    offline = _result(_run({"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}, "cnn"))
+    assert offline["cnn"] == online["cnn"]
+
+
+def test_unreachable_hub_falls_back_to_local_models(tiny_models, tmp_path):
+    script = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
+        "from tumor_ai.inference import load_predictors\n"
+        f"predictors, used = load_predictors({{'cnn': 'hf://tester/missing'}}, {{'cnn': {str(tiny_models['cnn'])!r}}})\n"
+        "print('RESULT ' + __import__('json').dumps(used))\n"
+    )
+    process = _run({"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path / "empty")}, script=script)
+    assert _result(process) == {"cnn": str(tiny_models["cnn"])}
+    assert "could not load cnn from hf://tester/missing" in process.stderr and "falling back" in process.stderr
+
+
+def test_app_runs_on_hub_sources(hub, tmp_path):
+    port = _free_port()
+    env = {
+        **os.environ,
+        "HF_ENDPOINT": hub["endpoint"],
+        "HF_HUB_CACHE": str(tmp_path / "cache"),
+        "TUMOR_AI_CNN": "hf://tester/tumor-ai-cnn",
+        "TUMOR_AI_VGG16": "hf://tester/tumor-ai-vgg16@main",
+    }
+    log = tmp_path / "app.log"
+    with log.open("w") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port), "--no-cache-examples"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and process.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                time.sleep(0.5)
+        from gradio_client import Client, handle_file
+
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        details = client.predict(handle_file(str(ROOT / "examples" / "glioma.jpg")), "vgg16", 0.4, api_name="/predict")[-1]
+        assert details["model"] == "vgg16"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    text = log.read_text()
+    assert "loaded cnn from hf://tester/tumor-ai-cnn" in text and "loaded vgg16 from hf://tester/tumor-ai-vgg16@main" in text
+
+
+def test_publish_sends_the_keras_layout_card_and_message(tiny_models, monkeypatch):
+    from huggingface_hub import HfApi
+
+    from tumor_ai.hub import push_model
+
+    sent = {}
+
+    def fake_create_repo(self, repo_id, **kwargs):
+        sent["repo"] = (repo_id, kwargs.get("private"))
+
+    def fake_create_commit(self, repo_id, operations, *, commit_message, **kwargs):
+        sent["message"] = commit_message
+        sent["files"] = {}
+        for operation in operations:
+            source = operation.path_or_fileobj
+            sent["files"][operation.path_in_repo] = Path(source).read_bytes() if isinstance(source, (str, Path)) else source
+        return type("Commit", (), {"commit_url": f"https://huggingface.co/{repo_id}/commit/abc"})()
+
+    monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
+    monkeypatch.setattr(HfApi, "create_commit", fake_create_commit)
+    url = push_model(tiny_models["vgg16"], "someone/tumor-ai-test", private=True, commit_message="first upload", token="hf_fake")
+    assert url.endswith("/commit/abc")
+    assert sent["repo"] == ("someone/tumor-ai-test", True) and sent["message"] == "first upload"
+    assert {"config.json", "metadata.json", "model.weights.h5", "tumor_ai.json", "README.md"} <= set(sent["files"])
+    card = sent["files"]["README.md"].decode() if isinstance(sent["files"]["README.md"], bytes) else sent["files"]["README.md"]
+    front = card.split("---")[1]
+    for line in ("library_name: keras", "pipeline_tag: image-classification", "license: mit", "- masoudnickparvar/brain-tumor-mri-dataset"):
+        assert line in front
+
+
+@pytest.mark.parametrize(
+    "token,error,expected",
+    [
+        (None, None, "no Hugging Face token"),
+        ("hf_x", "forbidden", "no write permission"),
+        ("hf_x", "network", "cannot reach the Hugging Face Hub"),
+    ],
+)
+def test_publish_errors_are_sentences(tiny_models, monkeypatch, capsys, token, error, expected):
+    import httpx2
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from training.publish import main
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: token)
+
+    def failing(self, *args, **kwargs):
+        if error == "forbidden":
+            request = httpx2.Request("POST", "https://huggingface.co/api/repos/create")
+            raise HfHubHTTPError("403 Forbidden", response=httpx2.Response(403, request=request))
+        raise httpx2.ConnectError("connection refused")
+
+    monkeypatch.setattr(HfApi, "create_repo", failing)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", str(tiny_models["cnn"]), "--repo", "someone/x"])
+    assert exit_info.value.code == 1
+    assert expected in capsys.readouterr().err
