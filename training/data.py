@@ -328,7 +328,7 @@ def split_dataset(
 
 
 def augmentation(seed: int = 0, rand_augment: bool = False):
-    """``keras.layers`` augmentation for 0..255 RGB batches: flips, small rotation/zoom/contrast."""
+    """``keras.layers`` augmentation for 0..255 RGB batches: flips, small rotation/zoom/shift/contrast."""
     import keras
 
     layers = [
@@ -337,7 +337,6 @@ def augmentation(seed: int = 0, rand_augment: bool = False):
         keras.layers.RandomZoom((-0.1, 0.1), fill_mode="constant", seed=seed),
         keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=seed),
         keras.layers.RandomContrast(0.2, value_range=(0, 255), seed=seed),
-        keras.layers.RandomBrightness(0.1, value_range=(0, 255), seed=seed),
     ]
     if rand_augment:
         layers.append(keras.layers.RandAugment(value_range=(0, 255), num_ops=2, factor=0.3, seed=seed))

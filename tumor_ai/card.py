@@ -155,7 +155,10 @@ def _architecture_text(metadata: ModelMetadata) -> str:
             "VGG16 convolution base (ImageNet) + global average pooling + dense head; "
             "block 5 fine-tuned when the training command says `--fine-tune`"
         )
-    return "five conv blocks (3x3 conv, batch-norm, ReLU, 2x2 max-pool) + global average pooling + dense head, from scratch"
+    return (
+        "five conv blocks (3x3 conv, batch-norm, ReLU; two convs in the last two blocks; 2x2 max-pool) "
+        "+ global average pooling + dense head, trained from scratch"
+    )
 
 
 def write_model_card(folder: str | Path, repo_id: str | None = None) -> Path:

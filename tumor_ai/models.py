@@ -74,20 +74,25 @@ def build_cnn(
     labels: list[str],
     input_size: tuple[int, int] = (256, 256),
     filters: tuple[int, ...] = (16, 32, 64, 128, 256),
+    convs_per_block: tuple[int, ...] | None = None,
     dense_units: int = 128,
-    dropout: float = 0.4,
+    dropout: float = 0.3,
 ) -> tuple[keras.Model, ModelMetadata]:
-    """A small CNN trained from scratch: conv blocks (conv, batch-norm, ReLU, max-pool), dense head.
+    """A small CNN trained from scratch: conv blocks (conv, batch-norm, ReLU; max-pool), dense head.
 
-    The last block's ReLU output (16x16 at 256 px) is the Grad-CAM layer: late enough to be
-    class-specific, fine enough to localise.
+    The cheap single-conv blocks work at high resolution; the deep blocks get two convs, where
+    capacity costs little. The last block's ReLU output (16x16 at 256 px) is the Grad-CAM layer:
+    late enough to be class-specific, fine enough to localise.
     """
+    convs_per_block = convs_per_block or tuple(2 if i >= len(filters) - 2 else 1 for i in range(len(filters)))
     inputs = keras.Input(shape=(*input_size, 3), name="image")
     x = inputs
-    for index, width in enumerate(filters, start=1):
-        x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{index}_conv")(x)
-        x = keras.layers.BatchNormalization(name=f"block{index}_bn")(x)
-        x = keras.layers.Activation("relu", name=f"block{index}_relu")(x)
+    for index, (width, convs) in enumerate(zip(filters, convs_per_block, strict=True), start=1):
+        for conv in range(1, convs + 1):
+            suffix = "" if conv == convs else f"{conv}"
+            x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{index}_conv{suffix}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{index}_bn{suffix}")(x)
+            x = keras.layers.Activation("relu", name=f"block{index}_relu{suffix}")(x)
         x = keras.layers.MaxPooling2D(name=f"block{index}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     x = keras.layers.Dropout(dropout, name="head_dropout1")(x)

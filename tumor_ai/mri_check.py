@@ -20,7 +20,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 CHECK_FILE = "mri_check.npz"
 MESSAGE = "This does not look like a brain MRI slice, so no tumour class is given."
 

@@ -1,0 +1,138 @@
+"""Fit a model's "is this a brain MRI?" check and report how it does.
+
+    python -m training.calibrate --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
+
+Uses the model's own split (its ``split.json``): the check is fitted on the training images
+(feature-distance threshold and image-statistic bounds at their 99.5% quantiles) and must let
+at least 99% of the validation MRIs through. Its rejection rate is measured on pictures that are
+not brain MRI: scikit-image's sample photos and documents, and generated blank, noise, gradient,
+text-screenshot and colour images. Writes ``mri_check.npz`` and the ``mri_check`` block of
+``tumor_ai.json``, then rewrites the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from training.data import load_folder
+from tumor_ai.card import write_model_card
+from tumor_ai.models import METADATA_FILE, ModelMetadata
+from tumor_ai.mri_check import MriCheck, image_statistics
+
+REQUIRED_PASS_RATE = 0.99
+
+
+def non_mri_images(seed: int = 0) -> dict[str, np.ndarray]:
+    """Pictures that are not brain MRI slices: package sample images plus generated ones."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    images: dict[str, np.ndarray] = {}
+    try:
+        from skimage import data as samples
+
+        for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "page", "text", "moon",
+                     "horse", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel", "clock"):
+            picture = getattr(samples, name)()
+            if picture.dtype == bool:
+                picture = picture.astype(np.uint8) * 255
+            if picture.ndim == 2:
+                picture = np.repeat(picture[..., None], 3, axis=-1)
+            images[f"skimage:{name}"] = np.ascontiguousarray(picture[..., :3]).astype(np.uint8)
+    except ImportError:
+        pass
+    size = (256, 256)
+    images["blank black"] = np.zeros((*size, 3), np.uint8)
+    images["blank white"] = np.full((*size, 3), 255, np.uint8)
+    images["blank grey"] = np.full((*size, 3), 128, np.uint8)
+    images["uniform noise"] = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    images["grey noise"] = np.repeat(rng.integers(0, 256, (*size, 1), dtype=np.uint8), 3, axis=-1)
+    images["gaussian noise"] = np.clip(rng.normal(128, 40, (*size, 3)), 0, 255).astype(np.uint8)
+    ramp = np.linspace(0, 255, size[1], dtype=np.float32)
+    images["grey gradient"] = np.repeat(np.tile(ramp, (size[0], 1))[..., None], 3, axis=-1).astype(np.uint8)
+    images["colour gradient"] = np.stack([np.tile(ramp, (size[0], 1)), np.tile(ramp[:, None], (1, size[1])), 255 - np.tile(ramp, (size[0], 1))], -1).astype(np.uint8)
+    screenshot = Image.new("RGB", (640, 400), (245, 245, 245))
+    draw = ImageDraw.Draw(screenshot)
+    draw.rectangle((0, 0, 640, 36), fill=(40, 90, 160))
+    for line in range(14):
+        draw.text((20, 50 + 24 * line), f"Line {line}: the quick brown fox jumps over the lazy dog " * 2, fill=(20, 20, 20))
+    images["text screenshot"] = np.asarray(screenshot)
+    checker = (np.indices(size).sum(axis=0) // 32 % 2 * 255).astype(np.uint8)
+    images["checkerboard"] = np.repeat(checker[..., None], 3, axis=-1)
+    images["colour blocks"] = np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((32, 32, 1))).astype(np.uint8)
+    return images
+
+
+def embeddings_of(predictor, images: np.ndarray, batch_size: int = 32, desc: str = "features") -> np.ndarray:
+    outputs = []
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch"):
+        outputs.append(predictor.run(predictor.prepare(list(images[start : start + batch_size])))["embedding"])
+    return np.concatenate(outputs)
+
+
+def calibrate(model: str, data: str, cache_dir: str = ".cache") -> dict:
+    """Fit and save the check; returns the report written into the metadata."""
+    from tumor_ai.inference import Predictor
+
+    predictor = Predictor.from_source(model)
+    folder = Path(model)
+    split = json.loads((folder / "split.json").read_text())
+    size = tuple(predictor.metadata.input_size)
+    dataset = load_folder(data, sizes=[size], labels=predictor.labels, cache_dir=Path(cache_dir) / "data")
+    validation = set(split["validation"])
+    is_validation = np.array([path in validation for path in dataset.paths])
+    images = dataset.images[size]
+    embeddings = embeddings_of(predictor, images, desc=f"{predictor.name} features")
+    statistics = np.stack([image_statistics(image) for image in images])
+    check = MriCheck.fit(embeddings[~is_validation], statistics[~is_validation])
+    passes = check.passes(statistics, check.distances(embeddings))
+    others = non_mri_images()
+    other_pixels = list(others.values())
+    other_embeddings = np.concatenate([predictor.run(predictor.prepare([image]))["embedding"] for image in other_pixels])
+    other_statistics = np.stack([image_statistics(image) for image in other_pixels])
+    other_passes = check.passes(other_statistics, check.distances(other_embeddings))
+    report = {
+        "method": (
+            "An image passes when its colour saturation, contrast and dark-background fraction lie within the "
+            "training MRIs' 99.5% bounds and the Mahalanobis distance of the model's pooled features to the "
+            "training features (shrunk covariance) is below their 99.5% quantile."
+        ),
+        "bounds": check.bounds(),
+        "train_pass_rate": round(float(passes[~is_validation].mean()), 4),
+        "validation_pass_rate": round(float(passes[is_validation].mean()), 4),
+        "validation_images": int(is_validation.sum()),
+        "non_mri_images": len(others),
+        "non_mri_rejection_rate": round(float(1 - other_passes.mean()), 4),
+        "non_mri_passed": [name for name, ok in zip(others, other_passes) if ok],
+    }
+    check.save(folder)
+    metadata = ModelMetadata.read(folder / METADATA_FILE)
+    metadata.mri_check = report
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+    write_model_card(folder)
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--model", required=True, help="local model folder written by training.train")
+    parser.add_argument("--data", required=True, help="the dataset it was trained on (<class>/ folders)")
+    parser.add_argument("--cache-dir", default=".cache", help="decoded-image cache (default .cache)")
+    args = parser.parse_args(argv)
+    report = calibrate(args.model, args.data, args.cache_dir)
+    print(f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']}; "
+          f"non-MRI images rejected: {report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}"
+          + (f" (passed: {', '.join(report['non_mri_passed'])})" if report["non_mri_passed"] else ""))
+    if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
+        raise SystemExit(f"error: fewer than {REQUIRED_PASS_RATE:.0%} of validation MRIs pass; the check is too strict")
+
+
+if __name__ == "__main__":
+    main()
