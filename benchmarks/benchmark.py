@@ -122,7 +122,11 @@ def app_measurements(images: list[Path], runs: int) -> dict:
     finally:
         process.terminate()
         process.wait(timeout=30)
-    return {"cold_start_s": round(statistics.median(cold), 2), "cold_start_runs_s": [round(c, 2) for c in cold], "app_peak_rss_mb": round(rss)}
+    return {
+        "cold_start_s": round(statistics.median(cold), 2),
+        "cold_start_runs_s": [round(c, 2) for c in cold],
+        "app_peak_rss_mb": round(rss),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -149,7 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     for name, predictor in predictors.items():
         p50, p95 = median_ms(lambda p=predictor: p.predict_one(next_image()), args.repeats)
         results[f"{name}_predict_cam_p50_ms"], results[f"{name}_predict_cam_p95_ms"] = round(p50, 1), round(p95, 1)
-        naive50, _ = median_ms(lambda p=predictor: naive_predict_and_cam(p.model, p.metadata, next_image()), max(args.repeats // 3, 5))
+        naive50, _ = median_ms(
+            lambda p=predictor: naive_predict_and_cam(p.model, p.metadata, next_image()), max(args.repeats // 3, 5)
+        )
         results[f"{name}_naive_predict_cam_p50_ms"] = round(naive50, 1)
         batch_runs = []
         predictor.predict(batch64[:8])
@@ -184,7 +190,11 @@ def main(argv: list[str] | None = None) -> None:
     for key, (sign, bound) in TARGETS.items():
         if key in results:
             value = results[key]
-            results["targets"][key] = {"value": value, "target": f"{sign} {bound}", "met": value <= bound if sign == "<=" else value >= bound}
+            results["targets"][key] = {
+                "value": value,
+                "target": f"{sign} {bound}",
+                "met": value <= bound if sign == "<=" else value >= bound,
+            }
 
     print(f"{'measurement':<34}{'value':>12}  target")
     for key, value in results.items():

@@ -40,7 +40,13 @@ def _free_port() -> int:
 
 
 def _git(folder: Path, *args: str) -> None:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
     subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, env=env)
 
 
@@ -127,7 +133,11 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
     log = tmp_path / "app.log"
     with log.open("w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--no-cache-examples"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
+            [sys.executable, "app.py", "--port", str(port), "--no-cache-examples"],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.time() + 180
@@ -175,7 +185,12 @@ def test_publish_sends_the_keras_layout_card_and_message(tiny_models, monkeypatc
     assert {"config.json", "metadata.json", "model.weights.h5", "tumor_ai.json", "README.md"} <= set(sent["files"])
     card = sent["files"]["README.md"].decode() if isinstance(sent["files"]["README.md"], bytes) else sent["files"]["README.md"]
     front = card.split("---")[1]
-    for line in ("library_name: keras", "pipeline_tag: image-classification", "license: mit", "- masoudnickparvar/brain-tumor-mri-dataset"):
+    for line in (
+        "library_name: keras",
+        "pipeline_tag: image-classification",
+        "license: mit",
+        "- masoudnickparvar/brain-tumor-mri-dataset",
+    ):
         assert line in front
 
 

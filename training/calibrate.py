@@ -36,8 +36,25 @@ def non_mri_images(seed: int = 0) -> dict[str, np.ndarray]:
     try:
         from skimage import data as samples
 
-        for name in ("astronaut", "coffee", "chelsea", "rocket", "camera", "coins", "page", "text", "moon",
-                     "horse", "hubble_deep_field", "immunohistochemistry", "retina", "brick", "grass", "gravel", "clock"):
+        for name in (
+            "astronaut",
+            "coffee",
+            "chelsea",
+            "rocket",
+            "camera",
+            "coins",
+            "page",
+            "text",
+            "moon",
+            "horse",
+            "hubble_deep_field",
+            "immunohistochemistry",
+            "retina",
+            "brick",
+            "grass",
+            "gravel",
+            "clock",
+        ):
             picture = getattr(samples, name)()
             if picture.dtype == bool:
                 picture = picture.astype(np.uint8) * 255
@@ -55,7 +72,9 @@ def non_mri_images(seed: int = 0) -> dict[str, np.ndarray]:
     images["gaussian noise"] = np.clip(rng.normal(128, 40, (*size, 3)), 0, 255).astype(np.uint8)
     ramp = np.linspace(0, 255, size[1], dtype=np.float32)
     images["grey gradient"] = np.repeat(np.tile(ramp, (size[0], 1))[..., None], 3, axis=-1).astype(np.uint8)
-    images["colour gradient"] = np.stack([np.tile(ramp, (size[0], 1)), np.tile(ramp[:, None], (1, size[1])), 255 - np.tile(ramp, (size[0], 1))], -1).astype(np.uint8)
+    images["colour gradient"] = np.stack(
+        [np.tile(ramp, (size[0], 1)), np.tile(ramp[:, None], (1, size[1])), 255 - np.tile(ramp, (size[0], 1))], -1
+    ).astype(np.uint8)
     screenshot = Image.new("RGB", (640, 400), (245, 245, 245))
     draw = ImageDraw.Draw(screenshot)
     draw.rectangle((0, 0, 640, 36), fill=(40, 90, 160))
@@ -127,9 +146,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=".cache", help="decoded-image cache (default .cache)")
     args = parser.parse_args(argv)
     report = calibrate(args.model, args.data, args.cache_dir)
-    print(f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']}; "
-          f"non-MRI images rejected: {report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}"
-          + (f" (passed: {', '.join(report['non_mri_passed'])})" if report["non_mri_passed"] else ""))
+    print(
+        f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']}; "
+        f"non-MRI images rejected: {report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}"
+        + (f" (passed: {', '.join(report['non_mri_passed'])})" if report["non_mri_passed"] else "")
+    )
     if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
         raise SystemExit(f"error: fewer than {REQUIRED_PASS_RATE:.0%} of validation MRIs pass; the check is too strict")
 

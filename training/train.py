@@ -59,8 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="vgg16 only: 'imagenet' (download, the default) or a path to vgg16 no-top weights (.weights.h5)",
     )
     parser.add_argument("--fine-tune", action="store_true", help="vgg16 only: stage 2, fine-tune block 5 at a low rate")
-    parser.add_argument("--fine-tune-epochs", type=int, default=8, help="vgg16 stage-2 maximum epochs (default 8)")
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-5, help="vgg16 stage-2 rate (default 1e-5)")
+    parser.add_argument("--fine-tune-epochs", type=int, default=15, help="vgg16 stage-2 maximum epochs (default 15)")
+    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4, help="vgg16 stage-2 Adam rate (default 1e-4)")
     parser.add_argument(
         "--augmented-copies", type=int, default=2, help="vgg16: augmented variants cached per training image (default 2)"
     )

@@ -116,7 +116,7 @@ def build_vgg16(
     input_size: tuple[int, int] = (160, 160),
     weights: str | None = "imagenet",
     dense_units: int = 256,
-    dropout: float = 0.5,
+    dropout: float = 0.3,
 ) -> tuple[keras.Model, ModelMetadata]:
     """VGG16 convolution base (ImageNet) with a small dense head, as one flat functional graph.
 
