@@ -120,3 +120,18 @@ def test_batch_rows_from_files_and_zip(tmp_path, tiny_predictors, example_paths)
     rows = result_rows(items, results)
     assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
     assert rows_to_csv(rows).splitlines()[0] == "file,cnn class,cnn confidence,vgg16 class,vgg16 confidence,agree,note"
+
+
+def test_predict_cli_writes_the_batch_table(tiny_models, example_paths, tmp_path, capsys):
+    from tumor_ai.predict import main
+
+    (tmp_path / "in").mkdir()
+    for label in ("glioma", "notumor"):
+        (tmp_path / "in" / f"{label}.jpg").write_bytes(example_paths[label].read_bytes())
+    (tmp_path / "in" / "readme.txt.jpg").write_text("not an image")
+    out = tmp_path / "results.csv"
+    main([str(tmp_path / "in"), "--cnn", str(tiny_models["cnn"]), "--vgg16", str(tiny_models["vgg16"]), "--out", str(out)])
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("file,cnn class,cnn confidence,vgg16 class")
+    assert len(lines) == 4 and "it is a text file" in out.read_text()
+    assert "3 files, 1 refused" in capsys.readouterr().err

@@ -1,0 +1,62 @@
+"""Classify files, folders and zips from the command line: the Batch tab's table as a CSV.
+
+    python -m tumor_ai.predict scans/ slice.png more.zip --out results.csv
+    python -m tumor_ai.predict slice.dcm --model vgg16 --vgg16 hf://USER/tumor-ai-vgg16
+
+Each row: file, each model's class (or "not a brain MRI") and calibrated confidence, whether
+the models agree, and a note (why a file was refused, or e.g. "first frame used").
+Research and teaching only: not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tumor_ai.imaging import ImageError
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m tumor_ai.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("inputs", nargs="+", help="image files, folders or .zip archives")
+    parser.add_argument("--model", choices=["cnn", "vgg16", "both"], default="both", help="which model(s) to run (default both)")
+    parser.add_argument("--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source")
+    parser.add_argument("--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source")
+    parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch
+    from tumor_ai.inference import configure_threads, load_predictors
+    from tumor_ai.models import ModelSourceError
+
+    missing = [path for path in args.inputs if not Path(path).exists()]
+    if missing:
+        parser.error(f"not found: {', '.join(missing)}")
+    names = ["cnn", "vgg16"] if args.model == "both" else [args.model]
+    configure_threads()
+    try:
+        predictors, _ = load_predictors({name: getattr(args, name) for name in names}, {name: str(MODELS_DIR / name) for name in names})
+        items = expand_inputs(args.inputs)
+    except (ModelSourceError, ImageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(1) from None
+    rows = result_rows(items, run_batch(predictors, items, batch_size=args.batch_size))
+    text = rows_to_csv(rows)
+    if args.out == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.out).write_text(text)
+        refused = sum(1 for item in items if item.error)
+        print(f"{len(items)} files, {refused} refused; wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
