@@ -1,0 +1,60 @@
+"""The not-an-MRI check of the shipped models: held-out MRIs pass, other pictures are refused.
+
+These run the real models in models/ (committed): the MRIs are validation-split slices the models
+never trained on (examples/ and tests/data/mri/), the others ship with scikit-image or are drawn.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tumor_ai.imaging import read_image
+from tumor_ai.mri_check import MriCheck, image_statistics
+from training.calibrate import non_mri_images
+
+ROOT = Path(__file__).resolve().parent.parent
+HELD_OUT = sorted((ROOT / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
+
+
+@pytest.fixture(scope="module", params=["cnn", "vgg16"])
+def shipped(request):
+    from tumor_ai.inference import Predictor
+
+    return Predictor.from_source(ROOT / "models" / request.param)
+
+
+def test_shipped_models_carry_a_fitted_check(shipped):
+    assert shipped.mri_check is not None
+    report = shipped.metadata.mri_check
+    assert report["validation_pass_rate"] >= 0.99, "calibrated so that >= 99% of validation MRIs pass"
+
+
+def test_held_out_mris_pass(shipped):
+    predictions = shipped.predict([read_image(path).pixels for path in HELD_OUT])
+    passed = [p.is_mri for p in predictions]
+    assert len(passed) == 12 and sum(passed) >= 11, dict(zip([p.name for p in HELD_OUT], passed))
+
+
+def test_non_mri_pictures_are_refused(shipped):
+    others = non_mri_images()
+    predictions = shipped.predict(list(others.values()))
+    rejected = [name for name, p in zip(others, predictions) if not p.is_mri]
+    assert len(others) >= 25
+    assert len(rejected) / len(others) >= 0.95, f"passed: {set(others) - set(rejected)}"
+    for name in ("skimage:astronaut", "skimage:coffee", "skimage:page", "blank black", "uniform noise", "text screenshot"):
+        assert name in rejected
+
+
+def test_check_round_trips_through_its_file(tmp_path):
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(200, 8))
+    statistics = np.stack([image_statistics(rng.integers(0, 30, (64, 64, 3), dtype=np.uint8)) for _ in range(200)])
+    check = MriCheck.fit(embeddings, statistics)
+    check.save(tmp_path)
+    loaded = MriCheck.in_folder(tmp_path)
+    assert loaded.bounds() == check.bounds()
+    far = np.full((1, 8), 50.0)
+    assert check.distances(far)[0] > check.distance_threshold
