@@ -5,9 +5,12 @@ from __future__ import annotations
 import csv
 import socket
 import zipfile
+from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+
+ROOT_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def free_port() -> int:
@@ -78,3 +81,42 @@ def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client, tmp_path, e
         client.predict(handle_file(str(bad)), "cnn", 0.5, api_name="/predict")
     details = client.predict(handle_file(str(example_paths["notumor"])), "vgg16", 0.5, api_name="/predict")[-1]
     assert details["model"] == "vgg16"
+
+
+def _png(width: int, height: int) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+BAD_UPLOADS = [
+    ("notes.jpg", b"plain text, renamed", "it is a text file, not an image"),
+    ("report.pdf.png", b"%PDF-1.7\n1 0 obj", "it is a PDF document"),
+    ("truncated.jpg", (ROOT_EXAMPLES / "glioma.jpg").read_bytes()[:3000], "truncated or corrupt"),
+    ("tiny.png", _png(10, 10), "at least 32x32"),
+    ("bomb.png", _png(9000, 9000), "too many pixels"),
+    ("strip.png", _png(2000, 50), "aspect ratio"),
+]
+
+
+@pytest.mark.parametrize("name,data,message", BAD_UPLOADS, ids=[row[0] for row in BAD_UPLOADS])
+@pytest.mark.parametrize("endpoint", ["/predict", "/compare"])
+def test_bad_uploads_get_their_message_on_every_endpoint(client, tmp_path, name, data, message, endpoint):
+    path = tmp_path / name
+    path.write_bytes(data)
+    arguments = (handle_file(str(path)), "vgg16", 0.5) if endpoint == "/predict" else (handle_file(str(path)), 0.5)
+    with pytest.raises(Exception, match=message):
+        client.predict(*arguments, api_name=endpoint)
+
+
+def test_batch_reports_bad_files_in_its_table(client, tmp_path, example_paths):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("plain text")
+    table, _, _ = client.predict([handle_file(str(bad)), handle_file(str(example_paths["glioma"]))], 0.4, api_name="/batch")
+    rows = {row[0]: row for row in table["data"]}
+    assert rows["notes.jpg"][1] == "error" and "text file" in rows["notes.jpg"][-1]
+    assert rows["glioma.jpg"][1] != "error"

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from training.calibrate import non_mri_images
 from tumor_ai.imaging import read_image
 from tumor_ai.mri_check import MriCheck, image_statistics
-from training.calibrate import non_mri_images
 
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = sorted((ROOT / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))

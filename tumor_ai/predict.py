@@ -43,7 +43,9 @@ def main(argv: list[str] | None = None) -> None:
     names = ["cnn", "vgg16"] if args.model == "both" else [args.model]
     configure_threads()
     try:
-        predictors, _ = load_predictors({name: getattr(args, name) for name in names}, {name: str(MODELS_DIR / name) for name in names})
+        predictors, _ = load_predictors(
+            {name: getattr(args, name) for name in names}, {name: str(MODELS_DIR / name) for name in names}
+        )
         items = expand_inputs(args.inputs)
     except (ModelSourceError, ImageError) as error:
         print(f"error: {error}", file=sys.stderr)
