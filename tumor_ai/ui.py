@@ -42,21 +42,16 @@ log = logging.getLogger("tumor_ai.ui")
 
 
 def _take_upload(path: str | None) -> LoadedImage:
-    """Read an uploaded file into memory, delete the temporary copy, raise a readable error."""
+    """Decode an upload into memory and delete its temporary file; a bad one raises a readable error."""
     if not path:
         raise gr.Error("Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM).")
-    name = Path(path).name
     try:
-        data = Path(path).read_bytes()
-    except OSError:
-        raise gr.Error(f"{name}: the upload could not be read; try again.") from None
-    finally:
-        _forget(path)
-    try:
-        return read_image(data, name=name)
+        return read_image(path)  # checks the size before reading, keeps the pixels in memory
     except ImageError as error:
         log.info("refused an upload: %s", type(error).__name__)
         raise gr.Error(str(error)) from None
+    finally:
+        _forget(path)
 
 
 def _forget(path: str) -> None:
