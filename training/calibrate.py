@@ -22,7 +22,7 @@ from tqdm import tqdm
 from training.data import load_folder
 from tumor_ai.card import write_model_card
 from tumor_ai.models import METADATA_FILE, ModelMetadata
-from tumor_ai.mri_check import MriCheck, image_statistics
+from tumor_ai.mri_check import CHECK_FILE, MriCheck, image_statistics
 
 REQUIRED_PASS_RATE = 0.99
 
@@ -98,8 +98,9 @@ def calibrate(model: str, data: str, cache_dir: str = ".cache") -> dict:
     """Fit and save the check; returns the report written into the metadata."""
     from tumor_ai.inference import Predictor
 
-    predictor = Predictor.from_source(model)
     folder = Path(model)
+    (folder / CHECK_FILE).unlink(missing_ok=True)  # refit from scratch, never on top of an old check
+    predictor = Predictor.from_source(model)
     split = json.loads((folder / "split.json").read_text())
     size = tuple(predictor.metadata.input_size)
     dataset = load_folder(data, sizes=[size], labels=predictor.labels, cache_dir=Path(cache_dir) / "data")
@@ -117,9 +118,9 @@ def calibrate(model: str, data: str, cache_dir: str = ".cache") -> dict:
     other_passes = check.passes(other_statistics, check.distances(other_embeddings))
     report = {
         "method": (
-            "An image passes when its colour saturation, contrast and dark-background fraction lie within the "
-            "training MRIs' 99.5% bounds and the Mahalanobis distance of the model's pooled features to the "
-            "training features (shrunk covariance) is below their 99.5% quantile."
+            "An image passes when its colour saturation, contrast, dark-background fraction and border brightness "
+            "lie within the training MRIs' 99.5% bounds and the Mahalanobis distance of the model's pooled features "
+            "to the training features (shrunk covariance) is below their 99.5% quantile."
         ),
         "bounds": check.bounds(),
         "train_pass_rate": round(float(passes[~is_validation].mean()), 4),

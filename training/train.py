@@ -52,6 +52,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, augmentation and weights (default 0)")
     parser.add_argument("--validation-fraction", type=float, default=0.2, help="share held out by group (default 0.2)")
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience on validation loss (default 3)")
+    parser.add_argument(
+        "--lr-patience", type=int, default=2, help="epochs without improvement before the learning rate is cut by 0.3 (default 2)"
+    )
     parser.add_argument("--rand-augment", action="store_true", help="add keras.layers.RandAugment to the augmentation")
     parser.add_argument(
         "--backbone-weights",
@@ -105,7 +108,7 @@ def callbacks(args: argparse.Namespace, checkpoint: Path, monitor: str = "val_lo
     return [
         keras.callbacks.EarlyStopping(monitor=monitor, patience=args.patience, restore_best_weights=True, verbose=1),
         keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, save_best_only=True),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=max(args.patience - 1, 1), verbose=1),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.3, patience=args.lr_patience, verbose=1),
     ]
 
 

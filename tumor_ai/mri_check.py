@@ -3,8 +3,8 @@
 A classifier always answers with one of its classes, even for a cat. Two cheap, calibrated
 tests stand before the label:
 
-* image statistics: MRI slices are grey (colour saturation near zero), have structure (not blank)
-  and a dark background around the head;
+* image statistics: MRI slices are grey (colour saturation near zero), have structure (not blank),
+  and a dark background around the head that reaches the image border;
 * feature distance: the Mahalanobis distance of the model's own pooled features to those of the
   training images (shrunk covariance), with a threshold set on the training images.
 
@@ -25,13 +25,15 @@ MESSAGE = "This does not look like a brain MRI slice, so no tumour class is give
 
 
 def image_statistics(pixels: np.ndarray) -> np.ndarray:
-    """(saturation, contrast, dark fraction) of an RGB ``uint8`` image, on a 64x64 copy."""
+    """(saturation, contrast, dark fraction, border brightness) of an RGB ``uint8`` image, on a 64x64 copy."""
     from tumor_ai.preprocessing import resize
 
     small = resize(pixels, (64, 64)).astype(np.float32) / 255.0
     saturation = float((small.max(axis=-1) - small.min(axis=-1)).mean())
     gray = small.mean(axis=-1)
-    return np.array([saturation, float(gray.std()), float((gray < 0.08).mean())], dtype=np.float32)
+    frame = np.ones(gray.shape, dtype=bool)
+    frame[8:-8, 8:-8] = False
+    return np.array([saturation, float(gray.std()), float((gray < 0.08).mean()), float(gray[frame].mean())], dtype=np.float32)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class MriCheck:
     max_saturation: float
     min_contrast: float
     min_dark_fraction: float
+    max_border_brightness: float
 
     @classmethod
     def fit(cls, embeddings: np.ndarray, statistics: np.ndarray, quantile: float = 0.995, shrinkage: float = 0.1) -> MriCheck:
@@ -53,12 +56,13 @@ class MriCheck:
         covariance = centred.T @ centred / max(len(embeddings) - 1, 1)
         covariance = (1 - shrinkage) * covariance + shrinkage * np.eye(len(mean)) * np.trace(covariance) / len(mean)
         precision = np.linalg.inv(covariance)
-        check = cls(mean.astype(np.float32), precision.astype(np.float32), 0.0, 0.0, 0.0, 0.0)
+        check = cls(mean.astype(np.float32), precision.astype(np.float32), 0.0, 0.0, 0.0, 0.0, 0.0)
         distances = check.distances(embeddings)
         check.distance_threshold = float(np.quantile(distances, quantile))
         check.max_saturation = float(np.quantile(statistics[:, 0], quantile)) + 0.02
         check.min_contrast = float(np.quantile(statistics[:, 1], 1 - quantile)) * 0.8
         check.min_dark_fraction = float(np.quantile(statistics[:, 2], 1 - quantile)) * 0.8
+        check.max_border_brightness = float(np.quantile(statistics[:, 3], quantile)) + 0.02
         return check
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
@@ -71,6 +75,7 @@ class MriCheck:
             (statistics[:, 0] <= self.max_saturation)
             & (statistics[:, 1] >= self.min_contrast)
             & (statistics[:, 2] >= self.min_dark_fraction)
+            & (statistics[:, 3] <= self.max_border_brightness)
             & (distances <= self.distance_threshold)
         )
 
@@ -87,6 +92,7 @@ class MriCheck:
             "max_saturation": round(self.max_saturation, 4),
             "min_contrast": round(self.min_contrast, 4),
             "min_dark_fraction": round(self.min_dark_fraction, 4),
+            "max_border_brightness": round(self.max_border_brightness, 4),
         }
 
     def save(self, folder: str | Path) -> Path:
@@ -104,6 +110,7 @@ class MriCheck:
                 float(stored["max_saturation"]),
                 float(stored["min_contrast"]),
                 float(stored["min_dark_fraction"]),
+                float(stored["max_border_brightness"]),
             )
 
     @classmethod
