@@ -125,16 +125,30 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     if mri_check:
         parts += [
             "## Not-an-MRI check\n",
-            f"{mri_check.get('method', '')} Pass rate on validation MRIs: {mri_check.get('validation_pass_rate')}.\n",
+            f"{mri_check.get('method', '')}\n",
+            f"- validation MRIs passing: {mri_check.get('validation_pass_rate'):.2%} of {mri_check.get('validation_images')}",
+            f"- pictures that are not brain MRI rejected: {mri_check.get('non_mri_rejection_rate'):.2%} of "
+            f"{mri_check.get('non_mri_images')} (scikit-image sample photos and documents; generated blank, noise, "
+            "gradient, text-screenshot and colour images)\n",
         ]
     if training.get("command"):
         parts += [
             "## Reproduce\n",
             "```bash",
             training["command"],
+            f"python -m training.calibrate --model models/{metadata.name} --data DATA",
             f"python -m training.evaluate --model models/{metadata.name} --data DATA --subset validation --out report.json",
             "```\n",
-            f"Training took {training.get('seconds')} s on 2 CPU cores; epochs run: {training.get('epochs_run')}.\n",
+            "`DATA` is the training command's `--data` folder. "
+            f"Wall time of that run: {training.get('seconds')} s on 2 CPU cores"
+            + (
+                " (VGG16 block 1-4 features come from the cache in `.cache/`, computed once: about 13 minutes)"
+                if metadata.architecture == "vgg16"
+                else ""
+            )
+            + "; epochs run: "
+            + ", ".join(f"{stage} {count}" for stage, count in (training.get("epochs_run") or {}).items())
+            + ".\n",
         ]
     parts += ["## Limitations\n", *[f"- {item}" for item in LIMITATIONS], ""]
     parts += [
