@@ -390,6 +390,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{len(dataset.paths)} images, {len(dataset.skipped)} skipped, {len(sizes)} groups "
         f"({int((sizes > 1).sum())} with copies; largest {int(sizes.max())})"
     )
+    shuffled = np.random.default_rng(args.seed).permutation(len(groups))
+    random_validation, random_train = shuffled[: len(validation_idx)], shuffled[len(validation_idx) :]
+    print(
+        f"a random split of the same size would leave {np.isin(groups[random_validation], groups[random_train]).mean():.1%} "
+        f"of validation images with a copy or neighbour in training; this split leaves "
+        f"{np.isin(groups[validation_idx], groups[train_idx]).mean():.1%}"
+    )
     for index, label in enumerate(dataset.labels):
         n_train = int((dataset.targets[train_idx] == index).sum())
         n_val = int((dataset.targets[validation_idx] == index).sum())
