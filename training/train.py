@@ -57,6 +57,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--rand-augment", action="store_true", help="add keras.layers.RandAugment to the augmentation")
     parser.add_argument(
+        "--initial-weights",
+        help="cnn only: start from the weights of a trained model folder or .keras file (e.g. to continue "
+        "at a lower --learning-rate); the split is the same for the same --seed",
+    )
+    parser.add_argument(
         "--backbone-weights",
         default="imagenet",
         help="vgg16 only: 'imagenet' (download, the default) or a path to vgg16 no-top weights (.weights.h5)",
@@ -121,6 +126,10 @@ def train_cnn(args, dataset, train_idx, validation_idx, strategy) -> tuple:
     images = dataset.images[size]
     with strategy.scope():
         model, metadata = build_cnn(dataset.labels, input_size=size)
+        if args.initial_weights:
+            from tumor_ai.models import load_model
+
+            model.set_weights(load_model(args.initial_weights)[0].get_weights())
         model.compile(
             optimizer=keras.optimizers.Adam(args.learning_rate),
             loss="sparse_categorical_crossentropy",
@@ -312,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
         f"train {len(train_idx)}, validation {len(validation_idx)}"
     )
     strategy = distribution_strategy(args.distribute)
+    if args.initial_weights and args.model != "cnn":
+        raise SystemExit("error: --initial-weights is for --model cnn; vgg16 starts from --backbone-weights")
     trainer = train_cnn if args.model == "cnn" else train_vgg16
     model, metadata, histories, probabilities, weights = trainer(args, dataset, train_idx, validation_idx, strategy)
 
