@@ -69,7 +69,7 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url, tmp_path_factory):
+def page(app_url):
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         if os.environ.get("CI"):
             pytest.fail(f"Chromium not found at {CHROMIUM}: .ci/run installs it (apt-get install chromium)")
@@ -81,7 +81,7 @@ def page(app_url, tmp_path_factory):
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[*CHROMIUM_ARGS, f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"],
+            args=CHROMIUM_ARGS,  # Playwright gives each launch a new, empty profile
         )
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(60_000)
@@ -95,31 +95,26 @@ def _tab(page, name: str) -> None:
     page.get_by_role("tab", name=name).click()
 
 
+def _upload(page, elem_id: str, files) -> None:
+    """Put files in a gr.File; one that already holds a file is cleared first, as a person would."""
+    box = page.locator(f"#{elem_id}")
+    if box.locator("input[type=file]").count() == 0:
+        box.get_by_role("button", name="Clear").click()
+    box.locator("input[type=file]").set_input_files(files)
+
+
 def test_predict_tab(page, example_paths):
     _tab(page, "Predict")
-    page.locator("#predict-file input[type=file]").set_input_files(str(example_paths["glioma"]))
+    _upload(page, "predict-file", str(example_paths["glioma"]))
     page.locator("#predict-button").click()
     page.locator("#predict-reading").get_by_text("reads this slice as").wait_for()
     assert "not a medical device" in page.locator("#predict-reading").inner_text()
     page.screenshot(path=SHOTS / "predict.png", full_page=True)
 
 
-def test_predict_refuses_a_non_image_and_keeps_serving(page, tmp_path, example_paths):
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("a text file renamed to .jpg")
-    _tab(page, "Predict")
-    page.locator("#predict-file input[type=file]").set_input_files(str(bad))
-    page.locator("#predict-button").click()
-    page.get_by_text("it is a text file, not an image").first.wait_for()
-    page.screenshot(path=SHOTS / "predict_error.png")
-    page.locator("#predict-file input[type=file]").set_input_files(str(example_paths["pituitary"]))
-    page.locator("#predict-button").click()
-    page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()
-
-
 def test_compare_tab(page, example_paths):
     _tab(page, "Compare")
-    page.locator("#compare-file input[type=file]").set_input_files(str(example_paths["meningioma"]))
+    _upload(page, "compare-file", str(example_paths["meningioma"]))
     page.locator("#compare-button").click()
     page.locator("#compare-summary").get_by_text("The models").wait_for()
     text = page.locator("#compare-summary").inner_text()
@@ -129,7 +124,7 @@ def test_compare_tab(page, example_paths):
 
 def test_batch_tab(page, example_paths):
     _tab(page, "Batch")
-    page.locator("#batch-files input[type=file]").set_input_files([str(path) for path in example_paths.values()])
+    _upload(page, "batch-files", [str(path) for path in example_paths.values()])
     page.locator("#batch-button").click()
     page.locator("#batch-table").get_by_text("pituitary.jpg").wait_for()
     page.get_by_text("Grad-CAM overlays").first.wait_for()
@@ -141,3 +136,17 @@ def test_about_tab(page):
     page.get_by_text("Nothing is kept").wait_for()
     page.get_by_text("Intended use").first.wait_for()
     page.screenshot(path=SHOTS / "about.png", full_page=True)
+
+
+def test_predict_refuses_a_non_image_and_keeps_serving(page, tmp_path, example_paths):
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("a text file renamed to .jpg")
+    _tab(page, "Predict")
+    _upload(page, "predict-file", str(bad))
+    page.locator("#predict-button").click()
+    page.get_by_text("it is a text file, not an image").first.wait_for()
+    page.wait_for_timeout(500)  # let the message finish sliding in
+    page.screenshot(path=SHOTS / "predict_error.png")
+    _upload(page, "predict-file", str(example_paths["pituitary"]))
+    page.locator("#predict-button").click()
+    page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()

@@ -3,7 +3,7 @@
     python -m training.calibrate --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
 
 Uses the model's own split (its ``split.json``): the check is fitted on the training images
-(feature-distance threshold and image-statistic bounds at their 99.5% quantiles) and must let
+(image-statistic bounds at their 99.5% quantiles, the feature-distance threshold at its 99.9%) and must let
 at least 99% of the validation MRIs through. Its rejection rate is measured on pictures that are
 not brain MRI: scikit-image's sample photos and documents, and generated blank, noise, gradient,
 text-screenshot and colour images. Writes ``mri_check.npz`` and the ``mri_check`` block of
@@ -120,7 +120,7 @@ def calibrate(model: str, data: str, cache_dir: str = ".cache") -> dict:
         "method": (
             "An image passes when its colour saturation, contrast, dark-background fraction and border brightness "
             "lie within the training MRIs' 99.5% bounds and the Mahalanobis distance of the model's pooled features "
-            "to the training features (shrunk covariance) is below their 99.5% quantile."
+            "to the training features (shrunk covariance) is below their 99.9% quantile."
         ),
         "bounds": check.bounds(),
         "train_pass_rate": round(float(passes[~is_validation].mean()), 4),

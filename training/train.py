@@ -306,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     import keras
 
     from tumor_ai.card import write_model_card
-    from tumor_ai.models import library_versions, save_model_folder
+    from tumor_ai.models import METADATA_FILE, ModelMetadata, library_versions, save_model_folder
 
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
@@ -340,6 +340,11 @@ def main(argv: list[str] | None = None) -> None:
         "optimizer": "Adam",
         "loss": "sparse_categorical_crossentropy",
     }
+    if args.initial_weights:
+        from tumor_ai.models import resolve_source
+
+        initial = ModelMetadata.read(resolve_source(args.initial_weights) / METADATA_FILE)
+        metadata.training["initial_weights"] = {"source": args.initial_weights, "command": initial.training.get("command")}
     metadata.dataset = {
         "name": "Brain Tumor MRI Dataset (Nickparvar, Kaggle), Training split",
         "license": "CC0-1.0",

@@ -132,9 +132,11 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
             "gradient, text-screenshot and colour images)\n",
         ]
     if training.get("command"):
+        initial = training.get("initial_weights")
         parts += [
             "## Reproduce\n",
             "```bash",
+            *([f"{initial['command']}  # first run, its folder then given to --initial-weights"] if initial else []),
             training["command"],
             f"python -m training.calibrate --model models/{metadata.name} --data DATA",
             f"python -m training.evaluate --model models/{metadata.name} --data DATA --subset validation --out report.json",

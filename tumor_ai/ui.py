@@ -82,6 +82,16 @@ def _label_value(prediction: Prediction) -> dict[str, float] | None:
     return {display_name(label): p for label, p in prediction.probabilities.items()}
 
 
+def _shown_source(source: str) -> str:
+    """A local model path relative to the working directory (no machine paths on a public page)."""
+    if str(source).startswith("hf://"):
+        return str(source)
+    try:
+        return os.path.relpath(source)
+    except ValueError:
+        return Path(source).name
+
+
 def _card_markdown(predictor: Predictor) -> tuple[str, str | None]:
     """A model card without its front matter and image links, and its confusion-matrix PNG."""
     folder = predictor.folder or Path(predictor.source)
@@ -246,7 +256,7 @@ def build_app(predictors: dict[str, Predictor], sources: dict[str, str] | None =
             gr.Markdown(
                 f"> ⚠️ **{DISCLAIMER}**\n\n{PRIVACY}\n\n"
                 + "Models loaded: "
-                + ", ".join(f"`{name}` from `{sources.get(name, predictors[name].source)}`" for name in names)
+                + ", ".join(f"`{name}` from `{_shown_source(sources.get(name, predictors[name].source))}`" for name in names)
             )
             for name in names:
                 text, matrix = _card_markdown(predictors[name])
