@@ -70,6 +70,18 @@ def library_versions() -> dict[str, str]:
     }
 
 
+def classification_head(features, num_classes: int, dense_units: int, dropout: float):
+    """Global average pooling, dropout, a ReLU dense layer, dropout, softmax: shared by both models.
+
+    ``avg_pool`` feeds the MRI check and ``predictions`` gives Grad-CAM its logits, by name.
+    """
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    x = keras.layers.Dropout(dropout, name="head_dropout1")(x)
+    x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    x = keras.layers.Dropout(dropout, name="head_dropout2")(x)
+    return keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+
+
 def build_cnn(
     labels: list[str],
     input_size: tuple[int, int] = (256, 256),
@@ -94,12 +106,7 @@ def build_cnn(
             x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{index}_bn{suffix}")(x)
             x = keras.layers.Activation("relu", name=f"block{index}_relu{suffix}")(x)
         x = keras.layers.MaxPooling2D(name=f"block{index}_pool")(x)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout1")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout2")(x)
-    outputs = keras.layers.Dense(len(labels), activation="softmax", name="predictions")(x)
-    model = keras.Model(inputs, outputs, name="tumor_cnn")
+    model = keras.Model(inputs, classification_head(x, len(labels), dense_units, dropout), name="tumor_cnn")
     metadata = ModelMetadata(
         name="cnn",
         architecture="cnn",
@@ -125,17 +132,10 @@ def build_vgg16(
     head, and Grad-CAM can read ``block5_conv3`` directly.
     """
     inputs = keras.Input(shape=(*input_size, 3), name="image")
-    base = keras.applications.VGG16(include_top=False, weights=None, input_tensor=inputs)
-    if weights == "imagenet":
-        base = keras.applications.VGG16(include_top=False, weights="imagenet", input_tensor=inputs)
-    elif weights:
+    base = keras.applications.VGG16(include_top=False, weights="imagenet" if weights == "imagenet" else None, input_tensor=inputs)
+    if weights and weights != "imagenet":
         base.load_weights(weights)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
-    x = keras.layers.Dropout(dropout, name="head_dropout1")(x)
-    x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
-    x = keras.layers.Dropout(dropout, name="head_dropout2")(x)
-    outputs = keras.layers.Dense(len(labels), activation="softmax", name="predictions")(x)
-    model = keras.Model(inputs, outputs, name="tumor_vgg16")
+    model = keras.Model(inputs, classification_head(base.output, len(labels), dense_units, dropout), name="tumor_vgg16")
     metadata = ModelMetadata(
         name="vgg16",
         architecture="vgg16",
