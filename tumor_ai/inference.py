@@ -17,7 +17,7 @@ import numpy as np
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.preprocessing import normalize, resize
 
-EMBEDDING_LAYER = "avg_pool"
+EMBEDDING_LAYER = "avg_pool"  # pooled features, for the MRI check
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
@@ -57,10 +57,8 @@ class Predictor:
         self.labels = list(metadata.labels)
         self.temperature = float(metadata.calibration.get("temperature", 1.0) or 1.0)
         predictions = model.get_layer("predictions")
-        outputs = [model.get_layer(metadata.cam_layer).output, predictions.input]
-        names = [layer.name for layer in model.layers]
-        outputs.append(model.get_layer(EMBEDDING_LAYER).output if EMBEDDING_LAYER in names else predictions.input)
-        self._graph = keras.Model(model.inputs, outputs)
+        outputs = [model.get_layer(metadata.cam_layer).output, predictions.input, model.get_layer(EMBEDDING_LAYER).output]
+        self._graph = keras.Model(model.input, outputs)
         self._kernel, self._bias = predictions.kernel, predictions.bias
         height, width = metadata.input_size
         self._function = tf.function(self._forward, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
@@ -100,8 +98,6 @@ class Predictor:
         weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
         cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
         cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-8)
-        if len(embedding.shape) > 2:
-            embedding = tf.reduce_mean(embedding, axis=(1, 2))
         return logits, cam, embedding
 
     def warm_up(self) -> None:
