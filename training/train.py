@@ -175,17 +175,21 @@ def _run_batches(function, images: np.ndarray, batch_size: int, description: str
     return np.concatenate(outputs)
 
 
-def tail_model(model, after_layer: str):
-    """The layers that follow ``after_layer`` on a new ``Input``; weights shared with ``model``."""
+def chained_model(model, after_layer: str, up_to_layer: str | None = None):
+    """The chain of layers after ``after_layer`` (to ``up_to_layer``, or the end) on a new ``Input``.
+
+    Weights are shared with ``model``, so training the chain trains the saved model. VGG16 and its
+    head are one plain chain of layers, which is what makes this valid.
+    """
     import keras
 
     names = [layer.name for layer in model.layers]
-    start = names.index(after_layer) + 1
+    stop = names.index(up_to_layer) + 1 if up_to_layer else len(names)
     inputs = keras.Input(shape=model.get_layer(after_layer).output.shape[1:])
     x = inputs
-    for layer in model.layers[start:]:
+    for layer in model.layers[names.index(after_layer) + 1 : stop]:
         x = layer(x)
-    return keras.Model(inputs, x, name=f"tail_after_{after_layer}")
+    return keras.Model(inputs, x, name=f"after_{after_layer}")
 
 
 def train_vgg16(args, dataset, train_idx, validation_idx, strategy) -> tuple:
@@ -221,8 +225,8 @@ def train_vgg16(args, dataset, train_idx, validation_idx, strategy) -> tuple:
 
     # Stage 1: block 5 frozen, so run it once and train the head on its pooled output.
     with strategy.scope():
-        block5 = keras.Model(*_block5_io(model))
-        head = tail_model(model, "block5_pool")
+        block5 = chained_model(model, "block4_pool", up_to_layer="block5_pool")
+        head = chained_model(model, "block5_pool")
         head.compile(
             optimizer=keras.optimizers.Adam(args.learning_rate), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
         )
@@ -243,7 +247,7 @@ def train_vgg16(args, dataset, train_idx, validation_idx, strategy) -> tuple:
     if args.fine_tune:
         # Stage 2: block 5 and the head, at a low learning rate, on the cached block-4 features.
         with strategy.scope():
-            tail = tail_model(model, "block4_pool")
+            tail = chained_model(model, "block4_pool")
             tail.compile(
                 optimizer=keras.optimizers.Adam(args.fine_tune_learning_rate),
                 loss="sparse_categorical_crossentropy",
@@ -265,16 +269,6 @@ def train_vgg16(args, dataset, train_idx, validation_idx, strategy) -> tuple:
     validation = data_lib.make_pipeline(images[validation_idx], validation_targets, metadata.preprocessing, 32)
     probabilities = model.predict(validation, verbose=0)
     return model, metadata, histories, probabilities, weights_by_class
-
-
-def _block5_io(model):
-    import keras
-
-    inputs = keras.Input(shape=model.get_layer("block4_pool").output.shape[1:])
-    x = inputs
-    for name in ("block5_conv1", "block5_conv2", "block5_conv3", "block5_pool"):
-        x = model.get_layer(name)(x)
-    return inputs, x
 
 
 def plot_history(histories: dict, path: Path, title: str) -> None:
