@@ -174,7 +174,8 @@ def build_app(predictors: dict[str, Predictor], sources: dict[str, str] | None =
             handle.write(rows_to_csv(rows))
         return pd.DataFrame(rows), gallery, handle.name
 
-    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=(300, 600)) as app:
+    # Every 5 minutes Gradio deletes cached files older than 5 minutes: gone within 10 minutes.
+    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=(300, 300)) as app:
         gr.Markdown(
             "# tumor-ai\nSort a brain MRI slice into glioma, meningioma, pituitary tumour or no tumour with two Keras "
             "models, and see where each one looked (Grad-CAM).\n\n"
