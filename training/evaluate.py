@@ -58,7 +58,7 @@ def select_subset(items: list[tuple[str, str]], model_source: str, subset: str) 
 def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int = 32) -> dict:
     """The report as a dict (see the module docstring)."""
     from tumor_ai.imaging import ImageError, read_image
-    from tumor_ai.inference import Predictor
+    from tumor_ai.inference import Predictor, softmax
 
     predictor = Predictor.from_source(model_source)
     labels = predictor.labels
@@ -99,9 +99,7 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     logits = np.concatenate(outputs["logits"])
     targets = np.array([labels.index(record["label"]) for record in records])
     report = classification_report(probabilities, targets, labels)
-    raw = np.exp(logits - logits.max(axis=1, keepdims=True))
-    raw /= raw.sum(axis=1, keepdims=True)
-    report["ece_uncalibrated"] = classification_report(raw, targets, labels)["ece"]
+    report["ece_uncalibrated"] = classification_report(softmax(logits), targets, labels)["ece"]
     report["temperature"] = predictor.temperature
     if outputs["passes"]:
         report["mri_check_pass_rate"] = round(float(np.mean(outputs["passes"])), 4)

@@ -20,6 +20,13 @@ from tumor_ai.preprocessing import normalize, resize
 EMBEDDING_LAYER = "avg_pool"  # pooled features, for the MRI check
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` (temperature scaling when it is not 1)."""
+    scaled = logits / temperature
+    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
 def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
     """Thread pools that suit a small CPU box: all cores inside an op, ops one at a time."""
     import tensorflow as tf
@@ -113,9 +120,7 @@ class Predictor:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings."""
         logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch))
-        scaled = logits / self.temperature
-        scaled = scaled - scaled.max(axis=1, keepdims=True)
-        probabilities = np.exp(scaled) / np.exp(scaled).sum(axis=1, keepdims=True)
+        probabilities = softmax(logits, self.temperature)
         return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
 
     def predict(self, images: list[np.ndarray], batch_size: int = 16) -> list[Prediction]:
