@@ -80,6 +80,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--cache-dir", default=".cache", help="where decoded images, features and checkpoints are cached")
     args = parser.parse_args(argv)
+    if args.initial_weights and args.model != "cnn":
+        parser.error("--initial-weights is for --model cnn; vgg16 starts from --backbone-weights")
     for key, value in DEFAULTS[args.model].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -315,8 +317,6 @@ def main(argv: list[str] | None = None) -> None:
         f"train {len(train_idx)}, validation {len(validation_idx)}"
     )
     strategy = distribution_strategy(args.distribute)
-    if args.initial_weights and args.model != "cnn":
-        raise SystemExit("error: --initial-weights is for --model cnn; vgg16 starts from --backbone-weights")
     trainer = train_cnn if args.model == "cnn" else train_vgg16
     model, metadata, histories, probabilities, weights = trainer(args, dataset, train_idx, validation_idx, strategy)
 
