@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data import find_duplicate_pairs, group_ids, group_split, load_folder, split_dataset
+from training.data import load_folder
+from training.duplicates import find_duplicate_pairs, group_ids
+from training.split import group_split, split_dataset
 
 
 def test_planted_copies_are_grouped(dataset_dir):

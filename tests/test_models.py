@@ -36,11 +36,33 @@ def test_cnn_builder_shapes_and_cam_layer():
     model, metadata = build_cnn(LABELS, input_size=(64, 64), filters=(4, 8, 8))
     assert model.input_shape == (None, 64, 64, 3)
     assert model.output_shape == (None, 3)
-    assert metadata.cam_layer == "block3_relu"
-    assert metadata.labels == LABELS and metadata.preprocessing == "rescale_unit"
+    assert metadata.cam_layer == "block3_out"
+    assert metadata.labels == LABELS and metadata.preprocessing == "rescale_unit" and metadata.crop == "head"
     assert all(not isinstance(layer, keras.Model) for layer in model.layers), "graph must be flat"
     gradient = _cam_gradient(model, metadata.cam_layer, (64, 64))
-    assert gradient.shape == (2, 16, 16, 8) and np.abs(gradient).sum() > 0
+    assert gradient.shape == (2, 4, 4, 8) and np.abs(gradient).sum() > 0  # stride-2 stem, pool, two pools
+
+
+def test_cnn_blocks_are_residual():
+    model, _ = build_cnn(LABELS, input_size=(64, 64), filters=(4, 8))
+    adds = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    assert adds == ["block1_add", "block2_add"]
+    assert isinstance(model.get_layer("block2_proj"), keras.layers.Conv2D), "width change needs a projection shortcut"
+
+
+def test_mixed_precision_model_is_saved_in_float32(tmp_path):
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        model, metadata = build_cnn(LABELS, input_size=(32, 32), filters=(4, 4))
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+    assert model.get_layer("block1_conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32", "the softmax stays float32"
+    folder = save_model_folder(model, metadata, tmp_path / "m")
+    loaded, _ = load_model(folder)
+    assert {layer.compute_dtype for layer in loaded.layers if layer.weights} == {"float32"}
+    batch = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=0.03)
 
 
 def test_cnn_default_is_256_input():
@@ -83,7 +105,7 @@ def test_save_and_load_round_trip_without_optimizer(tmp_path):
     batch = np.random.default_rng(0).random((2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(loaded.predict(batch, verbose=0), model.predict(batch, verbose=0), atol=1e-6)
     assert loaded_metadata == metadata
-    assert json.loads((folder / METADATA_FILE).read_text())["cam_layer"] == "block2_relu"
+    assert json.loads((folder / METADATA_FILE).read_text())["cam_layer"] == "block2_out"
     assert load_model(folder / MODEL_FILE)[1] == metadata
 
 

@@ -1,68 +1,154 @@
-"""One short training run per architecture on the synthetic dataset, end to end."""
+"""Training end to end on the synthetic dataset: learning, model folders, resume, refit, precision."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
+from training import engine
 from training.train import main as train_main
-from tumor_ai.models import ModelMetadata, load_model
+from tumor_ai.models import load_model
+
+CNN_SMALL = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1"]
+
+
+def _train(arguments: list[str], root, out, cache) -> None:
+    train_main([*arguments, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
+
+
+def _history_rows(cache, out) -> list[dict]:
+    run_dir = cache / "runs" / out.resolve().as_posix().strip("/").replace("/", "_")
+    return engine.read_history(run_dir)
+
+
+def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(dataset_dir, tmp_path):
+    root, _ = dataset_dir
+    out = tmp_path / "cnn"
+    _train([*CNN_SMALL, "--epochs", "14", "--early-stopping-from", "10", "--learning-rate", "3e-3"], root, out, tmp_path / "c")
+    for name in ("model.keras", "tumor_ai.json", "README.md", "split.json", "validation_report.json", "history.png"):
+        assert (out / name).exists(), name
+    model, metadata = load_model(out)
+    assert metadata.dataset["validation_images"] + metadata.dataset["train_images"] == 60
+    assert len(json.loads((out / "split.json").read_text())["validation"]) == metadata.dataset["validation_images"]
+    assert metadata.crop == "head" and metadata.training["precision"] == engine.resolve_precision("auto")
+    assert metadata.training["throughput"]["images_per_second"] > 0
+    history = metadata.training["epochs_run"]["cnn"]
+    assert 10 < history <= 14, "early stopping may not end the run before it starts watching"
+    # The planted blob says the class: a network that learns reads the training images well.
+    assert metadata.metrics["validation"]["accuracy"] >= 0.5, metadata.metrics["validation"]
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: keras") and "not a medical device" in card
+
+
+def test_vgg16_one_epoch_writes_both_stages(dataset_dir, tmp_path):
+    root, _ = dataset_dir
+    out = tmp_path / "vgg16"
+    arguments = ["--model", "vgg16", "--input-size", "32", "--epochs", "1", "--batch-size", "8", "--backbone-weights", "none"]
+    _train([*arguments, "--fine-tune", "--fine-tune-epochs", "1"], root, out, tmp_path / "c")
+    _, metadata = load_model(out)
+    assert set(metadata.training["epochs_run"]) == {"stage1", "stage2"} and metadata.crop == "none"
+    card = (out / "README.md").read_text()
+    assert "arXiv:1409.1556" in card and "CC BY 4.0" in card
+
+
+def test_resume_continues_where_it_stopped(dataset_dir, tmp_path):
+    root, _ = dataset_dir
+    arguments = [*CNN_SMALL, "--epochs", "3", "--precision", "float32", "--early-stopping-from", "5"]
+    whole = tmp_path / "whole"
+    _train(arguments, root, whole, tmp_path / "c1")
+    interrupted = tmp_path / "interrupted"
+    _train([*arguments, "--stop-after-epochs", "2"], root, interrupted, tmp_path / "c2")
+    assert len(_history_rows(tmp_path / "c2", interrupted)["loss"]) == 2
+    _train([*arguments, "--resume"], root, interrupted, tmp_path / "c2")
+    resumed = _history_rows(tmp_path / "c2", interrupted)
+    uninterrupted = _history_rows(tmp_path / "c1", whole)
+    assert len(resumed["loss"]) == 3, "the resumed run trains only the epoch it missed"
+    # Same weights, optimizer, epoch, order and augmentation: the third epoch is the same epoch.
+    np.testing.assert_allclose(resumed["loss"], uninterrupted["loss"], rtol=1e-3)
+    a, _ = load_model(whole)
+    b, _ = load_model(interrupted)
+    for left, right in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(left, right, atol=1e-3)
+
+
+def test_a_new_run_does_not_resume_a_stale_backup(dataset_dir, tmp_path):
+    root, _ = dataset_dir
+    out = tmp_path / "m"
+    arguments = [*CNN_SMALL, "--epochs", "2", "--early-stopping-from", "5"]
+    _train([*arguments, "--stop-after-epochs", "1"], root, out, tmp_path / "c")
+    _train(arguments, root, out, tmp_path / "c")
+    assert len(_history_rows(tmp_path / "c", out)["loss"]) == 2
+    _, metadata = load_model(out)
+    assert metadata.training["epochs_run"]["cnn"] == 2
+
+
+def test_refit_trains_on_everything_and_carries_the_split_runs_estimate(dataset_dir, tmp_path):
+    root, _ = dataset_dir
+    split_run = tmp_path / "split"
+    _train([*CNN_SMALL, "--epochs", "3", "--early-stopping-from", "1"], root, split_run, tmp_path / "c")
+    _, split_metadata = load_model(split_run)
+    refit = tmp_path / "refit"
+    train_main(["--data", str(root), "--out", str(refit), "--cache-dir", str(tmp_path / "c"), "--refit", str(split_run)])
+    _, metadata = load_model(refit)
+    assert metadata.training["refit"]["epochs"] == split_metadata.training["chosen_epochs"]
+    assert metadata.training["epochs_run"]["cnn"] == split_metadata.training["chosen_epochs"]
+    assert metadata.dataset["train_images"] == 60 and metadata.dataset["validation_images"] == 0
+    assert metadata.metrics == split_metadata.metrics
+    assert metadata.calibration == split_metadata.calibration
+    assert metadata.training["arguments"]["learning_rate"] == split_metadata.training["arguments"]["learning_rate"]
+    assert (refit / "split.json").read_text() == (split_run / "split.json").read_text()
+    card = (refit / "README.md").read_text()
+    assert "refit" in card.lower() and "split run" in card
+
+
+def test_refit_needs_a_split_run(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--data", str(tmp_path), "--out", str(tmp_path / "o"), "--refit", str(tmp_path / "nothing")])
+    assert "run the split run first" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
-    "arguments",
+    ("flag", "cpuinfo", "policy"),
     [
-        ["--model", "cnn", "--input-size", "48", "--epochs", "1"],
-        [
-            "--model",
-            "vgg16",
-            "--input-size",
-            "32",
-            "--epochs",
-            "1",
-            "--backbone-weights",
-            "none",
-            "--fine-tune",
-            "--fine-tune-epochs",
-            "1",
-        ],
+        ("auto", "flags : fpu avx512f avx512_bf16 avx2", "mixed_bfloat16"),
+        ("auto", "flags : fpu amx_bf16 amx_tile", "mixed_bfloat16"),
+        ("auto", "flags : fpu avx512f avx2", "float32"),
+        ("float32", "flags : avx512_bf16", "float32"),
+        ("bfloat16", "flags : avx2", "mixed_bfloat16"),
     ],
-    ids=["cnn", "vgg16"],
 )
-def test_one_epoch_writes_a_complete_model_folder(arguments, dataset_dir, tmp_path):
+def test_precision_flag(flag, cpuinfo, policy):
+    assert engine.resolve_precision(flag, cpuinfo) == policy
+
+
+def test_precision_is_recorded_and_the_saved_model_is_float32(dataset_dir, tmp_path):
     root, _ = dataset_dir
-    out = tmp_path / arguments[1]
-    train_main([*arguments, "--data", str(root), "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--batch-size", "8"])
-    for name in (
-        "model.keras",
-        "tumor_ai.json",
-        "README.md",
-        "split.json",
-        "validation_report.json",
-        "history.png",
-        "confusion_matrix.png",
-    ):
-        assert (out / name).exists(), name
+    out = tmp_path / "bf16"
+    _train([*CNN_SMALL, "--epochs", "1", "--precision", "bfloat16"], root, out, tmp_path / "c")
     model, metadata = load_model(out)
-    assert isinstance(metadata, ModelMetadata)
-    assert metadata.labels == ["glioma", "meningioma", "notumor", "pituitary"]
-    assert metadata.dataset["validation_images"] + metadata.dataset["train_images"] == 60
-    assert 0.0 <= metadata.metrics["validation"]["accuracy"] <= 1.0
-    assert metadata.calibration["temperature"] > 0
-    assert metadata.libraries["keras"].startswith("3.")
-    assert model.get_layer(metadata.cam_layer) is not None
-    split = json.loads((out / "split.json").read_text())
-    assert len(split["validation"]) == metadata.dataset["validation_images"]
-    card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: keras") and "not a medical device" in card
-    if metadata.architecture == "vgg16":
-        assert "arXiv:1409.1556" in card and "CC BY 4.0" in card
-        assert set(metadata.training["epochs_run"]) == {"stage1", "stage2"}
+    assert metadata.training["precision"] == "mixed_bfloat16"
+    assert {layer.compute_dtype for layer in model.layers if layer.weights} == {"float32"}
+
+
+def test_label_smoothed_loss_matches_keras():
+    import keras
+
+    rng = np.random.default_rng(0)
+    probabilities = rng.dirichlet(np.ones(4), size=16).astype("float32")
+    targets = rng.integers(0, 4, 16)
+    plain = engine.sparse_crossentropy(0.0)(targets, probabilities)
+    expected = keras.losses.sparse_categorical_crossentropy(targets, probabilities)
+    np.testing.assert_allclose(np.asarray(plain), np.asarray(expected), rtol=1e-5)
+    smoothed = engine.sparse_crossentropy(0.1)(targets, probabilities)
+    reference = keras.losses.categorical_crossentropy(np.eye(4)[targets], probabilities, label_smoothing=0.1)
+    np.testing.assert_allclose(np.asarray(smoothed), np.asarray(reference), rtol=1e-5)
 
 
 def test_help_teaches(capsys):
     with pytest.raises(SystemExit):
         train_main(["--help"])
     text = capsys.readouterr().out
-    assert "--backbone-weights" in text and "python -m training.train --model cnn" in text
+    for phrase in ("--refit", "--resume", "--precision", "--crop", "python -m training.train --model cnn"):
+        assert phrase in text

@@ -1,14 +1,15 @@
 """Score a trained model on any ``<class>/`` image folder, through the same path the app serves.
 
     python -m training.evaluate --model models/vgg16 --data path/to/Testing --out report.json
-    python -m training.evaluate --model models/cnn --data ../shared/data/brain-tumor-mri/Training \\
+    python -m training.evaluate --model .cache/split-runs/cnn --data ../shared/data/brain-tumor-mri/Training \\
         --subset validation --out cnn_validation.json
 
 Writes a JSON report (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix,
 expected calibration error before and after the model's temperature, the MRI check's pass rate
 and one record per image: path relative to ``--data``, label, predicted, probabilities keyed by
 label) and the confusion matrix as a PNG beside it. ``--subset validation`` scores only the
-images of the model's own validation split (its ``split.json``), reproducing the model card.
+images of the model's own validation split (its ``split.json``), reproducing the model card; for
+a refit (trained on every image) point it at the split run the refit came from.
 """
 
 from __future__ import annotations
@@ -61,6 +62,12 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     from tumor_ai.inference import Predictor, softmax
 
     predictor = Predictor.from_source(model_source)
+    refit = predictor.metadata.training.get("refit")
+    if refit and subset != "all":
+        raise SystemExit(
+            f"error: {model_source} is a refit on every image, so its '{subset}' split is not held out; "
+            f"score the split run instead (--model {refit['of']}), whose figures the card publishes"
+        )
     labels = predictor.labels
     folders = class_folders(data)
     unknown = [name for name in folders if name not in labels]

@@ -91,8 +91,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
         "## Model\n",
         f"- Architecture: {_architecture_text(metadata)}",
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
-        f"- Input: {metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then `{metadata.preprocessing}` "
-        "preprocessing (see `tumor_ai/preprocessing.py`)",
+        f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
+        f"`{metadata.preprocessing}` preprocessing (see `tumor_ai/preprocessing.py`; serving and training call the same code)",
         f"- Grad-CAM layer: `{metadata.cam_layer}`",
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
     ]
@@ -104,9 +104,19 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
             f"{data.get('train_images')} training and {data.get('validation_images')} validation images "
             f"(seed {data.get('seed')}). Dataset fingerprint `{str(data.get('fingerprint_sha256'))[:16]}…`.\n",
         ]
+    refit = training.get("refit")
+    if refit:
+        parts += [
+            "## These weights are a refit\n",
+            f"After the split run chose {refit['epochs']} epochs by early stopping on the group-aware validation "
+            f"split, the same recipe was trained for {refit['epochs']} epochs on all {data.get('train_images')} images "
+            "of the folder. No image is held out from these weights, so **the metrics below are the split run's**: "
+            "the published estimate of how this recipe does on slices it has never seen. The temperature is the "
+            "split run's too.\n",
+        ]
     if validation:
         parts += [
-            "## Metrics on the group-aware validation split\n",
+            "## Metrics on the group-aware validation split" + (" (split run)" if refit else "") + "\n",
             "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
             "kept on the validation side.\n",
             f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.get('temperature')}) |",
@@ -132,26 +142,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
             "gradient, text-screenshot and colour images)\n",
         ]
     if training.get("command"):
-        initial = training.get("initial_weights")
-        parts += [
-            "## Reproduce\n",
-            "```bash",
-            *([f"{initial['command']}  # first run, its folder then given to --initial-weights"] if initial else []),
-            training["command"],
-            f"python -m training.calibrate --model models/{metadata.name} --data DATA",
-            f"python -m training.evaluate --model models/{metadata.name} --data DATA --subset validation --out report.json",
-            "```\n",
-            "`DATA` is the training command's `--data` folder. "
-            f"Wall time of that run: {training.get('seconds')} s on 2 CPU cores"
-            + (
-                " (VGG16 block 1-4 features come from the cache in `.cache/`, computed once: about 13 minutes)"
-                if metadata.architecture == "vgg16"
-                else ""
-            )
-            + "; epochs run: "
-            + ", ".join(f"{stage} {count}" for stage, count in (training.get("epochs_run") or {}).items())
-            + ".\n",
-        ]
+        parts += _reproduce(metadata)
     parts += ["## Limitations\n", *[f"- {item}" for item in LIMITATIONS], ""]
     parts += [
         "## Licence and attribution\n",
@@ -172,9 +163,49 @@ def _architecture_text(metadata: ModelMetadata) -> str:
             "block 5 fine-tuned when the training command says `--fine-tune`"
         )
     return (
-        "five conv blocks (3x3 conv, batch-norm, ReLU; two convs in the last two blocks; 2x2 max-pool) "
-        "+ global average pooling + dense head, trained from scratch"
+        "lean residual CNN trained from scratch: a stride-2 conv stem and a max-pool, residual blocks "
+        "(two 3x3 conv-batch-norm layers and a shortcut, ReLU) that widen as they shrink with max-pooling "
+        "between them, global average pooling and a dense softmax head"
     )
+
+
+def _crop_text(metadata: ModelMetadata) -> str:
+    if metadata.crop == "head":
+        return "the square around the head (threshold, largest connected component, 4% margin), resized to "
+    return ""
+
+
+def _reproduce(metadata: ModelMetadata) -> list[str]:
+    """The commands behind the weights and every number on the card, and how long training took."""
+    training = metadata.training
+    refit = training.get("refit")
+    evaluated = refit["of"] if refit else f"models/{metadata.name}"
+    commands = [refit["split_run_command"]] if refit else []
+    commands += [
+        training["command"],
+        f"python -m training.calibrate --model models/{metadata.name} --data DATA",
+        f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json",
+    ]
+    throughput = training.get("throughput") or {}
+    timing = f"{training.get('seconds')} s on 2 CPU cores"
+    if refit:
+        timing = f"split run {refit.get('split_run_seconds')} s, refit {training.get('seconds')} s, on 2 CPU cores"
+    if training.get("precision"):
+        timing += f", in {training['precision']}"
+    if throughput:
+        timing += f" ({throughput['images_per_second']} training images/s, median epoch {throughput['median_epoch_seconds']} s)"
+    if metadata.architecture == "vgg16":
+        timing += " (VGG16 block 1-4 features come from the cache in `.cache/`, computed once: about 13 minutes)"
+    epochs = ", ".join(f"{stage} {count}" for stage, count in (training.get("epochs_run") or {}).items())
+    return [
+        "## Reproduce\n",
+        "```bash",
+        *commands,
+        "```\n",
+        "`DATA` is the training command's `--data` folder"
+        + (". The evaluation scores the split run, whose validation images the refit trained on" if refit else "")
+        + f". Wall time: {timing}; epochs run: {epochs}.\n",
+    ]
 
 
 def write_model_card(folder: str | Path, repo_id: str | None = None) -> Path:

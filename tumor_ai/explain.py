@@ -32,6 +32,27 @@ def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.clip(np.asarray(image), 0.0, 1.0)
 
 
+def place_in_frame(cam: np.ndarray, frame: tuple[int, int, int, int], image_shape: tuple[int, int], grid: int = 64) -> np.ndarray:
+    """A CAM computed on a crop, placed where that crop lies in the whole image (zero elsewhere).
+
+    ``frame`` is ``(top, left, height, width)`` of the model's input in image pixels (it may reach
+    past the edges). The result covers the whole image at ``grid`` cells on its longer side, so the
+    overlay, the heatmap and the words about where the evidence lies all refer to the upload.
+    """
+    height, width = image_shape
+    if tuple(frame) == (0, 0, height, width):
+        return cam
+    scale = grid / max(height, width)
+    canvas = np.zeros((max(1, round(height * scale)), max(1, round(width * scale))), np.float32)
+    top, left = round(frame[0] * scale), round(frame[1] * scale)
+    placed = upsample(cam, (max(1, round(frame[2] * scale)), max(1, round(frame[3] * scale))))
+    rows = slice(max(top, 0), min(top + placed.shape[0], canvas.shape[0]))
+    cols = slice(max(left, 0), min(left + placed.shape[1], canvas.shape[1]))
+    if rows.stop > rows.start and cols.stop > cols.start:
+        canvas[rows, cols] = placed[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
+    return canvas
+
+
 def heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """The CAM as a colour picture at ``size`` (the input's own resolution)."""
     return jet(upsample(cam, size))

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
+from tumor_ai.explain import place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
-from tumor_ai.preprocessing import normalize, resize
+from tumor_ai.preprocessing import Frame, model_input, normalize
 
 EMBEDDING_LAYER = "avg_pool"  # pooled features, for the MRI check
 
@@ -40,7 +41,7 @@ def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
 
 @dataclass
 class Prediction:
-    """One image's result: calibrated probabilities, the CAM, and the MRI check."""
+    """One image's result: calibrated probabilities, the CAM (over the whole image), and the MRI check."""
 
     label: str
     confidence: float
@@ -112,10 +113,20 @@ class Predictor:
         height, width = self.metadata.input_size
         self._function(np.zeros((1, height, width, 3), np.float32))
 
+    def inputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Frame]]:
+        """RGB ``uint8`` images of any size to the model's normalised batch, and the frame each input covers.
+
+        Crop, resize and normalisation are the ones the metadata records, the same functions
+        training used (``tumor_ai.preprocessing.model_input``).
+        """
+        size = tuple(self.metadata.input_size)
+        prepared = [model_input(image, size, self.metadata.crop) for image in images]
+        batch = normalize(np.stack([pixels for pixels, _ in prepared]), self.metadata.preprocessing)
+        return batch, [frame for _, frame in prepared]
+
     def prepare(self, images: list[np.ndarray]) -> np.ndarray:
         """RGB ``uint8`` images of any size to the model's normalised input batch."""
-        size = tuple(self.metadata.input_size)
-        return normalize(np.stack([resize(image, size) for image in images]), self.metadata.preprocessing)
+        return self.inputs(images)[0]
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings."""
@@ -128,7 +139,8 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            outputs = self.run(self.prepare(chunk))
+            batch, frames = self.inputs(chunk)
+            outputs = self.run(batch)
             checks = self.mri_check.score(chunk, outputs["embedding"]) if self.mri_check else [(True, None)] * len(chunk)
             for index, (is_mri, score) in enumerate(checks):
                 probabilities = outputs["probabilities"][index]
@@ -138,7 +150,7 @@ class Predictor:
                         label=self.labels[top],
                         confidence=float(probabilities[top]),
                         probabilities={label: float(p) for label, p in zip(self.labels, probabilities)},
-                        cam=outputs["cam"][index],
+                        cam=place_in_frame(outputs["cam"][index], frames[index], chunk[index].shape[:2]),
                         is_mri=is_mri,
                         mri_score=score,
                     )

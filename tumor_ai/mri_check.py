@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 CHECK_FILE = "mri_check.npz"
+STATISTICS_SIZE = (64, 64)  # image statistics are taken on a copy this size
 MESSAGE = "This does not look like a brain MRI slice, so no tumour class is given."
 
 
@@ -28,7 +29,7 @@ def image_statistics(pixels: np.ndarray) -> np.ndarray:
     """(saturation, contrast, dark fraction, border brightness) of an RGB ``uint8`` image, on a 64x64 copy."""
     from tumor_ai.preprocessing import resize
 
-    small = resize(pixels, (64, 64)).astype(np.float32) / 255.0
+    small = resize(pixels, STATISTICS_SIZE).astype(np.float32) / 255.0
     saturation = float((small.max(axis=-1) - small.min(axis=-1)).mean())
     gray = small.mean(axis=-1)
     frame = np.ones(gray.shape, dtype=bool)
