@@ -70,14 +70,11 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
         stopping = engine.early_stopping(args.patience, args.early_stopping_from)
         callbacks.append(stopping)
     weights = class_weights(dataset.targets[train_idx], len(dataset.labels))
-    model.fit(
-        train,
-        validation_data=validation,
-        epochs=args.stop_after_epochs or args.epochs,
-        class_weight=weights,
-        callbacks=callbacks,
-        verbose=2,
-    )
+    epochs = args.stop_after_epochs or args.epochs
+    if engine.is_multiworker(strategy):
+        history = engine.fit_multiworker(model, train, epochs, strategy, args.batch_size, [epoch_seeds, throughput])
+        return TrainResult(model, metadata, {"cnn": history}, None, epochs, throughput.summary())
+    model.fit(train, validation_data=validation, epochs=epochs, class_weight=weights, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:
         chosen = stopping.best_epoch + 1

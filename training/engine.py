@@ -51,6 +51,51 @@ def distribution_strategy(name: str):
     return tf.distribute.get_strategy()
 
 
+def is_multiworker(strategy) -> bool:
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def fit_multiworker(model, dataset, epochs: int, strategy, global_batch_size: int, callbacks: list) -> dict[str, list[float]]:
+    """``model.fit`` for ``MultiWorkerMirroredStrategy``, as TensorFlow's custom-loop guide writes it.
+
+    Keras 3's ``fit`` cannot run under that strategy yet (keras-team/keras#20585: it reduces
+    per-replica values eagerly and along a scalar's axis 0). This loop runs the same step
+    (forward, the compiled loss averaged over the global batch, the compiled optimizer) with
+    ``strategy.run`` on every worker; epoch callbacks are called as ``fit`` would. There is no
+    per-epoch validation: a multi-worker run trains its whole schedule and is scored at the end.
+    """
+    import tensorflow as tf
+
+    distributed = strategy.experimental_distribute_dataset(dataset)
+    variables = model.trainable_variables
+
+    def replica_step(images, labels):
+        with tf.GradientTape() as tape:
+            probabilities = model(images, training=True)
+            loss = tf.nn.compute_average_loss(model.loss(labels, probabilities), global_batch_size=global_batch_size)
+        model.optimizer.apply(tape.gradient(loss, variables), variables)
+        return loss
+
+    @tf.function
+    def train_step(images, labels):
+        return strategy.reduce("SUM", strategy.run(replica_step, args=(images, labels)), axis=None)
+
+    for callback in callbacks:
+        callback.set_model(model)
+    history: dict[str, list[float]] = {"loss": []}
+    for epoch in range(epochs):
+        for callback in callbacks:
+            callback.on_epoch_begin(epoch)
+        losses = [float(train_step(images, labels)) for images, labels in distributed]
+        history["loss"].append(float(np.mean(losses)))
+        print(f"epoch {epoch + 1}/{epochs}: loss {history['loss'][-1]:.4f}", flush=True)
+        for callback in callbacks:
+            callback.on_epoch_end(epoch, {"loss": history["loss"][-1]})
+    return history
+
+
 def is_chief() -> bool:
     """Whether this process writes the model: always, except the non-chief workers of a multi-worker run."""
     import json

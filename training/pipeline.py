@@ -103,19 +103,29 @@ def augmentation(seed: int = 0, rand_augment: bool = False, strength: dict[str, 
     return keras.Sequential(layers, name="augmentation")
 
 
-def seed_generators(augmenter) -> list:
-    """The random-state holders of an augmentation model, in a fixed order."""
-    return [layer.generator for layer in augmenter.layers if getattr(layer, "generator", None) is not None]
+def seed_generators(layers) -> list:
+    """The random-state holders (``keras.random.SeedGenerator``) of some layers, in a fixed order."""
+    import keras
+
+    found = []
+    for layer in layers:
+        found += [value for _, value in sorted(vars(layer).items()) if isinstance(value, keras.random.SeedGenerator)]
+    return found
 
 
 def epoch_seeds_callback(epoch_variable, augmenter, seed: int):
-    """A callback that sets the shuffle and augmentation state from ``(seed, epoch)`` as each epoch begins."""
+    """A callback that sets every random state from ``(seed, epoch)`` as each epoch begins.
+
+    The shuffle, the augmentation and the model's own dropout then depend on the epoch alone,
+    so an epoch replayed after ``--resume`` is the epoch an uninterrupted run would have trained.
+    """
     import keras
 
     class EpochSeeds(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch: int, logs=None) -> None:
             epoch_variable.assign(epoch)
-            for index, generator in enumerate(seed_generators(augmenter) if augmenter is not None else []):
+            layers = [*(augmenter.layers if augmenter is not None else []), *self.model.layers]
+            for index, generator in enumerate(seed_generators(layers)):
                 generator.state.assign(np.array([seed * 1000 + index, epoch * 1_000_000], dtype="int64"))
 
     return EpochSeeds()

@@ -17,7 +17,7 @@ the split run's validation metrics and temperature stay the published estimate. 
 Every run writes into ``--out``: ``model.keras`` (float32, no optimizer state), ``tumor_ai.json``
 (the metadata), ``split.json``, ``validation_report.json``, ``history.png``,
 ``confusion_matrix.png`` and the model card. An interrupted run continues with ``--resume``
-(same arguments). Fit the not-an-MRI check afterwards with ``python -m training.calibrate``.
+(same arguments). Fit the not-an-MRI check afterwards with ``python -m training.fit_mri_check``.
 """
 
 from __future__ import annotations
@@ -241,7 +241,8 @@ def plot_history(histories: dict, path: Path, title: str) -> None:
     for stage, history in histories.items():
         epochs = np.arange(1, len(history.get("loss", [])) + 1) + offset
         for axis, metric in zip(axes, ("loss", "accuracy")):
-            axis.plot(epochs, history.get(metric, []), label=f"{stage} train")
+            if metric in history:
+                axis.plot(epochs, history[metric], label=f"{stage} train")
             if f"val_{metric}" in history:
                 axis.plot(epochs, history[f"val_{metric}"], label=f"{stage} validation", linestyle="--")
             axis.set_xlabel("epoch")

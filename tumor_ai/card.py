@@ -183,7 +183,7 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     commands = [refit["split_run_command"]] if refit else []
     commands += [
         training["command"],
-        f"python -m training.calibrate --model models/{metadata.name} --data DATA",
+        f"python -m training.fit_mri_check --model models/{metadata.name} --data DATA",
         f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json",
     ]
     throughput = training.get("throughput") or {}

@@ -8,7 +8,7 @@ tests stand before the label:
 * feature distance: the Mahalanobis distance of the model's own pooled features to those of the
   training images (shrunk covariance), with a threshold set on the training images' 99.9% quantile.
 
-``training.calibrate`` fits both on the training split and checks that at least 99% of the
+``training.fit_mri_check`` fits both on the training split and checks that at least 99.5% of the
 validation MRIs pass; the fitted values live beside the model (``mri_check.npz`` and the
 ``mri_check`` block of ``tumor_ai.json``).
 """

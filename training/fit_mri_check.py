@@ -1,6 +1,6 @@
 """Fit a model's "is this a brain MRI?" check and report how it does.
 
-    python -m training.calibrate --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
+    python -m training.fit_mri_check --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
 
 Uses the model's own split (its ``split.json``): the check is fitted on the training images
 (image-statistic bounds at their 99.5% quantiles, the feature-distance threshold at its 99.9%) and must let
@@ -98,7 +98,7 @@ def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str
     return np.concatenate(outputs)
 
 
-def calibrate(model: str, data: str, cache_dir: str = ".cache") -> dict:
+def fit_mri_check(model: str, data: str, cache_dir: str = ".cache") -> dict:
     """Fit and save the check; returns the report written into the metadata."""
     from tumor_ai.inference import Predictor
 
@@ -147,13 +147,13 @@ def calibrate(model: str, data: str, cache_dir: str = ".cache") -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m training.calibrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m training.fit_mri_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="local model folder written by training.train")
     parser.add_argument("--data", required=True, help="the dataset it was trained on (<class>/ folders)")
     parser.add_argument("--cache-dir", default=".cache", help="decoded-image cache (default .cache)")
     args = parser.parse_args(argv)
-    report = calibrate(args.model, args.data, args.cache_dir)
+    report = fit_mri_check(args.model, args.data, args.cache_dir)
     print(
         f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']}; "
         f"non-MRI images rejected: {report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}"
