@@ -105,7 +105,11 @@ def test_refit_trains_on_everything_and_carries_the_split_runs_estimate(dataset_
     assert metadata.training["arguments"]["learning_rate"] == split_metadata.training["arguments"]["learning_rate"]
     assert (refit / "split.json").read_text() == (split_run / "split.json").read_text()
     card = (refit / "README.md").read_text()
-    assert "refit" in card.lower() and "split run" in card
+    assert "These weights are a refit" in card and "the metrics below are the split run's" in card
+    from training.evaluate import main as evaluate_main
+
+    with pytest.raises(SystemExit, match="score the split run instead"):
+        evaluate_main(["--model", str(refit), "--data", str(root), "--subset", "validation", "--out", str(tmp_path / "r.json")])
 
 
 def test_refit_needs_a_split_run(tmp_path, capsys):

@@ -175,17 +175,23 @@ def _crop_text(metadata: ModelMetadata) -> str:
     return ""
 
 
+def _option(command: str, name: str) -> str | None:
+    """The value of ``name`` in a recorded command line (``--out models/cnn`` gives ``models/cnn``)."""
+    words = command.split()
+    return words[words.index(name) + 1] if name in words[:-1] else None
+
+
 def _reproduce(metadata: ModelMetadata) -> list[str]:
     """The commands behind the weights and every number on the card, and how long training took."""
     training = metadata.training
     refit = training.get("refit")
-    evaluated = refit["of"] if refit else f"models/{metadata.name}"
+    folder = _option(training["command"], "--out") or f"models/{metadata.name}"
     commands = [refit["split_run_command"]] if refit else []
-    commands += [
-        training["command"],
-        f"python -m training.fit_mri_check --model models/{metadata.name} --data DATA",
-        f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json",
-    ]
+    commands.append(training["command"])
+    if metadata.mri_check:
+        commands.append(f"python -m training.fit_mri_check --model {folder} --data DATA")
+    evaluated = refit["of"] if refit else folder
+    commands.append(f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json")
     throughput = training.get("throughput") or {}
     timing = f"{training.get('seconds')} s on 2 CPU cores"
     if refit:
