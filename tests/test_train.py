@@ -19,9 +19,8 @@ def _train(arguments: list[str], root, out, cache) -> None:
     train_main([*arguments, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
 
 
-def _history_rows(cache, out) -> list[dict]:
-    run_dir = cache / "runs" / out.resolve().as_posix().strip("/").replace("/", "_")
-    return engine.read_history(run_dir)
+def _history_rows(cache, out) -> dict[str, list[float]]:
+    return engine.read_history(engine.run_directory(cache, out))
 
 
 def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -61,7 +60,7 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
         images[train_idx], dataset.targets[train_idx], metadata.preprocessing, args.batch_size, True, args.seed, args.rand_augment
     )
     throughput = engine.throughput_callback(len(train_idx))
-    run_dir = Path(args.cache_dir) / "runs" / Path(args.out).resolve().as_posix().strip("/").replace("/", "_")
+    run_dir = engine.run_directory(args.cache_dir, args.out)
     callbacks = [epoch_seeds, throughput, *engine.run_callbacks(run_dir, args.resume)]
     validation = None
     stopping = None

@@ -173,6 +173,11 @@ def throughput_callback(images_per_epoch: int):
     return Throughput()
 
 
+def run_directory(cache_dir: str | Path, out: str | Path) -> Path:
+    """Where a run's backup and epoch log live: one folder per output folder, so runs never mix."""
+    return Path(cache_dir) / "runs" / Path(out).resolve().as_posix().strip("/").replace("/", "_")
+
+
 def run_callbacks(backup_dir: Path, resume: bool) -> list:
     """Per-epoch backup (weights, optimizer state, epoch) and an appending CSV log of every epoch.
 

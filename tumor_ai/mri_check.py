@@ -6,7 +6,8 @@ tests stand before the label:
 * image statistics: MRI slices are grey (colour saturation near zero), have structure (not blank),
   and a dark background around the head that reaches the image border;
 * feature distance: the Mahalanobis distance of the model's own pooled features to those of the
-  training images (shrunk covariance), with a threshold set on the training images' 99.9% quantile.
+  training images (shrunk covariance), with a threshold set high in the training images' tail
+  (99.9% by default; ``training.fit_mri_check`` picks 99.95%).
 
 ``training.fit_mri_check`` fits both on the training split and checks that at least 99.5% of the
 validation MRIs pass; the fitted values live beside the model (``mri_check.npz`` and the
