@@ -1,7 +1,7 @@
 """Score a trained model on any ``<class>/`` image folder, through the same path the app serves.
 
     python -m training.evaluate --model models/vgg16 --data path/to/Testing --out report.json
-    python -m training.evaluate --model .cache/split-runs/cnn --data ../shared/data/brain-tumor-mri/Training \\
+    python -m training.evaluate --model models/cnn/split-run --data ../shared/data/brain-tumor-mri/Training \\
         --subset validation --out cnn_validation.json
 
 Writes a JSON report (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix,

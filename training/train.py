@@ -1,10 +1,10 @@
 """Train the custom CNN or the VGG16 transfer model on a ``<class>/`` image folder.
 
-The CNN recipe that produced models/cnn, a split run then a refit (README, "Training time"):
+The CNN recipe that produced models/cnn, a split run then a refit (README, "How the CNN is trained"):
 
-    python -m training.train --model cnn --data ../shared/data/brain-tumor-mri/Training --out .cache/split-runs/cnn
-    python -m training.train --model cnn --data ../shared/data/brain-tumor-mri/Training --out models/cnn \\
-        --refit .cache/split-runs/cnn
+    python -m training.train --model cnn --data ../shared/data/brain-tumor-mri/Training --out models/cnn/split-run
+    python -m training.train --data ../shared/data/brain-tumor-mri/Training --out models/cnn \\
+        --refit models/cnn/split-run
 
 The split run holds out a stratified 20% validation split made by duplicate *group* (see
 training.split), chooses the number of epochs by early stopping on validation loss, and fits the
