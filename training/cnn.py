@@ -60,6 +60,10 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
         images[train_idx], dataset.targets[train_idx], metadata.preprocessing, args.batch_size, True, args.seed, args.rand_augment
     )
     throughput = engine.throughput_callback(len(train_idx))
+    epochs = args.stop_after_epochs or args.epochs
+    if engine.is_multiworker(strategy):
+        history = engine.fit_multiworker(model, train, epochs, strategy, args.batch_size, [epoch_seeds, throughput])
+        return TrainResult(model, metadata, {"cnn": history}, None, epochs, throughput.summary())
     run_dir = engine.run_directory(args.cache_dir, args.out)
     callbacks = [epoch_seeds, throughput, *engine.run_callbacks(run_dir, args.resume)]
     validation = None
@@ -69,10 +73,6 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
         stopping = engine.early_stopping(args.patience, args.early_stopping_from)
         callbacks.append(stopping)
     weights = class_weights(dataset.targets[train_idx], len(dataset.labels))
-    epochs = args.stop_after_epochs or args.epochs
-    if engine.is_multiworker(strategy):
-        history = engine.fit_multiworker(model, train, epochs, strategy, args.batch_size, [epoch_seeds, throughput])
-        return TrainResult(model, metadata, {"cnn": history}, None, epochs, throughput.summary())
     model.fit(train, validation_data=validation, epochs=epochs, class_weight=weights, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:
