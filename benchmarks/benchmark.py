@@ -3,10 +3,11 @@
     python benchmarks/benchmark.py --out benchmarks/results.json
 
 Measures: cold start (process start -> app answering HTTP), single prediction + Grad-CAM per
-model, compare (both models, both CAMs, both overlays), batch throughput over 64 images per
-model, and the app's peak RSS while it serves compare and batch requests. In the same run it
-times a naive reference on the same images, as the original project served them: one
-``model.predict`` per image and a separate eager Grad-CAM pass, and prints the speed-ups.
+model, what the test-time flip costs (the ratio of that time with the flip on to off, whichever
+the model ships), compare (both models, both CAMs, both overlays), batch throughput over 64
+images per model, and the app's peak RSS while it serves compare and batch requests. In the
+same run it times a naive reference on the same images, as the original project served them:
+one ``model.predict`` per image and a separate eager Grad-CAM pass, and prints the speed-ups.
 Timings on shared machines are noisy: read the medians and the ratios, not single numbers.
 """
 
@@ -153,6 +154,16 @@ def main(argv: list[str] | None = None) -> None:
     for name, predictor in predictors.items():
         p50, p95 = median_ms(lambda p=predictor: p.predict_one(next_image()), args.repeats)
         results[f"{name}_predict_cam_p50_ms"], results[f"{name}_predict_cam_p95_ms"] = round(p50, 1), round(p95, 1)
+        # What the test-time flip costs: the same predictor with it on and off, interleaved in one run.
+        flip_ms = {True: [], False: []}
+        shipped = predictor.metadata.test_time_flip
+        for _ in range(max(args.repeats // 2, 5)):
+            for flip in (True, False):
+                predictor.metadata.test_time_flip = flip
+                flip_ms[flip].append(median_ms(lambda p=predictor: p.predict_one(next_image()), 1)[0])
+        predictor.metadata.test_time_flip = shipped
+        results[f"{name}_test_time_flip"] = shipped
+        results[f"{name}_flip_cost_ratio"] = round(statistics.median(flip_ms[True]) / statistics.median(flip_ms[False]), 2)
         naive50, _ = median_ms(
             lambda p=predictor: naive_predict_and_cam(p.model, p.metadata, next_image()), max(args.repeats // 3, 5)
         )

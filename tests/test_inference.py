@@ -12,6 +12,7 @@ from PIL import Image
 from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch
 from tumor_ai.explain import focus_region, heatmap, jet, overlay, reading
 from tumor_ai.imaging import read_image
+from tumor_ai.inference import Predictor
 from tumor_ai.preprocessing import normalize, resize
 
 
@@ -135,3 +136,20 @@ def test_predict_cli_writes_the_batch_table(tiny_models, example_paths, tmp_path
     assert lines[0].startswith("file,cnn class,cnn confidence,vgg16 class")
     assert len(lines) == 4 and "it is a text file" in out.read_text()
     assert "3 files, 1 refused" in capsys.readouterr().err
+
+
+def test_test_time_flip_averages_the_logits_of_the_mirror_image(tiny_models, example_paths):
+    from tumor_ai.models import load_model
+
+    model, metadata = load_model(tiny_models["cnn"])
+    plain = Predictor(model, metadata)
+    metadata_flip = load_model(tiny_models["cnn"])[1]
+    metadata_flip.test_time_flip = True
+    flipping = Predictor(model, metadata_flip)
+    batch = plain.prepare([read_image(path).pixels for path in example_paths.values()])
+    straight = plain.run(batch)
+    mirrored = plain.run(np.ascontiguousarray(batch[:, :, ::-1]))
+    averaged = flipping.run(batch)
+    assert not np.allclose(straight["logits"], mirrored["logits"], atol=1e-4), "the mirror image must change the logits"
+    np.testing.assert_allclose(averaged["logits"], (straight["logits"] + mirrored["logits"]) / 2, atol=1e-5)
+    np.testing.assert_allclose(averaged["cam"], straight["cam"], atol=1e-6)  # Grad-CAM stays the slice's own

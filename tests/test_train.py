@@ -46,15 +46,55 @@ def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path)
     assert card.startswith("---\nlibrary_name: keras") and "not a medical device" in card
 
 
-def test_vgg16_one_epoch_writes_both_stages(dataset_dir, tmp_path):
+VGG_SMALL = ["--model", "vgg16", "--input-size", "32", "--batch-size", "8", "--backbone-weights", "none", "--head-epochs", "2"]
+
+
+def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     root, _ = dataset_dir
-    out = tmp_path / "vgg16"
-    arguments = ["--model", "vgg16", "--input-size", "32", "--epochs", "1", "--batch-size", "8", "--backbone-weights", "none"]
-    _train([*arguments, "--fine-tune", "--fine-tune-epochs", "1"], root, out, tmp_path / "c")
-    _, metadata = load_model(out)
-    assert set(metadata.training["epochs_run"]) == {"stage1", "stage2"} and metadata.crop == "none"
-    card = (out / "README.md").read_text()
+    split_run, refit, cache = tmp_path / "vgg16" / "split-run", tmp_path / "vgg16", tmp_path / "c"
+    _train([*VGG_SMALL, "--epochs", "2", "--early-stopping-from", "5"], root, split_run, cache)
+    _, metadata = load_model(split_run)
+    assert set(metadata.training["epochs_run"]) == {"head", "fine-tune"} and metadata.crop == "none"
+    assert metadata.training["stage_epochs"]["fine_tune"] == 2 and 1 <= metadata.training["stage_epochs"]["head"] <= 2
+    flip = metadata.training["test_time_flip"]
+    assert metadata.test_time_flip == flip["adopted"] and set(flip) >= {"with", "without"}
+    features = sorted((cache / "features").glob("*.npy"))
+    assert len(features) == 3, "clean, mirrored and one augmented variant"
+    assert np.load(features[0], mmap_mode="r").shape == (metadata.dataset["images"], 4, 4, 256)
+    card = (split_run / "README.md").read_text()
     assert "arXiv:1409.1556" in card and "CC BY 4.0" in card
+
+    stamps = [path.stat().st_mtime_ns for path in features]
+    train_main(["--refit", str(split_run), "--data", str(root), "--out", str(refit), "--cache-dir", str(cache)])
+    _, refitted = load_model(refit)
+    assert [path.stat().st_mtime_ns for path in features] == stamps, "the refit reuses the split run's features"
+    assert refitted.training["refit"]["of"] == str(split_run)
+    assert refitted.training["epochs_run"]["fine-tune"] == 2
+    assert refitted.training["epochs_run"]["head"] == metadata.training["stage_epochs"]["head"]
+    assert refitted.test_time_flip == metadata.test_time_flip and refitted.input_size == (32, 32)
+    assert refitted.calibration == metadata.calibration
+
+
+def test_feature_extraction_resumes_to_the_same_file(tmp_path):
+    import keras
+
+    from training.features import extract_variant
+    from tumor_ai.models import build_vgg16
+
+    model, _ = build_vgg16(["a", "b"], input_size=(32, 32), weights=None)
+    extractor = keras.Model(model.input, model.get_layer("block3_pool").output)
+    images = np.random.default_rng(0).integers(0, 255, (80, 32, 32, 3)).astype(np.uint8)
+    whole = np.array(extract_variant(extractor, images, 2, 0, tmp_path / "whole.npy"))
+    # An interrupted run: the first two batches written and counted, the rest of the file garbage.
+    interrupted = np.lib.format.open_memmap(tmp_path / "resumed.npy", mode="w+", dtype=np.float16, shape=whole.shape)
+    interrupted[:] = -1
+    interrupted[:64] = whole[:64]
+    interrupted.flush()
+    (tmp_path / "resumed.progress").write_text("64")
+    resumed = np.array(extract_variant(extractor, images, 2, 0, tmp_path / "resumed.npy"))
+    assert (resumed[64:] != -1).all(), "the missing rows were computed"
+    # The augmentation's random draws for the written batches are replayed, so row 64 on matches.
+    np.testing.assert_allclose(resumed.astype(np.float32), whole.astype(np.float32), atol=1e-2)
 
 
 def test_resume_continues_where_it_stopped(dataset_dir, tmp_path):

@@ -28,6 +28,7 @@ class TrainResult:
     class_weights: dict[int, float] | None
     chosen_epochs: int
     throughput: dict = field(default_factory=dict)
+    stage_epochs: dict[str, int] = field(default_factory=dict)  # per stage, for a refit of a two-stage recipe
 
 
 def class_weights(targets: np.ndarray, num_classes: int) -> dict[int, float] | None:
@@ -50,7 +51,9 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     with strategy.scope():
         model, metadata = build_cnn(dataset.labels, input_size=size, crop=args.crop)
-        schedule = engine.warmup_cosine(args.learning_rate, args.warmup_epochs * steps_per_epoch, args.epochs * steps_per_epoch)
+        schedule = engine.warmup_cosine(
+            args.learning_rate, round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
+        )
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
             loss=engine.sparse_crossentropy(args.label_smoothing),

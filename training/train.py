@@ -9,10 +9,13 @@ The CNN recipe that produced models/cnn, a split run then a refit (README, "How 
 The split run holds out a stratified 20% validation split made by duplicate *group* (see
 training.split), chooses the number of epochs by early stopping on validation loss, and fits the
 temperature. ``--refit`` then trains the same recipe on the whole folder for that many epochs;
-the split run's validation metrics and temperature stay the published estimate. The VGG16:
+the split run's validation metrics and temperature stay the published estimate. The VGG16
+(training.vgg16: 224 px, blocks 4-5 fine-tuned on cached block-3 features), the same two steps:
 
     python -m training.train --model vgg16 --data ../shared/data/brain-tumor-mri/Training \\
-        --out models/vgg16 --backbone-weights ../shared/weights/vgg16_imagenet_notop.weights.h5 --fine-tune
+        --out models/vgg16/split-run --backbone-weights ../shared/weights/vgg16_imagenet_notop.weights.h5
+    python -m training.train --data ../shared/data/brain-tumor-mri/Training --out models/vgg16 \\
+        --refit models/vgg16/split-run
 
 Every run writes into ``--out``: ``model.keras`` (float32, no optimizer state), ``tumor_ai.json``
 (the metadata), ``split.json``, ``validation_report.json``, ``history.png``,
@@ -37,8 +40,22 @@ from training.metrics import apply_temperature, classification_report, fit_tempe
 from training.split import split_dataset
 
 DEFAULTS = {
-    "cnn": {"input_size": 256, "epochs": 22, "learning_rate": 2e-3, "crop": "head", "early_stopping_from": 12},
-    "vgg16": {"input_size": 160, "epochs": 30, "learning_rate": 1e-3, "crop": "none", "early_stopping_from": 0},
+    "cnn": {
+        "input_size": 256,
+        "epochs": 22,
+        "learning_rate": 2e-3,
+        "warmup_epochs": 2,
+        "crop": "head",
+        "early_stopping_from": 12,
+    },
+    "vgg16": {
+        "input_size": 224,
+        "epochs": 3,
+        "learning_rate": 1e-4,
+        "warmup_epochs": 0.25,
+        "crop": "none",
+        "early_stopping_from": 0,
+    },
 }
 # What a refit takes from its split run, so both train the same recipe.
 RECIPE_KEYS = (
@@ -54,6 +71,10 @@ RECIPE_KEYS = (
     "validation_fraction",
     "rand_augment",
     "precision",
+    "head_learning_rate",
+    "feature_variants",
+    "feature_shift",
+    "backbone_weights",
 )
 
 
@@ -66,14 +87,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", choices=["cnn", "vgg16"], help="architecture to train (a refit takes it from its split run)")
     parser.add_argument("--data", required=True, help="dataset root: one sub-folder of images per class")
     parser.add_argument("--out", required=True, help="output model folder, e.g. models/cnn")
-    parser.add_argument("--epochs", type=int, help="length of the learning-rate schedule in epochs; cnn 22, vgg16 30")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument("--learning-rate", type=float, help="peak Adam learning rate; cnn 2e-3 (after warm-up), vgg16 head 1e-3")
     parser.add_argument(
-        "--warmup-epochs", type=int, default=2, help="cnn: epochs of linear warm-up before the cosine (default 2)"
+        "--epochs", type=int, help="length of the learning-rate schedule in epochs (vgg16: of the fine-tuning); cnn 22, vgg16 3"
     )
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="cnn: label smoothing of the loss (default 0.1)")
-    parser.add_argument("--input-size", type=int, help="square input side in pixels; cnn 256, vgg16 160")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
+    parser.add_argument(
+        "--learning-rate", type=float, help="peak Adam learning rate after warm-up; cnn 2e-3, vgg16 1e-4 (fine-tuning)"
+    )
+    parser.add_argument(
+        "--warmup-epochs", type=float, help="epochs (may be a fraction) of linear warm-up before the cosine; cnn 2, vgg16 0.25"
+    )
+    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default 0.1)")
+    parser.add_argument("--input-size", type=int, help="square input side in pixels; cnn 256, vgg16 224")
     parser.add_argument(
         "--crop",
         choices=["none", "head"],
@@ -95,17 +120,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         help="first epoch (0-based) early stopping watches, past the noisy high-rate phase; cnn 12, vgg16 0",
     )
-    parser.add_argument(
-        "--lr-patience", type=int, default=2, help="vgg16: epochs without improvement before the rate is cut by 0.3 (default 2)"
-    )
     parser.add_argument("--rand-augment", action="store_true", help="add keras.layers.RandAugment to the augmentation")
     parser.add_argument(
-        "--resume", action="store_true", help="cnn: continue an interrupted run from its last epoch backup (same arguments)"
+        "--resume", action="store_true", help="continue an interrupted run from its last epoch backup (same arguments)"
     )
     parser.add_argument(
         "--refit",
         metavar="SPLIT_RUN",
-        help="cnn: train on the whole folder with the recipe and epoch count of the split run in this folder; "
+        help="train on the whole folder with the recipe and epoch counts of the split run in this folder; "
         "its validation metrics and temperature are carried over as the published estimate",
     )
     parser.add_argument(
@@ -118,11 +140,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="imagenet",
         help="vgg16 only: 'imagenet' (download, the default) or a path to vgg16 no-top weights (.weights.h5)",
     )
-    parser.add_argument("--fine-tune", action="store_true", help="vgg16 only: stage 2, fine-tune block 5 at a low rate")
-    parser.add_argument("--fine-tune-epochs", type=int, default=15, help="vgg16 stage-2 maximum epochs (default 15)")
-    parser.add_argument("--fine-tune-learning-rate", type=float, default=1e-4, help="vgg16 stage-2 Adam rate (default 1e-4)")
     parser.add_argument(
-        "--augmented-copies", type=int, default=2, help="vgg16: augmented variants cached per training image (default 2)"
+        "--head-epochs",
+        type=int,
+        default=20,
+        help="vgg16 stage 1 (head on frozen blocks): most epochs, stopped early (default 20)",
+    )
+    parser.add_argument("--head-learning-rate", type=float, default=1e-3, help="vgg16 stage-1 Adam rate (default 1e-3)")
+    parser.add_argument(
+        "--feature-variants",
+        type=int,
+        default=3,
+        help="vgg16: cached block-3 variants per image: clean, mirrored, then seeded augmentations (default 3)",
+    )
+    parser.add_argument(
+        "--feature-shift",
+        type=int,
+        default=2,
+        help="vgg16: random shift of the cached feature map in cells of 8 px, per image and epoch (default 2)",
     )
     parser.add_argument(
         "--distribute",
@@ -137,8 +172,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         apply_split_run(args, parser)
     if not args.model:
         parser.error("--model is required (or --refit SPLIT_RUN)")
-    if args.model != "cnn" and (args.refit or args.resume):
-        parser.error("--refit and --resume are for --model cnn; the vgg16 trainer caches its own features")
+    if args.model == "vgg16" and args.distribute != "none":
+        parser.error("--distribute is for --model cnn; the vgg16 trainer reads features cached on this machine")
     for key, value in DEFAULTS[args.model].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -159,14 +194,43 @@ def apply_split_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -
         if key in split_run.training.get("arguments", {}):
             setattr(args, key, split_run.training["arguments"][key])
     args.stop_after_epochs = int(split_run.training["chosen_epochs"])
+    if "head" in split_run.training.get("stage_epochs", {}):
+        args.head_epochs = int(split_run.training["stage_epochs"]["head"])
 
 
-def validation_probabilities(model, images: np.ndarray, targets: np.ndarray, preprocessing: str) -> np.ndarray:
-    """The saved (float32) model's softmax on the validation images, as it will be served."""
+def validation_probabilities(model, images: np.ndarray, targets: np.ndarray, preprocessing: str) -> tuple[np.ndarray, np.ndarray]:
+    """The saved (float32) model's softmax on the validation images, as served, and on their mirror images."""
     from training.pipeline import make_pipeline
 
-    validation, _ = make_pipeline(images, targets, preprocessing, 64)
-    return model.predict(validation, verbose=0)
+    outputs = []
+    for pixels in (images, np.ascontiguousarray(images[:, :, ::-1])):
+        validation, _ = make_pipeline(pixels, targets, preprocessing, 64)
+        outputs.append(model.predict(validation, verbose=0))
+    return outputs[0], outputs[1]
+
+
+def flip_averaged(probabilities: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+    """Softmax of the mean logits of an image and its mirror image, which is what serving computes.
+
+    ``log p`` is the logits less a per-row constant, so the mean of the log-probabilities gives
+    the same softmax as the mean of the logits.
+    """
+    from tumor_ai.inference import softmax
+
+    return softmax((np.log(np.clip(probabilities, 1e-12, 1)) + np.log(np.clip(mirrored, 1e-12, 1))) / 2)
+
+
+def test_time_flip_choice(probabilities: np.ndarray, mirrored: np.ndarray, targets: np.ndarray, labels: list[str]) -> dict:
+    """Whether averaging with the mirror image helps on the validation split: higher accuracy, or equal and lower NLL."""
+    plain = classification_report(probabilities, targets, labels)
+    flipped = classification_report(flip_averaged(probabilities, mirrored), targets, labels)
+    gain = (flipped["accuracy"], -flipped["nll"]) > (plain["accuracy"], -plain["nll"])
+    return {
+        "adopted": bool(gain),
+        "without": {key: plain[key] for key in ("accuracy", "macro_f1", "nll")},
+        "with": {key: flipped[key] for key in ("accuracy", "macro_f1", "nll")},
+        "rule": "adopted when validation accuracy rises, or stays equal while the NLL falls",
+    }
 
 
 def build_metadata(args, argv, dataset, groups, train_idx, validation_idx, result, report, temperature, ece_after, seconds):
@@ -176,16 +240,18 @@ def build_metadata(args, argv, dataset, groups, train_idx, validation_idx, resul
     metadata = result.metadata
     metadata.name = Path(args.out).name
     metadata.training = {
+        **metadata.training,
         "command": "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv),
         "arguments": {key: value for key, value in vars(args).items() if key not in ("data", "out", "cache_dir", "refit")},
         "precision": engine.resolve_precision(args.precision),
         "class_weights": result.class_weights,
         "epochs_run": {stage: len(history.get("loss", [])) for stage, history in result.histories.items()},
         "chosen_epochs": result.chosen_epochs,
+        **({"stage_epochs": result.stage_epochs} if result.stage_epochs else {}),
         "throughput": result.throughput,
         "seconds": round(seconds),
         "optimizer": "Adam",
-        "loss": "sparse_categorical_crossentropy" + (f" (label smoothing {args.label_smoothing})" if args.model == "cnn" else ""),
+        "loss": f"sparse_categorical_crossentropy (label smoothing {args.label_smoothing})",
     }
     metadata.dataset = {
         "name": "Brain Tumor MRI Dataset (Nickparvar, Kaggle), Training split",
@@ -215,6 +281,9 @@ def build_metadata(args, argv, dataset, groups, train_idx, validation_idx, resul
         }
         metadata.metrics = split_run.metrics
         metadata.calibration = split_run.calibration
+        metadata.test_time_flip = split_run.test_time_flip
+        if "test_time_flip" in split_run.training:
+            metadata.training["test_time_flip"] = split_run.training["test_time_flip"]
         return metadata
     metadata.metrics = {
         "validation": {key: report[key] for key in ("images", "accuracy", "macro_f1", "ece", "nll")},
@@ -313,9 +382,15 @@ def main(argv: list[str] | None = None) -> None:
     report, temperature, ece_after = None, 1.0, None
     if len(validation_idx):
         targets = dataset.targets[validation_idx]
-        probabilities = validation_probabilities(
+        probabilities, mirrored = validation_probabilities(
             model, dataset.images[size][validation_idx], targets, result.metadata.preprocessing
         )
+        flip = test_time_flip_choice(probabilities, mirrored, targets, dataset.labels)
+        result.metadata.test_time_flip = flip["adopted"]
+        result.metadata.training["test_time_flip"] = flip
+        print(f"test-time flip: {flip}")
+        if flip["adopted"]:
+            probabilities = flip_averaged(probabilities, mirrored)
         report = classification_report(probabilities, targets, dataset.labels)
         temperature = fit_temperature(probabilities, targets)
         ece_after = classification_report(apply_temperature(probabilities, temperature), targets, dataset.labels)["ece"]

@@ -94,6 +94,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
         f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
         f"`{metadata.preprocessing}` preprocessing (see `tumor_ai/preprocessing.py`; serving and training call the same code)",
         f"- Grad-CAM layer: `{metadata.cam_layer}`",
+        *_test_time_flip_text(metadata),
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
     ]
     if data:
@@ -108,8 +109,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     if refit:
         parts += [
             "## These weights are a refit\n",
-            f"After the split run chose {refit['epochs']} epochs by early stopping on the group-aware validation "
-            f"split, the same recipe was trained for {refit['epochs']} epochs on all {data.get('train_images')} images "
+            f"After the split run chose {_epochs_text(training)} by early stopping on the group-aware validation "
+            f"split, the same recipe was trained for as many epochs on all {data.get('train_images')} images "
             "of the folder. No image is held out from these weights, so **the metrics below are the split run's**: "
             "the published estimate of how this recipe does on slices it has never seen. The temperature is the "
             "split run's too.\n",
@@ -156,17 +157,40 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     return "\n".join(parts) + "\n"
 
 
+def _epochs_text(training: dict) -> str:
+    stages = training.get("stage_epochs")
+    if stages:
+        return " and ".join(f"{count} {stage.replace('_', '-')} epochs" for stage, count in stages.items())
+    return f"{training['refit']['epochs']} epochs"
+
+
 def _architecture_text(metadata: ModelMetadata) -> str:
     if metadata.architecture == "vgg16":
         return (
-            "VGG16 convolution base (ImageNet) + global average pooling + dense head; "
-            "block 5 fine-tuned when the training command says `--fine-tune`"
+            "VGG16 convolution base (ImageNet) + global average pooling + dense head. Blocks 1-3 keep their "
+            "ImageNet weights; the head is trained first on frozen blocks 4-5, then blocks 4-5 and the head are "
+            "fine-tuned together at a low rate (`training/vgg16.py`)"
         )
     return (
         "lean residual CNN trained from scratch: a stride-2 conv stem and a max-pool, residual blocks "
         "(two 3x3 conv-batch-norm layers and a shortcut, ReLU) that widen as they shrink with max-pooling "
         "between them, global average pooling and a dense softmax head"
     )
+
+
+def _test_time_flip_text(metadata: ModelMetadata) -> list[str]:
+    """A line saying whether serving averages over the mirror image, and what that was worth on validation."""
+    choice = metadata.training.get("test_time_flip")
+    if not choice:
+        return []
+    without, with_flip = choice["without"], choice["with"]
+    effect = (
+        f"validation accuracy {without['accuracy']:.4f} without, {with_flip['accuracy']:.4f} with; "
+        f"NLL {without['nll']:.4f} without, {with_flip['nll']:.4f} with"
+    )
+    if metadata.test_time_flip:
+        return [f"- Test-time flip: the logits of the slice and its mirror image are averaged ({effect})"]
+    return [f"- Test-time flip: not used, it did not help on the validation split ({effect})"]
 
 
 def _crop_text(metadata: ModelMetadata) -> str:
@@ -201,7 +225,7 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     if throughput:
         timing += f" ({throughput['images_per_second']} training images/s, median epoch {throughput['median_epoch_seconds']} s)"
     if metadata.architecture == "vgg16":
-        timing += " (VGG16 block 1-4 features come from the cache in `.cache/`, computed once: about 13 minutes)"
+        timing += "; the split run's time includes computing the cached block-3 features, which the refit reuses"
     epochs = ", ".join(f"{stage} {count}" for stage, count in (training.get("epochs_run") or {}).items())
     return [
         "## Reproduce\n",

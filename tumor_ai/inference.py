@@ -131,6 +131,9 @@ class Predictor:
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings."""
         logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch))
+        if self.metadata.test_time_flip:
+            # Average with the mirror image's logits; the CAM and embedding stay the image's own.
+            logits = (logits + self._function(np.ascontiguousarray(batch[:, :, ::-1]))[0].numpy()) / 2
         probabilities = softmax(logits, self.temperature)
         return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
 

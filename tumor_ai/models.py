@@ -31,6 +31,7 @@ class ModelMetadata:
     preprocessing: str
     cam_layer: str
     crop: str = "none"  # "head": crop to the head's bounding square first (tumor_ai.preprocessing)
+    test_time_flip: bool = False  # average the logits of the image and its mirror image
     intended_use: str = (
         "Research and teaching: classifying single axial/coronal/sagittal brain MRI slices into the "
         "classes above and showing what the model looked at. Not a medical device; not a diagnosis."

@@ -1,0 +1,85 @@
+"""Cached block-3 features of the frozen VGG16 layers, one file per augmented variant.
+
+Blocks 1-3 hold ~60% of VGG16's work at 224 px and stay frozen, so each image is run through
+them once per variant and stored as float16 in a memory-mapped ``.npy``. Variant 0 is the
+image itself, variant 1 its mirror image, variants 2+ a seeded ``keras.layers`` augmentation
+(training.pipeline). Files are written batch by batch with a progress count beside them, so an
+interrupted extraction continues where it stopped; a split run and its refit share them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+FEATURE_LAYER = "block3_pool"
+BATCH = 32
+
+
+def weights_id(weights: str | None) -> str:
+    """A short name for the backbone weights: the file's hash, or 'imagenet' / 'none'."""
+    if weights and weights != "imagenet" and Path(weights).is_file():
+        return hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:16]
+    return str(weights)
+
+
+def variant_images(images: np.ndarray, variant: int, seed: int, augmenter=None) -> np.ndarray:
+    """One batch of ``uint8``-range images as variant ``variant`` sees them (float32, 0..255)."""
+    import tensorflow as tf
+
+    batch = images.astype(np.float32)
+    if variant == 1:
+        return batch[:, :, ::-1]
+    if variant >= 2:
+        return np.clip(augmenter(tf.constant(batch), training=True).numpy(), 0.0, 255.0)
+    return batch
+
+
+def feature_file(cache_dir: Path, fingerprint: str, size: int, crop: str, weights: str, variant: int, seed: int) -> Path:
+    key = json.dumps([fingerprint, size, crop, weights, variant, seed if variant >= 2 else 0, FEATURE_LAYER])
+    return Path(cache_dir) / "features" / f"vgg16_{hashlib.sha256(key.encode()).hexdigest()[:16]}_v{variant}.npy"
+
+
+def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path: Path) -> np.ndarray:
+    """Block-3 features of every image for one variant, resuming a partial file; returns a read-only memmap."""
+    import tensorflow as tf
+    from tqdm import tqdm
+
+    from training.pipeline import augmentation
+    from tumor_ai.preprocessing import normalize
+
+    progress = path.with_suffix(".progress")
+    done = int(progress.read_text()) if progress.exists() and path.exists() else 0
+    if done >= len(images) and path.exists():
+        return np.load(path, mmap_mode="r")
+    shape = (len(images), *extractor.output.shape[1:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    store = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float16, shape=shape)
+    augmenter = augmentation(seed=seed + variant) if variant >= 2 else None
+    if augmenter is not None and done:
+        # Replay the random draws of the batches already written, so a resumed file equals an uninterrupted one.
+        for start in range(0, done, BATCH):
+            augmenter(tf.zeros((len(images[start : start + BATCH]), *images.shape[1:])), training=True)
+    run = tf.function(lambda batch: extractor(batch, training=False))
+    for start in tqdm(range(done, len(images), BATCH), desc=f"block-3 features, variant {variant}", unit="batch"):
+        batch = variant_images(images[start : start + BATCH], variant, seed, augmenter)
+        store[start : start + len(batch)] = run(tf.constant(normalize(batch, "vgg16"))).numpy().astype(np.float16)
+        if (start // BATCH) % 20 == 19 or start + BATCH >= len(images):
+            store.flush()
+            progress.write_text(str(min(start + BATCH, len(images))))
+    del store
+    return np.load(path, mmap_mode="r")
+
+
+def block3_features(model, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict) -> list[np.ndarray]:
+    """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px: clean, mirrored, then augmented copies."""
+    import keras
+
+    extractor = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
+    return [
+        extract_variant(extractor, images, variant, seed, feature_file(cache_dir, variant=variant, seed=seed, **key))
+        for variant in range(variants)
+    ]
