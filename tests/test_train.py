@@ -61,6 +61,8 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     features = sorted((cache / "features").glob("*.npy"))
     assert len(features) == 3, "clean, mirrored and one augmented variant"
     assert np.load(features[0], mmap_mode="r").shape == (metadata.dataset["images"], 4, 4, 256)
+    extraction = metadata.training["features"]
+    assert extraction["extraction_seconds"] > 0 and extraction["seconds_in_this_run"] >= extraction["extraction_seconds"]
     card = (split_run / "README.md").read_text()
     assert "arXiv:1409.1556" in card and "CC BY 4.0" in card
 
@@ -73,6 +75,7 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     assert refitted.training["epochs_run"]["head"] == metadata.training["stage_epochs"]["head"]
     assert refitted.test_time_flip == metadata.test_time_flip and refitted.input_size == (32, 32)
     assert refitted.calibration == metadata.calibration
+    assert refitted.training["features"]["extraction_seconds"] == extraction["extraction_seconds"], "timed when written"
 
 
 def test_feature_extraction_resumes_to_the_same_file(tmp_path):

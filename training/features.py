@@ -4,13 +4,15 @@ Blocks 1-3 hold ~60% of VGG16's work at 224 px and stay frozen, so each image is
 them once per variant and stored as float16 in a memory-mapped ``.npy``. Variant 0 is the
 image itself, variant 1 its mirror image, variants 2+ a seeded ``keras.layers`` augmentation
 (training.pipeline). Files are written batch by batch with a progress count beside them, so an
-interrupted extraction continues where it stopped; a split run and its refit share them.
+interrupted extraction continues where it stopped; a split run and its refit share them. The
+seconds each file took are kept beside it, so a run that finds the cache still reports its cost.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +53,9 @@ def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path
     from training.pipeline import augmentation
     from tumor_ai.preprocessing import normalize
 
-    progress = path.with_suffix(".progress")
+    progress, timing = path.with_suffix(".progress"), path.with_suffix(".seconds")
     done = int(progress.read_text()) if progress.exists() and path.exists() else 0
+    spent = float(timing.read_text()) if timing.exists() and done else 0.0
     if done >= len(images) and path.exists():
         return np.load(path, mmap_mode="r")
     shape = (len(images), *extractor.output.shape[1:])
@@ -64,22 +67,27 @@ def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path
         for start in range(0, done, BATCH):
             augmenter(tf.zeros((len(images[start : start + BATCH]), *images.shape[1:])), training=True)
     run = tf.function(lambda batch: extractor(batch, training=False))
+    started = time.perf_counter()
     for start in tqdm(range(done, len(images), BATCH), desc=f"block-3 features, variant {variant}", unit="batch"):
         batch = variant_images(images[start : start + BATCH], variant, seed, augmenter)
         store[start : start + len(batch)] = run(tf.constant(normalize(batch, "vgg16"))).numpy().astype(np.float16)
         if (start // BATCH) % 20 == 19 or start + BATCH >= len(images):
             store.flush()
+            timing.write_text(f"{spent + time.perf_counter() - started:.1f}")
             progress.write_text(str(min(start + BATCH, len(images))))
     del store
     return np.load(path, mmap_mode="r")
 
 
+def extraction_seconds(paths: list[Path]) -> float:
+    """Seconds spent writing these feature files, whenever that was (0 where no timing was kept)."""
+    return round(sum(float(p.with_suffix(".seconds").read_text()) for p in paths if p.with_suffix(".seconds").exists()), 1)
+
+
 def block3_features(model, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict) -> list[np.ndarray]:
-    """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px: clean, mirrored, then augmented copies."""
+    """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px (clean, mirrored, then augmented) and their files."""
     import keras
 
     extractor = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
-    return [
-        extract_variant(extractor, images, variant, seed, feature_file(cache_dir, variant=variant, seed=seed, **key))
-        for variant in range(variants)
-    ]
+    paths = [feature_file(cache_dir, variant=variant, seed=seed, **key) for variant in range(variants)]
+    return [extract_variant(extractor, images, variant, seed, path) for variant, path in enumerate(paths)], paths

@@ -50,7 +50,7 @@ DEFAULTS = {
     },
     "vgg16": {
         "input_size": 224,
-        "epochs": 3,
+        "epochs": 5,
         "learning_rate": 1e-4,
         "warmup_epochs": 0.25,
         "crop": "none",
@@ -88,7 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="dataset root: one sub-folder of images per class")
     parser.add_argument("--out", required=True, help="output model folder, e.g. models/cnn")
     parser.add_argument(
-        "--epochs", type=int, help="length of the learning-rate schedule in epochs (vgg16: of the fine-tuning); cnn 22, vgg16 3"
+        "--epochs", type=int, help="length of the learning-rate schedule in epochs (vgg16: of the fine-tuning); cnn 22, vgg16 5"
     )
     parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
     parser.add_argument(

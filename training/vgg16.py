@@ -11,13 +11,14 @@ and shifts its feature map by whole cells, which is the image shifted by multipl
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
 
 from training import engine
 from training.cnn import TrainResult, class_weights
-from training.features import FEATURE_LAYER, block3_features, weights_id
+from training.features import FEATURE_LAYER, block3_features, extraction_seconds, weights_id
 from training.pipeline import epoch_seeds_callback
 
 
@@ -132,7 +133,15 @@ def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray
         "crop": args.crop,
         "weights": weights_id(weights),
     }
-    variants = block3_features(model, dataset.images[size], args.feature_variants, args.seed, Path(args.cache_dir), key)
+    started = time.perf_counter()
+    variants, paths = block3_features(model, dataset.images[size], args.feature_variants, args.seed, Path(args.cache_dir), key)
+    metadata.training["features"] = {
+        "layer": FEATURE_LAYER,
+        "variants": args.feature_variants,
+        "extraction_seconds": extraction_seconds(paths),
+        "seconds_in_this_run": round(time.perf_counter() - started, 1),
+        "note": "block-3 features are computed once per image and variant and reused by later runs (the refit)",
+    }
     targets = dataset.targets
     weights_by_class = class_weights(targets[train_idx], len(dataset.labels))
 
