@@ -95,7 +95,7 @@ def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str
     outputs = []
     for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch"):
         batch = normalize(inputs[start : start + batch_size], predictor.metadata.preprocessing)
-        outputs.append(predictor.run(batch)["embedding"])
+        outputs.append(predictor.run(batch, test_time_flip=False)["embedding"])
     return np.concatenate(outputs)
 
 
@@ -121,7 +121,9 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
     passes = check.passes(statistics, check.distances(embeddings))
     others = non_mri_images()
     other_pixels = list(others.values())
-    other_embeddings = np.concatenate([predictor.run(predictor.prepare([image]))["embedding"] for image in other_pixels])
+    other_embeddings = np.concatenate(
+        [predictor.run(predictor.prepare([image]), test_time_flip=False)["embedding"] for image in other_pixels]
+    )
     other_statistics = np.stack([image_statistics(image) for image in other_pixels])
     other_passes = check.passes(other_statistics, check.distances(other_embeddings))
     report = {

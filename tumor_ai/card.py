@@ -224,8 +224,16 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
         timing += f", in {training['precision']}"
     if throughput:
         timing += f" ({throughput['images_per_second']} training images/s, median epoch {throughput['median_epoch_seconds']} s)"
-    if metadata.architecture == "vgg16":
-        timing += "; the split run's time includes computing the cached block-3 features, which the refit reuses"
+    features = training.get("features")
+    if features:
+        seconds = features["extraction_seconds"]
+        if features["seconds_in_this_run"] >= seconds / 2:
+            timing += f"; that includes computing the cached block-3 features ({seconds:.0f} s), which a refit reuses"
+        else:
+            timing += (
+                f"; the block-3 features it read from the cache took {seconds:.0f} s to compute, in an earlier run on the "
+                "same images, size and backbone, and are not included"
+            )
     epochs = ", ".join(f"{stage} {count}" for stage, count in (training.get("epochs_run") or {}).items())
     return [
         "## Reproduce\n",

@@ -128,12 +128,20 @@ class Predictor:
         """RGB ``uint8`` images of any size to the model's normalised input batch."""
         return self.inputs(images)[0]
 
-    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings."""
+    def run(self, batch: np.ndarray, test_time_flip: bool | None = None) -> dict[str, np.ndarray]:
+        """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings.
+
+        ``test_time_flip`` overrides the metadata's choice; ``False`` suits callers that want only
+        the embeddings, which never include the mirror image.
+        """
+        flip = self.metadata.test_time_flip if test_time_flip is None else test_time_flip
+        count = len(batch)
+        if flip:
+            # The slice and its mirror image in one pass; the logits are averaged, the CAM and embedding are the slice's.
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
         logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch))
-        if self.metadata.test_time_flip:
-            # Average with the mirror image's logits; the CAM and embedding stay the image's own.
-            logits = (logits + self._function(np.ascontiguousarray(batch[:, :, ::-1]))[0].numpy()) / 2
+        if flip:
+            logits, cam, embedding = (logits[:count] + logits[count:]) / 2, cam[:count], embedding[:count]
         probabilities = softmax(logits, self.temperature)
         return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
 
