@@ -28,7 +28,7 @@ def weights_id(weights: str | None) -> str:
     return str(weights)
 
 
-def variant_images(images: np.ndarray, variant: int, seed: int, augmenter=None) -> np.ndarray:
+def variant_images(images: np.ndarray, variant: int, augmenter=None) -> np.ndarray:
     """One batch of ``uint8``-range images as variant ``variant`` sees them (float32, 0..255)."""
     import tensorflow as tf
 
@@ -69,7 +69,7 @@ def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path
     run = tf.function(lambda batch: extractor(batch, training=False))
     started = time.perf_counter()
     for start in tqdm(range(done, len(images), BATCH), desc=f"block-3 features, variant {variant}", unit="batch"):
-        batch = variant_images(images[start : start + BATCH], variant, seed, augmenter)
+        batch = variant_images(images[start : start + BATCH], variant, augmenter)
         store[start : start + len(batch)] = run(tf.constant(normalize(batch, "vgg16"))).numpy().astype(np.float16)
         if (start // BATCH) % 20 == 19 or start + BATCH >= len(images):
             store.flush()
@@ -84,7 +84,9 @@ def extraction_seconds(paths: list[Path]) -> float:
     return round(sum(float(p.with_suffix(".seconds").read_text()) for p in paths if p.with_suffix(".seconds").exists()), 1)
 
 
-def block3_features(model, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict) -> list[np.ndarray]:
+def block3_features(
+    model, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict
+) -> tuple[list[np.ndarray], list[Path]]:
     """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px (clean, mirrored, then augmented) and their files."""
     import keras
 

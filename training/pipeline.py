@@ -131,6 +131,16 @@ def epoch_seeds_callback(epoch_variable, augmenter, seed: int):
     return EpochSeeds()
 
 
+def epoch_order(count: int, seed: int, epoch):
+    """A dataset of the indices ``0..count-1`` in a stateless shuffle of ``(seed, epoch)``; ``epoch`` is a variable."""
+    import tensorflow as tf
+
+    order = tf.data.Dataset.from_tensors(tf.range(count, dtype=tf.int64)).map(
+        lambda indices: tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    )
+    return order.unbatch()
+
+
 def make_pipeline(
     images: np.ndarray,
     targets: np.ndarray,
@@ -153,13 +163,7 @@ def make_pipeline(
     normalizer = NORMALIZERS[preprocessing]
     count = len(targets)
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    if training:
-        order = tf.data.Dataset.from_tensors(tf.range(count, dtype=tf.int64)).map(
-            lambda indices: tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        )
-        dataset = order.unbatch()
-    else:
-        dataset = tf.data.Dataset.range(count)
+    dataset = epoch_order(count, seed, epoch) if training else tf.data.Dataset.range(count)
     dataset = dataset.batch(batch_size)
     targets_tensor = tf.constant(np.asarray(targets, dtype=np.int32))
     augmenter = augmentation(seed, rand_augment) if training else None

@@ -19,7 +19,7 @@ import numpy as np
 from training import engine
 from training.cnn import TrainResult, class_weights
 from training.features import FEATURE_LAYER, block3_features, extraction_seconds, weights_id
-from training.pipeline import epoch_seeds_callback
+from training.pipeline import epoch_order, epoch_seeds_callback
 
 
 def chained_model(model, after_layer: str, up_to_layer: str | None = None):
@@ -56,13 +56,7 @@ def feature_pipeline(
 
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="feature_epoch")
     count = len(rows)
-    if training:
-        order = tf.data.Dataset.from_tensors(tf.range(count, dtype=tf.int64)).map(
-            lambda indices: tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        )
-        dataset = order.unbatch()
-    else:
-        dataset = tf.data.Dataset.range(count)
+    dataset = epoch_order(count, seed, epoch) if training else tf.data.Dataset.range(count)
     shape = variants[0].shape[1:]
 
     def gather(positions: np.ndarray, epoch_value: np.int64) -> np.ndarray:
