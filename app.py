@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -40,23 +41,51 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
     )
-    parser.add_argument("--no-cache-examples", action="store_true", help="skip computing the example outputs at start")
     return parser.parse_args(argv)
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """One sentence when the port cannot be bound (taken, or not ours to take), else None."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return f"Port {port} on {host} is not free ({error.strerror}): pass --port with another number, e.g. --port {port + 1}."
+    return None
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        raise SystemExit(f"error: {problem}")
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.ui import build_app
 
     configure_threads()
     sources = {"cnn": args.cnn, "vgg16": args.vgg16}
     predictors, loaded_from = load_predictors(sources, fallbacks={name: str(MODELS_DIR / name) for name in sources})
-    app = build_app(predictors, loaded_from, cache_examples=not args.no_cache_examples)
+    app = build_app(predictors, loaded_from)
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
-    app.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size="100mb", footer_links=["api"])
+    share = args.share and share_reachable(f"http://{args.host}:{args.port}/")
+    app.launch(server_name=args.host, server_port=args.port, share=share, max_file_size="100mb", footer_links=["api"])
 
+
+def share_reachable(local_url: str) -> bool:
+    """Whether Gradio's share service answers; offline, one sentence instead of Gradio's download advice."""
+    import httpx
+    from gradio.networking import GRADIO_API_SERVER
+
+    try:
+        httpx.get(GRADIO_API_SERVER, timeout=5).raise_for_status()
+        return True
+    except httpx.HTTPError:
+        logging.getLogger("tumor_ai.app").warning(
+            "no public link: Gradio's share service cannot be reached from here; the app still works at %s", local_url
+        )
+        return False
 
 if __name__ == "__main__":
     main()

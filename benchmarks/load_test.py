@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     process = subprocess.Popen(
-        [sys.executable, "app.py", "--port", str(port), "--queue-size", str(args.queue_size), "--no-cache-examples"],
+        [sys.executable, "app.py", "--port", str(port), "--queue-size", str(args.queue_size)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

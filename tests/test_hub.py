@@ -133,7 +133,7 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
     log = tmp_path / "app.log"
     with log.open("w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port), "--no-cache-examples"],
+            [sys.executable, "app.py", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=handle,

@@ -1,14 +1,19 @@
 """Many images at once: expand files, folders and zips, run every model in batches, tabulate.
 
 Shared by the app's Batch tab and ``python -m tumor_ai.predict``, so both give the same rows.
+Inputs are walked lazily (``iter_inputs``), so the command line streams a folder of any size in
+constant memory (``stream_rows``); the web tab counts first and refuses a batch over its cap
+before any work (``expand_inputs``).
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import zipfile
-from collections.abc import Callable, Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,50 +36,87 @@ class BatchItem:
     error: str | None = None
 
 
-def _zip_members(path: Path) -> Iterable[tuple[str, bytes]]:
+def _zip_image_members(archive: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
+    members = [info for info in archive.infolist() if not info.is_dir() and info.filename.lower().endswith(IMAGE_SUFFIXES)]
+    members = [info for info in members if not Path(info.filename).name.startswith((".", "__MACOSX"))]
+    if sum(info.file_size for info in members) > MAX_ZIP_BYTES:
+        raise ImageError(f"{name}: the zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
+    return members
+
+
+def _open_zip(path: Path, name: str) -> zipfile.ZipFile:
     try:
-        archive = zipfile.ZipFile(path)
-    except zipfile.BadZipFile:
-        raise ImageError(f"{path.name}: the zip archive is corrupt.") from None
-    with archive:
-        members = [info for info in archive.infolist() if not info.is_dir() and info.filename.lower().endswith(IMAGE_SUFFIXES)]
-        members = [info for info in members if not Path(info.filename).name.startswith((".", "__MACOSX"))]
-        if sum(info.file_size for info in members) > MAX_ZIP_BYTES:
-            raise ImageError(f"{path.name}: the zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
-        for info in members:
-            yield f"{path.name}/{info.filename}", archive.read(info)
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        raise ImageError(f"{name}: the zip archive is corrupt.") from None
 
 
-def expand_inputs(paths: Iterable[str | Path], limit: int = MAX_BATCH_IMAGES) -> list[BatchItem]:
-    """Files, folders (recursively) and zips to decoded images; a refused file keeps its reason."""
-    items: list[BatchItem] = []
-
-    def add(name: str, source: str | Path | bytes) -> None:
-        if len(items) >= limit:
-            raise ImageError(f"at most {limit} images per batch; split the upload.")
-        try:
-            items.append(BatchItem(name, image=read_image(source, name=name)))
-        except ImageError as error:
-            items.append(BatchItem(name, error=str(error)))
-
+def _entries(paths: Iterable[str | Path]) -> Iterator[tuple[str, Path]]:
+    """Each given file, and each image or zip inside a given folder (sorted), with its display name."""
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".zip",)):
-                if child.suffix.lower() == ".zip":
-                    for name, data in _zip_members(child):
-                        add(name, data)
-                else:
-                    add(child.relative_to(path).as_posix(), child)
-        elif path.suffix.lower() == ".zip" and zipfile.is_zipfile(path):
-            try:
-                for name, data in _zip_members(path):
-                    add(name, data)
-            except ImageError as error:
-                items.append(BatchItem(path.name, error=str(error)))
+            children = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".zip",))
+            for child in children:
+                yield child.relative_to(path).as_posix(), child
         else:
-            add(path.name, path)
-    return items
+            yield path.name, path
+
+
+def _is_zip(path: Path) -> bool:
+    return path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)
+
+
+def iter_inputs(paths: Iterable[str | Path]) -> Iterator[tuple[str, Path | bytes | ImageError]]:
+    """``(name, source)`` per image, lazily: a path, a zip member's bytes, or why an archive was refused."""
+    for name, path in _entries(paths):
+        if not _is_zip(path):
+            yield name, path
+            continue
+        try:
+            archive = _open_zip(path, name)
+            with archive:
+                for info in _zip_image_members(archive, name):
+                    yield f"{name}/{info.filename}", archive.read(info)
+        except ImageError as error:
+            yield name, error
+
+
+def count_inputs(paths: Iterable[str | Path]) -> int:
+    """How many rows ``iter_inputs`` will give, from names alone (nothing is decoded)."""
+    total = 0
+    for name, path in _entries(paths):
+        if not _is_zip(path):
+            total += 1
+            continue
+        try:
+            with _open_zip(path, name) as archive:
+                total += len(_zip_image_members(archive, name))
+        except ImageError:
+            total += 1
+    return total
+
+
+def decode(name: str, source: Path | bytes | ImageError) -> BatchItem:
+    """One input decoded, or its refusal as a row (never an exception)."""
+    if isinstance(source, ImageError):
+        return BatchItem(name, error=str(source))
+    try:
+        return BatchItem(name, image=read_image(source, name=name))
+    except ImageError as error:
+        return BatchItem(name, error=str(error))
+
+
+def expand_inputs(paths: Iterable[str | Path], limit: int = MAX_BATCH_IMAGES) -> list[BatchItem]:
+    """Files, folders (recursively) and zips to decoded images; over ``limit`` is refused before any decoding."""
+    paths = list(paths)
+    total = count_inputs(paths)
+    if total > limit:
+        raise ImageError(
+            f"{total} images is more than the {limit} one batch here takes: split the upload, "
+            "or run `python -m tumor_ai.predict`, which has no limit."
+        )
+    return [decode(name, source) for name, source in iter_inputs(paths)]
 
 
 def run_batch(
@@ -101,13 +143,29 @@ def run_batch(
     return results
 
 
+def stream_rows(predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16) -> Iterator[dict]:
+    """Result rows for inputs of any number, ``batch_size`` images in memory at a time."""
+    inputs = iter_inputs(paths)
+    while chunk := list(itertools.islice(inputs, batch_size)):
+        items = [decode(name, source) for name, source in chunk]
+        yield from result_rows(items, run_batch(predictors, items, batch_size))
+
+
 def shown_label(prediction: Prediction) -> str:
     """What a person sees for a prediction: the class, or the MRI check's refusal."""
     return display_name(prediction.label) if prediction.is_mri else NOT_MRI
 
 
+def columns(names: list[str]) -> list[str]:
+    """The result table's columns for these models, in order."""
+    fields = ["file"]
+    for name in names:
+        fields += [f"{name} class", f"{name} confidence"]
+    return fields + (["agree"] if len(names) > 1 else []) + ["note"]
+
+
 def result_rows(items: list[BatchItem], results: dict[str, list[Prediction | None]]) -> list[dict]:
-    """One row per file: each model's class and confidence, and whether the models agree."""
+    """One row per file: each model's class and calibrated confidence (full precision), and whether they agree."""
     rows = []
     for index, item in enumerate(items):
         row: dict = {"file": item.name}
@@ -118,7 +176,7 @@ def result_rows(items: list[BatchItem], results: dict[str, list[Prediction | Non
                 row[f"{name} class"], row[f"{name} confidence"] = "error", ""
             else:
                 row[f"{name} class"] = shown_label(prediction)
-                row[f"{name} confidence"] = round(prediction.confidence, 4) if prediction.is_mri else ""
+                row[f"{name} confidence"] = prediction.confidence if prediction.is_mri else ""
                 shown.append(row[f"{name} class"])
         if len(results) > 1:
             row["agree"] = "" if len(shown) < len(results) else ("yes" if len(set(shown)) == 1 else "no")
@@ -127,12 +185,25 @@ def result_rows(items: list[BatchItem], results: dict[str, list[Prediction | Non
     return rows
 
 
-def rows_to_csv(rows: list[dict]) -> str:
-    """The results table as CSV text (header from the first row)."""
-    if not rows:
+def summary(rows: list[dict], names: list[str]) -> str:
+    """One line a person reads first: files, refusals, each model's counts per class, disagreements."""
+    refused = sum(1 for row in rows if row[f"{names[0]} class"] == "error")
+    parts = [f"{len(rows)} file{'s' * (len(rows) != 1)}", f"{refused} refused"]
+    for name in names:
+        counts = Counter(row[f"{name} class"] for row in rows if row[f"{name} class"] != "error")
+        parts.append(f"{name}: " + (", ".join(f"{label} {count}" for label, count in sorted(counts.items())) or "none"))
+    if len(names) > 1:
+        disagree = sum(1 for row in rows if row.get("agree") == "no")
+        parts.append(f"the models disagree on {disagree}")
+    return " · ".join(parts)
+
+
+def rows_to_csv(rows: list[dict], fields: list[str] | None = None) -> str:
+    """The results table as CSV text (header from ``fields`` or the first row)."""
+    if not rows and not fields:
         return ""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer = csv.DictWriter(buffer, fieldnames=fields or list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()

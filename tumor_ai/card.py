@@ -73,8 +73,12 @@ def front_matter(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
-    """The whole card: front matter, intended use, data, metrics, limitations, attribution."""
+def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: bool = True) -> str:
+    """The whole card: front matter, intended use, data, metrics, limitations, attribution.
+
+    ``standalone=False`` is the card as the app's About tab shows it: no front matter, no image
+    links, and no disclaimer, which the tab states once above all the cards.
+    """
     validation = metadata.metrics.get("validation", {})
     per_class = metadata.metrics.get("validation_per_class", {})
     data = metadata.dataset
@@ -82,9 +86,9 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     calibration = metadata.calibration
     title = "Custom CNN" if metadata.architecture == "cnn" else "VGG16 transfer model"
     parts = [
-        front_matter(metadata, repo_id),
+        front_matter(metadata, repo_id) if standalone else "",
         f"# tumor-ai {metadata.name}: {title} for brain-tumour MRI slices\n",
-        f"> **{DISCLAIMER}**\n",
+        f"> **{DISCLAIMER}**\n" if standalone else "",
         "## Intended use\n",
         metadata.intended_use + "\n",
         "Out of scope: diagnosis, triage or any clinical decision; images other than single brain MRI slices.\n",
@@ -131,7 +135,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None) -> str:
             parts.append(
                 f"| {display_name(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
             )
-        parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
+        if standalone:
+            parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
     mri_check = metadata.mri_check
     if mri_check:
         parts += [

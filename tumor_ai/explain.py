@@ -1,9 +1,9 @@
 """Grad-CAM maths, the colour map, the overlay and the plain-language reading.
 
 Grad-CAM (Selvaraju et al., 2017): weight each channel of a convolutional layer by the mean
-gradient of the class score over it, sum, keep the positive part. The gradients themselves are
-taken inside the model's ``tf.function`` (``tumor_ai.inference``); this module turns them into
-pictures and words.
+gradient of the class score over it, sum, keep the positive part (``grad_cam``). The gradients
+are taken inside the model's ``tf.function`` (``tumor_ai.inference``), which calls ``grad_cam``
+on the same forward pass; the rest of this module turns the maps into pictures and words.
 """
 
 from __future__ import annotations
@@ -15,6 +15,29 @@ from tumor_ai import DISCLAIMER
 from tumor_ai.labels import describe, display_name
 
 DEFAULT_OPACITY = 0.45
+DISPLAY_SIDE = 768  # overlays are drawn at most this large: the app never shows them bigger
+
+
+def grad_cam(features, gradients):
+    """Grad-CAM maps (batch, h, w) in 0..1 from a layer's features and the class score's gradients.
+
+    Written in ``keras.ops`` so it traces inside the serving ``tf.function``.
+    """
+    from keras import ops
+
+    weights = ops.mean(gradients, axis=(1, 2), keepdims=True)
+    cam = ops.relu(ops.sum(weights * features, axis=-1))
+    return cam / (ops.max(cam, axis=(1, 2), keepdims=True) + 1e-8)
+
+
+def display_copy(pixels: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """The image at most ``side`` pixels on its longer edge, for drawing (the models see their own copy)."""
+    height, width = pixels.shape[:2]
+    if max(height, width) <= side:
+        return pixels
+    image = Image.fromarray(pixels)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
 
 
 def jet(values: np.ndarray) -> np.ndarray:
@@ -98,13 +121,22 @@ def confidence_words(confidence: float) -> str:
     return "low"
 
 
-def reading(label: str, confidence: float, cam: np.ndarray, model_name: str = "The model") -> str:
-    """A short plain-language reading of one prediction, ending with the not-a-diagnosis reminder."""
+def reading(label: str, confidence: float, cam: np.ndarray, model_name: str = "The model", evidence: str | None = None) -> str:
+    """A short plain-language reading of one prediction, ending with the not-a-diagnosis reminder.
+
+    ``evidence`` is the class the map shows when it is not the model's answer.
+    """
     text = (
         f"{model_name} reads this slice as **{display_name(label)}** ({describe(label)}), "
         f"with {confidence_words(confidence)} confidence ({confidence:.0%}). "
-        f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
     )
+    if evidence is None or evidence == label:
+        text += f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
+    else:
+        text += (
+            f"The overlay shows the evidence for **{display_name(evidence)}** instead, which is not the model's "
+            f"answer: it lay mostly in {focus_region(cam)}. "
+        )
     if confidence < 0.7:
         text += "The classes are close: treat this reading as uncertain. "
     return text + DISCLAIMER

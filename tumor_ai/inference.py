@@ -9,12 +9,12 @@ using the class *logit* (not the saturated softmax) as the score.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.explain import place_in_frame
+from tumor_ai.explain import grad_cam, place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.preprocessing import Frame, model_input, normalize
 
@@ -49,7 +49,6 @@ class Prediction:
     cam: np.ndarray
     is_mri: bool = True
     mri_score: float | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class Predictor:
@@ -69,7 +68,10 @@ class Predictor:
         self._graph = keras.Model(model.input, outputs)
         self._kernel, self._bias = predictions.kernel, predictions.bias
         height, width = metadata.input_size
-        self._function = tf.function(self._forward, input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32)])
+        self._function = tf.function(
+            self._forward,
+            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32), tf.TensorSpec([None], tf.int32)],
+        )
         self.mri_check = None
         self.folder: Path | None = None
         if warm_up:
@@ -93,7 +95,8 @@ class Predictor:
     def name(self) -> str:
         return self.metadata.name
 
-    def _forward(self, batch):
+    def _forward(self, batch, classes):
+        """Logits, the Grad-CAM of each image's class (``-1``: its top class) and the pooled embedding."""
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
@@ -101,17 +104,14 @@ class Predictor:
             tape.watch(features)
             logits = tf.matmul(penultimate, self._kernel) + self._bias
             top = tf.argmax(logits, axis=1, output_type=tf.int32)
-            score = tf.reduce_sum(tf.gather(logits, top, axis=1, batch_dims=1))
-        gradients = tape.gradient(score, features)
-        weights = tf.reduce_mean(gradients, axis=(1, 2), keepdims=True)
-        cam = tf.nn.relu(tf.reduce_sum(weights * features, axis=-1))
-        cam = cam / (tf.reduce_max(cam, axis=(1, 2), keepdims=True) + 1e-8)
-        return logits, cam, embedding
+            target = tf.where(classes < 0, top, classes)
+            score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+        return logits, grad_cam(features, tape.gradient(score, features)), embedding
 
     def warm_up(self) -> None:
         """Trace the function now (start-up), not on the first user's request."""
         height, width = self.metadata.input_size
-        self._function(np.zeros((1, height, width, 3), np.float32))
+        self._function(np.zeros((1, height, width, 3), np.float32), np.full(1, -1, np.int32))
 
     def inputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Frame]]:
         """RGB ``uint8`` images of any size to the model's normalised batch, and the frame each input covers.
@@ -128,20 +128,29 @@ class Predictor:
         """RGB ``uint8`` images of any size to the model's normalised input batch."""
         return self.inputs(images)[0]
 
-    def run(self, batch: np.ndarray, test_time_flip: bool | None = None) -> dict[str, np.ndarray]:
+    def run(self, batch: np.ndarray, test_time_flip: bool | None = None, class_index: int | None = None) -> dict[str, np.ndarray]:
         """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings.
 
         ``test_time_flip`` overrides the metadata's choice; ``False`` suits callers that want only
-        the embeddings, which never include the mirror image.
+        the embeddings, which never include the mirror image. ``class_index`` picks the class whose
+        evidence the CAM shows (as keras-io's ``pred_index``); ``None`` is each image's top class.
         """
         flip = self.metadata.test_time_flip if test_time_flip is None else test_time_flip
         count = len(batch)
         if flip:
             # The slice and its mirror image in one pass; the logits are averaged, the CAM and embedding are the slice's.
             batch = np.concatenate([batch, batch[:, :, ::-1]])
-        logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch))
+        classes = np.full(len(batch), -1 if class_index is None else class_index, np.int32)
+        logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch, classes))
         if flip:
+            own_top = np.argmax(logits[:count], axis=1)
             logits, cam, embedding = (logits[:count] + logits[count:]) / 2, cam[:count], embedding[:count]
+            top = np.argmax(logits, axis=1)
+            differ = np.flatnonzero(own_top != top) if class_index is None else np.array([], int)
+            if differ.size:
+                # The CAM explained the slice's own top class; where the mirror changed the verdict, explain the verdict.
+                cam = cam.copy()
+                cam[differ] = self._function(batch[differ], top[differ].astype(np.int32))[1].numpy()
         probabilities = softmax(logits, self.temperature)
         return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
 
@@ -167,6 +176,12 @@ class Predictor:
                     )
                 )
         return results
+
+    def explain(self, image: np.ndarray, class_index: int) -> np.ndarray:
+        """The Grad-CAM of one class (not only the top one) over the whole image, 0..1."""
+        batch, frames = self.inputs([image])
+        cam = self.run(batch, class_index=class_index)["cam"][0]
+        return place_in_frame(cam, frames[0], image.shape[:2])
 
     def predict_one(self, image: np.ndarray) -> tuple[Prediction, float]:
         """One image and the seconds it took (preprocess + forward + CAM)."""

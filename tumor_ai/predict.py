@@ -4,18 +4,19 @@
     python -m tumor_ai.predict slice.dcm --model vgg16 --vgg16 hf://USER/tumor-ai-vgg16
 
 Each row: file, each model's class (or "not a brain MRI") and calibrated confidence, whether
-the models agree, and a note (why a file was refused, or e.g. "first frame used").
-Research and teaching only: not a diagnosis.
+the models agree, and a note (why a file was refused, or e.g. "first frame used"). There is no
+cap on the number of images: they are read, classified and written --batch-size at a time, so
+memory stays flat, with a progress bar on stderr. Research and teaching only: not a diagnosis.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import os
 import sys
 from pathlib import Path
 
-from tumor_ai.imaging import ImageError
 
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
@@ -29,11 +30,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source")
     parser.add_argument("--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source")
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
-    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass (default 16)")
+    parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass and in memory at once (default 16)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-    from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch
+    from tqdm import tqdm
+
+    from tumor_ai.batch import columns, count_inputs, stream_rows
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.models import ModelSourceError
 
@@ -46,19 +50,25 @@ def main(argv: list[str] | None = None) -> None:
         predictors, _ = load_predictors(
             {name: getattr(args, name) for name in names}, {name: str(MODELS_DIR / name) for name in names}
         )
-        items = expand_inputs(args.inputs)
-    except (ModelSourceError, ImageError) as error:
+    except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    rows = result_rows(items, run_batch(predictors, items, batch_size=args.batch_size))
-    text = rows_to_csv(rows)
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.out).write_text(text)
-        refused = sum(1 for item in items if item.error)
-        print(f"{len(items)} files, {refused} refused; wrote {args.out}", file=sys.stderr)
-
+    total = count_inputs(args.inputs)
+    handle = sys.stdout if args.out == "-" else open(args.out, "w", newline="")  # noqa: SIM115 - closed below
+    refused = 0
+    try:
+        writer = csv.DictWriter(handle, fieldnames=columns(names))
+        writer.writeheader()
+        with tqdm(total=total, unit="img", desc="classifying", file=sys.stderr, disable=args.quiet) as bar:
+            for row in stream_rows(predictors, args.inputs, batch_size=args.batch_size):
+                writer.writerow(row)
+                refused += row[f"{names[0]} class"] == "error"
+                bar.update()
+    finally:
+        if handle is not sys.stdout:
+            handle.close()
+    if args.out != "-":
+        print(f"{total} files, {refused} refused; wrote {args.out}", file=sys.stderr)
 
 if __name__ == "__main__":
     main()

@@ -1,85 +1,50 @@
-"""The Gradio app: Predict, Compare, Batch and About tabs over a set of loaded predictors.
+"""The Gradio app's layout: Predict, Compare, Batch and About tabs wired to ``tumor_ai.handlers``.
 
-Handlers only read the upload, call ``tumor_ai.inference`` / ``tumor_ai.batch`` and lay out the
-answer; user errors (``ImageError``) become ``gr.Error`` messages and the app keeps serving.
 Named API endpoints: ``/predict``, ``/compare``, ``/batch`` (see the README for a
-``gradio_client`` snippet).
+``gradio_client`` snippet). The events that only redraw or tidy the page are private.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import tempfile
+from functools import partial
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from tumor_ai import DISCLAIMER  # noqa: E402
-from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch, shown_label  # noqa: E402
-from tumor_ai.explain import DEFAULT_OPACITY, heatmap, overlay, reading  # noqa: E402
-from tumor_ai.imaging import ImageError, LoadedImage, read_image  # noqa: E402
-from tumor_ai.inference import Prediction, Predictor  # noqa: E402
+from tumor_ai import DISCLAIMER, handlers  # noqa: E402
+from tumor_ai.card import model_card  # noqa: E402
+from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
+from tumor_ai.inference import Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
-from tumor_ai.models import CARD_FILE  # noqa: E402
-from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
-EXAMPLE_NAMES = {path.name for path in EXAMPLES}
-UPLOAD_TYPES = ["image", ".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp"]
-BATCH_TYPES = UPLOAD_TYPES + [".zip"]
-PRIVACY = (
-    "**Nothing is kept.** An upload is read into memory and its temporary file is deleted when the "
-    "request ends; the pictures the app draws are purged from its cache within ten minutes; image "
-    "content is never written to the logs."
+OTHER_TYPES = [".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp", ".png", ".jpg", ".jpeg", ".gif"]
+BATCH_TYPES = ["image", ".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp", ".zip"]
+CAM_CAVEAT = (
+    "_Grad-CAM shows where a model found the evidence for a class: where it looked, "
+    "**not a segmentation** of the tumour._"
 )
-log = logging.getLogger("tumor_ai.ui")
 
 
-def _take_upload(path: str | None) -> LoadedImage:
-    """Decode an upload into memory and delete its temporary file; a bad one raises a readable error."""
-    if not path:
-        raise gr.Error("Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM).")
-    try:
-        return read_image(path)  # checks the size before reading, keeps the pixels in memory
-    except ImageError as error:
-        log.info("refused an upload: %s", type(error).__name__)
-        raise gr.Error(str(error)) from None
-    finally:
-        _forget(path)
+def privacy_text(cache_sweep: tuple[int, int], session_seconds: int) -> str:
+    """What the app keeps and for how long, from the settings it really runs with."""
+    every, age = cache_sweep
+    return (
+        "**What the app keeps.** An upload is stored in the app's temporary cache, and the slice decoded from it, "
+        "with its Grad-CAM maps, stays in your session's memory so that you can run it again, switch model and move "
+        f"the sliders. Every {_duration(every)} the cache drops files older than {_duration(age)} (so an upload, and "
+        f"every picture or CSV the app drew for it, is gone within {_duration(every + age)}), and the app empties it "
+        f"when it stops. Session memory is dropped {_duration(session_seconds)} after your last action. "
+        "The logs record the kind of a refused file, never its name or content."
+    )
 
 
-def _forget(path: str) -> None:
-    """Delete an upload's temporary file once read; Gradio's cached example files stay."""
-    if Path(path).name not in EXAMPLE_NAMES:
-        Path(path).unlink(missing_ok=True)
-
-
-def _details(model: str, prediction: Prediction, seconds: float, image: LoadedImage) -> dict:
-    """The JSON an API user gets: the class, or ``null`` and ``is_brain_mri: false``."""
-    return {
-        "model": model,
-        "is_brain_mri": prediction.is_mri,
-        "label": prediction.label if prediction.is_mri else None,
-        "display_name": display_name(prediction.label) if prediction.is_mri else None,
-        "confidence": round(prediction.confidence, 4) if prediction.is_mri else None,
-        "probabilities": {k: round(v, 4) for k, v in prediction.probabilities.items()} if prediction.is_mri else None,
-        "mri_score": prediction.mri_score,
-        "message": None if prediction.is_mri else NOT_MRI_MESSAGE,
-        "seconds": round(seconds, 4),
-        "notes": image.notes,
-    }
-
-
-def _label_value(prediction: Prediction) -> dict[str, float] | None:
-    if not prediction.is_mri:
-        return None
-    return {display_name(label): p for label, p in prediction.probabilities.items()}
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
 
 
 def _shown_source(source: str) -> str:
@@ -92,187 +57,148 @@ def _shown_source(source: str) -> str:
         return Path(source).name
 
 
-def _card_markdown(predictor: Predictor) -> tuple[str, str | None]:
-    """A model card without its front matter and image links, and its confusion-matrix PNG."""
-    folder = predictor.folder or Path(predictor.source)
-    card = folder / CARD_FILE
-    text = card.read_text() if card.exists() else f"# {predictor.name}\n\nNo model card found."
-    if text.startswith("---"):
-        text = text.split("---", 2)[2]
-    text = "\n".join(line for line in text.splitlines() if not line.startswith("!["))
-    matrix = folder / "confusion_matrix.png"
-    return text, str(matrix) if matrix.exists() else None
+def _slice_input(label: str, elem_id: str) -> tuple[gr.Image, gr.UploadButton]:
+    """An image input that shows the slice, and a button for files a browser cannot show (DICOM, TIFF)."""
+    image = gr.Image(label=label, type="filepath", format="png", sources=["upload", "clipboard"], elem_id=elem_id, height=300)
+    other = gr.UploadButton("Open DICOM, TIFF or another file", file_types=OTHER_TYPES, size="sm", elem_id=f"{elem_id}-other")
+    return image, other
 
 
-def build_app(predictors: dict[str, Predictor], sources: dict[str, str] | None = None, cache_examples: bool = True) -> gr.Blocks:
-    """The four-tab Blocks app over ``predictors`` (name -> Predictor), in the order given.
+def _wire_slice(image, other, state, message, cleared: list) -> None:
+    """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one."""
+    n = len(cleared)
+    other.upload(
+        partial(handlers.open_file, cleared=n), other, [image, state, message, *cleared],
+        api_visibility="private", concurrency_id="io", concurrency_limit=4,
+    )  # fmt: skip
+    image.change(
+        partial(handlers.new_slice, cleared=n), [image, state], [state, message, *cleared],
+        preprocess=False, api_visibility="private", concurrency_id="io", concurrency_limit=4,
+    )  # fmt: skip
 
-    Example outputs are computed once when the app is built (``cache_examples``), so clicking an
-    example costs nothing.
-    """
+
+def build_app(
+    predictors: dict[str, Predictor],
+    sources: dict[str, str] | None = None,
+    cache_sweep: tuple[int, int] = handlers.CACHE_SWEEP,
+    session_seconds: int = handlers.SESSION_SECONDS,
+) -> gr.Blocks:
+    """The four-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model."""
     names = list(predictors)
+    default = names[-1]
+    labels = predictors[default].labels
     sources = sources or {name: predictor.source for name, predictor in predictors.items()}
+    evidence_choices = [("Its answer", handlers.TOP_CLASS)] + [(display_name(label), label) for label in labels]
 
-    def predict(path: str | None, model: str, opacity: float):
-        image = _take_upload(path)
-        if model not in predictors:
-            raise gr.Error(f"Unknown model '{model}'; choose one of {names}.")
-        prediction, seconds = predictors[model].predict_one(image.pixels)
-        details = _details(model, prediction, seconds, image)
-        if not prediction.is_mri:
-            return None, image.pixels, None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}", details
-        text = reading(prediction.label, prediction.confidence, prediction.cam, f"The {model} model")
-        if image.notes:
-            text += "\n\n_Note: " + "; ".join(image.notes) + "._"
-        return (
-            _label_value(prediction),
-            overlay(image.pixels, prediction.cam, opacity),
-            heatmap(prediction.cam, image.pixels.shape[:2]),
-            text,
-            details,
-        )
+    def session_state():
+        return gr.State(None, time_to_live=session_seconds)
 
-    def compare(path: str | None, opacity: float):
-        image = _take_upload(path)
-        outputs, shown, summary = [], [], []
-        for name in names:
-            prediction, seconds = predictors[name].predict_one(image.pixels)
-            shown.append(shown_label(prediction))
-            outputs += [
-                _label_value(prediction),
-                overlay(image.pixels, prediction.cam, opacity) if prediction.is_mri else image.pixels,
-            ]
-            confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
-            summary.append(f"| {name} | {shown[-1]}{confidence} | {seconds * 1000:.0f} ms |")
-        verdict = "The models **agree**." if len(set(shown)) == 1 else "The models **disagree**: look at both overlays."
-        table = "| model | reads the slice as | inference time |\n|---|---|---:|\n" + "\n".join(summary)
-        return (*outputs, f"{verdict}\n\n{table}\n\n{DISCLAIMER}")
-
-    def batch(paths: list[str] | None, opacity: float, progress=gr.Progress()):
-        if not paths:
-            raise gr.Error("Upload some images or a .zip of images first.")
-        try:
-            items = expand_inputs(paths)
-        except ImageError as error:
-            raise gr.Error(str(error)) from None
-        finally:
-            for path in paths:
-                _forget(path)
-        progress(0.0, desc="starting")
-        results = run_batch(predictors, items, progress=lambda fraction, text: progress(fraction, desc=text))
-        rows = result_rows(items, results)
-        gallery = []
-        for index, item in enumerate(items):
-            if item.image is None:
-                continue
-            for name in names:
-                prediction = results[name][index]
-                caption = f"{item.name} · {name}: {shown_label(prediction)}"
-                picture = overlay(item.image.pixels, prediction.cam, opacity) if prediction.is_mri else item.image.pixels
-                gallery.append((_thumbnail(picture), caption))
-        with tempfile.NamedTemporaryFile("w", suffix=".csv", prefix="tumor_ai_batch_", delete=False) as handle:
-            handle.write(rows_to_csv(rows))
-        return pd.DataFrame(rows), gallery, handle.name
-
-    # Every 5 minutes Gradio deletes cached files older than 5 minutes: gone within 10 minutes.
-    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=(300, 300)) as app:
+    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=cache_sweep) as app:
         gr.Markdown(
             "# tumor-ai\nSort a brain MRI slice into glioma, meningioma, pituitary tumour or no tumour with two Keras "
-            "models, and see where each one looked (Grad-CAM).\n\n"
-            f"> ⚠️ **{DISCLAIMER}**"
+            f"models, and see where each one looked (Grad-CAM).\n\n> ⚠️ **{DISCLAIMER}**"
         )
         with gr.Tab("Predict", id="predict"):
+            p_slice, p_explained = session_state(), session_state()
             with gr.Row():
                 with gr.Column(scale=1):
-                    p_file = gr.File(
-                        label="MRI slice (JPG, PNG, BMP, TIFF, WebP, DICOM)",
-                        file_types=UPLOAD_TYPES,
-                        type="filepath",
-                        elem_id="predict-file",
-                    )
-                    p_model = gr.Radio(names, value=names[-1], label="Model")
-                    p_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
+                    p_image, p_other = _slice_input("MRI slice", "predict-image")
+                    p_model = gr.Radio(names, value=default, label="Model", elem_id="predict-model")
                     p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
+                    p_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity")
+                    p_evidence = gr.Radio(evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence")
+                    if EXAMPLES:
+                        gr.Examples([[str(path)] for path in EXAMPLES], inputs=[p_image], label="Examples (CC0, from the validation split)")
                 with gr.Column(scale=2):
-                    p_label = gr.Label(num_top_classes=len(predictors[names[0]].labels), label="Confidence (calibrated)")
+                    p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
                     with gr.Row():
-                        p_overlay = gr.Image(label="Grad-CAM overlay", type="numpy", format="png")
-                        p_heatmap = gr.Image(label="Grad-CAM heatmap", type="numpy", format="png")
+                        p_overlay = gr.Image(label="Grad-CAM overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay")
+                        p_heatmap = gr.Image(label="Grad-CAM heatmap", type="numpy", format="png", interactive=False)
+                    gr.Markdown(CAM_CAVEAT)
                     p_reading = gr.Markdown(elem_id="predict-reading")
                     with gr.Accordion("Details (JSON, as the API returns it)", open=False):
                         p_details = gr.JSON()
-            p_outputs = [p_label, p_overlay, p_heatmap, p_reading, p_details]
-            p_button.click(predict, [p_file, p_model, p_opacity], p_outputs, api_name="predict", concurrency_id="cpu")
-            if EXAMPLES:
-                gr.Examples(
-                    [[str(path), names[-1], DEFAULT_OPACITY] for path in EXAMPLES],
-                    inputs=[p_file, p_model, p_opacity],
-                    outputs=p_outputs,
-                    fn=predict,
-                    cache_examples=cache_examples,
-                    label="Examples (one per class, CC0, from the validation split)",
-                    example_labels=[path.stem.replace("_", " ") for path in EXAMPLES],
-                )
+            p_results = [p_label, p_overlay, p_heatmap]
+            _wire_slice(p_image, p_other, p_slice, p_reading, [*p_results, p_details, p_explained])
+            p_button.click(
+                partial(handlers.predict, predictors),
+                [p_image, p_model, p_opacity, p_evidence, p_slice],
+                [*p_results, p_reading, p_details, p_slice, p_explained],
+                api_name="predict", preprocess=False, concurrency_id="cpu",
+            )  # fmt: skip
+            redraw = partial(handlers.redraw, predictors)
+            for control in (p_opacity, p_evidence):
+                control.change(
+                    redraw, [p_explained, p_opacity, p_evidence], [p_overlay, p_heatmap, p_reading, p_explained],
+                    api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4,
+                )  # fmt: skip
         with gr.Tab("Compare", id="compare"):
+            c_slice, c_explained = session_state(), session_state()
             with gr.Row():
                 with gr.Column(scale=1):
-                    c_file = gr.File(label="MRI slice", file_types=UPLOAD_TYPES, type="filepath", elem_id="compare-file")
-                    c_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
+                    c_image, c_other = _slice_input("MRI slice", "compare-image")
                     c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                    c_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity")
+                    if EXAMPLES:
+                        gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
+                with gr.Column(scale=2):
                     c_summary = gr.Markdown(elem_id="compare-summary")
-                c_outputs = []
-                for name in names:
-                    with gr.Column(scale=1):
-                        gr.Markdown(f"### {name}")
-                        c_outputs.append(gr.Label(num_top_classes=len(predictors[name].labels), label=f"{name} confidence"))
-                        c_outputs.append(gr.Image(label=f"{name} Grad-CAM", type="numpy", format="png"))
-            c_button.click(compare, [c_file, c_opacity], [*c_outputs, c_summary], api_name="compare", concurrency_id="cpu")
-            if EXAMPLES:
-                gr.Examples(
-                    [[str(path), DEFAULT_OPACITY] for path in EXAMPLES],
-                    inputs=[c_file, c_opacity],
-                    outputs=[*c_outputs, c_summary],
-                    fn=compare,
-                    cache_examples=cache_examples,
-                    example_labels=[path.stem.replace("_", " ") for path in EXAMPLES],
-                )
+                    c_outputs, c_overlays = [], []
+                    with gr.Row():
+                        for name in names:
+                            with gr.Column(scale=1):
+                                c_outputs.append(gr.Label(num_top_classes=len(labels), label=f"{name} confidence"))
+                                c_overlays.append(
+                                    gr.Image(label=f"{name} Grad-CAM", type="numpy", format="png", interactive=False, elem_id=f"compare-{name}")
+                                )
+                                c_outputs.append(c_overlays[-1])
+                    gr.Markdown(CAM_CAVEAT)
+            _wire_slice(c_image, c_other, c_slice, c_summary, [*c_outputs, c_explained])
+            c_button.click(
+                partial(handlers.compare, predictors), [c_image, c_opacity, c_slice], [*c_outputs, c_summary, c_slice, c_explained],
+                api_name="compare", preprocess=False, concurrency_id="cpu",
+            )  # fmt: skip
+            c_opacity.change(
+                partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays,
+                api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4,
+            )  # fmt: skip
         with gr.Tab("Batch", id="batch"):
+            b_entries = session_state()
             with gr.Row():
                 with gr.Column(scale=1):
                     b_files = gr.File(
-                        label="Images or a .zip of images",
-                        file_count="multiple",
-                        file_types=BATCH_TYPES,
-                        type="filepath",
-                        elem_id="batch-files",
-                    )
-                    b_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity")
+                        label="Images or a .zip of images", file_count="multiple", file_types=BATCH_TYPES,
+                        type="filepath", elem_id="batch-files",
+                    )  # fmt: skip
                     b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
-                    b_csv = gr.File(label="Results (CSV)")
+                    b_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity")
+                    if EXAMPLES:
+                        gr.Examples([[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)")
+                    b_csv = gr.File(label="Results (CSV, full precision)", elem_id="batch-csv")
                 with gr.Column(scale=2):
-                    b_table = gr.Dataframe(label="Results", wrap=True, elem_id="batch-table")
-                    b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=4, height="auto")
-            b_button.click(batch, [b_files, b_opacity], [b_table, b_gallery, b_csv], api_name="batch", concurrency_id="cpu")
+                    b_summary = gr.Markdown(elem_id="batch-summary")
+                    b_table = gr.Dataframe(label="Results (calibrated confidence)", wrap=False, elem_id="batch-table")
+                    b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
+                    gr.Markdown(CAM_CAVEAT)
+            b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
+            b_files.change(lambda: ("", None, None, None, None), None, b_outputs, api_visibility="private", queue=False)
+            b_button.click(
+                partial(handlers.batch, predictors), [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="cpu"
+            )
+            b_opacity.change(
+                handlers.recolour_batch, [b_entries, b_opacity], b_gallery,
+                api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4,
+            )  # fmt: skip
         with gr.Tab("About", id="about"):
             gr.Markdown(
-                f"> ⚠️ **{DISCLAIMER}**\n\n{PRIVACY}\n\n"
-                + "Models loaded: "
+                f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\nModels loaded: "
                 + ", ".join(f"`{name}` from `{_shown_source(sources.get(name, predictors[name].source))}`" for name in names)
             )
-            for name in names:
-                text, matrix = _card_markdown(predictors[name])
-                with gr.Accordion(f"Model card: {name}", open=name == names[0]):
-                    gr.Markdown(text)
-                    if matrix:
-                        gr.Image(
-                            matrix, label=f"{name}: confusion matrix on the validation split", show_label=True, interactive=False
-                        )
+            for name in [default, *[n for n in names if n != default]]:
+                predictor = predictors[name]
+                with gr.Accordion(f"Model card: {name}", open=name == default):
+                    gr.Markdown(model_card(predictor.metadata, standalone=False))
+                    matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
+                    if matrix.exists():
+                        gr.Image(str(matrix), label=f"{name}: confusion matrix on the validation split", interactive=False)
     return app
-
-
-def _thumbnail(pixels: np.ndarray, side: int = 256) -> np.ndarray:
-    from PIL import Image
-
-    image = Image.fromarray(pixels)
-    image.thumbnail((side, side))
-    return np.asarray(image)

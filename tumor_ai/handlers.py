@@ -1,0 +1,334 @@
+"""What the app does when a person acts: top-level handlers over a dict of loaded predictors.
+
+Each handler takes the predictors first (``tumor_ai.ui.build_app`` binds them with
+``functools.partial``), so it can be tested without a server. An upload is never deleted here:
+Gradio stores one file per content hash, which two people may share, and the app's cache sweep
+removes it (``CACHE_SWEEP``). The decoded slice and its Grad-CAM maps live in session state, so
+running again, switching model, moving the opacity slider or choosing another class never re-reads
+the file, and the slider never calls a model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from tumor_ai import DISCLAIMER
+from tumor_ai.batch import (
+    BatchItem,
+    columns,
+    expand_inputs,
+    result_rows,
+    rows_to_csv,
+    run_batch,
+    shown_label,
+    summary,
+)
+from tumor_ai.explain import display_copy, heatmap, overlay, reading
+from tumor_ai.imaging import ImageError, LoadedImage, read_image
+from tumor_ai.inference import Prediction, Predictor
+from tumor_ai.labels import display_name
+from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
+
+CACHE_SWEEP = (300, 300)  # every 5 minutes, delete cached files older than 5 minutes
+SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
+TOP_CLASS = "top"  # "show evidence for" the model's own answer
+NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
+GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
+THUMBNAIL_SIDE = 256
+log = logging.getLogger("tumor_ai.ui")
+
+
+@dataclass
+class SessionSlice:
+    """The slice a session is looking at, decoded once; ``key`` is the upload's cache path."""
+
+    key: str | None
+    image: LoadedImage
+
+
+@dataclass
+class Explained:
+    """One model's answer for a slice, with the Grad-CAM of each class drawn so far (index -> map)."""
+
+    model: str
+    display: np.ndarray  # the slice at display size
+    prediction: Prediction
+    pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
+    cams: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def refusal(error: ImageError) -> gr.Error:
+    """A user error for the page; the log gets its kind only, never the file name."""
+    log.info("refused an upload: %s", type(error).__name__)
+    return gr.Error(str(error), print_exception=False)
+
+
+def upload_path(payload) -> str | None:
+    """The cache path of an upload, from Gradio's file payload (a dict) or a plain path."""
+    if not payload:
+        return None
+    return payload.get("path") if isinstance(payload, dict) else str(payload)
+
+
+def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, SessionSlice]:
+    """The session's decoded slice if this is the same upload, else the upload decoded now."""
+    path = upload_path(payload)
+    if not path:
+        raise gr.Error(NO_UPLOAD, print_exception=False)
+    if state is not None and state.key == path:
+        return state.image, state
+    try:
+        image = read_image(path)
+    except ImageError as error:
+        if not Path(path).exists():
+            raise gr.Error("That upload has expired from the app's cache; upload it again.", print_exception=False) from None
+        raise refusal(error) from None
+    return image, SessionSlice(path, image)
+
+
+def new_slice(payload, state: SessionSlice | None, cleared: int):
+    """A new picture in an input: decode and check it now, and clear the ``cleared`` outputs that were about the old one.
+
+    A picture that ``open_file`` has just shown is adopted with the notes of its original file.
+    Returns the state, a message, and ``cleared`` empty values.
+    """
+    path = upload_path(payload)
+    empty = [None] * cleared
+    if path is None:
+        return None, "", *empty
+    if state is not None and state.key is None:
+        state.key = path
+        return state, gr.skip(), *[gr.skip()] * cleared
+    try:
+        image = read_image(path)
+    except ImageError as error:
+        log.info("refused an upload: %s", type(error).__name__)
+        gr.Warning(str(error))
+        return None, f"**{error}**", *empty
+    return SessionSlice(path, image), _ready(image), *empty
+
+
+def open_file(path: str | None, cleared: int):
+    """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input."""
+    if not path:
+        return gr.skip(), None, "", *[None] * cleared
+    try:
+        image = read_image(path)
+    except ImageError as error:
+        raise refusal(error) from None
+    return image.pixels, SessionSlice(None, image), _ready(image), *[None] * cleared
+
+
+def _ready(image: LoadedImage) -> str:
+    notes = f" _Read with: {'; '.join(image.notes)}._" if image.notes else ""
+    return f"Slice loaded ({image.pixels.shape[1]}x{image.pixels.shape[0]} px).{notes}"
+
+
+def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
+    if name not in predictors:
+        raise gr.Error(f"Unknown model '{name}'; choose one of {list(predictors)}.", print_exception=False)
+    return predictors[name]
+
+
+def details(model: str, prediction: Prediction, seconds: float, image: LoadedImage) -> dict:
+    """The JSON an API user gets: the class, or ``null`` and ``is_brain_mri: false``."""
+    ok = prediction.is_mri
+    return {
+        "model": model,
+        "is_brain_mri": ok,
+        "label": prediction.label if ok else None,
+        "display_name": display_name(prediction.label) if ok else None,
+        "confidence": round(prediction.confidence, 4) if ok else None,
+        "probabilities": {k: round(v, 4) for k, v in prediction.probabilities.items()} if ok else None,
+        "mri_score": prediction.mri_score,
+        "message": None if ok else NOT_MRI_MESSAGE,
+        "seconds": round(seconds, 4),
+        "notes": image.notes,
+    }
+
+
+def label_value(prediction: Prediction) -> dict[str, float] | None:
+    """What ``gr.Label`` shows: display name -> probability, or nothing for a refused picture."""
+    if not prediction.is_mri:
+        return None
+    return {display_name(label): p for label, p in prediction.probabilities.items()}
+
+
+def evidence_index(predictor: Predictor, prediction: Prediction, evidence: str) -> int:
+    """The class whose Grad-CAM to draw: the model's answer, or a label the person chose."""
+    if not evidence or evidence == TOP_CLASS:
+        return predictor.labels.index(prediction.label)
+    if evidence not in predictor.labels:
+        raise gr.Error(f"Unknown class '{evidence}'; choose '{TOP_CLASS}' or one of {predictor.labels}.", print_exception=False)
+    return predictor.labels.index(evidence)
+
+
+def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float, evidence: str = TOP_CLASS):
+    """Overlay, heatmap and reading for one class; only a class not drawn before costs a model call."""
+    predictor = predictors[explained.model]
+    index = evidence_index(predictor, explained.prediction, evidence)
+    if index not in explained.cams:
+        explained.cams[index] = predictor.explain(explained.pixels, index)
+    cam = explained.cams[index]
+    prediction = explained.prediction
+    text = reading(prediction.label, prediction.confidence, cam, f"The {explained.model} model", predictor.labels[index])
+    return overlay(explained.display, cam, opacity), heatmap(cam, explained.display.shape[:2]), text
+
+
+def predict(
+    predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
+):
+    """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
+    image, state = take_slice(payload, state)
+    predictor = _model(predictors, model)
+    prediction, seconds = predictor.predict_one(image.pixels)
+    info = details(model, prediction, seconds, image)
+    display = display_copy(image.pixels)
+    if not prediction.is_mri:
+        return None, display, None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}", info, state, None
+    top = predictor.labels.index(prediction.label)
+    explained = Explained(model, display, prediction, image.pixels, {top: prediction.cam})
+    picture, heat, text = draw(predictors, explained, opacity, evidence)
+    if image.notes:
+        text += "\n\n_Note: " + "; ".join(image.notes) + "._"
+    return label_value(prediction), picture, heat, text, info, state, explained
+
+
+def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str):
+    """The slider or the class choice moved: redraw from the cached Grad-CAM (no model call for opacity)."""
+    if explained is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return *draw(predictors, explained, opacity, evidence), explained
+
+
+def verdict(predictions: dict[str, Prediction]) -> str:
+    """What matters when two models read one slice: agreement, and whether each is sure."""
+    refused = [name for name, p in predictions.items() if not p.is_mri]
+    if refused:
+        return f"**{NOT_MRI_MESSAGE}** (the MRI check of {' and '.join(refused)})"
+    said = {name: f"{name} {display_name(p.label)} ({p.confidence:.0%})" for name, p in predictions.items()}
+    if len({p.label for p in predictions.values()}) > 1:
+        return (
+            f"**The models disagree**: {', '.join(said.values())}. Treat this slice as uncertain, "
+            "and look at where each model found its evidence."
+        )
+    label = display_name(next(iter(predictions.values())).label)
+    unsure = [name for name, p in predictions.items() if p.confidence < 0.7]
+    sure = [name for name, p in predictions.items() if p.confidence >= 0.9]
+    shares = ", ".join(f"{name} {p.confidence:.0%}" for name, p in predictions.items())
+    if unsure and sure:
+        return f"**Both read {label}, but {' and '.join(unsure)} is unsure** ({shares})."
+    if unsure:
+        return f"**Both read {label}, with low confidence** ({shares}): treat this reading as uncertain."
+    return f"**Both models read {label}** ({shares})."
+
+
+def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None):
+    """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
+    image, state = take_slice(payload, state)
+    display = display_copy(image.pixels)
+    outputs, timings, explained, predictions = [], [], {}, {}
+    for name, predictor in predictors.items():
+        prediction, seconds = predictor.predict_one(image.pixels)
+        predictions[name] = prediction
+        if prediction.is_mri:
+            explained[name] = Explained(name, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
+        outputs += [label_value(prediction), overlay(display, prediction.cam, opacity) if prediction.is_mri else display]
+        confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
+        timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {seconds * 1000:.0f} ms |")
+    table = "| model | reads the slice as | inference time |\n|---|---|---:|\n" + "\n".join(timings)
+    return (*outputs, f"{verdict(predictions)}\n\n{table}", state, explained)
+
+
+def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float):
+    """The Compare slider moved: re-blend each cached Grad-CAM (no model call)."""
+    if not explained:
+        return [gr.skip()] * len(predictors)
+    return [
+        overlay(explained[name].display, next(iter(explained[name].cams.values())), opacity) if name in explained else gr.skip()
+        for name in predictors
+    ]
+
+
+def _percent(value) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and not math.isnan(value) else ""
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width // 2) :]
+
+
+def table_frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
+    """The batch table as a person reads it: one column per model ("Glioma 97.1%"), short headers."""
+    shown = []
+    for row in rows:
+        line = {"file": row["file"]}
+        for name in names:
+            line[name] = f"{row[f'{name} class']} {_percent(row[f'{name} confidence'])}".strip()
+        if len(names) > 1:
+            line["agree"] = row["agree"]
+        line["note"] = row["note"]
+        shown.append(line)
+    return pd.DataFrame(shown, columns=["file", *names, *(["agree"] if len(names) > 1 else []), "note"])
+
+
+def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction | None]]) -> list[dict]:
+    """What the gallery draws for the first files: a thumbnail, and per model its caption and CAM."""
+    entries = []
+    for index, item in enumerate(items):
+        if item.image is None:
+            continue
+        if len(entries) == GALLERY_FILES:
+            break
+        thumbnail = display_copy(item.image.pixels, THUMBNAIL_SIDE)
+        models = []
+        for name, predictions in results.items():
+            prediction = predictions[index]
+            score = f" {prediction.confidence:.0%}" if prediction.is_mri else ""
+            models.append((f"{_short(item.name)} · {name}: {shown_label(prediction)}{score}", prediction.cam if prediction.is_mri else None))
+        entries.append({"thumbnail": thumbnail, "models": models})
+    return entries
+
+
+def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[np.ndarray, str]]:
+    """Each file's overlay per model, captioned with file, model and class."""
+    return [
+        (overlay(entry["thumbnail"], cam, opacity) if cam is not None else entry["thumbnail"], caption)
+        for entry in entries or []
+        for caption, cam in entry["models"]
+    ]
+
+
+def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: float, progress=gr.Progress()):
+    """Batch tab and ``/batch``: a summary, the table, captioned overlays and the CSV (full precision)."""
+    if not paths:
+        raise gr.Error("Upload some images or a .zip of images first.", print_exception=False)
+    try:
+        items = expand_inputs(paths)
+    except ImageError as error:
+        raise refusal(error) from None
+    progress(0.0, desc="starting")
+    results = run_batch(predictors, items, progress=lambda fraction, text: progress(fraction, desc=text))
+    names = list(predictors)
+    rows = result_rows(items, results)
+    entries = _gallery_entries(items, results)
+    text = summary(rows, names)
+    readable = sum(1 for item in items if item.image is not None)
+    if readable > GALLERY_FILES:
+        text += f" · overlays shown for the first {GALLERY_FILES} readable files; the table and CSV hold all"
+    csv_bytes = rows_to_csv(rows, columns(names)).encode()
+    # Written into Gradio's own cache, under the same sweep as every upload.
+    csv_path = gr.processing_utils.save_bytes_to_cache(csv_bytes, "tumor_ai_batch.csv", gr.utils.get_upload_folder())
+    return text, table_frame(rows, names), gallery(entries, opacity), csv_path, entries
+
+
+def recolour_batch(entries: list[dict] | None, opacity: float):
+    """The Batch slider moved: re-blend the cached thumbnails' Grad-CAMs (no model call)."""
+    return gr.skip() if entries is None else gallery(entries, opacity)
