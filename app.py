@@ -51,7 +51,9 @@ def port_problem(host: str, port: int) -> str | None:
         try:
             probe.bind((host, port))
         except OSError as error:
-            return f"Port {port} on {host} is not free ({error.strerror}): pass --port with another number, e.g. --port {port + 1}."
+            return (
+                f"Port {port} on {host} is not free ({error.strerror}): pass --port with another number, e.g. --port {port + 1}."
+            )
     return None
 
 
@@ -86,6 +88,7 @@ def share_reachable(local_url: str) -> bool:
             "no public link: Gradio's share service cannot be reached from here; the app still works at %s", local_url
         )
         return False
+
 
 if __name__ == "__main__":
     main()

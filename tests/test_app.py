@@ -23,7 +23,7 @@ def free_port() -> int:
 def app_url(tiny_predictors):
     from tumor_ai.ui import build_app
 
-    app = build_app(tiny_predictors, cache_examples=True)
+    app = build_app(tiny_predictors)
     app.queue(default_concurrency_limit=1, max_size=8)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -43,7 +43,7 @@ def test_api_lists_the_named_endpoints(client):
 
 def test_predict_endpoint(client, example_paths):
     label, overlay, heatmap, text, details = client.predict(
-        handle_file(str(example_paths["glioma"])), "cnn", 0.5, api_name="/predict"
+        handle_file(str(example_paths["glioma"])), "cnn", 0.5, "top", api_name="/predict"
     )
     assert details["model"] == "cnn" and details["is_brain_mri"] is True
     assert abs(sum(details["probabilities"].values()) - 1) < 1e-3
@@ -55,7 +55,8 @@ def test_compare_endpoint(client, example_paths):
     outputs = client.predict(handle_file(str(example_paths["pituitary"])), 0.4, api_name="/compare")
     label_a, overlay_a, label_b, overlay_b, summary = outputs
     assert label_a["label"] and label_b["label"] and overlay_a and overlay_b
-    assert "agree" in summary and "| cnn |" in summary and "ms |" in summary
+    assert summary.startswith("**Both models read") or summary.startswith("**The models disagree")
+    assert "| cnn |" in summary and "ms |" in summary
 
 
 def test_batch_endpoint_with_zip_and_files(client, example_paths, tmp_path):
@@ -63,10 +64,11 @@ def test_batch_endpoint_with_zip_and_files(client, example_paths, tmp_path):
     with zipfile.ZipFile(archive, "w") as handle:
         handle.write(example_paths["notumor"], "notumor.jpg")
         handle.write(example_paths["meningioma"], "meningioma.jpg")
-    table, gallery, csv_path = client.predict(
+    summary, table, gallery, csv_path = client.predict(
         [handle_file(str(example_paths["glioma"])), handle_file(str(archive))], 0.4, api_name="/batch"
     )
-    assert table["headers"][:3] == ["file", "cnn class", "cnn confidence"]
+    assert summary.startswith("3 files · 0 refused")
+    assert table["headers"] == ["file", "cnn", "vgg16", "agree", "note"]
     assert [row[0] for row in table["data"]] == ["glioma.jpg", "two.zip/notumor.jpg", "two.zip/meningioma.jpg"]
     assert len(gallery) == 6
     with open(csv_path) as handle:
@@ -78,8 +80,8 @@ def test_bad_upload_gets_a_message_and_the_app_keeps_serving(client, tmp_path, e
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is a text file renamed to .jpg")
     with pytest.raises(Exception, match="it is a text file, not an image"):
-        client.predict(handle_file(str(bad)), "cnn", 0.5, api_name="/predict")
-    details = client.predict(handle_file(str(example_paths["notumor"])), "vgg16", 0.5, api_name="/predict")[-1]
+        client.predict(handle_file(str(bad)), "cnn", 0.5, "top", api_name="/predict")
+    details = client.predict(handle_file(str(example_paths["notumor"])), "vgg16", 0.5, "top", api_name="/predict")[-1]
     assert details["model"] == "vgg16"
 
 
@@ -108,7 +110,7 @@ BAD_UPLOADS = [
 def test_bad_uploads_get_their_message_on_every_endpoint(client, tmp_path, name, data, message, endpoint):
     path = tmp_path / name
     path.write_bytes(data)
-    arguments = (handle_file(str(path)), "vgg16", 0.5) if endpoint == "/predict" else (handle_file(str(path)), 0.5)
+    arguments = (handle_file(str(path)), "vgg16", 0.5, "top") if endpoint == "/predict" else (handle_file(str(path)), 0.5)
     with pytest.raises(Exception, match=message):
         client.predict(*arguments, api_name=endpoint)
 
@@ -116,7 +118,87 @@ def test_bad_uploads_get_their_message_on_every_endpoint(client, tmp_path, name,
 def test_batch_reports_bad_files_in_its_table(client, tmp_path, example_paths):
     bad = tmp_path / "notes.jpg"
     bad.write_text("plain text")
-    table, _, _ = client.predict([handle_file(str(bad)), handle_file(str(example_paths["glioma"]))], 0.4, api_name="/batch")
+    summary, table, _, _ = client.predict(
+        [handle_file(str(bad)), handle_file(str(example_paths["glioma"]))], 0.4, api_name="/batch"
+    )
     rows = {row[0]: row for row in table["data"]}
     assert rows["notes.jpg"][1] == "error" and "text file" in rows["notes.jpg"][-1]
-    assert rows["glioma.jpg"][1] != "error"
+    assert rows["glioma.jpg"][1] != "error" and "1 refused" in summary
+
+
+def test_the_same_upload_works_again_with_another_model(client, example_paths):
+    upload = handle_file(str(example_paths["meningioma"]))
+    first = client.predict(upload, "cnn", 0.5, "top", api_name="/predict")[-1]
+    second = client.predict(upload, "vgg16", 0.5, "top", api_name="/predict")[-1]
+    third = client.predict(upload, "cnn", 0.8, "glioma", api_name="/predict")
+    assert (first["model"], second["model"]) == ("cnn", "vgg16") and third[-1]["probabilities"] == first["probabilities"]
+
+
+def test_a_batch_runs_again_after_files_are_added(client, example_paths):
+    first = [handle_file(str(example_paths["glioma"])), handle_file(str(example_paths["notumor"]))]
+    client.predict(first, 0.4, api_name="/batch")
+    summary, table, _, _ = client.predict(
+        [*first, handle_file(str(example_paths["pituitary"]))], 0.4, api_name="/batch"
+    )
+    assert summary.startswith("3 files · 0 refused") and all(row[1] != "error" for row in table["data"])
+
+
+def test_two_clients_sending_the_same_bytes_at_once_are_both_answered(app_url, example_paths):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def ask(_):
+        client = Client(app_url, verbose=False)
+        upload = handle_file(str(example_paths["glioma"]))
+        return [client.predict(upload, "cnn", 0.5, "top", api_name="/predict")[-1] for _ in range(3)]
+
+    with ThreadPoolExecutor(4) as pool:
+        answers = [details for run in pool.map(ask, range(4)) for details in run]
+    assert len(answers) == 12 and {details["label"] for details in answers} == {answers[0]["label"]}
+
+
+def test_what_the_about_tab_promises_holds(tiny_predictors, example_paths):
+    """Uploads and drawn pictures leave the cache on the sweep, session state expires, all as the About tab says."""
+    import time
+
+    from gradio.utils import get_upload_folder
+
+    from tumor_ai.ui import build_app, privacy_text
+
+    app = build_app(tiny_predictors, cache_sweep=(1, 2), session_seconds=2)
+    promise = privacy_text((1, 2), 2)
+    assert "within 3 seconds" in promise and "2 seconds after your last action" in promise
+    assert any(promise in str(component.get("props", {}).get("value")) for component in app.config["components"])
+    app.queue()
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        unique = example_paths["glioma"].read_bytes() + b"privacy-test"  # bytes no other test uploads
+        upload = Path(get_upload_folder()).parent / "privacy_probe.jpg"
+        upload.write_bytes(unique)
+        client.predict(handle_file(str(upload)), "cnn", 0.5, "top", api_name="/predict")
+        kept = [path for path in Path(get_upload_folder()).rglob("privacy_probe.jpg")]
+        states = [data for session in app.state_holder.session_data.values() for data in session.state_data.values()]
+        assert kept and any(value is not None for value in states), "the upload and the session's slice are there at first"
+        time.sleep(5)
+        assert not any(path.exists() for path in kept), "the sweep deletes the upload"
+        states = [data for session in app.state_holder.session_data.values() for data in session.state_data.values()]
+        assert all(value is None for value in states), "session state expires"
+        upload.unlink()
+    finally:
+        app.close()
+
+
+def test_a_busy_port_is_one_sentence(tmp_path):
+    import subprocess
+    import sys
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT_EXAMPLES.parent, capture_output=True, text=True, timeout=120
+        )
+    assert result.returncode != 0 and f"Port {port} on 127.0.0.1 is not free" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -120,6 +120,7 @@ def test_batch_rows_from_files_and_zip(tmp_path, tiny_predictors, example_paths)
     results = run_batch(tiny_predictors, items, batch_size=2)
     rows = result_rows(items, results)
     assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
+    assert isinstance(rows[0]["cnn confidence"], float)  # full precision; the app rounds only what it shows
     assert rows_to_csv(rows).splitlines()[0] == "file,cnn class,cnn confidence,vgg16 class,vgg16 confidence,agree,note"
 
 
@@ -152,4 +153,20 @@ def test_test_time_flip_averages_the_logits_of_the_mirror_image(tiny_models, exa
     averaged = flipping.run(batch)
     assert not np.allclose(straight["logits"], mirrored["logits"], atol=1e-4), "the mirror image must change the logits"
     np.testing.assert_allclose(averaged["logits"], (straight["logits"] + mirrored["logits"]) / 2, atol=1e-5)
-    np.testing.assert_allclose(averaged["cam"], straight["cam"], atol=1e-6)  # Grad-CAM stays the slice's own
+    # Grad-CAM is the slice's own, for the class the averaged logits chose (re-aimed where the mirror changed it).
+    for index, top in enumerate(np.argmax(averaged["logits"], axis=1)):
+        own = plain.run(batch[index : index + 1], class_index=int(top))["cam"][0]
+        np.testing.assert_allclose(averaged["cam"][index], own, atol=1e-5)
+
+
+def test_grad_cam_of_a_chosen_class(tiny_predictors, example_paths):
+    predictor = tiny_predictors["cnn"]
+    batch = predictor.prepare([read_image(example_paths["glioma"]).pixels])
+    top = int(np.argmax(predictor.run(batch)["logits"][0]))
+    other = (top + 1) % len(predictor.labels)
+    default, chosen_top, chosen_other = (
+        predictor.run(batch, class_index=index)["cam"][0] for index in (None, top, other)
+    )
+    np.testing.assert_allclose(default, chosen_top, atol=1e-6)
+    assert not np.allclose(chosen_top, chosen_other, atol=1e-3), "another class must give another map"
+    assert chosen_other.min() >= 0 and chosen_other.max() <= 1 + 1e-6

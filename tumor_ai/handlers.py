@@ -10,8 +10,11 @@ the file, and the slider never calls a model.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,6 +65,33 @@ class Explained:
     prediction: Prediction
     pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
     cams: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+def cache_file(data: bytes, name: str) -> str:
+    """Bytes written into Gradio's cache where Gradio itself would put them, atomically.
+
+    Gradio's own ``save_pil_to_cache`` rewrites a file in place when two requests produce the same
+    bytes, so one client can download a half-written copy; a rename never exposes one. The file is
+    under the same sweep as every upload.
+    """
+    folder = Path(gr.utils.get_upload_folder()) / gr.processing_utils.hash_bytes(data)
+    target = folder / name
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(staging, target)
+    return str(target)
+
+
+def cache_png(pixels: np.ndarray, name: str = "image.png") -> str:
+    """A picture for an image output, as a cached PNG (see ``cache_file``)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return cache_file(buffer.getvalue(), name)
 
 
 def refusal(error: ImageError) -> gr.Error:
@@ -123,7 +153,7 @@ def open_file(path: str | None, cleared: int):
         image = read_image(path)
     except ImageError as error:
         raise refusal(error) from None
-    return image.pixels, SessionSlice(None, image), _ready(image), *[None] * cleared
+    return cache_png(image.pixels, "slice.png"), SessionSlice(None, image), _ready(image), *[None] * cleared
 
 
 def _ready(image: LoadedImage) -> str:
@@ -175,24 +205,28 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
     predictor = predictors[explained.model]
     index = evidence_index(predictor, explained.prediction, evidence)
     if index not in explained.cams:
+        log.info("model call: %s Grad-CAM of class %d", explained.model, index)
         explained.cams[index] = predictor.explain(explained.pixels, index)
     cam = explained.cams[index]
     prediction = explained.prediction
     text = reading(prediction.label, prediction.confidence, cam, f"The {explained.model} model", predictor.labels[index])
-    return overlay(explained.display, cam, opacity), heatmap(cam, explained.display.shape[:2]), text
+    return (
+        cache_png(overlay(explained.display, cam, opacity), "overlay.png"),
+        cache_png(heatmap(cam, explained.display.shape[:2]), "heatmap.png"),
+        text,
+    )
 
 
-def predict(
-    predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
-):
+def predict(predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None):
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
     image, state = take_slice(payload, state)
     predictor = _model(predictors, model)
+    log.info("model call: %s predict", model)
     prediction, seconds = predictor.predict_one(image.pixels)
     info = details(model, prediction, seconds, image)
     display = display_copy(image.pixels)
     if not prediction.is_mri:
-        return None, display, None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}", info, state, None
+        return None, cache_png(display, "slice.png"), None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}", info, state, None
     top = predictor.labels.index(prediction.label)
     explained = Explained(model, display, prediction, image.pixels, {top: prediction.cam})
     picture, heat, text = draw(predictors, explained, opacity, evidence)
@@ -236,11 +270,15 @@ def compare(predictors: dict[str, Predictor], payload, opacity: float, state: Se
     display = display_copy(image.pixels)
     outputs, timings, explained, predictions = [], [], {}, {}
     for name, predictor in predictors.items():
+        log.info("model call: %s compare", name)
         prediction, seconds = predictor.predict_one(image.pixels)
         predictions[name] = prediction
         if prediction.is_mri:
-            explained[name] = Explained(name, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
-        outputs += [label_value(prediction), overlay(display, prediction.cam, opacity) if prediction.is_mri else display]
+            explained[name] = Explained(
+                name, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam}
+            )
+        picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
+        outputs += [label_value(prediction), cache_png(picture, f"{name}.png")]
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
         timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {seconds * 1000:.0f} ms |")
     table = "| model | reads the slice as | inference time |\n|---|---|---:|\n" + "\n".join(timings)
@@ -252,7 +290,9 @@ def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Expl
     if not explained:
         return [gr.skip()] * len(predictors)
     return [
-        overlay(explained[name].display, next(iter(explained[name].cams.values())), opacity) if name in explained else gr.skip()
+        cache_png(overlay(explained[name].display, next(iter(explained[name].cams.values())), opacity), f"{name}.png")
+        if name in explained
+        else gr.skip()
         for name in predictors
     ]
 
@@ -292,15 +332,17 @@ def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction 
         for name, predictions in results.items():
             prediction = predictions[index]
             score = f" {prediction.confidence:.0%}" if prediction.is_mri else ""
-            models.append((f"{_short(item.name)} · {name}: {shown_label(prediction)}{score}", prediction.cam if prediction.is_mri else None))
+            models.append(
+                (f"{_short(item.name)} · {name}: {shown_label(prediction)}{score}", prediction.cam if prediction.is_mri else None)
+            )
         entries.append({"thumbnail": thumbnail, "models": models})
     return entries
 
 
-def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[np.ndarray, str]]:
+def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[str, str]]:
     """Each file's overlay per model, captioned with file, model and class."""
     return [
-        (overlay(entry["thumbnail"], cam, opacity) if cam is not None else entry["thumbnail"], caption)
+        (cache_png(overlay(entry["thumbnail"], cam, opacity) if cam is not None else entry["thumbnail"]), caption)
         for entry in entries or []
         for caption, cam in entry["models"]
     ]
@@ -314,6 +356,7 @@ def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: fl
         items = expand_inputs(paths)
     except ImageError as error:
         raise refusal(error) from None
+    log.info("model call: batch of %d files", len(items))
     progress(0.0, desc="starting")
     results = run_batch(predictors, items, progress=lambda fraction, text: progress(fraction, desc=text))
     names = list(predictors)
@@ -324,8 +367,7 @@ def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: fl
     if readable > GALLERY_FILES:
         text += f" · overlays shown for the first {GALLERY_FILES} readable files; the table and CSV hold all"
     csv_bytes = rows_to_csv(rows, columns(names)).encode()
-    # Written into Gradio's own cache, under the same sweep as every upload.
-    csv_path = gr.processing_utils.save_bytes_to_cache(csv_bytes, "tumor_ai_batch.csv", gr.utils.get_upload_folder())
+    csv_path = cache_file(csv_bytes, "tumor_ai_batch.csv")
     return text, table_frame(rows, names), gallery(entries, opacity), csv_path, entries
 
 

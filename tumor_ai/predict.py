@@ -17,7 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 
@@ -69,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
             handle.close()
     if args.out != "-":
         print(f"{total} files, {refused} refused; wrote {args.out}", file=sys.stderr)
+
 
 if __name__ == "__main__":
     main()

@@ -25,8 +25,7 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 OTHER_TYPES = [".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp", ".png", ".jpg", ".jpeg", ".gif"]
 BATCH_TYPES = ["image", ".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp", ".zip"]
 CAM_CAVEAT = (
-    "_Grad-CAM shows where a model found the evidence for a class: where it looked, "
-    "**not a segmentation** of the tumour._"
+    "_Grad-CAM shows where a model found the evidence for a class: where it looked, **not a segmentation** of the tumour._"
 )
 
 
@@ -68,13 +67,22 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
     """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one."""
     n = len(cleared)
     other.upload(
-        partial(handlers.open_file, cleared=n), other, [image, state, message, *cleared],
-        api_visibility="private", concurrency_id="io", concurrency_limit=4,
-    )  # fmt: skip
+        partial(handlers.open_file, cleared=n),
+        other,
+        [image, state, message, *cleared],
+        api_visibility="private",
+        concurrency_id="io",
+        concurrency_limit=4,
+    )
     image.change(
-        partial(handlers.new_slice, cleared=n), [image, state], [state, message, *cleared],
-        preprocess=False, api_visibility="private", concurrency_id="io", concurrency_limit=4,
-    )  # fmt: skip
+        partial(handlers.new_slice, cleared=n),
+        [image, state],
+        [state, message, *cleared],
+        preprocess=False,
+        api_visibility="private",
+        concurrency_id="io",
+        concurrency_limit=4,
+    )
 
 
 def build_app(
@@ -105,14 +113,24 @@ def build_app(
                     p_image, p_other = _slice_input("MRI slice", "predict-image")
                     p_model = gr.Radio(names, value=default, label="Model", elem_id="predict-model")
                     p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
-                    p_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity")
-                    p_evidence = gr.Radio(evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence")
+                    p_opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity"
+                    )
+                    p_evidence = gr.Radio(
+                        evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
+                    )
                     if EXAMPLES:
-                        gr.Examples([[str(path)] for path in EXAMPLES], inputs=[p_image], label="Examples (CC0, from the validation split)")
+                        gr.Examples(
+                            [[str(path)] for path in EXAMPLES],
+                            inputs=[p_image],
+                            label="Examples (CC0, from the validation split)",
+                        )
                 with gr.Column(scale=2):
                     p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
                     with gr.Row():
-                        p_overlay = gr.Image(label="Grad-CAM overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay")
+                        p_overlay = gr.Image(
+                            label="Grad-CAM overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
+                        )
                         p_heatmap = gr.Image(label="Grad-CAM heatmap", type="numpy", format="png", interactive=False)
                     gr.Markdown(CAM_CAVEAT)
                     p_reading = gr.Markdown(elem_id="predict-reading")
@@ -124,21 +142,30 @@ def build_app(
                 partial(handlers.predict, predictors),
                 [p_image, p_model, p_opacity, p_evidence, p_slice],
                 [*p_results, p_reading, p_details, p_slice, p_explained],
-                api_name="predict", preprocess=False, concurrency_id="cpu",
-            )  # fmt: skip
+                api_name="predict",
+                preprocess=False,
+                concurrency_id="cpu",
+            )
             redraw = partial(handlers.redraw, predictors)
             for control in (p_opacity, p_evidence):
                 control.change(
-                    redraw, [p_explained, p_opacity, p_evidence], [p_overlay, p_heatmap, p_reading, p_explained],
-                    api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4,
-                )  # fmt: skip
+                    redraw,
+                    [p_explained, p_opacity, p_evidence],
+                    [p_overlay, p_heatmap, p_reading, p_explained],
+                    api_visibility="private",
+                    trigger_mode="always_last",
+                    concurrency_id="draw",
+                    concurrency_limit=4,
+                )
         with gr.Tab("Compare", id="compare"):
             c_slice, c_explained = session_state(), session_state()
             with gr.Row():
                 with gr.Column(scale=1):
                     c_image, c_other = _slice_input("MRI slice", "compare-image")
                     c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-                    c_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity")
+                    c_opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity"
+                    )
                     if EXAMPLES:
                         gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
                 with gr.Column(scale=2):
@@ -149,31 +176,53 @@ def build_app(
                             with gr.Column(scale=1):
                                 c_outputs.append(gr.Label(num_top_classes=len(labels), label=f"{name} confidence"))
                                 c_overlays.append(
-                                    gr.Image(label=f"{name} Grad-CAM", type="numpy", format="png", interactive=False, elem_id=f"compare-{name}")
+                                    gr.Image(
+                                        label=f"{name} Grad-CAM",
+                                        type="numpy",
+                                        format="png",
+                                        interactive=False,
+                                        elem_id=f"compare-{name}",
+                                    )
                                 )
                                 c_outputs.append(c_overlays[-1])
                     gr.Markdown(CAM_CAVEAT)
             _wire_slice(c_image, c_other, c_slice, c_summary, [*c_outputs, c_explained])
             c_button.click(
-                partial(handlers.compare, predictors), [c_image, c_opacity, c_slice], [*c_outputs, c_summary, c_slice, c_explained],
-                api_name="compare", preprocess=False, concurrency_id="cpu",
-            )  # fmt: skip
+                partial(handlers.compare, predictors),
+                [c_image, c_opacity, c_slice],
+                [*c_outputs, c_summary, c_slice, c_explained],
+                api_name="compare",
+                preprocess=False,
+                concurrency_id="cpu",
+            )
             c_opacity.change(
-                partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays,
-                api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4,
-            )  # fmt: skip
+                partial(handlers.recolour_compare, predictors),
+                [c_explained, c_opacity],
+                c_overlays,
+                api_visibility="private",
+                trigger_mode="always_last",
+                concurrency_id="draw",
+                concurrency_limit=4,
+            )
         with gr.Tab("Batch", id="batch"):
             b_entries = session_state()
             with gr.Row():
                 with gr.Column(scale=1):
                     b_files = gr.File(
-                        label="Images or a .zip of images", file_count="multiple", file_types=BATCH_TYPES,
-                        type="filepath", elem_id="batch-files",
-                    )  # fmt: skip
+                        label="Images or a .zip of images",
+                        file_count="multiple",
+                        file_types=BATCH_TYPES,
+                        type="filepath",
+                        elem_id="batch-files",
+                    )
                     b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
-                    b_opacity = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity")
+                    b_opacity = gr.Slider(
+                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
+                    )
                     if EXAMPLES:
-                        gr.Examples([[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)")
+                        gr.Examples(
+                            [[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)"
+                        )
                     b_csv = gr.File(label="Results (CSV, full precision)", elem_id="batch-csv")
                 with gr.Column(scale=2):
                     b_summary = gr.Markdown(elem_id="batch-summary")
@@ -186,9 +235,14 @@ def build_app(
                 partial(handlers.batch, predictors), [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="cpu"
             )
             b_opacity.change(
-                handlers.recolour_batch, [b_entries, b_opacity], b_gallery,
-                api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4,
-            )  # fmt: skip
+                handlers.recolour_batch,
+                [b_entries, b_opacity],
+                b_gallery,
+                api_visibility="private",
+                trigger_mode="always_last",
+                concurrency_id="draw",
+                concurrency_limit=4,
+            )
         with gr.Tab("About", id="about"):
             gr.Markdown(
                 f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\nModels loaded: "

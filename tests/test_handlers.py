@@ -1,0 +1,181 @@
+"""The app's handlers called directly, as build_app wires them, without a server."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+
+from tumor_ai import handlers
+from tumor_ai.batch import expand_inputs, stream_rows
+from tumor_ai.inference import Prediction
+
+
+@pytest.fixture
+def no_model_calls(tiny_predictors, monkeypatch):
+    """After this fixture is called, any forward pass of any model fails the test."""
+
+    def forbid(*_args, **_kwargs):
+        raise AssertionError("a model was called")
+
+    def arm():
+        for predictor in tiny_predictors.values():
+            monkeypatch.setattr(predictor, "_function", forbid)
+
+    return arm
+
+
+def _pixels(path: str) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path))
+
+
+def _payload(path) -> dict:
+    return {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
+
+
+def test_same_upload_runs_again_from_the_session_even_when_its_file_is_gone(tiny_predictors, example_paths, tmp_path):
+    upload = tmp_path / "slice.jpg"
+    upload.write_bytes(example_paths["glioma"].read_bytes())
+    first = handlers.predict(tiny_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
+    state = first[5]
+    upload.unlink()  # e.g. the cache sweep, or another session's copy of the same bytes
+    second = handlers.predict(tiny_predictors, _payload(upload), "vgg16", 0.5, handlers.TOP_CLASS, state)
+    assert first[4]["model"] == "cnn" and second[4]["model"] == "vgg16" and second[5] is state
+    with pytest.raises(gr.Error, match="expired"):  # a new session has no copy: it is told what to do
+        handlers.predict(tiny_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
+
+
+def test_opacity_redraws_without_a_model_call(tiny_predictors, example_paths, no_model_calls):
+    outputs = handlers.predict(tiny_predictors, _payload(example_paths["meningioma"]), "cnn", 0.2, handlers.TOP_CLASS, None)
+    explained = outputs[6]
+    no_model_calls()
+    faint, _, text, same = handlers.redraw(tiny_predictors, explained, 0.2, handlers.TOP_CLASS)
+    strong, _, _, _ = handlers.redraw(tiny_predictors, explained, 0.9, handlers.TOP_CLASS)
+    assert faint == outputs[1]  # the same picture Predict drew, the same cached file
+    assert same is explained and not np.array_equal(_pixels(faint), _pixels(strong))
+    assert "reads this slice as" in text
+
+
+def test_evidence_for_another_class_costs_one_model_call_then_none(tiny_predictors, example_paths, monkeypatch):
+    outputs = handlers.predict(tiny_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+    explained = outputs[6]
+    other = next(label for label in tiny_predictors["cnn"].labels if label != explained.prediction.label)
+    calls = []
+    original = tiny_predictors["cnn"].explain
+    monkeypatch.setattr(tiny_predictors["cnn"], "explain", lambda *args: calls.append(args) or original(*args))
+    picture, _, text, _ = handlers.redraw(tiny_predictors, explained, 0.5, other)
+    again, _, _, _ = handlers.redraw(tiny_predictors, explained, 0.5, other)
+    assert len(calls) == 1 and "instead" in text and "not the model's answer" in text
+    assert picture == again
+    assert not np.array_equal(_pixels(picture), _pixels(outputs[1]))
+
+
+def test_redraw_before_any_prediction_changes_nothing(tiny_predictors):
+    assert all(isinstance(value, type(gr.skip())) for value in handlers.redraw(tiny_predictors, None, 0.5, "top"))
+
+
+def test_a_new_bad_upload_clears_the_old_results_and_says_why(example_paths, tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    state, message, *cleared = handlers.new_slice(_payload(bad), None, cleared=5)
+    assert state is None and "text file" in message and cleared == [None] * 5
+    state, message, *cleared = handlers.new_slice(_payload(example_paths["glioma"]), None, cleared=5)
+    assert state.image.pixels.ndim == 3 and message.startswith("Slice loaded") and cleared == [None] * 5
+
+
+def test_a_file_opened_with_the_button_keeps_its_notes_when_shown(tmp_path):
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((64, 64), value, np.uint8)) for value in (40, 200)]
+    path = tmp_path / "two.tif"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    shown, state, message, *_ = handlers.open_file(str(path), cleared=2)
+    assert state.key is None and "first frame" in message
+    np.testing.assert_array_equal(_pixels(shown), state.image.pixels)
+    shown = Path(shown)
+    adopted, *_ = handlers.new_slice(_payload(shown), state, cleared=2)
+    assert adopted is state and state.key == str(shown) and "first frame" in state.image.notes[0]
+
+
+def _prediction(label: str, confidence: float, is_mri: bool = True) -> Prediction:
+    return Prediction(label, confidence, {label: confidence}, np.zeros((2, 2)), is_mri=is_mri)
+
+
+@pytest.mark.parametrize(
+    "cnn,vgg16,expected",
+    [
+        (("glioma", 0.97), ("meningioma", 0.62), "The models disagree"),
+        (("glioma", 0.97), ("glioma", 0.55), "but vgg16 is unsure"),
+        (("glioma", 0.6), ("glioma", 0.55), "with low confidence"),
+        (("glioma", 0.97), ("glioma", 0.99), "Both models read Glioma"),
+    ],
+)
+def test_compare_verdict_says_what_matters(cnn, vgg16, expected):
+    text = handlers.verdict({"cnn": _prediction(*cnn), "vgg16": _prediction(*vgg16)})
+    assert expected in text
+    assert ("disagree" in text) == (cnn[0] != vgg16[0])
+
+
+def test_compare_slider_recolours_without_a_model_call(tiny_predictors, example_paths, no_model_calls):
+    outputs = handlers.compare(tiny_predictors, _payload(example_paths["pituitary"]), 0.3, None)
+    explained = outputs[-1]
+    no_model_calls()
+    faint = handlers.recolour_compare(tiny_predictors, explained, 0.3)
+    strong = handlers.recolour_compare(tiny_predictors, explained, 1.0)
+    assert faint[0] == outputs[1]
+    assert not np.array_equal(_pixels(faint[0]), _pixels(strong[0]))
+
+
+def test_batch_is_readable_and_its_csv_keeps_full_precision(tiny_predictors, example_paths, no_model_calls):
+    paths = [str(path) for path in example_paths.values()]
+    text, table, pictures, csv_path, entries = handlers.batch(tiny_predictors, paths, 0.5, progress=lambda *a, **k: None)
+    assert list(table.columns) == ["file", "cnn", "vgg16", "agree", "note"]
+    assert all(cell.endswith("%") for cell in table["cnn"])
+    assert text.startswith("4 files · 0 refused · cnn: ") and "the models disagree on" in text
+    assert len(pictures) == 8 and all(" · cnn: " in caption or " · vgg16: " in caption for _, caption in pictures)
+    with open(csv_path) as handle:
+        confidence = handle.read().splitlines()[1].split(",")[2]
+    assert len(confidence.split(".")[1]) > 4  # not rounded for display
+    no_model_calls()
+    assert len(handlers.recolour_batch(entries, 0.9)) == 8
+
+
+def test_batch_limit_is_checked_before_any_decoding(example_paths, tmp_path, monkeypatch):
+    archive = tmp_path / "three.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for label in ("glioma", "meningioma", "notumor"):
+            handle.write(example_paths[label], f"{label}.jpg")
+    monkeypatch.setattr("tumor_ai.batch.read_image", lambda *a, **k: pytest.fail("decoded before the count"))
+    with pytest.raises(Exception, match="3 images is more than the 2 one batch here takes"):
+        expand_inputs([archive], limit=2)
+
+
+def test_stream_rows_holds_one_batch_at_a_time(tiny_predictors, example_paths, tmp_path, monkeypatch):
+    import tumor_ai.batch as batch
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for index in range(7):
+        (folder / f"{index}.jpg").write_bytes(example_paths["glioma"].read_bytes())
+    decoded = []
+    original = batch.read_image
+    monkeypatch.setattr(batch, "read_image", lambda *a, **k: decoded.append(1) or original(*a, **k))
+    rows = stream_rows(tiny_predictors, [folder], batch_size=3)
+    first = next(rows)
+    assert first["file"] == "0.jpg" and len(decoded) == 3  # only the first batch was read
+    assert len([first, *rows]) == 7 and len(decoded) == 7
+
+
+def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    pixels = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
+    with ThreadPoolExecutor(8) as pool:
+        paths = list(pool.map(lambda _: handlers.cache_png(pixels, "same.png"), range(32)))
+    assert len(set(paths)) == 1 and not list(Path(paths[0]).parent.glob(".same.png.*"))
+    np.testing.assert_array_equal(_pixels(paths[0]), pixels)
