@@ -137,9 +137,7 @@ def test_the_same_upload_works_again_with_another_model(client, example_paths):
 def test_a_batch_runs_again_after_files_are_added(client, example_paths):
     first = [handle_file(str(example_paths["glioma"])), handle_file(str(example_paths["notumor"]))]
     client.predict(first, 0.4, api_name="/batch")
-    summary, table, _, _ = client.predict(
-        [*first, handle_file(str(example_paths["pituitary"]))], 0.4, api_name="/batch"
-    )
+    summary, table, _, _ = client.predict([*first, handle_file(str(example_paths["pituitary"]))], 0.4, api_name="/batch")
     assert summary.startswith("3 files · 0 refused") and all(row[1] != "error" for row in table["data"])
 
 

@@ -1,12 +1,16 @@
 """A real browser on the real app: `python app.py` on the shipped models, driven by Playwright.
 
-Headless Debian Chromium (/usr/bin/chromium). Screenshots of each tab go to
-artifacts/screenshots/. Under CI a missing browser fails the run; elsewhere it skips.
+Each test does what a person would: upload, press a button twice, switch the model, move the
+sliders, send a bad file and then a good one, add files to a batch, open every tab. The app's log
+says when a model runs, so the tests can tell a redraw from a model call. Headless Debian
+Chromium (/usr/bin/chromium); screenshots go to artifacts/screenshots/. Under CI a missing browser
+fails the run; elsewhere it skips.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -52,9 +56,14 @@ def _wait_for(url: str, process: subprocess.Popen, timeout: float = 180) -> None
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_log(tmp_path_factory):
+    return tmp_path_factory.mktemp("app") / "app.log"
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory, app_log):
     port = _free_port()
-    log = (tmp_path_factory.mktemp("app") / "app.log").open("w")
+    log = app_log.open("w")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}
     process = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env
@@ -69,7 +78,7 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser(app_url):
     if not Path(CHROMIUM).exists() or shutil.which(CHROMIUM) is None:
         if os.environ.get("CI"):
             pytest.fail(f"Chromium not found at {CHROMIUM}: .ci/run installs it (apt-get install chromium)")
@@ -78,17 +87,22 @@ def page(app_url):
 
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=CHROMIUM_ARGS,  # Playwright gives each launch a new, empty profile
-        )
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
-        page.goto(app_url)
-        page.get_by_text("tumor-ai").first.wait_for()
-        yield page
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
         browser.close()
+
+
+def _open(browser, app_url):
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    page.get_by_text("tumor-ai").first.wait_for()
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(browser, app_url):
+    return _open(browser, app_url)
 
 
 def _tab(page, name: str) -> None:
@@ -96,57 +110,121 @@ def _tab(page, name: str) -> None:
 
 
 def _upload(page, elem_id: str, files) -> None:
-    """Put files in a gr.File; one that already holds a file is cleared first, as a person would."""
-    box = page.locator(f"#{elem_id}")
-    if box.locator("input[type=file]").count() == 0:
-        box.get_by_role("button", name="Clear").click()
-    box.locator("input[type=file]").set_input_files(files)
+    page.locator(f"#{elem_id} input[type=file]").first.set_input_files(files)
 
 
-def test_predict_tab(page, example_paths):
+def _model_calls(app_log: Path) -> int:
+    return app_log.read_text().count("model call:")
+
+
+def _src(page, selector: str) -> str:
+    return page.locator(f"{selector} img").first.get_attribute("src") or ""
+
+
+def _wait_src_change(page, selector: str, before: str) -> str:
+    page.wait_for_function(
+        "([sel, old]) => { const img = document.querySelector(sel + ' img'); return img && img.src && img.src !== old; }",
+        arg=[selector, before],
+    )
+    return _src(page, selector)
+
+
+def _set_slider(page, elem_id: str, value: float) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_predict_the_same_upload_twice_with_each_model(page, example_paths):
     _tab(page, "Predict")
-    _upload(page, "predict-file", str(example_paths["glioma"]))
+    _upload(page, "predict-image", str(example_paths["glioma"]))
+    page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
     page.locator("#predict-button").click()
-    page.locator("#predict-reading").get_by_text("reads this slice as").wait_for()
+    page.locator("#predict-reading").get_by_text("The vgg16 model reads this slice").wait_for()
+    page.locator("#predict-model").get_by_text("cnn").click()
+    page.locator("#predict-button").click()
+    page.locator("#predict-reading").get_by_text("The cnn model reads this slice").wait_for()
     assert "not a medical device" in page.locator("#predict-reading").inner_text()
     page.screenshot(path=SHOTS / "predict.png", full_page=True)
 
 
-def test_compare_tab(page, example_paths):
+def test_sliders_redraw_without_calling_a_model(page, app_log):
+    before, calls = _src(page, "#predict-overlay"), _model_calls(app_log)
+    _set_slider(page, "predict-opacity", 0.9)
+    _wait_src_change(page, "#predict-overlay", before)
+    assert _model_calls(app_log) == calls, "moving the opacity slider must not run a model"
+    before = _src(page, "#predict-overlay")
+    page.locator("#predict-evidence").get_by_text("Meningioma").click()
+    page.locator("#predict-reading").get_by_text(re.compile("not the model's answer|no evidence for")).wait_for()
+    _wait_src_change(page, "#predict-overlay", before)
+    assert _model_calls(app_log) == calls + 1, "another class's Grad-CAM is one model call"
+    page.screenshot(path=SHOTS / "predict_evidence.png", full_page=True)
+    page.locator("#predict-evidence").get_by_text("Its answer").click()
+    page.locator("#predict-reading").get_by_text("The evidence for that class came").wait_for()
+    assert _model_calls(app_log) == calls + 1, "a class drawn before is not computed again"
+
+
+def test_a_bad_file_then_a_good_one_leaves_no_stale_answer(page, tmp_path, example_paths):
+    bad = tmp_path / "notes.png"
+    bad.write_text("a text file renamed to .png")
+    _upload(page, "predict-image", str(bad))
+    page.locator("#predict-reading").get_by_text("it is a text file, not an image").wait_for()
+    assert page.locator("#predict-overlay img").count() == 0, "the old overlay is cleared"
+    page.wait_for_timeout(500)  # let the message finish sliding in
+    page.screenshot(path=SHOTS / "predict_error.png")
+    _upload(page, "predict-image", str(example_paths["pituitary"]))
+    page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
+    page.locator("#predict-button").click()
+    page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()
+    assert "text file" not in page.locator("#predict-reading").inner_text()
+
+
+def test_compare_says_what_matters_and_its_slider_is_live(page, app_log, example_paths):
     _tab(page, "Compare")
-    _upload(page, "compare-file", str(example_paths["meningioma"]))
+    _upload(page, "compare-image", str(example_paths["meningioma"]))
+    page.locator("#compare-summary").get_by_text("Slice loaded").wait_for()
     page.locator("#compare-button").click()
-    page.locator("#compare-summary").get_by_text("The models").wait_for()
+    page.locator("#compare-summary").get_by_text("ms").first.wait_for()
     text = page.locator("#compare-summary").inner_text()
-    assert "cnn" in text and "vgg16" in text and "ms" in text
+    assert ("Both models read" in text or "The models disagree" in text) and "cnn" in text and "vgg16" in text
+    before, calls = _src(page, "#compare-cnn"), _model_calls(app_log)
+    _set_slider(page, "compare-opacity", 0.1)
+    _wait_src_change(page, "#compare-cnn", before)
+    assert _model_calls(app_log) == calls
     page.screenshot(path=SHOTS / "compare.png", full_page=True)
 
 
-def test_batch_tab(page, example_paths):
+def test_batch_runs_again_after_files_are_added(page, example_paths):
     _tab(page, "Batch")
-    _upload(page, "batch-files", [str(path) for path in example_paths.values()])
+    _upload(page, "batch-files", [str(example_paths["glioma"]), str(example_paths["notumor"])])
     page.locator("#batch-button").click()
-    page.locator("#batch-table").get_by_text("pituitary.jpg").wait_for()
+    page.locator("#batch-summary").get_by_text("2 files · 0 refused").wait_for()
+    _upload(page, "batch-files", [str(example_paths["meningioma"]), str(example_paths["pituitary"])])
+    page.locator("#batch-files").get_by_text("pituitary", exact=True).wait_for()  # added to the two already there
+    page.locator("#batch-button").click()
+    page.locator("#batch-summary").get_by_text("4 files · 0 refused").wait_for()
+    table = page.locator("#batch-table").inner_text()
+    assert "glioma.jpg" in table and "pituitary.jpg" in table and "not found" not in table and "%" in table
     page.get_by_text("Grad-CAM overlays").first.wait_for()
     page.screenshot(path=SHOTS / "batch.png", full_page=True)
 
 
+def test_two_people_send_the_same_slice_at_once(browser, app_url, example_paths):
+    pages = [_open(browser, app_url) for _ in range(2)]
+    for other in pages:
+        _upload(other, "predict-image", str(example_paths["notumor"]))
+        other.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
+    for other in pages:
+        other.locator("#predict-button").click()
+    for other in pages:
+        other.locator("#predict-reading").get_by_text("No tumour").first.wait_for()
+        other.close()
+
+
 def test_about_tab(page):
     _tab(page, "About")
-    page.get_by_text("Nothing is kept").wait_for()
+    page.get_by_text("What the app keeps").wait_for()
     page.get_by_text("Intended use").first.wait_for()
+    assert page.locator("#about-tab").get_by_text("never use it to make clinical decisions").count() == 1
+    assert page.locator("#about-tab").get_by_text("Model card: vgg16").is_visible()  # the default model's card comes first
     page.screenshot(path=SHOTS / "about.png", full_page=True)
-
-
-def test_predict_refuses_a_non_image_and_keeps_serving(page, tmp_path, example_paths):
-    bad = tmp_path / "notes.jpg"
-    bad.write_text("a text file renamed to .jpg")
-    _tab(page, "Predict")
-    _upload(page, "predict-file", str(bad))
-    page.locator("#predict-button").click()
-    page.get_by_text("it is a text file, not an image").first.wait_for()
-    page.wait_for_timeout(500)  # let the message finish sliding in
-    page.screenshot(path=SHOTS / "predict_error.png")
-    _upload(page, "predict-file", str(example_paths["pituitary"]))
-    page.locator("#predict-button").click()
-    page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()

@@ -83,7 +83,9 @@ def test_a_new_bad_upload_clears_the_old_results_and_says_why(example_paths, tmp
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     state, message, *cleared = handlers.new_slice(_payload(bad), None, cleared=5)
-    assert state is None and "text file" in message and cleared == [None] * 5
+    assert state.image is None and "text file" in message and cleared == [None] * 5
+    with pytest.raises(gr.Error, match="text file"):  # Predict on it says the same, without reading it again
+        handlers.take_slice(_payload(bad), state)
     state, message, *cleared = handlers.new_slice(_payload(example_paths["glioma"]), None, cleared=5)
     assert state.image.pixels.ndim == 3 and message.startswith("Slice loaded") and cleared == [None] * 5
 

@@ -164,9 +164,7 @@ def test_grad_cam_of_a_chosen_class(tiny_predictors, example_paths):
     batch = predictor.prepare([read_image(example_paths["glioma"]).pixels])
     top = int(np.argmax(predictor.run(batch)["logits"][0]))
     other = (top + 1) % len(predictor.labels)
-    default, chosen_top, chosen_other = (
-        predictor.run(batch, class_index=index)["cam"][0] for index in (None, top, other)
-    )
+    default, chosen_top, chosen_other = (predictor.run(batch, class_index=index)["cam"][0] for index in (None, top, other))
     np.testing.assert_allclose(default, chosen_top, atol=1e-6)
     assert not np.allclose(chosen_top, chosen_other, atol=1e-3), "another class must give another map"
     assert chosen_other.min() >= 0 and chosen_other.max() <= 1 + 1e-6

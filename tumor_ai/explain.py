@@ -130,8 +130,11 @@ def reading(label: str, confidence: float, cam: np.ndarray, model_name: str = "T
         f"{model_name} reads this slice as **{display_name(label)}** ({describe(label)}), "
         f"with {confidence_words(confidence)} confidence ({confidence:.0%}). "
     )
+    flat = cam.size == 0 or float(cam.max()) <= 0.0
     if evidence is None or evidence == label:
         text += f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
+    elif flat:
+        text += f"The model found no evidence for **{display_name(evidence)}** anywhere in this slice (the map is empty). "
     else:
         text += (
             f"The overlay shows the evidence for **{display_name(evidence)}** instead, which is not the model's "

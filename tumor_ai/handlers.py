@@ -50,10 +50,11 @@ log = logging.getLogger("tumor_ai.ui")
 
 @dataclass
 class SessionSlice:
-    """The slice a session is looking at, decoded once; ``key`` is the upload's cache path."""
+    """The slice a session is looking at, decoded once, or why it was refused; ``key`` is the upload's cache path."""
 
     key: str | None
-    image: LoadedImage
+    image: LoadedImage | None
+    error: str | None = None
 
 
 @dataclass
@@ -113,6 +114,8 @@ def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, Sessio
     if not path:
         raise gr.Error(NO_UPLOAD, print_exception=False)
     if state is not None and state.key == path:
+        if state.image is None:
+            raise gr.Error(state.error, print_exception=False)
         return state.image, state
     try:
         image = read_image(path)
@@ -133,15 +136,15 @@ def new_slice(payload, state: SessionSlice | None, cleared: int):
     empty = [None] * cleared
     if path is None:
         return None, "", *empty
-    if state is not None and state.key is None:
+    if state is not None and state.key in (None, path):  # just shown by open_file, or the same event again
         state.key = path
         return state, gr.skip(), *[gr.skip()] * cleared
     try:
         image = read_image(path)
     except ImageError as error:
         log.info("refused an upload: %s", type(error).__name__)
-        gr.Warning(str(error))
-        return None, f"**{error}**", *empty
+        gr.Warning(str(error), duration=6)
+        return SessionSlice(path, None, str(error)), f"**{error}**", *empty
     return SessionSlice(path, image), _ready(image), *empty
 
 

@@ -243,7 +243,7 @@ def build_app(
                 concurrency_id="draw",
                 concurrency_limit=4,
             )
-        with gr.Tab("About", id="about"):
+        with gr.Tab("About", id="about", elem_id="about-tab"):
             gr.Markdown(
                 f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\nModels loaded: "
                 + ", ".join(f"`{name}` from `{_shown_source(sources.get(name, predictors[name].source))}`" for name in names)
