@@ -72,9 +72,9 @@ def main(argv: list[str] | None = None) -> None:
             started = time.perf_counter()
             try:
                 if step % 10 == 0:
-                    own.predict(handle_file(str(bad)), "cnn", 0.45, api_name="/predict")
+                    own.predict(handle_file(str(bad)), "cnn", 0.45, "top", api_name="/predict")
                 elif step % 2:
-                    own.predict(handle_file(str(examples[step % len(examples)])), "vgg16", 0.45, api_name="/predict")
+                    own.predict(handle_file(str(examples[step % len(examples)])), "vgg16", 0.45, "top", api_name="/predict")
                 else:
                     own.predict(handle_file(str(examples[step % len(examples)])), 0.45, api_name="/compare")
                 kind = "completed"
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         thread.start()
     for thread in threads:
         thread.join()
-    still_up = client.predict(handle_file(str(examples[0])), "cnn", 0.45, api_name="/predict")[-1]["model"] == "cnn"
+    still_up = client.predict(handle_file(str(examples[0])), "cnn", 0.45, "top", api_name="/predict")[-1]["model"] == "cnn"
     results = {
         "clients": args.clients,
         "seconds": args.seconds,
