@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tumor_ai import handlers
-from tumor_ai.batch import expand_inputs, stream_rows
+from tumor_ai.batch import check_limit, stream_rows
 from tumor_ai.inference import Prediction
 
 
@@ -154,7 +154,7 @@ def test_batch_limit_is_checked_before_any_decoding(example_paths, tmp_path, mon
             handle.write(example_paths[label], f"{label}.jpg")
     monkeypatch.setattr("tumor_ai.batch.read_image", lambda *a, **k: pytest.fail("decoded before the count"))
     with pytest.raises(Exception, match="3 images is more than the 2 one batch here takes"):
-        expand_inputs([archive], limit=2)
+        check_limit([archive], limit=2)
 
 
 def test_stream_rows_holds_one_batch_at_a_time(tiny_predictors, example_paths, tmp_path, monkeypatch):

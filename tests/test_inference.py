@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_ai.batch import expand_inputs, result_rows, rows_to_csv, run_batch
+from tumor_ai.batch import decode, iter_inputs, result_rows, rows_to_csv, run_batch
 from tumor_ai.explain import focus_region, heatmap, jet, overlay, reading
 from tumor_ai.imaging import read_image
 from tumor_ai.inference import Predictor
@@ -114,7 +114,7 @@ def test_batch_rows_from_files_and_zip(tmp_path, tiny_predictors, example_paths)
         handle.write(example_paths["glioma"], "inner/glioma.jpg")
         handle.writestr("notes.txt", "ignored: not an image suffix")
         handle.writestr("broken.png", b"not a png")
-    items = expand_inputs([example_paths["pituitary"], archive])
+    items = [decode(name, source) for name, source in iter_inputs([example_paths["pituitary"], archive])]
     assert [item.name for item in items] == ["pituitary.jpg", "slices.zip/inner/glioma.jpg", "slices.zip/broken.png"]
     assert items[2].error and "not an image" in items[2].error
     results = run_batch(tiny_predictors, items, batch_size=2)

@@ -99,6 +99,23 @@ def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str
     return np.concatenate(outputs)
 
 
+def cached_embeddings(predictor, inputs: np.ndarray, cache_dir: Path) -> np.ndarray:
+    """``embeddings_of``, stored under ``cache_dir`` by the model file's hash and the inputs' shape.
+
+    Refitting the check with other settings then costs seconds, not the forward passes.
+    """
+    import hashlib
+
+    digest = hashlib.sha256((predictor.folder / "model.keras").read_bytes()).hexdigest()[:16]
+    path = Path(cache_dir) / "embeddings" / f"{predictor.name}-{digest}-{'x'.join(map(str, inputs.shape))}.npy"
+    if path.exists():
+        return np.load(path)
+    embeddings = embeddings_of(predictor, inputs, desc=f"{predictor.name} features")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, embeddings)
+    return embeddings
+
+
 def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_quantile: float = DISTANCE_QUANTILE) -> dict:
     """Fit and save the check; returns the report written into the metadata."""
     from tumor_ai.inference import Predictor
@@ -115,7 +132,7 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
     whole = load_folder(data, sizes=[STATISTICS_SIZE], labels=predictor.labels, cache_dir=Path(cache_dir) / "data")
     validation = set(split["validation"])
     is_validation = np.array([path in validation for path in dataset.paths])
-    embeddings = embeddings_of(predictor, dataset.images[size], desc=f"{predictor.name} features")
+    embeddings = cached_embeddings(predictor, dataset.images[size], Path(cache_dir))
     statistics = np.stack([image_statistics(image) for image in whole.images[STATISTICS_SIZE]])
     check = MriCheck.fit(embeddings[~is_validation], statistics[~is_validation], distance_quantile=distance_quantile)
     passes = check.passes(statistics, check.distances(embeddings))

@@ -1,9 +1,11 @@
 """Many images at once: expand files, folders and zips, run every model in batches, tabulate.
 
 Shared by the app's Batch tab and ``python -m tumor_ai.predict``, so both give the same rows.
-Inputs are walked lazily (``iter_inputs``), so the command line streams a folder of any size in
-constant memory (``stream_rows``); the web tab counts first and refuses a batch over its cap
-before any work (``expand_inputs``).
+Inputs are walked lazily (``iter_inputs``) and classified ``batch_size`` at a time
+(``iter_batches``), so only one batch of decoded images is ever in memory: the command line
+streams a folder of any size, and the web tab keeps only rows and thumbnails. The web tab counts
+first and refuses a batch over its cap before any work (``check_limit``). A zip member that is
+encrypted, corrupt, too large or itself a zip becomes a row with its reason; the rest are read.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import csv
 import io
 import itertools
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tumor_ai.imaging import ImageError, LoadedImage, read_image
+from tumor_ai.imaging import MAX_FILE_BYTES, ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
 
@@ -36,12 +39,40 @@ class BatchItem:
     error: str | None = None
 
 
+def member_name(filename: str) -> str:
+    """A zip member's path as shown: forward slashes, no ``..`` or drive parts (nothing is extracted to disk)."""
+    parts = [part for part in filename.replace("\\", "/").split("/") if part not in ("", ".", "..")]
+    return "/".join(part for part in parts if not part.endswith(":")) or filename
+
+
 def _zip_image_members(archive: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
-    members = [info for info in archive.infolist() if not info.is_dir() and info.filename.lower().endswith(IMAGE_SUFFIXES)]
-    members = [info for info in members if not Path(info.filename).name.startswith((".", "__MACOSX"))]
+    """Members that are images (or nested zips, to be reported), without folders and hidden files."""
+    members = [
+        info for info in archive.infolist() if not info.is_dir() and info.filename.lower().endswith((*IMAGE_SUFFIXES, ".zip"))
+    ]
+    members = [info for info in members if not member_name(info.filename).rsplit("/", 1)[-1].startswith((".", "__MACOSX"))]
+    members = [info for info in members if not member_name(info.filename).startswith("__MACOSX/")]
     if sum(info.file_size for info in members) > MAX_ZIP_BYTES:
         raise ImageError(f"{name}: the zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
     return members
+
+
+def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> bytes | ImageError:
+    """One member's bytes, or why it cannot be read; never more than the size limit is unpacked."""
+    if info.flag_bits & 0x1:
+        return ImageError(f"{shown}: this zip member is encrypted; unzip it with its password and upload the images.")
+    if info.filename.lower().endswith(".zip"):
+        return ImageError(f"{shown}: a zip inside a zip is not opened; upload it on its own.")
+    if info.file_size > MAX_FILE_BYTES:
+        return ImageError(f"{shown}: it unpacks to {info.file_size / 2**20:.0f} MB; the limit is {MAX_FILE_BYTES // 2**20} MB.")
+    try:
+        with archive.open(info) as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError) as error:
+        return ImageError(f"{shown}: this zip member is corrupt and cannot be unpacked ({type(error).__name__}).")
+    if len(data) > MAX_FILE_BYTES:
+        return ImageError(f"{shown}: it unpacks to more than its header says, and past the {MAX_FILE_BYTES // 2**20} MB limit.")
+    return data
 
 
 def _open_zip(path: Path, name: str) -> zipfile.ZipFile:
@@ -77,7 +108,8 @@ def iter_inputs(paths: Iterable[str | Path]) -> Iterator[tuple[str, Path | bytes
             archive = _open_zip(path, name)
             with archive:
                 for info in _zip_image_members(archive, name):
-                    yield f"{name}/{info.filename}", archive.read(info)
+                    shown = f"{name}/{member_name(info.filename)}"
+                    yield shown, _read_member(archive, info, shown)
         except ImageError as error:
             yield name, error
 
@@ -107,16 +139,15 @@ def decode(name: str, source: Path | bytes | ImageError) -> BatchItem:
         return BatchItem(name, error=str(error))
 
 
-def expand_inputs(paths: Iterable[str | Path], limit: int = MAX_BATCH_IMAGES) -> list[BatchItem]:
-    """Files, folders (recursively) and zips to decoded images; over ``limit`` is refused before any decoding."""
-    paths = list(paths)
+def check_limit(paths: Iterable[str | Path], limit: int = MAX_BATCH_IMAGES) -> int:
+    """The number of inputs, counted from names; over ``limit`` is refused before anything is decoded."""
     total = count_inputs(paths)
     if total > limit:
         raise ImageError(
             f"{total} images is more than the {limit} one batch here takes: split the upload, "
             "or run `python -m tumor_ai.predict`, which has no limit."
         )
-    return [decode(name, source) for name, source in iter_inputs(paths)]
+    return total
 
 
 def run_batch(
@@ -143,12 +174,20 @@ def run_batch(
     return results
 
 
-def stream_rows(predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16) -> Iterator[dict]:
-    """Result rows for inputs of any number, ``batch_size`` images in memory at a time."""
+def iter_batches(
+    predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16
+) -> Iterator[tuple[list[BatchItem], dict[str, list[Prediction | None]]]]:
+    """``(items, each model's predictions)`` per ``batch_size`` inputs; the caller keeps what it needs."""
     inputs = iter_inputs(paths)
     while chunk := list(itertools.islice(inputs, batch_size)):
         items = [decode(name, source) for name, source in chunk]
-        yield from result_rows(items, run_batch(predictors, items, batch_size))
+        yield items, run_batch(predictors, items, batch_size)
+
+
+def stream_rows(predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16) -> Iterator[dict]:
+    """Result rows for inputs of any number, ``batch_size`` images in memory at a time."""
+    for items, results in iter_batches(predictors, paths, batch_size):
+        yield from result_rows(items, results)
 
 
 def shown_label(prediction: Prediction) -> str:

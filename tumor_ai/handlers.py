@@ -25,11 +25,11 @@ import pandas as pd
 from tumor_ai import DISCLAIMER
 from tumor_ai.batch import (
     BatchItem,
+    check_limit,
     columns,
-    expand_inputs,
+    iter_batches,
     result_rows,
     rows_to_csv,
-    run_batch,
     shown_label,
     summary,
 )
@@ -322,13 +322,13 @@ def table_frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
     return pd.DataFrame(shown, columns=["file", *names, *(["agree"] if len(names) > 1 else []), "note"])
 
 
-def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction | None]]) -> list[dict]:
-    """What the gallery draws for the first files: a thumbnail, and per model its caption and CAM."""
+def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction | None]], room: int) -> list[dict]:
+    """What the gallery draws for up to ``room`` files: a thumbnail, and per model its caption and CAM."""
     entries = []
     for index, item in enumerate(items):
         if item.image is None:
             continue
-        if len(entries) == GALLERY_FILES:
+        if len(entries) == room:
             break
         thumbnail = display_copy(item.image.pixels, THUMBNAIL_SIDE)
         models = []
@@ -356,17 +356,21 @@ def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: fl
     if not paths:
         raise gr.Error("Upload some images or a .zip of images first.", print_exception=False)
     try:
-        items = expand_inputs(paths)
+        total = check_limit(paths)
     except ImageError as error:
         raise refusal(error) from None
-    log.info("model call: batch of %d files", len(items))
+    log.info("model call: batch of %d files", total)
     progress(0.0, desc="starting")
-    results = run_batch(predictors, items, progress=lambda fraction, text: progress(fraction, desc=text))
+    rows: list[dict] = []
+    entries: list[dict] = []
+    readable = 0
+    for items, results in iter_batches(predictors, paths):
+        rows += result_rows(items, results)  # only rows and the first thumbnails outlive the batch
+        entries += _gallery_entries(items, results, GALLERY_FILES - len(entries))
+        readable += sum(1 for item in items if item.image is not None)
+        progress(len(rows) / max(total, 1), desc=f"{len(rows)}/{total} files")
     names = list(predictors)
-    rows = result_rows(items, results)
-    entries = _gallery_entries(items, results)
     text = summary(rows, names)
-    readable = sum(1 for item in items if item.image is not None)
     if readable > GALLERY_FILES:
         text += f" · overlays shown for the first {GALLERY_FILES} readable files; the table and CSV hold all"
     csv_bytes = rows_to_csv(rows, columns(names)).encode()

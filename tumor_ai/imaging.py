@@ -3,6 +3,11 @@
 Everything a user can upload (JPG, PNG, BMP, TIFF, WebP, GIF, DICOM; grayscale, RGB, RGBA,
 palette, CMYK, 16-bit; EXIF-rotated) becomes an RGB ``uint8`` array, or an ``ImageError``
 whose message a person can act on. The app, the API and the scripts all call ``read_image``.
+
+Sizes are checked from the header before any pixel is decoded, and an image larger than
+``DECODE_SIDE`` is decoded straight to that size (JPEG's DCT scaling, then PIL's reducing
+resize), so a 7000x7000 upload costs what a 1024x1024 one does: the models read 224-256 px and
+the app draws at most 768 px. A DICOM file must be an MR image of the head.
 """
 
 from __future__ import annotations
@@ -19,6 +24,23 @@ MAX_FILE_BYTES = 40 * 1024 * 1024
 MAX_PIXELS = 50_000_000
 MIN_SIDE = 32
 MAX_ASPECT_RATIO = 4.0
+DECODE_SIDE = 1024  # larger images are decoded to this many pixels on their longer side
+HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD NECK", "NECKHEAD", "CEREBRUM"}
+MODALITY_NAMES = {
+    "CT": "computed tomography",
+    "CR": "computed radiography, an X-ray",
+    "DX": "digital radiography, an X-ray",
+    "MG": "mammography",
+    "NM": "nuclear medicine",
+    "PT": "PET",
+    "US": "ultrasound",
+    "XA": "X-ray angiography",
+    "OT": "other, e.g. a secondary capture",
+    "SC": "secondary capture",
+    "SEG": "a segmentation",
+    "SR": "a structured report",
+    "RTDOSE": "a radiotherapy dose",
+}
 ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "MPO"}
 ACCEPTED_TEXT = "JPG, PNG, BMP, TIFF, WebP, GIF or DICOM (.dcm)"
 
@@ -111,16 +133,20 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
                 fmt = image.format or "unknown"
                 if fmt not in ACCEPTED_FORMATS:
                     raise ImageError(f"{name}: {fmt} images are not accepted; use {ACCEPTED_TEXT}.")
-                width, height = image.size
+                width, height = image.size  # from the header: nothing decoded yet
                 if width * height > MAX_PIXELS:
                     raise Image.DecompressionBombError
+                _check_size(width, height, name)
                 frames = getattr(image, "n_frames", 1)
                 if frames > 1:
                     image.seek(0)
                     kind = "animated image" if fmt in ("GIF", "WEBP", "PNG") else "multi-page file"
                     notes.append(f"{kind} with {frames} frames: the first frame was used")
+                if fmt in ("JPEG", "MPO") and max(width, height) > DECODE_SIDE:
+                    image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))  # DCT scaling: decode at 1/2, 1/4 or 1/8
                 image.load()
                 image = ImageOps.exif_transpose(image)
+                image = _fit(image, (width, height), notes)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except ImageError:
@@ -139,12 +165,24 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
     if image.mode == "CMYK":
         notes.append("CMYK image converted to RGB")
     pixels = to_rgb(image)
-    _check_shape(pixels, name)
     return LoadedImage(pixels=pixels, name=name, notes=notes)
 
 
-def _check_shape(pixels: np.ndarray, name: str) -> None:
-    height, width = pixels.shape[:2]
+def _fit(image: Image.Image, original: tuple[int, int], notes: list[str]) -> Image.Image:
+    """An image larger than ``DECODE_SIDE`` brought down to it (a copy the models and the overlay need)."""
+    if max(image.size) <= DECODE_SIDE:
+        return image
+    if image.mode == "1" or (image.mode == "P" and "transparency" not in image.info):
+        image = image.convert("L" if image.mode == "1" else "RGB")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    image.thumbnail((DECODE_SIDE, DECODE_SIDE), Image.Resampling.LANCZOS, reducing_gap=2.0)
+    notes.append(f"read at {image.size[0]}x{image.size[1]} from {original[0]}x{original[1]} pixels")
+    return image
+
+
+def _check_size(width: int, height: int, name: str) -> None:
+    """Refuse a slice too small or too elongated, from its size alone."""
     if min(height, width) < MIN_SIDE:
         raise ImageError(f"{name}: the image is {width}x{height} pixels; at least {MIN_SIDE}x{MIN_SIDE} is needed.")
     ratio = max(height, width) / min(height, width)
@@ -167,31 +205,49 @@ def _gray_to_rgb(gray: np.ndarray) -> np.ndarray:
 
 
 def _read_dicom(data: bytes, name: str) -> LoadedImage:
-    """An MR slice from DICOM: modality rescale, the file's own window, MONOCHROME1 inverted."""
+    """An MR slice of the head from DICOM: modality rescale, the file's own window, MONOCHROME1 inverted."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
+    if data[128:132] != b"DICM":
+        kind = _raster_format(data)
+        if kind:  # e.g. a JPEG renamed .dcm: say so, and read it as what it is
+            image = _read_raster(data, name)
+            image.notes.append(f"the file is named .dcm but is a {kind} image, and was read as one")
+            return image
     notes: list[str] = []
     try:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-        pixels = dataset.pixel_array
     except (InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, OSError, EOFError) as error:
-        raise ImageError(f"{name}: this DICOM file holds no pixel data we can decode ({type(error).__name__}).") from None
-    except RuntimeError as error:  # pydicom: compressed transfer syntax without a decoder
-        raise ImageError(f"{name}: this DICOM file's compression is not supported ({error}).") from None
-    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
+        raise ImageError(f"{name}: this is not a DICOM file we can read ({type(error).__name__}).") from None
+    _check_modality(dataset, name)
+    rows, columns = int(getattr(dataset, "Rows", 0) or 0), int(getattr(dataset, "Columns", 0) or 0)
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    is_color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") or (
-        pixels.ndim == (4 if frames > 1 else 3) and pixels.shape[-1] == 3
-    )
+    if "PixelData" not in dataset or not rows or not columns:
+        raise ImageError(f"{name}: this DICOM file holds no image (no pixel data).")
+    if rows * columns > MAX_PIXELS:
+        raise ImageError(f"{name}: the DICOM image is {columns}x{rows} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels.")
+    _check_size(columns, rows, name)
+    middle = frames // 2
+    try:
+        pixels = _dicom_pixels(dataset, middle if frames > 1 else None)
+    except NotImplementedError:
+        raise ImageError(f"{name}: this DICOM file is compressed as {_syntax(dataset)}, which tumor-ai cannot decode.") from None
+    except (AttributeError, KeyError, TypeError, ValueError, OSError, EOFError, RuntimeError) as error:
+        if "missing required" in str(error) or "no available" in str(error).lower() or "unable to decode" in str(error).lower():
+            raise ImageError(
+                f"{name}: this DICOM file is compressed as {_syntax(dataset)}, which tumor-ai cannot decode."
+            ) from None
+        raise ImageError(
+            f"{name}: this DICOM file's pixel data is damaged and cannot be decoded ({type(error).__name__})."
+        ) from None
     if frames > 1:
-        middle = frames // 2
-        pixels = pixels[middle]
         notes.append(f"multi-frame DICOM with {frames} frames: the middle frame ({middle + 1}) was used")
+    photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
+    is_color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422") or (pixels.ndim == 3 and pixels.shape[-1] == 3)
     if is_color:
         rgb = _stretch_to_uint8(pixels.astype(np.float64)) if pixels.dtype != np.uint8 else pixels
-        _check_shape(rgb, name)
-        return LoadedImage(pixels=np.ascontiguousarray(rgb), name=name, notes=notes)
+        return LoadedImage(pixels=_fit_array(np.ascontiguousarray(rgb), notes), name=name, notes=notes)
     values = pixels.astype(np.float64)
     slope = float(getattr(dataset, "RescaleSlope", 1) or 1)
     intercept = float(getattr(dataset, "RescaleIntercept", 0) or 0)
@@ -208,9 +264,55 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
     if photometric == "MONOCHROME1":
         gray = 255 - gray
         notes.append("MONOCHROME1 DICOM inverted to MONOCHROME2")
-    rgb = _gray_to_rgb(gray)
-    _check_shape(rgb, name)
-    return LoadedImage(pixels=rgb, name=name, notes=notes)
+    return LoadedImage(pixels=_fit_array(_gray_to_rgb(gray), notes), name=name, notes=notes)
+
+
+def _raster_format(data: bytes) -> str | None:
+    """The picture format of bytes that PIL recognises from their header, or None."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.format
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+
+
+def _check_modality(dataset, name: str) -> None:
+    """Refuse DICOM that is not MR, or MR of a part of the body other than the head."""
+    modality = str(getattr(dataset, "Modality", "") or "").upper()
+    if modality and modality != "MR":
+        kind = f" ({MODALITY_NAMES[modality]})" if modality in MODALITY_NAMES else ""
+        raise ImageError(f"{name}: this DICOM file's modality is {modality}{kind}, not MR; tumor-ai reads brain MR images only.")
+    part = str(getattr(dataset, "BodyPartExamined", "") or "").upper().strip()
+    if part and part not in HEAD_PARTS:
+        raise ImageError(f"{name}: this DICOM file is an MR image of the {part.lower()}; tumor-ai reads brain MR images only.")
+
+
+def _decoding_error(error: Exception, dataset, name: str) -> ImageError:
+    """A missing codec named by its transfer syntax (never pydicom's dependency list), or damaged data."""
+    text = str(error).lower()
+    if isinstance(error, NotImplementedError) or "unable to decode" in text or "missing required" in text:
+        return ImageError(f"{name}: this DICOM file is compressed as {_syntax(dataset)}, which tumor-ai cannot decode.")
+    return ImageError(f"{name}: this DICOM file's pixel data is damaged and cannot be decoded ({type(error).__name__}).")
+
+
+def _syntax(dataset) -> str:
+    syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    return f"{syntax.name} ({syntax})" if syntax is not None else "an unknown transfer syntax"
+
+
+def _dicom_pixels(dataset, frame: int | None) -> np.ndarray:
+    """One frame's pixels (all frames are never decoded at once)."""
+    from pydicom.pixels import pixel_array
+
+    return pixel_array(dataset, index=frame) if frame is not None else dataset.pixel_array
+
+
+def _fit_array(pixels: np.ndarray, notes: list[str]) -> np.ndarray:
+    """A decoded array larger than ``DECODE_SIDE`` brought down to it."""
+    height, width = pixels.shape[:2]
+    if max(height, width) <= DECODE_SIDE:
+        return pixels
+    return np.asarray(_fit(Image.fromarray(pixels), (width, height), notes))
 
 
 def _dicom_window(dataset) -> tuple[float, float] | None:
