@@ -63,6 +63,9 @@ def main(argv: list[str] | None = None) -> None:
     problem = port_problem(args.host, args.port)
     if problem:
         raise SystemExit(f"error: {problem}")
+    from tumor_ai.workspace import CACHE_SWEEP, open_workspace
+
+    open_workspace(*CACHE_SWEEP)  # before Gradio is imported: every temporary file goes into the app's folder
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.ui import build_app
 

@@ -200,3 +200,62 @@ def test_a_busy_port_is_one_sentence(tmp_path):
         )
     assert result.returncode != 0 and f"Port {port} on 127.0.0.1 is not free" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log(tiny_models, example_paths, tmp_path):
+    """`python app.py` with the system temp folder pointed at an empty one: after SIGTERM it is empty again."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    system_tmp = tmp_path / "tmp"
+    system_tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(system_tmp), "HF_HUB_OFFLINE": "1"}
+    env.pop("GRADIO_TEMP_DIR", None)
+    port = free_port()
+    log_path = tmp_path / "app.log"
+    command = [
+        sys.executable,
+        "app.py",
+        "--port",
+        str(port),
+        "--cnn",
+        str(tiny_models["cnn"]),
+        "--vgg16",
+        str(tiny_models["vgg16"]),
+    ]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT_EXAMPLES.parent, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except OSError:
+                assert process.poll() is None and time.time() < deadline, log_path.read_text()[-2000:]
+                time.sleep(0.5)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        secret = tmp_path / "secret-patient-name.png"
+        secret.write_text("not an image")
+        archive = tmp_path / "secret-archive.zip"
+        with zipfile.ZipFile(archive, "w") as handle:
+            handle.writestr("secret-member.jpg", b"broken")
+            handle.write(example_paths["glioma"], "good.jpg")
+        client.predict(handle_file(str(example_paths["glioma"])), "cnn", 0.5, "top", api_name="/predict")
+        with pytest.raises(Exception, match="text file"):
+            client.predict(handle_file(str(secret)), "cnn", 0.5, "top", api_name="/predict")
+        summary, *_ = client.predict([handle_file(str(archive))], 0.5, api_name="/batch")
+        assert summary.startswith("2 files · 1 refused")
+        written = [path for path in system_tmp.rglob("*") if path.is_file()]
+        assert written and all(path.is_relative_to(next(system_tmp.glob("tumor_ai_*"))) for path in written)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    assert list(system_tmp.rglob("*")) == [], "the app's folder is removed at SIGTERM"
+    text = log_path.read_text()
+    assert "refused an upload: ImageError" in text
+    assert "secret" not in text, "file names never reach the log"

@@ -3,7 +3,7 @@
 Each handler takes the predictors first (``tumor_ai.ui.build_app`` binds them with
 ``functools.partial``), so it can be tested without a server. An upload is never deleted here:
 Gradio stores one file per content hash, which two people may share, and the app's cache sweep
-removes it (``CACHE_SWEEP``). The decoded slice and its Grad-CAM maps live in session state, so
+removes it (``tumor_ai.workspace``). The decoded slice and its Grad-CAM maps live in session state, so
 running again, switching model, moving the opacity slider or choosing another class never re-reads
 the file, and the slider never calls a model.
 """
@@ -39,7 +39,6 @@ from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
 from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
 
-CACHE_SWEEP = (300, 300)  # every 5 minutes, delete cached files older than 5 minutes
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
 TOP_CLASS = "top"  # "show evidence for" the model's own answer
 NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."

@@ -19,6 +19,7 @@ from tumor_ai.card import model_card  # noqa: E402
 from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.inference import Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
+from tumor_ai.workspace import CACHE_SWEEP  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
@@ -33,11 +34,11 @@ def privacy_text(cache_sweep: tuple[int, int], session_seconds: int) -> str:
     """What the app keeps and for how long, from the settings it really runs with."""
     every, age = cache_sweep
     return (
-        "**What the app keeps.** An upload is stored in the app's temporary cache, and the slice decoded from it, "
+        "**What the app keeps.** An upload is stored in the app's own temporary folder, and the slice decoded from it, "
         "with its Grad-CAM maps, stays in your session's memory so that you can run it again, switch model and move "
-        f"the sliders. Every {_duration(every)} the cache drops files older than {_duration(age)} (so an upload, and "
-        f"every picture or CSV the app drew for it, is gone within {_duration(every + age)}), and the app empties it "
-        f"when it stops. Session memory is dropped {_duration(session_seconds)} after your last action. "
+        f"the sliders. Every {_duration(every)} the folder drops files older than {_duration(age)} (so an upload, and "
+        f"every picture or CSV the app drew for it, is gone within {_duration(every + age)}), and the app deletes the "
+        f"whole folder when it stops. Session memory is dropped {_duration(session_seconds)} after your last action. "
         "The logs record the kind of a refused file, never its name or content."
     )
 
@@ -88,7 +89,7 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
 def build_app(
     predictors: dict[str, Predictor],
     sources: dict[str, str] | None = None,
-    cache_sweep: tuple[int, int] = handlers.CACHE_SWEEP,
+    cache_sweep: tuple[int, int] = CACHE_SWEEP,
     session_seconds: int = handlers.SESSION_SECONDS,
 ) -> gr.Blocks:
     """The four-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model."""

@@ -1,0 +1,75 @@
+"""The one folder the app owns: every file it or Gradio writes goes there, and nothing outlives it.
+
+Gradio's own cache sweep (``delete_cache``) removes the uploads and pictures it tracks, but the
+upload parser's temporary files, the hash folders and anything written after the last sweep
+would stay behind. So the app points Gradio (``GRADIO_TEMP_DIR``) and Python's ``tempfile`` at
+a fresh folder, sweeps it on the schedule the About tab states, and deletes it at shutdown,
+including on SIGTERM (how Spaces and containers stop an app).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+CACHE_SWEEP = (300, 300)  # every 5 minutes, delete files older than 5 minutes
+log = logging.getLogger("tumor_ai.workspace")
+
+
+def sweep(root: Path, age: float) -> int:
+    """Delete files under ``root`` older than ``age`` seconds, then empty folders; returns files deleted."""
+    deleted, now = 0, time.time()
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        try:
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            elif now - path.lstat().st_ctime > age:
+                path.unlink()
+                deleted += 1
+        except OSError:
+            continue  # in use or already gone: the next sweep takes it
+    return deleted
+
+
+def open_workspace(every: float, age: float) -> Path:
+    """Create the app's folder, route temporary files into it, sweep it every ``every`` seconds, remove it at exit."""
+    root = Path(tempfile.mkdtemp(prefix="tumor_ai_"))
+    (root / "gradio").mkdir()
+    (root / "tmp").mkdir()
+    os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
+    os.environ["TMPDIR"] = str(root / "tmp")
+    tempfile.tempdir = str(root / "tmp")
+
+    def sweeper() -> None:
+        while root.exists():
+            time.sleep(every)
+            sweep(root / "gradio", age)
+            sweep(root / "tmp", age)
+
+    threading.Thread(target=sweeper, name="tumor-ai-sweeper", daemon=True).start()
+    atexit.register(close_workspace, root)
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def on_sigterm(signum, frame) -> None:
+        close_workspace(root)
+        if callable(previous):
+            previous(signum, frame)
+        raise SystemExit(0)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, on_sigterm)
+    log.info("temporary files go to the app's own folder, swept every %.0f s and removed at exit", every)
+    return root
+
+
+def close_workspace(root: Path) -> None:
+    """Remove the app's folder and everything in it."""
+    shutil.rmtree(root, ignore_errors=True)
