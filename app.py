@@ -5,8 +5,8 @@
     python app.py --vgg16 hf://USER/tumor-ai-vgg16 --cnn hf://USER/tumor-ai-cnn@v1
 
 Model sources: a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
-variables TUMOR_AI_CNN and TUMOR_AI_VGG16. A Hub source that cannot be reached falls back to
-models/ with a warning in the log.
+variables TUMOR_AI_CNN and TUMOR_AI_VGG16; on a Hugging Face Space, the repos README.md preloads;
+else models/. A Hub source that cannot be loaded falls back to models/, and the page says so.
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ import argparse
 import logging
 import os
 import socket
-from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,12 +29,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link for a demo")
-    parser.add_argument(
-        "--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source (env TUMOR_AI_CNN)"
-    )
-    parser.add_argument(
-        "--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source (env TUMOR_AI_VGG16)"
-    )
+    parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN, the Space's preloaded repo, or models/cnn)")
+    parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16, the Space's preloaded repo, or models/vgg16)")
     parser.add_argument(
         "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
     )
@@ -67,12 +60,13 @@ def main(argv: list[str] | None = None) -> None:
 
     open_workspace(*CACHE_SWEEP)  # before Gradio is imported: every temporary file goes into the app's folder
     from tumor_ai.inference import configure_threads, load_predictors
+    from tumor_ai.sources import local_fallbacks, model_sources
     from tumor_ai.ui import build_app
 
     configure_threads()
-    sources = {"cnn": args.cnn, "vgg16": args.vgg16}
-    predictors, loaded_from = load_predictors(sources, fallbacks={name: str(MODELS_DIR / name) for name in sources})
-    app = build_app(predictors, loaded_from)
+    sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
+    predictors, loaded_from, fallback_reasons = load_predictors(sources, local_fallbacks())
+    app = build_app(predictors, loaded_from, fallback_reasons)
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     share = args.share and share_reachable(f"http://{args.host}:{args.port}/")
     app.launch(server_name=args.host, server_port=args.port, share=share, max_file_size="100mb", footer_links=["api"])

@@ -113,12 +113,13 @@ def test_unreachable_hub_falls_back_to_local_models(tiny_models, tmp_path):
     script = (
         "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
         "from tumor_ai.inference import load_predictors\n"
-        f"predictors, used = load_predictors({{'cnn': 'hf://tester/missing'}}, {{'cnn': {str(tiny_models['cnn'])!r}}})\n"
+        f"predictors, used, why = load_predictors({{'cnn': 'hf://tester/missing'}}, {{'cnn': {str(tiny_models['cnn'])!r}}})\n"
+        "assert why['cnn'].startswith('hf://tester/missing could not be loaded (')\n"
         "print('RESULT ' + __import__('json').dumps(used))\n"
     )
     process = _run({"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path / "empty")}, script=script)
     assert _result(process) == {"cnn": str(tiny_models["cnn"])}
-    assert "could not load cnn from hf://tester/missing" in process.stderr and "falling back" in process.stderr
+    assert "hf://tester/missing could not be loaded" in process.stderr and "falling back" in process.stderr
 
 
 def test_app_runs_on_hub_sources(hub, tmp_path):
@@ -150,7 +151,7 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
         from gradio_client import Client, handle_file
 
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        details = client.predict(handle_file(str(ROOT / "examples" / "glioma.jpg")), "vgg16", 0.4, api_name="/predict")[-1]
+        details = client.predict(handle_file(str(ROOT / "examples" / "glioma.jpg")), "vgg16", 0.4, "top", api_name="/predict")[-1]
         assert details["model"] == "vgg16"
     finally:
         process.terminate()
@@ -223,3 +224,32 @@ def test_publish_errors_are_sentences(tiny_models, monkeypatch, capsys, token, e
         main(["--model", str(tiny_models["cnn"]), "--repo", "someone/x"])
     assert exit_info.value.code == 1
     assert expected in capsys.readouterr().err
+
+
+def test_sources_follow_flag_then_environment_then_the_space_then_models(monkeypatch):
+    from tumor_ai.sources import MODELS_DIR, model_sources
+
+    monkeypatch.delenv("TUMOR_AI_CNN", raising=False)
+    monkeypatch.delenv("TUMOR_AI_VGG16", raising=False)
+    monkeypatch.delenv("SPACE_ID", raising=False)
+    assert model_sources() == {"cnn": str(MODELS_DIR / "cnn"), "vgg16": str(MODELS_DIR / "vgg16")}
+    monkeypatch.setenv("SPACE_ID", "someone/tumor-ai")  # on a Space: the repos README.md preloads
+    assert model_sources() == {"cnn": "hf://tumor-ai/tumor-ai-cnn", "vgg16": "hf://tumor-ai/tumor-ai-vgg16"}
+    monkeypatch.setenv("TUMOR_AI_CNN", "hf://me/cnn@v2")
+    assert model_sources({"vgg16": "models/vgg16"}) == {"cnn": "hf://me/cnn@v2", "vgg16": "models/vgg16"}
+
+
+@pytest.mark.parametrize("source", ["hf://justaname", "hf://tester/missing", "hf://tester/tumor-ai-cnn@no-such-revision"])
+def test_a_mistyped_hub_source_falls_back_and_the_page_says_why(source, tiny_predictors, tiny_models, monkeypatch, tmp_path):
+    from tumor_ai.inference import load_predictors
+    from tumor_ai.ui import build_app
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
+    predictors, used, reasons = load_predictors({"cnn": source}, {"cnn": str(tiny_models["cnn"])})
+    assert used == {"cnn": str(tiny_models["cnn"])} and reasons["cnn"].startswith(f"{source} could not be loaded (")
+    app = build_app({**predictors, "vgg16": tiny_predictors["vgg16"]}, {**used}, reasons)
+    texts = [str(component.get("props", {}).get("value")) for component in app.config["components"]]
+    banner = next(text for text in texts if "Not the requested models" in text)
+    assert f"because {source} could not be loaded" in banner

@@ -192,16 +192,17 @@ class Predictor:
 
 def load_predictors(
     sources: dict[str, str], fallbacks: dict[str, str] | None = None
-) -> tuple[dict[str, Predictor], dict[str, str]]:
-    """Load each named source; a Hub source that fails falls back to its local folder, with a warning.
+) -> tuple[dict[str, Predictor], dict[str, str], dict[str, str]]:
+    """Load each named source; a Hub source that fails falls back to its local folder, and says why.
 
-    Returns the predictors and, per name, the source each one really came from.
+    Returns the predictors, the source each one really came from, and for each fallback the
+    reason in one line (for the log and the app's banner).
     """
     import logging
 
     log = logging.getLogger("tumor_ai.inference")
     fallbacks = fallbacks or {}
-    predictors, loaded_from = {}, {}
+    predictors, loaded_from, reasons = {}, {}, {}
     for name, source in sources.items():
         try:
             predictors[name] = Predictor.from_source(source)
@@ -210,15 +211,9 @@ def load_predictors(
             fallback = fallbacks.get(name)
             if not str(source).startswith("hf://") or not fallback:
                 raise
-            log.warning(
-                "could not load %s from %s (%s: %s); falling back to %s",
-                name,
-                source,
-                type(error).__name__,
-                str(error).splitlines()[0][:200],
-                fallback,
-            )
+            reasons[name] = f"{source} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+            log.warning("%s; falling back to %s", reasons[name], fallback)
             predictors[name] = Predictor.from_source(fallback)
             loaded_from[name] = fallback
         log.info("loaded %s from %s", name, loaded_from[name])
-    return predictors, loaded_from
+    return predictors, loaded_from, reasons

@@ -17,8 +17,6 @@ import os
 import sys
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
@@ -26,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or .zip archives")
     parser.add_argument("--model", choices=["cnn", "vgg16", "both"], default="both", help="which model(s) to run (default both)")
-    parser.add_argument("--cnn", default=os.environ.get("TUMOR_AI_CNN", str(MODELS_DIR / "cnn")), help="CNN source")
-    parser.add_argument("--vgg16", default=os.environ.get("TUMOR_AI_VGG16", str(MODELS_DIR / "vgg16")), help="VGG16 source")
+    parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN or models/cnn)")
+    parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16 or models/vgg16)")
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass and in memory at once (default 16)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -39,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     from tumor_ai.batch import columns, count_inputs, stream_rows
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.models import ModelSourceError
+    from tumor_ai.sources import local_fallbacks, model_sources
 
     missing = [path for path in args.inputs if not Path(path).exists()]
     if missing:
@@ -46,9 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     names = ["cnn", "vgg16"] if args.model == "both" else [args.model]
     configure_threads()
     try:
-        predictors, _ = load_predictors(
-            {name: getattr(args, name) for name in names}, {name: str(MODELS_DIR / name) for name in names}
-        )
+        sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
+        predictors, _, _ = load_predictors({name: sources[name] for name in names}, local_fallbacks())
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

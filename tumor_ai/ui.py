@@ -57,6 +57,17 @@ def _shown_source(source: str) -> str:
         return Path(source).name
 
 
+def serving_text(predictors: dict[str, Predictor], sources: dict[str, str], fallback_reasons: dict[str, str]) -> str:
+    """Which model serves from where, and why where a Hub source fell back to a local folder."""
+    lines = []
+    for name, predictor in predictors.items():
+        line = f"`{name}` from `{_shown_source(sources.get(name, predictor.source))}`"
+        if name in fallback_reasons:
+            line += f", because {fallback_reasons[name]}"
+        lines.append(line)
+    return "Models serving: " + "; ".join(lines) + "."
+
+
 def _slice_input(label: str, elem_id: str) -> tuple[gr.Image, gr.UploadButton]:
     """An image input that shows the slice, and a button for files a browser cannot show (DICOM, TIFF)."""
     image = gr.Image(label=label, type="filepath", format="png", sources=["upload", "clipboard"], elem_id=elem_id, height=300)
@@ -89,10 +100,14 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
 def build_app(
     predictors: dict[str, Predictor],
     sources: dict[str, str] | None = None,
+    fallback_reasons: dict[str, str] | None = None,
     cache_sweep: tuple[int, int] = CACHE_SWEEP,
     session_seconds: int = handlers.SESSION_SECONDS,
 ) -> gr.Blocks:
-    """The four-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model."""
+    """The four-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model.
+
+    ``fallback_reasons`` (name -> why its Hub source failed) puts a banner over the page.
+    """
     names = list(predictors)
     default = names[-1]
     labels = predictors[default].labels
@@ -107,6 +122,9 @@ def build_app(
             "# tumor-ai\nSort a brain MRI slice into glioma, meningioma, pituitary tumour or no tumour with two Keras "
             f"models, and see where each one looked (Grad-CAM).\n\n> ⚠️ **{DISCLAIMER}**"
         )
+        serving = serving_text(predictors, sources, fallback_reasons or {})
+        if fallback_reasons:
+            gr.Markdown(f"> ⚠️ **Not the requested models.** {serving}", elem_id="fallback-banner")
         with gr.Tab("Predict", id="predict"):
             p_slice, p_explained = session_state(), session_state()
             with gr.Row():
@@ -245,10 +263,7 @@ def build_app(
                 concurrency_limit=4,
             )
         with gr.Tab("About", id="about", elem_id="about-tab"):
-            gr.Markdown(
-                f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\nModels loaded: "
-                + ", ".join(f"`{name}` from `{_shown_source(sources.get(name, predictors[name].source))}`" for name in names)
-            )
+            gr.Markdown(f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")
             for name in [default, *[n for n in names if n != default]]:
                 predictor = predictors[name]
                 with gr.Accordion(f"Model card: {name}", open=name == default):
