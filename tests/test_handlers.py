@@ -181,3 +181,37 @@ def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path)
         paths = list(pool.map(lambda _: handlers.cache_png(pixels, "same.png"), range(32)))
     assert len(set(paths)) == 1 and not list(Path(paths[0]).parent.glob(".same.png.*"))
     np.testing.assert_array_equal(_pixels(paths[0]), pixels)
+
+
+def _zip_with_trouble(path: Path, good: bytes) -> None:
+    """A zip whose members are a good slice, an encrypted one, a corrupt one, one too big, a nested zip, a ..\\ name."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("good.jpg", good)
+        archive.writestr("locked.jpg", good)
+        archive.writestr("broken.jpg", good)
+        archive.writestr("huge.png", b"\0" * (41 * 2**20))
+        archive.writestr("inner.zip", b"PK\x05\x06" + b"\0" * 18)
+        archive.writestr("..\\..\\escaped.jpg", good)
+    data = bytearray(path.read_bytes())
+    start = data.index(b"broken.jpg") + len("broken.jpg") + 200  # inside its compressed bytes
+    data[start : start + 50] = bytes(50)
+    for signature, flags, name in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):  # mark locked.jpg encrypted
+        at = -1
+        while (at := data.find(signature, at + 1)) >= 0:
+            if data[at + name : at + name + 10] == b"locked.jpg":
+                data[at + flags] |= 0x1
+    path.write_bytes(bytes(data))
+
+
+def test_a_zip_with_bad_members_gives_a_row_for_each_and_reads_the_rest(tiny_predictors, example_paths, tmp_path):
+    archive = tmp_path / "mixed.zip"
+    _zip_with_trouble(archive, example_paths["glioma"].read_bytes())
+    rows = {row["file"]: row for row in stream_rows(tiny_predictors, [archive])}
+    assert set(rows) == {
+        f"mixed.zip/{name}" for name in ("good.jpg", "locked.jpg", "broken.jpg", "huge.png", "inner.zip", "escaped.jpg")
+    }
+    assert rows["mixed.zip/good.jpg"]["cnn class"] != "error" and rows["mixed.zip/escaped.jpg"]["cnn class"] != "error"
+    assert "encrypted" in rows["mixed.zip/locked.jpg"]["note"]
+    assert "corrupt" in rows["mixed.zip/broken.jpg"]["note"] or "truncated" in rows["mixed.zip/broken.jpg"]["note"]
+    assert "unpacks to 41 MB; the limit is 40 MB" in rows["mixed.zip/huge.png"]["note"]
+    assert "a zip inside a zip is not opened" in rows["mixed.zip/inner.zip"]["note"]

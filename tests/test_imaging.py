@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import re
+from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -189,3 +192,71 @@ def test_random_valid_images_decode_or_refuse_clearly(mode, width, height, fmt):
         assert "pixels" in str(error) or "aspect ratio" in str(error)
     else:
         assert loaded.pixels.shape[2] == 3 and loaded.pixels.dtype == np.uint8
+
+
+PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
+
+
+def test_large_images_are_decoded_to_the_size_the_app_needs():
+    from tumor_ai.imaging import DECODE_SIDE
+
+    png = read_image(_encoded(Image.new("L", (3000, 2400), 90)), name="big.png")
+    jpeg = read_image(_encoded(Image.new("RGB", (4000, 4000), (90, 90, 90)), "JPEG"), name="big.jpg")
+    assert png.pixels.shape == (819, DECODE_SIDE, 3) and "read at 1024x819 from 3000x2400 pixels" in png.notes
+    assert max(jpeg.pixels.shape[:2]) == DECODE_SIDE and jpeg.pixels.dtype == np.uint8
+    small = read_image(_encoded(Image.new("L", (512, 512), 90)), name="slice.png")
+    assert small.pixels.shape == (512, 512, 3) and not small.notes  # the dataset's sizes are read as they are
+
+
+def test_a_strip_is_refused_from_its_header_before_decoding(monkeypatch):
+    strip = _encoded(Image.new("L", (5000, 100)))
+    monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded before the size was checked"))
+    with pytest.raises(ImageError, match="aspect ratio of 50.0:1"):
+        read_image(strip, name="strip.png")
+
+
+@pytest.mark.parametrize(
+    "file,message",
+    [
+        ("CT_small.dcm", "modality is CT (computed tomography), not MR"),
+        ("693_J2KI.dcm", "modality is CT"),
+        ("JPEG2000.dcm", "modality is NM (nuclear medicine), not MR"),
+        ("examples_overlay.dcm", "an MR image of the abdomen"),
+        ("SC_rgb_jpeg.dcm", "modality is OT"),
+    ],
+)
+def test_dicom_that_is_not_a_brain_mr_image_is_refused_by_name(file, message):
+    with pytest.raises(ImageError, match=re.escape(message)):
+        read_image(PYDICOM_FILES / file)
+
+
+@pytest.mark.parametrize(
+    "file", ["MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "MR_small_RLE.dcm", "MR_small_bigendian.dcm"]
+)
+def test_compressed_mr_dicom_decodes_like_the_uncompressed_file(file):
+    reference = read_image(PYDICOM_FILES / "MR_small.dcm").pixels
+    np.testing.assert_array_equal(read_image(PYDICOM_FILES / file).pixels, reference)
+
+
+def test_a_missing_codec_is_named_without_a_dependency_list(monkeypatch):
+    import tumor_ai.imaging as imaging
+
+    def no_codec(dataset, frame):
+        raise RuntimeError(
+            "Unable to decode the pixel data as a (JPEG-LS Lossless) transfer syntax: missing required dependencies"
+        )
+
+    monkeypatch.setattr(imaging, "_dicom_pixels", no_codec)
+    with pytest.raises(ImageError, match=r"compressed as JPEG-LS Lossless Image Compression \(1.2.840.10008.1.2.4.80\), which"):
+        read_image(PYDICOM_FILES / "MR_small_jpeg_ls_lossless.dcm")
+
+
+def test_damaged_dicom_pixels_are_named_as_damage():
+    with pytest.raises(ImageError, match="pixel data is damaged"):
+        read_image(PYDICOM_FILES / "MR_truncated.dcm")
+
+
+def test_a_jpeg_named_dcm_says_it_is_a_jpeg():
+    jpeg = _encoded(Image.new("L", (64, 64), 100), "JPEG")
+    loaded = read_image(jpeg, name="scan.dcm")
+    assert loaded.pixels.shape == (64, 64, 3) and "named .dcm but is a JPEG image" in loaded.notes[0]

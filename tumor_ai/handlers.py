@@ -43,6 +43,7 @@ SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last s
 TOP_CLASS = "top"  # "show evidence for" the model's own answer
 NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
+WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
 log = logging.getLogger("tumor_ai.ui")
 
@@ -363,7 +364,7 @@ def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: fl
     rows: list[dict] = []
     entries: list[dict] = []
     readable = 0
-    for items, results in iter_batches(predictors, paths):
+    for items, results in iter_batches(predictors, paths, batch_size=WEB_BATCH_SIZE):
         rows += result_rows(items, results)  # only rows and the first thumbnails outlive the batch
         entries += _gallery_entries(items, results, GALLERY_FILES - len(entries))
         readable += sum(1 for item in items if item.image is not None)
