@@ -145,8 +145,18 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
             f"- validation MRIs passing: {mri_check.get('validation_pass_rate'):.2%} of {mri_check.get('validation_images')}",
             f"- pictures that are not brain MRI rejected: {mri_check.get('non_mri_rejection_rate'):.2%} of "
             f"{mri_check.get('non_mri_images')} (scikit-image sample photos and documents; generated blank, noise, "
-            "gradient, text-screenshot and colour images)\n",
+            "gradient, text-screenshot and colour images)",
         ]
+        if "medical_non_mri_images" in mri_check:
+            parts.append(
+                f"- medical pictures that are not MRI rejected: {mri_check['medical_non_mri_rejection_rate']:.2%} of "
+                f"{mri_check['medical_non_mri_images']} (a head phantom, CT slices at four display windows, a "
+                "nuclear-medicine scan); still passing: "
+                + (", ".join(mri_check["non_mri_passed"]) or "none")
+                + ". A DICOM file that is not MR is refused by its Modality before this check.\n"
+            )
+        else:
+            parts[-1] += "\n"
     if training.get("command"):
         parts += _reproduce(metadata)
     parts += ["## Limitations\n", *[f"- {item}" for item in LIMITATIONS], ""]

@@ -4,10 +4,14 @@ A classifier always answers with one of its classes, even for a cat. Two cheap, 
 tests stand before the label:
 
 * image statistics: MRI slices are grey (colour saturation near zero), have structure (not blank),
-  and a dark background around the head that reaches the image border;
-* feature distance: the Mahalanobis distance of the model's own pooled features to those of the
-  training images (shrunk covariance), with a threshold set high in the training images' tail
-  (99.9% by default; ``training.fit_mri_check`` picks 99.95%).
+  and a dark background around the head that reaches the image border. Two more catch CT slices
+  and phantoms, which are grey too: a CT window clips the skull to pure white (the saturated
+  share of the head), and CT brain and drawn phantoms are smooth where MRI has texture (the flat
+  share of the head);
+* feature distance: the Mahalanobis distance of the model's own pooled features to the nearest
+  class mean of the training images (one shrunk covariance shared by the classes, as in Lee et
+  al., 2018), with a threshold set high in the training images' tail (99.9% by default;
+  ``training.fit_mri_check`` picks 99.95%).
 
 ``training.fit_mri_check`` fits both on the training split and checks that at least 99.5% of the
 validation MRIs pass; the fitted values live beside the model (``mri_check.npz`` and the
@@ -22,65 +26,109 @@ from pathlib import Path
 import numpy as np
 
 CHECK_FILE = "mri_check.npz"
-STATISTICS_SIZE = (64, 64)  # image statistics are taken on a copy this size
+STATISTICS_SIZE = (224, 224)  # image statistics are taken on a copy this size
+HEAD_LEVEL = 0.08  # darker than this is background
+FLAT_STEP = 0.004  # a pixel whose neighbours differ by less than this (of the full range) is flat
+BOUND_KEYS = (
+    "distance_threshold",
+    "max_saturation",
+    "min_contrast",
+    "min_dark_fraction",
+    "max_border_brightness",
+    "max_saturated_head",
+    "max_flat_head",
+)
 MESSAGE = "This does not look like a brain MRI slice, so no tumour class is given."
 
 
 def image_statistics(pixels: np.ndarray) -> np.ndarray:
-    """(saturation, contrast, dark fraction, border brightness) of an RGB ``uint8`` image, on a 64x64 copy."""
+    """(saturation, contrast, dark fraction, border brightness, saturated head, flat head) of an RGB ``uint8`` image.
+
+    Taken on a 224x224 copy; the "head" is everything brighter than the background.
+    """
     from tumor_ai.preprocessing import resize
 
     small = resize(pixels, STATISTICS_SIZE).astype(np.float32) / 255.0
     saturation = float((small.max(axis=-1) - small.min(axis=-1)).mean())
     gray = small.mean(axis=-1)
     frame = np.ones(gray.shape, dtype=bool)
-    frame[8:-8, 8:-8] = False
-    return np.array([saturation, float(gray.std()), float((gray < 0.08).mean()), float(gray[frame].mean())], dtype=np.float32)
+    margin = STATISTICS_SIZE[0] // 8
+    frame[margin:-margin, margin:-margin] = False
+    head = gray > HEAD_LEVEL
+    size = max(int(head.sum()), 1)
+    rows, cols = np.gradient(gray)
+    flat = (np.abs(rows) < FLAT_STEP) & (np.abs(cols) < FLAT_STEP)
+    return np.array(
+        [
+            saturation,
+            float(gray.std()),
+            float((gray < HEAD_LEVEL).mean()),
+            float(gray[frame].mean()),
+            float((gray >= 0.98)[head].sum() / size),
+            float(flat[head].sum() / size),
+        ],
+        dtype=np.float32,
+    )
 
 
 @dataclass
 class MriCheck:
     """Fitted bounds on the image statistics and the feature distance of training MRIs."""
 
-    mean: np.ndarray
+    means: np.ndarray  # (classes, features): each class's mean pooled feature
     precision: np.ndarray
     distance_threshold: float
     max_saturation: float
     min_contrast: float
     min_dark_fraction: float
     max_border_brightness: float
+    max_saturated_head: float
+    max_flat_head: float
 
     @classmethod
     def fit(
         cls,
         embeddings: np.ndarray,
         statistics: np.ndarray,
-        quantile: float = 0.995,
+        targets: np.ndarray | None = None,
+        quantile: float = 0.998,
         distance_quantile: float = 0.999,
+        white_quantile: float = 0.999,
+        flat_margin: float = 0.15,
         shrinkage: float = 0.1,
     ) -> MriCheck:
-        """Fit on training images: bounds at ``quantile`` of their statistics, ``distance_quantile`` of their distances.
+        """Fit on training images: bounds at ``quantile`` of their statistics, ``white_quantile`` of the
+        saturated share, ``distance_quantile`` of their distances.
 
         Held-out MRIs lie a little farther from the training features than the training images
-        themselves, so the distance bound sits higher in the tail than the statistics' bounds.
+        themselves, so the distance bound sits higher in the tail than the statistics' bounds. Some
+        MRIs are smooth (upscaled from small originals), so the flat share is bounded only beyond
+        the flattest training MRI (by ``flat_margin``): it refuses drawn phantoms, not CT.
+        ``targets`` (class indices) give one mean per class; without them there is one mean.
         """
-        mean = embeddings.mean(axis=0)
-        centred = embeddings - mean
-        covariance = centred.T @ centred / max(len(embeddings) - 1, 1)
-        covariance = (1 - shrinkage) * covariance + shrinkage * np.eye(len(mean)) * np.trace(covariance) / len(mean)
+        targets = np.zeros(len(embeddings), int) if targets is None else np.asarray(targets)
+        classes = np.unique(targets)
+        means = np.stack([embeddings[targets == label].mean(axis=0) for label in classes])
+        centred = embeddings - means[np.searchsorted(classes, targets)]
+        covariance = centred.T @ centred / max(len(embeddings) - len(classes), 1)
+        dimension = covariance.shape[0]
+        covariance = (1 - shrinkage) * covariance + shrinkage * np.eye(dimension) * np.trace(covariance) / dimension
         precision = np.linalg.inv(covariance)
-        check = cls(mean.astype(np.float32), precision.astype(np.float32), 0.0, 0.0, 0.0, 0.0, 0.0)
-        distances = check.distances(embeddings)
-        check.distance_threshold = float(np.quantile(distances, distance_quantile))
+        check = cls(means.astype(np.float32), precision.astype(np.float32), *[0.0] * 7)
+        check.distance_threshold = float(np.quantile(check.distances(embeddings), distance_quantile))
         check.max_saturation = float(np.quantile(statistics[:, 0], quantile)) + 0.02
         check.min_contrast = float(np.quantile(statistics[:, 1], 1 - quantile)) * 0.8
         check.min_dark_fraction = float(np.quantile(statistics[:, 2], 1 - quantile)) * 0.8
         check.max_border_brightness = float(np.quantile(statistics[:, 3], quantile)) + 0.02
+        check.max_saturated_head = float(np.quantile(statistics[:, 4], white_quantile))
+        check.max_flat_head = float(statistics[:, 5].max()) + flat_margin
         return check
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        centred = np.asarray(embeddings, np.float32) - self.mean
-        return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, self.precision, centred), 0.0))
+        """Mahalanobis distance of each embedding to the nearest class mean."""
+        embeddings = np.asarray(embeddings, np.float32)
+        squared = [np.einsum("ij,jk,ik->i", embeddings - mean, self.precision, embeddings - mean) for mean in self.means]
+        return np.sqrt(np.maximum(np.min(squared, axis=0), 0.0))
 
     def passes(self, statistics: np.ndarray, distances: np.ndarray) -> np.ndarray:
         """Boolean per image: every test within its training bound."""
@@ -89,6 +137,8 @@ class MriCheck:
             & (statistics[:, 1] >= self.min_contrast)
             & (statistics[:, 2] >= self.min_dark_fraction)
             & (statistics[:, 3] <= self.max_border_brightness)
+            & (statistics[:, 4] <= self.max_saturated_head)
+            & (statistics[:, 5] <= self.max_flat_head)
             & (distances <= self.distance_threshold)
         )
 
@@ -106,25 +156,19 @@ class MriCheck:
             "min_contrast": round(self.min_contrast, 4),
             "min_dark_fraction": round(self.min_dark_fraction, 4),
             "max_border_brightness": round(self.max_border_brightness, 4),
+            "max_saturated_head": round(self.max_saturated_head, 4),
+            "max_flat_head": round(self.max_flat_head, 4),
         }
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CHECK_FILE
-        np.savez(path, mean=self.mean, precision=self.precision, **{k: np.array(v) for k, v in self.bounds().items()})
+        np.savez(path, means=self.means, precision=self.precision, **{k: np.array(v) for k, v in self.bounds().items()})
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> MriCheck:
         with np.load(path) as stored:
-            return cls(
-                stored["mean"],
-                stored["precision"],
-                float(stored["distance_threshold"]),
-                float(stored["max_saturation"]),
-                float(stored["min_contrast"]),
-                float(stored["min_dark_fraction"]),
-                float(stored["max_border_brightness"]),
-            )
+            return cls(stored["means"], stored["precision"], *[float(stored[key]) for key in BOUND_KEYS])
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> MriCheck | None:
