@@ -164,7 +164,7 @@ def test_sliders_redraw_without_calling_a_model(page, app_log):
     assert _model_calls(app_log) == calls + 1, "a class drawn before is not computed again"
 
 
-def test_a_bad_file_then_a_good_one_leaves_no_stale_answer(page, tmp_path, example_paths):
+def test_a_bad_file_then_a_good_one_leaves_no_stale_answer(page, app_log, tmp_path, example_paths):
     bad = tmp_path / "notes.png"
     bad.write_text("a text file renamed to .png")
     _upload(page, "predict-image", str(bad))
@@ -177,6 +177,7 @@ def test_a_bad_file_then_a_good_one_leaves_no_stale_answer(page, tmp_path, examp
     page.locator("#predict-button").click()
     page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()
     assert "text file" not in page.locator("#predict-reading").inner_text()
+    assert "refused an upload: ImageError" in app_log.read_text() and "notes.png" not in app_log.read_text()
 
 
 def test_compare_says_what_matters_and_its_slider_is_live(page, app_log, example_paths):
