@@ -113,6 +113,13 @@ def _upload(page, elem_id: str, files) -> None:
     page.locator(f"#{elem_id} input[type=file]").first.set_input_files(files)
 
 
+def _choose(page, button: str, path: Path) -> None:
+    """Click an upload button and pick a file in the chooser that opens, as a person does."""
+    with page.expect_file_chooser() as chooser:
+        page.locator(button).click()
+    chooser.value.set_files(str(path))
+
+
 def _model_calls(app_log: Path) -> int:
     return app_log.read_text().count("model call:")
 
@@ -178,6 +185,24 @@ def test_a_bad_file_then_a_good_one_leaves_no_stale_answer(page, app_log, tmp_pa
     page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()
     assert "text file" not in page.locator("#predict-reading").inner_text()
     assert "refused an upload: ImageError" in app_log.read_text() and "notes.png" not in app_log.read_text()
+
+
+def test_dicom_opens_with_the_button_and_ct_is_refused_by_name(page):
+    import pydicom
+
+    files = Path(pydicom.__file__).parent / "data" / "test_files"
+    _tab(page, "Predict")
+    _choose(page, "#predict-image-other", files / "CT_small.dcm")
+    page.locator("#predict-reading").get_by_text("modality is CT (computed tomography), not MR").wait_for()
+    _choose(page, "#predict-image-other", files / "MR_small_jpeg_ls_lossless.dcm")
+    page.locator("#predict-reading").get_by_text("DICOM window centre 600").wait_for()
+    page.locator("#predict-image img").first.wait_for()  # the decoded slice is shown in the image box
+    page.locator("#predict-button").click()
+    page.locator("#predict-reading").get_by_text("reads this slice as").or_(
+        page.get_by_text("does not look like a brain MRI")
+    ).first.wait_for()
+    assert "DICOM window centre 600" in page.locator("#predict-reading").inner_text() or "is_brain_mri" in page.content()
+    page.screenshot(path=SHOTS / "predict_dicom.png", full_page=True)
 
 
 def test_compare_says_what_matters_and_its_slider_is_live(page, app_log, example_paths):

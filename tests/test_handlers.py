@@ -215,3 +215,12 @@ def test_a_zip_with_bad_members_gives_a_row_for_each_and_reads_the_rest(tiny_pre
     assert "corrupt" in rows["mixed.zip/broken.jpg"]["note"] or "truncated" in rows["mixed.zip/broken.jpg"]["note"]
     assert "unpacks to 41 MB; the limit is 40 MB" in rows["mixed.zip/huge.png"]["note"]
     assert "a zip inside a zip is not opened" in rows["mixed.zip/inner.zip"]["note"]
+
+
+def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
+    bad = tmp_path / "scan.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
+    image, state, message, *rest = handlers.open_file(str(bad), cleared=2)
+    skip = type(gr.skip())
+    assert isinstance(image, skip) and isinstance(state, skip) and all(isinstance(value, skip) for value in rest)
+    assert message.startswith("**scan.dcm: ")

@@ -129,8 +129,9 @@ def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, Sessio
 def new_slice(payload, state: SessionSlice | None, cleared: int):
     """A new picture in an input: decode and check it now, and clear the ``cleared`` outputs that were about the old one.
 
-    A picture that ``open_file`` has just shown is adopted with the notes of its original file.
-    Returns the state, a message, and ``cleared`` empty values.
+    A refused picture's reason goes where the answer would be. A picture that ``open_file`` has just
+    shown is adopted with the notes of its original file. Returns the state, a message, and
+    ``cleared`` empty values.
     """
     path = upload_path(payload)
     empty = [None] * cleared
@@ -143,19 +144,22 @@ def new_slice(payload, state: SessionSlice | None, cleared: int):
         image = read_image(path)
     except ImageError as error:
         log.info("refused an upload: %s", type(error).__name__)
-        gr.Warning(str(error), duration=6)
         return SessionSlice(path, None, str(error)), f"**{error}**", *empty
     return SessionSlice(path, image), _ready(image), *empty
 
 
 def open_file(path: str | None, cleared: int):
-    """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input."""
+    """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input.
+
+    A refused file leaves the slice on screen as it was, and says why where the answer would be.
+    """
     if not path:
-        return gr.skip(), None, "", *[None] * cleared
+        return gr.skip(), gr.skip(), gr.skip(), *[gr.skip()] * cleared
     try:
         image = read_image(path)
     except ImageError as error:
-        raise refusal(error) from None
+        log.info("refused an upload: %s", type(error).__name__)
+        return gr.skip(), gr.skip(), f"**{error}**", *[gr.skip()] * cleared
     return cache_png(image.pixels, "slice.png"), SessionSlice(None, image), _ready(image), *[None] * cleared
 
 
@@ -228,14 +232,13 @@ def predict(predictors: dict[str, Predictor], payload, model: str, opacity: floa
     prediction, seconds = predictor.predict_one(image.pixels)
     info = details(model, prediction, seconds, image)
     display = display_copy(image.pixels)
+    notes = "\n\n_Note: " + "; ".join(image.notes) + "._" if image.notes else ""
     if not prediction.is_mri:
-        return None, cache_png(display, "slice.png"), None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}", info, state, None
+        return None, cache_png(display, "slice.png"), None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}{notes}", info, state, None
     top = predictor.labels.index(prediction.label)
     explained = Explained(model, display, prediction, image.pixels, {top: prediction.cam})
     picture, heat, text = draw(predictors, explained, opacity, evidence)
-    if image.notes:
-        text += "\n\n_Note: " + "; ".join(image.notes) + "._"
-    return label_value(prediction), picture, heat, text, info, state, explained
+    return label_value(prediction), picture, heat, text + notes, info, state, explained
 
 
 def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str):
