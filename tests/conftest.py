@@ -65,26 +65,30 @@ def dataset_dir(tmp_path_factory) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    """Two small untrained models saved as tumor-ai model folders ('cnn' and 'vgg16' roles)."""
+def slot_models(tmp_path_factory) -> dict[str, Path]:
+    """Two small untrained CNNs, one in each of the app's model slots ('cnn' and 'vgg16').
+
+    The one in the 'vgg16' slot is a CNN too (a real VGG16 has 15M weights, too slow for unit
+    tests); its metadata says so (architecture 'cnn'), so nothing may assume VGG16 facts of it.
+    """
     import keras
 
     from tumor_ai.models import build_cnn, save_model_folder
 
     keras.utils.set_random_seed(0)
     folders = {}
-    for name, filters in (("cnn", (4, 8)), ("vgg16", (6, 8))):
+    for slot, filters in (("cnn", (4, 8)), ("vgg16", (6, 8))):
         model, metadata = build_cnn(LABELS, input_size=(48, 48), filters=filters, dense_units=8)
-        metadata.name = name
-        folders[name] = save_model_folder(model, metadata, tmp_path_factory.mktemp(name) / name)
+        metadata.name = slot
+        folders[slot] = save_model_folder(model, metadata, tmp_path_factory.mktemp(slot) / slot)
     return folders
 
 
 @pytest.fixture(scope="session")
-def tiny_predictors(tiny_models):
+def slot_predictors(slot_models):
     from tumor_ai.inference import Predictor
 
-    return {name: Predictor.from_source(folder) for name, folder in tiny_models.items()}
+    return {name: Predictor.from_source(folder) for name, folder in slot_models.items()}
 
 
 @pytest.fixture(scope="session")

@@ -9,21 +9,16 @@ from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
+from helpers import free_port, wait_for_http
 
 ROOT_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
-def app_url(tiny_predictors):
+def app_url(slot_predictors):
     from tumor_ai.ui import build_app
 
-    app = build_app(tiny_predictors)
+    app = build_app(slot_predictors)
     app.queue(default_concurrency_limit=1, max_size=8)
     port = free_port()
     app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
@@ -154,7 +149,7 @@ def test_two_clients_sending_the_same_bytes_at_once_are_both_answered(app_url, e
     assert len(answers) == 12 and {details["label"] for details in answers} == {answers[0]["label"]}
 
 
-def test_what_the_about_tab_promises_holds(tiny_predictors, example_paths):
+def test_what_the_about_tab_promises_holds(slot_predictors, example_paths):
     """Uploads and drawn pictures leave the cache on the sweep, session state expires, all as the About tab says."""
     import time
 
@@ -162,7 +157,7 @@ def test_what_the_about_tab_promises_holds(tiny_predictors, example_paths):
 
     from tumor_ai.ui import build_app, privacy_text
 
-    app = build_app(tiny_predictors, cache_sweep=(1, 2), session_seconds=2)
+    app = build_app(slot_predictors, cache_sweep=(1, 2), session_seconds=2)
     promise = privacy_text((1, 2), 2)
     assert "within 3 seconds" in promise and "2 seconds after your last action" in promise
     assert any(promise in str(component.get("props", {}).get("value")) for component in app.config["components"])
@@ -202,14 +197,12 @@ def test_a_busy_port_is_one_sentence(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log(tiny_models, example_paths, tmp_path):
+def test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log(slot_models, example_paths, tmp_path):
     """`python app.py` with the system temp folder pointed at an empty one: after SIGTERM it is empty again."""
     import os
     import signal
     import subprocess
     import sys
-    import time
-    import urllib.request
 
     system_tmp = tmp_path / "tmp"
     system_tmp.mkdir()
@@ -223,21 +216,14 @@ def test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log(tiny_models
         "--port",
         str(port),
         "--cnn",
-        str(tiny_models["cnn"]),
+        str(slot_models["cnn"]),
         "--vgg16",
-        str(tiny_models["vgg16"]),
+        str(slot_models["vgg16"]),
     ]
     with log_path.open("w") as log:
         process = subprocess.Popen(command, cwd=ROOT_EXAMPLES.parent, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                assert process.poll() is None and time.time() < deadline, log_path.read_text()[-2000:]
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/", process, timeout=120, log=log_path)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         secret = tmp_path / "secret-patient-name.png"
         secret.write_text("not an image")

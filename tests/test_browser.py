@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
@@ -36,25 +34,6 @@ CHROMIUM_ARGS = [
 pytestmark = pytest.mark.browser
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_for(url: str, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"app exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"app did not answer at {url}")
-
-
 @pytest.fixture(scope="module")
 def app_log(tmp_path_factory):
     return tmp_path_factory.mktemp("app") / "app.log"
@@ -62,7 +41,7 @@ def app_log(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, app_log):
-    port = _free_port()
+    port = free_port()
     log = app_log.open("w")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_TEMP_DIR": str(tmp_path_factory.mktemp("gradio"))}
     process = subprocess.Popen(
@@ -70,7 +49,7 @@ def app_url(tmp_path_factory, app_log):
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        _wait_for(url, process)
+        wait_for_http(url, process, log=app_log)
         yield url
     finally:
         process.terminate()

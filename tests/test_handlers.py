@@ -15,14 +15,14 @@ from tumor_ai.inference import Prediction
 
 
 @pytest.fixture
-def no_model_calls(tiny_predictors, monkeypatch):
+def no_model_calls(slot_predictors, monkeypatch):
     """After this fixture is called, any forward pass of any model fails the test."""
 
     def forbid(*_args, **_kwargs):
         raise AssertionError("a model was called")
 
     def arm():
-        for predictor in tiny_predictors.values():
+        for predictor in slot_predictors.values():
             monkeypatch.setattr(predictor, "_function", forbid)
 
     return arm
@@ -38,45 +38,45 @@ def _payload(path) -> dict:
     return {"path": str(path), "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
 
 
-def test_same_upload_runs_again_from_the_session_even_when_its_file_is_gone(tiny_predictors, example_paths, tmp_path):
+def test_same_upload_runs_again_from_the_session_even_when_its_file_is_gone(slot_predictors, example_paths, tmp_path):
     upload = tmp_path / "slice.jpg"
     upload.write_bytes(example_paths["glioma"].read_bytes())
-    first = handlers.predict(tiny_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
+    first = handlers.predict(slot_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
     state = first[5]
     upload.unlink()  # e.g. the cache sweep, or another session's copy of the same bytes
-    second = handlers.predict(tiny_predictors, _payload(upload), "vgg16", 0.5, handlers.TOP_CLASS, state)
+    second = handlers.predict(slot_predictors, _payload(upload), "vgg16", 0.5, handlers.TOP_CLASS, state)
     assert first[4]["model"] == "cnn" and second[4]["model"] == "vgg16" and second[5] is state
     with pytest.raises(gr.Error, match="expired"):  # a new session has no copy: it is told what to do
-        handlers.predict(tiny_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
+        handlers.predict(slot_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
 
 
-def test_opacity_redraws_without_a_model_call(tiny_predictors, example_paths, no_model_calls):
-    outputs = handlers.predict(tiny_predictors, _payload(example_paths["meningioma"]), "cnn", 0.2, handlers.TOP_CLASS, None)
+def test_opacity_redraws_without_a_model_call(slot_predictors, example_paths, no_model_calls):
+    outputs = handlers.predict(slot_predictors, _payload(example_paths["meningioma"]), "cnn", 0.2, handlers.TOP_CLASS, None)
     explained = outputs[6]
     no_model_calls()
-    faint, _, text, same = handlers.redraw(tiny_predictors, explained, 0.2, handlers.TOP_CLASS)
-    strong, _, _, _ = handlers.redraw(tiny_predictors, explained, 0.9, handlers.TOP_CLASS)
+    faint, _, text, same = handlers.redraw(slot_predictors, explained, 0.2, handlers.TOP_CLASS)
+    strong, _, _, _ = handlers.redraw(slot_predictors, explained, 0.9, handlers.TOP_CLASS)
     assert faint == outputs[1]  # the same picture Predict drew, the same cached file
     assert same is explained and not np.array_equal(_pixels(faint), _pixels(strong))
     assert "reads this slice as" in text
 
 
-def test_evidence_for_another_class_costs_one_model_call_then_none(tiny_predictors, example_paths, monkeypatch):
-    outputs = handlers.predict(tiny_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+def test_evidence_for_another_class_costs_one_model_call_then_none(slot_predictors, example_paths, monkeypatch):
+    outputs = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
     explained = outputs[6]
-    other = next(label for label in tiny_predictors["cnn"].labels if label != explained.prediction.label)
+    other = next(label for label in slot_predictors["cnn"].labels if label != explained.prediction.label)
     calls = []
-    original = tiny_predictors["cnn"].explain
-    monkeypatch.setattr(tiny_predictors["cnn"], "explain", lambda *args: calls.append(args) or original(*args))
-    picture, _, text, _ = handlers.redraw(tiny_predictors, explained, 0.5, other)
-    again, _, _, _ = handlers.redraw(tiny_predictors, explained, 0.5, other)
+    original = slot_predictors["cnn"].explain
+    monkeypatch.setattr(slot_predictors["cnn"], "explain", lambda *args: calls.append(args) or original(*args))
+    picture, _, text, _ = handlers.redraw(slot_predictors, explained, 0.5, other)
+    again, _, _, _ = handlers.redraw(slot_predictors, explained, 0.5, other)
     assert len(calls) == 1 and "instead" in text and "not the model's answer" in text
     assert picture == again
     assert not np.array_equal(_pixels(picture), _pixels(outputs[1]))
 
 
-def test_redraw_before_any_prediction_changes_nothing(tiny_predictors):
-    assert all(isinstance(value, type(gr.skip())) for value in handlers.redraw(tiny_predictors, None, 0.5, "top"))
+def test_redraw_before_any_prediction_changes_nothing(slot_predictors):
+    assert all(isinstance(value, type(gr.skip())) for value in handlers.redraw(slot_predictors, None, 0.5, "top"))
 
 
 def test_a_new_bad_upload_clears_the_old_results_and_says_why(example_paths, tmp_path):
@@ -123,19 +123,19 @@ def test_compare_verdict_says_what_matters(cnn, vgg16, expected):
     assert ("disagree" in text) == (cnn[0] != vgg16[0])
 
 
-def test_compare_slider_recolours_without_a_model_call(tiny_predictors, example_paths, no_model_calls):
-    outputs = handlers.compare(tiny_predictors, _payload(example_paths["pituitary"]), 0.3, None)
+def test_compare_slider_recolours_without_a_model_call(slot_predictors, example_paths, no_model_calls):
+    outputs = handlers.compare(slot_predictors, _payload(example_paths["pituitary"]), 0.3, None)
     explained = outputs[-1]
     no_model_calls()
-    faint = handlers.recolour_compare(tiny_predictors, explained, 0.3)
-    strong = handlers.recolour_compare(tiny_predictors, explained, 1.0)
+    faint = handlers.recolour_compare(slot_predictors, explained, 0.3)
+    strong = handlers.recolour_compare(slot_predictors, explained, 1.0)
     assert faint[0] == outputs[1]
     assert not np.array_equal(_pixels(faint[0]), _pixels(strong[0]))
 
 
-def test_batch_is_readable_and_its_csv_keeps_full_precision(tiny_predictors, example_paths, no_model_calls):
+def test_batch_is_readable_and_its_csv_keeps_full_precision(slot_predictors, example_paths, no_model_calls):
     paths = [str(path) for path in example_paths.values()]
-    text, table, pictures, csv_path, entries = handlers.batch(tiny_predictors, paths, 0.5, progress=lambda *a, **k: None)
+    text, table, pictures, csv_path, entries = handlers.batch(slot_predictors, paths, 0.5, progress=lambda *a, **k: None)
     assert list(table.columns) == ["file", "cnn", "vgg16", "agree", "note"]
     assert all(cell.endswith("%") for cell in table["cnn"])
     assert text.startswith("4 files · 0 refused · cnn: ") and "the models disagree on" in text
@@ -157,7 +157,7 @@ def test_batch_limit_is_checked_before_any_decoding(example_paths, tmp_path, mon
         check_limit([archive], limit=2)
 
 
-def test_stream_rows_holds_one_batch_at_a_time(tiny_predictors, example_paths, tmp_path, monkeypatch):
+def test_stream_rows_holds_one_batch_at_a_time(slot_predictors, example_paths, tmp_path, monkeypatch):
     import tumor_ai.batch as batch
 
     folder = tmp_path / "many"
@@ -167,7 +167,7 @@ def test_stream_rows_holds_one_batch_at_a_time(tiny_predictors, example_paths, t
     decoded = []
     original = batch.read_image
     monkeypatch.setattr(batch, "read_image", lambda *a, **k: decoded.append(1) or original(*a, **k))
-    rows = stream_rows(tiny_predictors, [folder], batch_size=3)
+    rows = stream_rows(slot_predictors, [folder], batch_size=3)
     first = next(rows)
     assert first["file"] == "0.jpg" and len(decoded) == 3  # only the first batch was read
     assert len([first, *rows]) == 7 and len(decoded) == 7
@@ -203,10 +203,10 @@ def _zip_with_trouble(path: Path, good: bytes) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_a_zip_with_bad_members_gives_a_row_for_each_and_reads_the_rest(tiny_predictors, example_paths, tmp_path):
+def test_a_zip_with_bad_members_gives_a_row_for_each_and_reads_the_rest(slot_predictors, example_paths, tmp_path):
     archive = tmp_path / "mixed.zip"
     _zip_with_trouble(archive, example_paths["glioma"].read_bytes())
-    rows = {row["file"]: row for row in stream_rows(tiny_predictors, [archive])}
+    rows = {row["file"]: row for row in stream_rows(slot_predictors, [archive])}
     assert set(rows) == {
         f"mixed.zip/{name}" for name in ("good.jpg", "locked.jpg", "broken.jpg", "huge.png", "inner.zip", "escaped.jpg")
     }

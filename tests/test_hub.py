@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,12 +31,6 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _git(folder: Path, *args: str) -> None:
     env = {
         **os.environ,
@@ -51,19 +43,19 @@ def _git(folder: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def hub(tiny_models, tmp_path_factory):
+def hub(slot_models, tmp_path_factory):
     """olah on a free port serving tester/tumor-ai-{cnn,vgg16} from git mirrors (branch main)."""
     from tumor_ai.hub import stage_repository
 
     base = tmp_path_factory.mktemp("hub")
-    for name, folder in tiny_models.items():
+    for name, folder in slot_models.items():
         repo = base / "mirrors" / "models" / "tester" / f"tumor-ai-{name}"
         repo.mkdir(parents=True)
         stage_repository(folder, repo, f"tester/tumor-ai-{name}")
         _git(repo, "init", "-q", "-b", "main")
         _git(repo, "add", "-A")
         _git(repo, "commit", "-qm", "publish")
-    port = _free_port()
+    port = free_port()
     config = base / "olah.toml"
     config.write_text(
         f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{base / "repos"}"\n'
@@ -72,16 +64,11 @@ def hub(tiny_models, tmp_path_factory):
     olah = Path(sys.executable).with_name("olah-cli")
     process = subprocess.Popen([str(olah), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=base)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/api/models/tester/tumor-ai-cnn/revision/main", timeout=2)
-            break
-        except OSError:
-            if time.time() > deadline or process.poll() is not None:
-                process.kill()
-                raise RuntimeError("olah did not start") from None
-            time.sleep(0.3)
+    try:
+        wait_for_http(f"{endpoint}/api/models/tester/tumor-ai-cnn/revision/main", process, timeout=60)
+    except RuntimeError:
+        process.kill()
+        raise
     yield {"endpoint": endpoint, "base": base}
     process.terminate()
     process.wait(timeout=20)
@@ -109,21 +96,21 @@ def test_download_through_a_hub_server_then_offline_from_cache(hub, tmp_path):
     assert offline["cnn"] == online["cnn"]
 
 
-def test_unreachable_hub_falls_back_to_local_models(tiny_models, tmp_path):
+def test_unreachable_hub_falls_back_to_local_models(slot_models, tmp_path):
     script = (
         "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
         "from tumor_ai.inference import load_predictors\n"
-        f"predictors, used, why = load_predictors({{'cnn': 'hf://tester/missing'}}, {{'cnn': {str(tiny_models['cnn'])!r}}})\n"
+        f"predictors, used, why = load_predictors({{'cnn': 'hf://tester/missing'}}, {{'cnn': {str(slot_models['cnn'])!r}}})\n"
         "assert why['cnn'].startswith('hf://tester/missing could not be loaded (')\n"
         "print('RESULT ' + __import__('json').dumps(used))\n"
     )
     process = _run({"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(tmp_path / "empty")}, script=script)
-    assert _result(process) == {"cnn": str(tiny_models["cnn"])}
+    assert _result(process) == {"cnn": str(slot_models["cnn"])}
     assert "hf://tester/missing could not be loaded" in process.stderr and "falling back" in process.stderr
 
 
 def test_app_runs_on_hub_sources(hub, tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "HF_ENDPOINT": hub["endpoint"],
@@ -141,13 +128,7 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.time() + 180
-        while time.time() < deadline and process.poll() is None:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_for_http(f"http://127.0.0.1:{port}/", process, log=log)
         from gradio_client import Client, handle_file
 
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
@@ -160,7 +141,7 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
     assert "loaded cnn from hf://tester/tumor-ai-cnn" in text and "loaded vgg16 from hf://tester/tumor-ai-vgg16@main" in text
 
 
-def test_publish_sends_the_keras_layout_card_and_message(tiny_models, monkeypatch):
+def test_publish_sends_the_keras_layout_card_and_message(slot_models, monkeypatch):
     from huggingface_hub import HfApi
 
     from tumor_ai.hub import push_model
@@ -180,7 +161,7 @@ def test_publish_sends_the_keras_layout_card_and_message(tiny_models, monkeypatc
 
     monkeypatch.setattr(HfApi, "create_repo", fake_create_repo)
     monkeypatch.setattr(HfApi, "create_commit", fake_create_commit)
-    url = push_model(tiny_models["vgg16"], "someone/tumor-ai-test", private=True, commit_message="first upload", token="hf_fake")
+    url = push_model(slot_models["cnn"], "someone/tumor-ai-test", private=True, commit_message="first upload", token="hf_fake")
     assert url.endswith("/commit/abc")
     assert sent["repo"] == ("someone/tumor-ai-test", True) and sent["message"] == "first upload"
     assert {"config.json", "metadata.json", "model.weights.h5", "tumor_ai.json", "README.md"} <= set(sent["files"])
@@ -203,7 +184,7 @@ def test_publish_sends_the_keras_layout_card_and_message(tiny_models, monkeypatc
         ("hf_x", "network", "cannot reach the Hugging Face Hub"),
     ],
 )
-def test_publish_errors_are_sentences(tiny_models, monkeypatch, capsys, token, error, expected):
+def test_publish_errors_are_sentences(slot_models, monkeypatch, capsys, token, error, expected):
     import httpx2
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError
@@ -221,7 +202,7 @@ def test_publish_errors_are_sentences(tiny_models, monkeypatch, capsys, token, e
 
     monkeypatch.setattr(HfApi, "create_repo", failing)
     with pytest.raises(SystemExit) as exit_info:
-        main(["--model", str(tiny_models["cnn"]), "--repo", "someone/x"])
+        main(["--model", str(slot_models["cnn"]), "--repo", "someone/x"])
     assert exit_info.value.code == 1
     assert expected in capsys.readouterr().err
 
@@ -240,16 +221,26 @@ def test_sources_follow_flag_then_environment_then_the_space_then_models(monkeyp
 
 
 @pytest.mark.parametrize("source", ["hf://justaname", "hf://tester/missing", "hf://tester/tumor-ai-cnn@no-such-revision"])
-def test_a_mistyped_hub_source_falls_back_and_the_page_says_why(source, tiny_predictors, tiny_models, monkeypatch, tmp_path):
+def test_a_mistyped_hub_source_falls_back_and_the_page_says_why(source, slot_predictors, slot_models, monkeypatch, tmp_path):
     from tumor_ai.inference import load_predictors
     from tumor_ai.ui import build_app
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
-    predictors, used, reasons = load_predictors({"cnn": source}, {"cnn": str(tiny_models["cnn"])})
-    assert used == {"cnn": str(tiny_models["cnn"])} and reasons["cnn"].startswith(f"{source} could not be loaded (")
-    app = build_app({**predictors, "vgg16": tiny_predictors["vgg16"]}, {**used}, reasons)
+    predictors, used, reasons = load_predictors({"cnn": source}, {"cnn": str(slot_models["cnn"])})
+    assert used == {"cnn": str(slot_models["cnn"])} and reasons["cnn"].startswith(f"{source} could not be loaded (")
+    app = build_app({**predictors, "vgg16": slot_predictors["vgg16"]}, {**used}, reasons)
     texts = [str(component.get("props", {}).get("value")) for component in app.config["components"]]
     banner = next(text for text in texts if "Not the requested models" in text)
     assert f"because {source} could not be loaded" in banner
+
+
+def test_a_vgg16_card_carries_the_imagenet_licence_and_base_model():
+    from tumor_ai.card import front_matter
+    from tumor_ai.models import build_cnn, build_vgg16
+
+    vgg16 = front_matter(build_vgg16(["a", "b"], input_size=(32, 32), weights=None)[1])
+    cnn = front_matter(build_cnn(["a", "b"], input_size=(32, 32), filters=(4,))[1])
+    assert "license: cc-by-4.0" in vgg16 and "base_model: keras/vgg_16_imagenet" in vgg16
+    assert "license: mit" in cnn and "base_model" not in cnn

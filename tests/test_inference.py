@@ -34,11 +34,11 @@ def _encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
     ],
     ids=["L", "RGB", "RGBA", "P", "I;16", "CMYK"],
 )
-def test_every_mode_becomes_model_input(image, tiny_predictors):
+def test_every_mode_becomes_model_input(image, slot_predictors):
     fmt = "JPEG" if image.mode == "CMYK" else "PNG"
     loaded = read_image(_encoded(image, fmt), name=f"x.{fmt.lower()}")
     assert loaded.pixels.dtype == np.uint8 and loaded.pixels.shape == (image.height, image.width, 3)
-    predictor = tiny_predictors["cnn"]
+    predictor = slot_predictors["cnn"]
     batch = predictor.prepare([loaded.pixels])
     assert batch.shape == (1, 48, 48, 3) and batch.dtype == np.float32
     assert batch.min() >= 0.0 and batch.max() <= 1.0
@@ -63,21 +63,33 @@ def test_resize_to_model_input():
     assert resize(np.zeros((512, 300, 3), np.uint8), (48, 48)).shape == (48, 48, 3)
 
 
-def test_probabilities_and_cam(tiny_predictors, example_paths):
-    predictor = tiny_predictors["cnn"]
+def test_probabilities_and_cam_match_an_independent_grad_cam(slot_predictors, example_paths):
+    """The batched, fused forward-and-CAM function against the keras-io recipe, one image at a time."""
+    import keras
+    import tensorflow as tf
+
+    predictor = slot_predictors["cnn"]
     images = [read_image(path).pixels for path in example_paths.values()]
-    outputs = predictor.run(predictor.prepare(images))
-    np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, atol=1e-5)
-    cam = outputs["cam"]
-    assert cam.shape == (4, 6, 6)  # block2_out of a 48 px input: stride-2 stem, pool, one pool between blocks
-    assert cam.min() >= 0.0 and cam.max() <= 1.0 + 1e-6
-    predictions = predictor.predict(images, batch_size=3)
-    assert [p.label in predictor.labels for p in predictions] == [True] * 4
-    assert abs(sum(predictions[0].probabilities.values()) - 1.0) < 1e-5
+    batch = predictor.prepare(images)
+    outputs = predictor.run(batch)
+    model, metadata = predictor.model, predictor.metadata
+    dense = model.get_layer(metadata.logits_layer)
+    graph = keras.Model(model.inputs, [model.get_layer(metadata.cam_layer).output, dense.input, model.output])
+    for index in range(len(images)):
+        with tf.GradientTape() as tape:
+            features, penultimate, probabilities = graph(batch[index : index + 1], training=False)
+            logits = penultimate @ dense.kernel + dense.bias
+            score = logits[:, int(tf.argmax(logits[0]))]
+        weights = tf.reduce_mean(tape.gradient(score, features), axis=(0, 1, 2))  # keras-io: pooled gradients
+        heat = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1))
+        heat = (heat / (tf.reduce_max(heat) + 1e-8)).numpy()
+        np.testing.assert_allclose(outputs["probabilities"][index], probabilities[0].numpy(), atol=1e-5)  # T = 1 here
+        np.testing.assert_allclose(outputs["cam"][index], heat, atol=1e-4)
+    assert outputs["cam"].shape == (4, 6, 6)  # block2_out of a 48 px input: stride-2 stem, pool, one pool between blocks
 
 
-def test_batch_and_single_agree(tiny_predictors, example_paths):
-    predictor = tiny_predictors["vgg16"]
+def test_batch_and_single_agree(slot_predictors, example_paths):
+    predictor = slot_predictors["vgg16"]
     images = [read_image(path).pixels for path in example_paths.values()]
     together = predictor.predict(images)
     alone = [predictor.predict_one(image)[0] for image in images]
@@ -108,7 +120,7 @@ def test_reading_is_plain_and_says_not_a_diagnosis():
     assert "Glioma" in text and "93%" in text and "not a medical device" in text
 
 
-def test_batch_rows_from_files_and_zip(tmp_path, tiny_predictors, example_paths):
+def test_batch_rows_from_files_and_zip(tmp_path, slot_predictors, example_paths):
     archive = tmp_path / "slices.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         handle.write(example_paths["glioma"], "inner/glioma.jpg")
@@ -117,14 +129,14 @@ def test_batch_rows_from_files_and_zip(tmp_path, tiny_predictors, example_paths)
     items = [decode(name, source) for name, source in iter_inputs([example_paths["pituitary"], archive])]
     assert [item.name for item in items] == ["pituitary.jpg", "slices.zip/inner/glioma.jpg", "slices.zip/broken.png"]
     assert items[2].error and "not an image" in items[2].error
-    results = run_batch(tiny_predictors, items, batch_size=2)
+    results = run_batch(slot_predictors, items, batch_size=2)
     rows = result_rows(items, results)
     assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
     assert isinstance(rows[0]["cnn confidence"], float)  # full precision; the app rounds only what it shows
     assert rows_to_csv(rows).splitlines()[0] == "file,cnn class,cnn confidence,vgg16 class,vgg16 confidence,agree,note"
 
 
-def test_predict_cli_writes_the_batch_table(tiny_models, example_paths, tmp_path, capsys):
+def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path, capsys):
     from tumor_ai.predict import main
 
     (tmp_path / "in").mkdir()
@@ -132,19 +144,19 @@ def test_predict_cli_writes_the_batch_table(tiny_models, example_paths, tmp_path
         (tmp_path / "in" / f"{label}.jpg").write_bytes(example_paths[label].read_bytes())
     (tmp_path / "in" / "readme.txt.jpg").write_text("not an image")
     out = tmp_path / "results.csv"
-    main([str(tmp_path / "in"), "--cnn", str(tiny_models["cnn"]), "--vgg16", str(tiny_models["vgg16"]), "--out", str(out)])
+    main([str(tmp_path / "in"), "--cnn", str(slot_models["cnn"]), "--vgg16", str(slot_models["vgg16"]), "--out", str(out)])
     lines = out.read_text().splitlines()
     assert lines[0].startswith("file,cnn class,cnn confidence,vgg16 class")
     assert len(lines) == 4 and "it is a text file" in out.read_text()
     assert "3 files, 1 refused" in capsys.readouterr().err
 
 
-def test_test_time_flip_averages_the_logits_of_the_mirror_image(tiny_models, example_paths):
+def test_test_time_flip_averages_the_logits_of_the_mirror_image(slot_models, example_paths):
     from tumor_ai.models import load_model
 
-    model, metadata = load_model(tiny_models["cnn"])
+    model, metadata = load_model(slot_models["cnn"])
     plain = Predictor(model, metadata)
-    metadata_flip = load_model(tiny_models["cnn"])[1]
+    metadata_flip = load_model(slot_models["cnn"])[1]
     metadata_flip.test_time_flip = True
     flipping = Predictor(model, metadata_flip)
     batch = plain.prepare([read_image(path).pixels for path in example_paths.values()])
@@ -159,8 +171,8 @@ def test_test_time_flip_averages_the_logits_of_the_mirror_image(tiny_models, exa
         np.testing.assert_allclose(averaged["cam"][index], own, atol=1e-5)
 
 
-def test_grad_cam_of_a_chosen_class(tiny_predictors, example_paths):
-    predictor = tiny_predictors["cnn"]
+def test_grad_cam_of_a_chosen_class(slot_predictors, example_paths):
+    predictor = slot_predictors["cnn"]
     batch = predictor.prepare([read_image(example_paths["glioma"]).pixels])
     top = int(np.argmax(predictor.run(batch)["logits"][0]))
     other = (top + 1) % len(predictor.labels)

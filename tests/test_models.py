@@ -119,3 +119,47 @@ def test_bad_sources_say_what_is_wrong(tmp_path):
         parse_hub_source("hf://just-a-name")
     assert parse_hub_source("hf://me/model@v1") == ("me/model", "v1")
     assert parse_hub_source("hf://me/model") == ("me/model", None)
+
+
+def test_metadata_refuses_a_newer_schema_and_unknown_keys():
+    from tumor_ai.models import SCHEMA_VERSION, ModelMetadata
+
+    _, metadata = build_cnn(LABELS, input_size=(32, 32), filters=(4,))
+    written = json.loads(metadata.to_json())
+    assert written["schema_version"] == SCHEMA_VERSION and written["logits_layer"] == "predictions"
+    assert written["network_data_format"]["outputs"]["pred"]["channel_def"] == {"0": "a", "1": "b", "2": "c"}
+    assert ModelMetadata.from_dict(written) == metadata
+    with pytest.raises(ModelSourceError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        ModelMetadata.from_dict({**written, "schema_version": SCHEMA_VERSION + 1})
+    with pytest.raises(ModelSourceError, match="keys this tumor-ai does not know: temperature_v2"):
+        ModelMetadata.from_dict({**written, "temperature_v2": 0.9})
+
+
+def test_schema_1_metadata_loads_with_todays_defaults():
+    from tumor_ai.models import SCHEMA_VERSION, ModelMetadata
+
+    old = {"name": "cnn", "architecture": "cnn", "labels": LABELS, "input_size": [64, 64], "preprocessing": "rescale_unit"}
+    loaded = ModelMetadata.from_dict({**old, "cam_layer": "block3_out"})
+    assert (loaded.logits_layer, loaded.embedding_layer, loaded.schema_version) == ("predictions", "avg_pool", SCHEMA_VERSION)
+
+
+def test_serving_reads_the_layers_the_metadata_names():
+    """A model whose layers have other names serves once its metadata names them; nothing assumes a name."""
+    from tumor_ai.inference import Predictor
+    from tumor_ai.models import ModelMetadata
+
+    inputs = keras.Input((32, 32, 3), name="image")
+    features = keras.layers.Conv2D(4, 3, activation="relu", name="last_conv")(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pooled")(features)
+    outputs = keras.layers.Dense(3, activation="softmax", name="classifier")(pooled)
+    model = keras.Model(inputs, outputs)
+    metadata = ModelMetadata(
+        "odd", "cnn", LABELS, (32, 32), "rescale_unit", "last_conv", logits_layer="classifier", embedding_layer="pooled"
+    )
+    images = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3)).astype(np.uint8)
+    predictor = Predictor(model, metadata)
+    outputs = predictor.run(predictor.prepare(list(images)))
+    np.testing.assert_allclose(outputs["probabilities"], model.predict(images / 255.0, verbose=0), atol=1e-5)
+    assert outputs["embedding"].shape == (2, 4) and outputs["cam"].shape == (2, 30, 30)
+    with pytest.raises(ValueError, match="predictions"):
+        Predictor(model, ModelMetadata("odd", "cnn", LABELS, (32, 32), "rescale_unit", "last_conv"))

@@ -68,7 +68,7 @@ def test_cam_is_placed_where_the_crop_was():
     assert placed[16:, :16].min() > 0.9 and placed[:16].max() == 0 and placed[:, 20:].max() == 0
 
 
-def test_cache_equals_decoding_directly_and_serving(tmp_path, tiny_predictors):
+def test_cache_equals_decoding_directly_and_serving(tmp_path, slot_predictors):
     root = tmp_path / "data"
     (root / "glioma").mkdir(parents=True)
     (root / "notumor").mkdir()
@@ -78,7 +78,7 @@ def test_cache_equals_decoding_directly_and_serving(tmp_path, tiny_predictors):
     first = load_folder(root, sizes=[size], cache_dir=tmp_path / "cache", crop="head")
     cached = load_folder(root, sizes=[size], cache_dir=tmp_path / "cache", crop="head")
     assert len(list((tmp_path / "cache").iterdir())) == 1, "the second load reads the cache"
-    predictor = tiny_predictors["cnn"]
+    predictor = slot_predictors["cnn"]
     assert tuple(predictor.metadata.input_size) == size and predictor.metadata.crop == "head"
     for index, relative in enumerate(cached.paths):
         direct, _ = model_input(read_image(root / relative).pixels, size, "head")

@@ -89,14 +89,14 @@ def test_feature_extraction_resumes_to_the_same_file(tmp_path):
     model, _ = build_vgg16(["a", "b"], input_size=(32, 32), weights=None)
     extractor = keras.Model(model.input, model.get_layer("block3_pool").output)
     images = np.random.default_rng(0).integers(0, 255, (80, 32, 32, 3)).astype(np.uint8)
-    whole = np.array(extract_variant(extractor, images, 2, 0, tmp_path / "whole.npy"))
+    whole = np.array(extract_variant(extractor, images, 2, 0, tmp_path / "whole.npy", "vgg16"))
     # An interrupted run: the first two batches written and counted, the rest of the file garbage.
     interrupted = np.lib.format.open_memmap(tmp_path / "resumed.npy", mode="w+", dtype=np.float16, shape=whole.shape)
     interrupted[:] = -1
     interrupted[:64] = whole[:64]
     interrupted.flush()
     (tmp_path / "resumed.progress").write_text("64")
-    resumed = np.array(extract_variant(extractor, images, 2, 0, tmp_path / "resumed.npy"))
+    resumed = np.array(extract_variant(extractor, images, 2, 0, tmp_path / "resumed.npy", "vgg16"))
     assert (resumed[64:] != -1).all(), "the missing rows were computed"
     # The augmentation's random draws for the written batches are replayed, so row 64 on matches.
     np.testing.assert_allclose(resumed.astype(np.float32), whole.astype(np.float32), atol=1e-2)

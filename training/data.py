@@ -20,10 +20,8 @@ from tqdm import tqdm
 
 from training.duplicates import signature
 from training.split import split_dataset
-from tumor_ai.imaging import ImageError, read_image
+from tumor_ai.imaging import IMAGE_SUFFIXES, ImageError, read_image
 from tumor_ai.preprocessing import model_input
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm"}
 
 
 @dataclass

@@ -223,3 +223,12 @@ def early_stopping(patience: int, start_from_epoch: int):
     return keras.callbacks.EarlyStopping(
         monitor="val_loss", patience=patience, restore_best_weights=True, start_from_epoch=start_from_epoch, verbose=1
     )
+
+
+def machine() -> dict:
+    """What the run trained on, for the card's timings: CPU cores and accelerators."""
+    import os
+
+    import tensorflow as tf
+
+    return {"cpu_cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU"))}

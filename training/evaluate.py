@@ -58,8 +58,9 @@ def select_subset(items: list[tuple[str, str]], model_source: str, subset: str) 
 
 def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int = 32) -> dict:
     """The report as a dict (see the module docstring)."""
+    from tumor_ai.calibration import softmax
     from tumor_ai.imaging import ImageError, read_image
-    from tumor_ai.inference import Predictor, softmax
+    from tumor_ai.inference import Predictor
 
     predictor = Predictor.from_source(model_source)
     refit = predictor.metadata.training.get("refit")

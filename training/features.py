@@ -45,7 +45,7 @@ def feature_file(cache_dir: Path, fingerprint: str, size: int, crop: str, weight
     return Path(cache_dir) / "features" / f"vgg16_{hashlib.sha256(key.encode()).hexdigest()[:16]}_v{variant}.npy"
 
 
-def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path: Path) -> np.ndarray:
+def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path: Path, preprocessing: str) -> np.ndarray:
     """Block-3 features of every image for one variant, resuming a partial file; returns a read-only memmap."""
     import tensorflow as tf
     from tqdm import tqdm
@@ -70,7 +70,7 @@ def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path
     started = time.perf_counter()
     for start in tqdm(range(done, len(images), BATCH), desc=f"block-3 features, variant {variant}", unit="batch"):
         batch = variant_images(images[start : start + BATCH], variant, augmenter)
-        store[start : start + len(batch)] = run(tf.constant(normalize(batch, "vgg16"))).numpy().astype(np.float16)
+        store[start : start + len(batch)] = run(tf.constant(normalize(batch, preprocessing))).numpy().astype(np.float16)
         if (start // BATCH) % 20 == 19 or start + BATCH >= len(images):
             store.flush()
             timing.write_text(f"{spent + time.perf_counter() - started:.1f}")
@@ -85,11 +85,15 @@ def extraction_seconds(paths: list[Path]) -> float:
 
 
 def block3_features(
-    model, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict
+    model, preprocessing: str, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict
 ) -> tuple[list[np.ndarray], list[Path]]:
-    """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px (clean, mirrored, then augmented) and their files."""
+    """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px (clean, mirrored, then augmented) and their files.
+
+    ``preprocessing`` is the model's own (its metadata's), the one serving applies.
+    """
     import keras
 
     extractor = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
     paths = [feature_file(cache_dir, variant=variant, seed=seed, **key) for variant in range(variants)]
-    return [extract_variant(extractor, images, variant, seed, path) for variant, path in enumerate(paths)], paths
+    arrays = [extract_variant(extractor, images, variant, seed, path, preprocessing) for variant, path in enumerate(paths)]
+    return arrays, paths

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tumor_ai.calibration import rescale
+
 
 def confusion_matrix(targets: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
     """Rows are true classes, columns predicted classes."""
@@ -58,11 +60,8 @@ def classification_report(probabilities: np.ndarray, targets: np.ndarray, labels
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Soften (T > 1) or sharpen (T < 1) softmax outputs: softmax(log p / T)."""
-    logits = np.log(np.clip(probabilities, 1e-12, 1.0)) / temperature
-    logits -= logits.max(axis=1, keepdims=True)
-    exp = np.exp(logits)
-    return exp / exp.sum(axis=1, keepdims=True)
+    """Soften (T > 1) or sharpen (T < 1) softmax outputs, with serving's own softmax (``tumor_ai.calibration``)."""
+    return rescale(probabilities, temperature)
 
 
 def fit_temperature(probabilities: np.ndarray, targets: np.ndarray) -> float:

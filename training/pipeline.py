@@ -20,6 +20,21 @@ AUGMENTATION = {
 }
 
 
+def _random_layer(name: str, seed: int, transform):
+    """A float32 ``keras.layers.Layer`` that applies ``transform(inputs, seed_generator)`` in training only."""
+    import keras
+
+    class RandomLayer(keras.layers.Layer):
+        def __init__(self, **kwargs) -> None:
+            super().__init__(**kwargs)
+            self.generator = keras.random.SeedGenerator(seed)
+
+        def call(self, inputs, training: bool = True):
+            return transform(inputs, self.generator) if training else inputs
+
+    return RandomLayer(name=name, dtype="float32")
+
+
 def random_intensity_layer(gamma: float, gain: float, seed: int):
     """Gamma and gain per image, for 0..255 batches: how T1, T2 and FLAIR windowing differ.
 
@@ -29,20 +44,13 @@ def random_intensity_layer(gamma: float, gain: float, seed: int):
     import keras
     from keras import ops
 
-    class RandomIntensity(keras.layers.Layer):
-        def __init__(self, **kwargs) -> None:
-            super().__init__(**kwargs)
-            self.generator = keras.random.SeedGenerator(seed)
+    def intensity(inputs, generator):
+        shape = (ops.shape(inputs)[0], 1, 1, 1)
+        exponent = ops.exp(keras.random.uniform(shape, -math.log1p(gamma), math.log1p(gamma), seed=generator))
+        factor = keras.random.uniform(shape, 1.0 - gain, 1.0 + gain, seed=generator)
+        return ops.clip(factor * 255.0 * ops.power(ops.clip(inputs / 255.0, 0.0, 1.0), exponent), 0.0, 255.0)
 
-        def call(self, inputs, training: bool = True):
-            if not training:
-                return inputs
-            shape = (ops.shape(inputs)[0], 1, 1, 1)
-            exponent = ops.exp(keras.random.uniform(shape, -math.log1p(gamma), math.log1p(gamma), seed=self.generator))
-            factor = keras.random.uniform(shape, 1.0 - gain, 1.0 + gain, seed=self.generator)
-            return ops.clip(factor * 255.0 * ops.power(ops.clip(inputs / 255.0, 0.0, 1.0), exponent), 0.0, 255.0)
-
-    return RandomIntensity(name="random_intensity", dtype="float32")
+    return _random_layer("random_intensity", seed, intensity)
 
 
 def random_affine_layer(rotation: float, zoom: float, translation: float, seed: int):
@@ -56,33 +64,26 @@ def random_affine_layer(rotation: float, zoom: float, translation: float, seed: 
     import keras
     from keras import ops
 
-    class RandomAffine(keras.layers.Layer):
-        def __init__(self, **kwargs) -> None:
-            super().__init__(**kwargs)
-            self.generator = keras.random.SeedGenerator(seed)
+    def affine(inputs, generator):
+        batch = ops.shape(inputs)[0]
+        height, width = ops.cast(ops.shape(inputs)[1], "float32"), ops.cast(ops.shape(inputs)[2], "float32")
+        draws = keras.random.uniform((batch, 5), 0.0, 1.0, seed=generator)
+        flip = ops.where(draws[:, 0] < 0.5, -1.0, 1.0)
+        angle = (2.0 * draws[:, 1] - 1.0) * rotation * 2.0 * math.pi
+        scale = 1.0 + (2.0 * draws[:, 2] - 1.0) * zoom  # > 1 zooms in
+        shift_x = (2.0 * draws[:, 3] - 1.0) * translation * width
+        shift_y = (2.0 * draws[:, 4] - 1.0) * translation * height
+        centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
+        # Output pixel p reads input pixel c + F R (p - c - t) / s.
+        a0, a1 = flip * ops.cos(angle) / scale, flip * ops.sin(angle) / scale
+        b0, b1 = -ops.sin(angle) / scale, ops.cos(angle) / scale
+        a2 = centre_x - a0 * (centre_x + shift_x) - a1 * (centre_y + shift_y)
+        b2 = centre_y - b0 * (centre_x + shift_x) - b1 * (centre_y + shift_y)
+        zeros = ops.zeros_like(a0)
+        transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
+        return ops.image.affine_transform(inputs, transform, interpolation="bilinear", fill_mode="constant")
 
-        def call(self, inputs, training: bool = True):
-            if not training:
-                return inputs
-            batch = ops.shape(inputs)[0]
-            height, width = ops.cast(ops.shape(inputs)[1], "float32"), ops.cast(ops.shape(inputs)[2], "float32")
-            draws = keras.random.uniform((batch, 5), 0.0, 1.0, seed=self.generator)
-            flip = ops.where(draws[:, 0] < 0.5, -1.0, 1.0)
-            angle = (2.0 * draws[:, 1] - 1.0) * rotation * 2.0 * math.pi
-            scale = 1.0 + (2.0 * draws[:, 2] - 1.0) * zoom  # > 1 zooms in
-            shift_x = (2.0 * draws[:, 3] - 1.0) * translation * width
-            shift_y = (2.0 * draws[:, 4] - 1.0) * translation * height
-            centre_x, centre_y = (width - 1.0) / 2.0, (height - 1.0) / 2.0
-            # Output pixel p reads input pixel c + F R (p - c - t) / s.
-            a0, a1 = flip * ops.cos(angle) / scale, flip * ops.sin(angle) / scale
-            b0, b1 = -ops.sin(angle) / scale, ops.cos(angle) / scale
-            a2 = centre_x - a0 * (centre_x + shift_x) - a1 * (centre_y + shift_y)
-            b2 = centre_y - b0 * (centre_x + shift_x) - b1 * (centre_y + shift_y)
-            zeros = ops.zeros_like(a0)
-            transform = ops.stack([a0, a1, a2, b0, b1, b2, zeros, zeros], axis=1)
-            return ops.image.affine_transform(inputs, transform, interpolation="bilinear", fill_mode="constant")
-
-    return RandomAffine(name="random_affine", dtype="float32")
+    return _random_layer("random_affine", seed, affine)
 
 
 def augmentation(seed: int = 0, rand_augment: bool = False, strength: dict[str, float] | None = None):

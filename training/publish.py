@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from tumor_ai.hub import HubError, push_model
-from tumor_ai.models import ModelSourceError
+from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     print(f"published {args.model} to https://huggingface.co/{args.repo} ({url})")
-    print(f"load it with: python app.py --{'vgg16' if 'vgg' in args.model else 'cnn'} hf://{args.repo}")
+    architecture = ModelMetadata.read(Path(args.model) / METADATA_FILE).architecture
+    print(f"load it with: python app.py --{architecture} hf://{args.repo}")
 
 
 if __name__ == "__main__":

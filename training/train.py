@@ -215,7 +215,7 @@ def flip_averaged(probabilities: np.ndarray, mirrored: np.ndarray) -> np.ndarray
     ``log p`` is the logits less a per-row constant, so the mean of the log-probabilities gives
     the same softmax as the mean of the logits.
     """
-    from tumor_ai.inference import softmax
+    from tumor_ai.calibration import softmax
 
     return softmax((np.log(np.clip(probabilities, 1e-12, 1)) + np.log(np.clip(mirrored, 1e-12, 1))) / 2)
 
@@ -250,6 +250,7 @@ def build_metadata(args, argv, dataset, groups, train_idx, validation_idx, resul
         **({"stage_epochs": result.stage_epochs} if result.stage_epochs else {}),
         "throughput": result.throughput,
         "seconds": round(seconds),
+        "machine": engine.machine(),
         "optimizer": "Adam",
         "loss": f"sparse_categorical_crossentropy (label smoothing {args.label_smoothing})",
     }

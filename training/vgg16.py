@@ -128,7 +128,9 @@ def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray
         "weights": weights_id(weights),
     }
     started = time.perf_counter()
-    variants, paths = block3_features(model, dataset.images[size], args.feature_variants, args.seed, Path(args.cache_dir), key)
+    variants, paths = block3_features(
+        model, metadata.preprocessing, dataset.images[size], args.feature_variants, args.seed, Path(args.cache_dir), key
+    )
     metadata.training["features"] = {
         "layer": FEATURE_LAYER,
         "variants": args.feature_variants,

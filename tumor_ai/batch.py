@@ -20,11 +20,10 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tumor_ai.imaging import MAX_FILE_BYTES, ImageError, LoadedImage, read_image
+from tumor_ai.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".dcm", ".dicom")
 MAX_BATCH_IMAGES = 500
 MAX_ZIP_BYTES = 500 * 1024 * 1024
 NOT_MRI = "not a brain MRI"

@@ -24,7 +24,7 @@ LIMITATIONS = [
     "slices); other scanners, sequences, orientations and populations will score lower.",
     "The dataset has no patient ids: the validation split keeps copies of a slice together, but "
     "adjacent slices of one patient can still fall on both sides, so the figures may be optimistic.",
-    "It sorts a slice into the four classes it knows; any other finding (stroke, haemorrhage, other "
+    "It sorts a slice into the {count} classes it knows; any other finding (stroke, haemorrhage, other "
     "tumours) is forced into one of them. The app's MRI check rejects pictures that are not brain MRI "
     "slices, but it cannot know every kind of image.",
     "Grad-CAM shows where the evidence for a class lay in the model's last convolutional features; "
@@ -84,7 +84,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     data = metadata.dataset
     training = metadata.training
     calibration = metadata.calibration
-    title = "Custom CNN" if metadata.architecture == "cnn" else "VGG16 transfer model"
+    title = metadata.title or metadata.architecture
     parts = [
         front_matter(metadata, repo_id) if standalone else "",
         f"# tumor-ai {metadata.name}: {title} for brain-tumour MRI slices\n",
@@ -93,7 +93,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         metadata.intended_use + "\n",
         "Out of scope: diagnosis, triage or any clinical decision; images other than single brain MRI slices.\n",
         "## Model\n",
-        f"- Architecture: {_architecture_text(metadata)}",
+        f"- Architecture: {metadata.description or metadata.architecture}",
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
         f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
         f"`{metadata.preprocessing}` preprocessing (see `tumor_ai/preprocessing.py`; serving and training call the same code)",
@@ -159,7 +159,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
             parts[-1] += "\n"
     if training.get("command"):
         parts += _reproduce(metadata)
-    parts += ["## Limitations\n", *[f"- {item}" for item in LIMITATIONS], ""]
+    parts += ["## Limitations\n", *[f"- {item.format(count=len(metadata.labels))}" for item in LIMITATIONS], ""]
     parts += [
         "## Licence and attribution\n",
         f"Model licence: {metadata.license}. Data: Masoud Nickparvar, Brain Tumor MRI Dataset (Kaggle), CC0, "
@@ -177,20 +177,6 @@ def _epochs_text(training: dict) -> str:
     if stages:
         return " and ".join(f"{count} {stage.replace('_', '-')} epochs" for stage, count in stages.items())
     return f"{training['refit']['epochs']} epochs"
-
-
-def _architecture_text(metadata: ModelMetadata) -> str:
-    if metadata.architecture == "vgg16":
-        return (
-            "VGG16 convolution base (ImageNet) + global average pooling + dense head. Blocks 1-3 keep their "
-            "ImageNet weights; the head is trained first on frozen blocks 4-5, then blocks 4-5 and the head are "
-            "fine-tuned together at a low rate (`training/vgg16.py`)"
-        )
-    return (
-        "lean residual CNN trained from scratch: a stride-2 conv stem and a max-pool, residual blocks "
-        "(two 3x3 conv-batch-norm layers and a shortcut, ReLU) that widen as they shrink with max-pooling "
-        "between them, global average pooling and a dense softmax head"
-    )
 
 
 def _test_time_flip_text(metadata: ModelMetadata) -> list[str]:
@@ -220,6 +206,14 @@ def _option(command: str, name: str) -> str | None:
     return words[words.index(name) + 1] if name in words[:-1] else None
 
 
+def _machine_text(machine: dict | None) -> str:
+    """The words ' on 2 CPU cores' from what the training run recorded (nothing when it recorded nothing)."""
+    if not machine:
+        return ""
+    gpus = machine.get("gpus", 0)
+    return f" on {machine['cpu_cores']} CPU cores" + (f" and {gpus} GPU{'s' * (gpus > 1)}" if gpus else "")
+
+
 def _reproduce(metadata: ModelMetadata) -> list[str]:
     """The commands behind the weights and every number on the card, and how long training took."""
     training = metadata.training
@@ -232,9 +226,11 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     evaluated = refit["of"] if refit else folder
     commands.append(f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json")
     throughput = training.get("throughput") or {}
-    timing = f"{training.get('seconds')} s on 2 CPU cores"
+    where = _machine_text(training.get("machine"))
+    timing = f"{training.get('seconds')} s{where}"
     if refit:
-        timing = f"split run {refit.get('split_run_seconds')} s, refit {training.get('seconds')} s, on 2 CPU cores"
+        timing = f"split run {refit.get('split_run_seconds')} s, refit {training.get('seconds')} s"
+        timing += f",{where}" if where else ""
     if training.get("precision"):
         timing += f", in {training['precision']}"
     if throughput:

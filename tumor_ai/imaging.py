@@ -43,6 +43,9 @@ MODALITY_NAMES = {
 }
 ACCEPTED_FORMATS = {"JPEG", "PNG", "BMP", "TIFF", "WEBP", "GIF", "MPO"}
 ACCEPTED_TEXT = "JPG, PNG, BMP, TIFF, WebP, GIF or DICOM (.dcm)"
+DICOM_SUFFIXES = (".dcm", ".dicom")
+RASTER_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
+IMAGE_SUFFIXES = RASTER_SUFFIXES + DICOM_SUFFIXES  # the names a folder walk or a zip treats as images
 
 
 class ImageError(ValueError):
@@ -103,7 +106,7 @@ def _too_big_message(name: str, size: int) -> str:
 
 
 def _looks_like_dicom(data: bytes, name: str) -> bool:
-    return data[128:132] == b"DICM" or name.lower().endswith((".dcm", ".dicom"))
+    return data[128:132] == b"DICM" or name.lower().endswith(DICOM_SUFFIXES)
 
 
 def _describe_non_image(data: bytes) -> str:

@@ -3,7 +3,8 @@
 The function is traced once at start (``warm_up``) with a free batch dimension, so no user
 pays for tracing and single images and batches share it; there is no ``model.predict`` per
 request. Grad-CAM reads the layer that the model's metadata names, on the same forward pass,
-using the class *logit* (not the saturated softmax) as the score.
+using the class *logit* (not the saturated softmax) as the score; the logits and the pooled
+features come from the layers the metadata names too.
 """
 
 from __future__ import annotations
@@ -14,18 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from tumor_ai.calibration import softmax
 from tumor_ai.explain import grad_cam, place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.preprocessing import Frame, model_input, normalize
-
-EMBEDDING_LAYER = "avg_pool"  # pooled features, for the MRI check
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature`` (temperature scaling when it is not 1)."""
-    scaled = logits / temperature
-    exp = np.exp(scaled - scaled.max(axis=1, keepdims=True))
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
@@ -63,8 +56,12 @@ class Predictor:
         self.source = source
         self.labels = list(metadata.labels)
         self.temperature = float(metadata.calibration.get("temperature", 1.0) or 1.0)
-        predictions = model.get_layer("predictions")
-        outputs = [model.get_layer(metadata.cam_layer).output, predictions.input, model.get_layer(EMBEDDING_LAYER).output]
+        predictions = model.get_layer(metadata.logits_layer)
+        outputs = [
+            model.get_layer(metadata.cam_layer).output,
+            predictions.input,
+            model.get_layer(metadata.embedding_layer).output,
+        ]
         self._graph = keras.Model(model.input, outputs)
         self._kernel, self._bias = predictions.kernel, predictions.bias
         height, width = metadata.input_size

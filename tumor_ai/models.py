@@ -1,8 +1,9 @@
 """Model builders, and saving and loading a model together with its metadata.
 
 A model folder holds ``model.keras`` (no optimizer state), ``tumor_ai.json`` (the metadata:
-labels, input size, preprocessing, Grad-CAM layer, training config, metrics, versions) and a
-model card ``README.md``. The metadata is the contract between training and serving.
+labels, input size, preprocessing, the layers serving reads, training config, metrics, versions)
+and a model card ``README.md``. The metadata is the whole contract between training and serving:
+nothing that serves a model may assume a fact about it that the metadata does not state.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import keras
 METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
+SCHEMA_VERSION = 2  # 2: layer names, title and description, network_data_format
+DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
 
 
 @dataclass
@@ -29,7 +32,12 @@ class ModelMetadata:
     labels: list[str]
     input_size: tuple[int, int]
     preprocessing: str
-    cam_layer: str
+    cam_layer: str  # the convolutional layer Grad-CAM reads
+    logits_layer: str = "predictions"  # the dense layer whose input and weights give the logits
+    embedding_layer: str = "avg_pool"  # pooled features, for the not-an-MRI check
+    title: str = ""  # e.g. "VGG16 transfer model", for cards and the app
+    description: str = ""  # what the architecture is, in a sentence or two
+    schema_version: int = SCHEMA_VERSION
     crop: str = "none"  # "head": crop to the head's bounding square first (tumor_ai.preprocessing)
     test_time_flip: bool = False  # average the logits of the image and its mirror image
     intended_use: str = (
@@ -44,13 +52,52 @@ class ModelMetadata:
     mri_check: dict[str, Any] = field(default_factory=dict)
     libraries: dict[str, str] = field(default_factory=dict)
 
+    def network_data_format(self) -> dict[str, Any]:
+        """Inputs and outputs in the shape of a MONAI bundle's ``network_data_format``."""
+        return {
+            "inputs": {
+                "image": {
+                    "type": "image",
+                    "format": "RGB",
+                    "dtype": "uint8",
+                    "value_range": [0, 255],
+                    "num_channels": 3,
+                    "spatial_shape": list(self.input_size),
+                    "crop": self.crop,
+                    "preprocessing": self.preprocessing,
+                }
+            },
+            "outputs": {
+                "pred": {
+                    "type": "probabilities",
+                    "format": "classes",
+                    "dtype": "float32",
+                    "value_range": [0, 1],
+                    "num_channels": len(self.labels),
+                    "channel_def": {str(index): label for index, label in enumerate(self.labels)},
+                    "calibration": "softmax(logits / calibration.temperature)",
+                }
+            },
+        }
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False) + "\n"
+        return json.dumps({**asdict(self), "network_data_format": self.network_data_format()}, indent=2) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        """Read metadata of this schema or an older one; a newer schema or unknown keys are refused in one sentence."""
+        version = int(data.get("schema_version", 1))
+        if version > SCHEMA_VERSION:
+            raise ModelSourceError(
+                f"this model's metadata is schema version {version}, newer than the {SCHEMA_VERSION} this tumor-ai "
+                "reads: upgrade tumor-ai to serve it"
+            )
+        unknown = set(data) - set(cls.__dataclass_fields__) - DERIVED_KEYS
+        if unknown:
+            raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
         known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
         known["input_size"] = tuple(known["input_size"])
+        known["schema_version"] = SCHEMA_VERSION  # older files load with today's defaults for the new keys
         return cls(**known)
 
     @classmethod
@@ -75,7 +122,7 @@ def library_versions() -> dict[str, str]:
 def classification_head(features, num_classes: int, dense_units: int, dropout: float):
     """Global average pooling, dropout, a ReLU dense layer, dropout, softmax: shared by both models.
 
-    ``avg_pool`` feeds the MRI check and ``predictions`` gives Grad-CAM its logits, by name.
+    The metadata names ``avg_pool`` (the MRI check's features) and ``predictions`` (the logits).
     """
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
     x = keras.layers.Dropout(dropout, name="head_dropout1")(x)
@@ -133,6 +180,12 @@ def build_cnn(
         preprocessing="rescale_unit",
         cam_layer=f"block{len(filters)}_out",
         crop=crop,
+        title="Custom CNN",
+        description=(
+            "lean residual CNN trained from scratch: a stride-2 conv stem and a max-pool, residual blocks "
+            "(two 3x3 conv-batch-norm layers and a shortcut, ReLU) that widen as they shrink with max-pooling "
+            "between them, global average pooling and a dense softmax head"
+        ),
     )
     return model, metadata
 
@@ -163,11 +216,14 @@ def build_vgg16(
         preprocessing="vgg16",
         cam_layer="block5_conv3",
         license="cc-by-4.0",
+        title="VGG16 transfer model",
+        description=(
+            "VGG16 convolution base (ImageNet) + global average pooling + dense head. Blocks 1-3 keep their "
+            "ImageNet weights; the head is trained first on frozen blocks 4-5, then blocks 4-5 and the head are "
+            "fine-tuned together at a low rate (`training/vgg16.py`)"
+        ),
     )
     return model, metadata
-
-
-BUILDERS = {"cnn": build_cnn, "vgg16": build_vgg16}
 
 
 class ModelSourceError(ValueError):

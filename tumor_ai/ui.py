@@ -17,14 +17,15 @@ import gradio as gr  # noqa: E402
 from tumor_ai import DISCLAIMER, handlers  # noqa: E402
 from tumor_ai.card import model_card  # noqa: E402
 from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
+from tumor_ai.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.inference import Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
 from tumor_ai.workspace import CACHE_SWEEP  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
-OTHER_TYPES = [".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp", ".png", ".jpg", ".jpeg", ".gif"]
-BATCH_TYPES = ["image", ".dcm", ".dicom", ".tif", ".tiff", ".bmp", ".webp", ".zip"]
+OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM and TIFF above all
+BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
 CAM_CAVEAT = (
     "_Grad-CAM shows where a model found the evidence for a class: where it looked, **not a segmentation** of the tumour._"
 )
@@ -57,6 +58,17 @@ def _shown_source(source: str) -> str:
         return Path(source).name
 
 
+def _header(predictors: dict[str, Predictor]) -> str:
+    """What the app does, from the models' own metadata: their classes and what they are."""
+    labels = next(iter(predictors.values())).labels
+    classes = [display_name(label).lower() for label in labels]
+    models = " and ".join(f"a {predictor.metadata.title or name}" for name, predictor in predictors.items())
+    return (
+        f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {models}, "
+        "and see where each one looked (Grad-CAM)."
+    )
+
+
 def serving_text(predictors: dict[str, Predictor], sources: dict[str, str], fallback_reasons: dict[str, str]) -> str:
     """Which model serves from where, and why where a Hub source fell back to a local folder."""
     lines = []
@@ -73,6 +85,13 @@ def _slice_input(label: str, elem_id: str) -> tuple[gr.Image, gr.UploadButton]:
     image = gr.Image(label=label, type="filepath", format="png", sources=["upload", "clipboard"], elem_id=elem_id, height=300)
     other = gr.UploadButton("Open DICOM, TIFF or another file", file_types=OTHER_TYPES, size="sm", elem_id=f"{elem_id}-other")
     return image, other
+
+
+def _on_change(control, fn, inputs, outputs) -> None:
+    """A slider or choice that only redraws: private, the latest value wins, beside (not behind) the model queue."""
+    control.change(
+        fn, inputs, outputs, api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4
+    )
 
 
 def _wire_slice(image, other, state, message, cleared: list) -> None:
@@ -118,10 +137,7 @@ def build_app(
         return gr.State(None, time_to_live=session_seconds)
 
     with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=cache_sweep) as app:
-        gr.Markdown(
-            "# tumor-ai\nSort a brain MRI slice into glioma, meningioma, pituitary tumour or no tumour with two Keras "
-            f"models, and see where each one looked (Grad-CAM).\n\n> ⚠️ **{DISCLAIMER}**"
-        )
+        gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
         serving = serving_text(predictors, sources, fallback_reasons or {})
         if fallback_reasons:
             gr.Markdown(f"> ⚠️ **Not the requested models.** {serving}", elem_id="fallback-banner")
@@ -165,16 +181,12 @@ def build_app(
                 preprocess=False,
                 concurrency_id="cpu",
             )
-            redraw = partial(handlers.redraw, predictors)
             for control in (p_opacity, p_evidence):
-                control.change(
-                    redraw,
+                _on_change(
+                    control,
+                    partial(handlers.redraw, predictors),
                     [p_explained, p_opacity, p_evidence],
                     [p_overlay, p_heatmap, p_reading, p_explained],
-                    api_visibility="private",
-                    trigger_mode="always_last",
-                    concurrency_id="draw",
-                    concurrency_limit=4,
                 )
         with gr.Tab("Compare", id="compare"):
             c_slice, c_explained = session_state(), session_state()
@@ -214,15 +226,7 @@ def build_app(
                 preprocess=False,
                 concurrency_id="cpu",
             )
-            c_opacity.change(
-                partial(handlers.recolour_compare, predictors),
-                [c_explained, c_opacity],
-                c_overlays,
-                api_visibility="private",
-                trigger_mode="always_last",
-                concurrency_id="draw",
-                concurrency_limit=4,
-            )
+            _on_change(c_opacity, partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays)
         with gr.Tab("Batch", id="batch"):
             b_entries = session_state()
             with gr.Row():
@@ -253,15 +257,7 @@ def build_app(
             b_button.click(
                 partial(handlers.batch, predictors), [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="cpu"
             )
-            b_opacity.change(
-                handlers.recolour_batch,
-                [b_entries, b_opacity],
-                b_gallery,
-                api_visibility="private",
-                trigger_mode="always_last",
-                concurrency_id="draw",
-                concurrency_limit=4,
-            )
+            _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
         with gr.Tab("About", id="about", elem_id="about-tab"):
             gr.Markdown(f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")
             for name in [default, *[n for n in names if n != default]]:

@@ -1,0 +1,54 @@
+"""Calibration: the temperature a miscalibrated model needs, and the ECE it removes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.metrics import apply_temperature, classification_report, expected_calibration_error, fit_temperature
+from tumor_ai.calibration import softmax
+
+
+def _model_outputs(scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities of a synthetic 4-class model right ~70% of the time, its logits scaled by ``scale``.
+
+    The targets are drawn from softmax(logits), so at scale 1 the model is calibrated; a scale above 1
+    makes it over-confident, below 1 under-confident.
+    """
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(4000, 4)) * 1.5
+    logits[np.arange(4000), rng.integers(0, 4, 4000)] += 2.0
+    true = softmax(logits)
+    targets = np.array([rng.choice(4, p=row) for row in true])
+    return softmax(logits * scale), targets
+
+
+def test_an_over_confident_model_needs_a_temperature_above_one_and_loses_its_ece():
+    probabilities, targets = _model_outputs(scale=3.0)
+    temperature = fit_temperature(probabilities, targets)
+    assert 2.4 < temperature < 3.6, temperature  # undoing the factor 3
+    before = expected_calibration_error(probabilities, targets)
+    after = expected_calibration_error(apply_temperature(probabilities, temperature), targets)
+    assert before > 0.15 and after < 0.03, (before, after)
+
+
+def test_an_under_confident_model_needs_a_temperature_below_one():
+    probabilities, targets = _model_outputs(scale=0.4)
+    assert 0.3 < fit_temperature(probabilities, targets) < 0.5
+
+
+def test_a_calibrated_model_keeps_a_temperature_near_one():
+    probabilities, targets = _model_outputs(scale=1.0)
+    assert 0.85 < fit_temperature(probabilities, targets) < 1.15
+
+
+def test_rescaling_probabilities_is_the_softmax_of_the_scaled_logits():
+    logits = np.random.default_rng(2).normal(size=(50, 4)) * 3
+    np.testing.assert_allclose(apply_temperature(softmax(logits), 2.5), softmax(logits, 2.5), atol=1e-9)
+
+
+def test_report_counts_a_known_confusion():
+    probabilities = np.eye(3)[[0, 0, 1, 2, 2, 1]]
+    targets = np.array([0, 1, 1, 2, 2, 2])
+    report = classification_report(probabilities, targets, ["a", "b", "c"])
+    assert report["confusion_matrix"]["matrix"] == [[1, 0, 0], [1, 1, 0], [0, 1, 2]]
+    assert report["accuracy"] == round(4 / 6, 4) and report["per_class"]["c"]["recall"] == round(2 / 3, 4)
