@@ -32,6 +32,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN, the Space's preloaded repo, or models/cnn)")
     parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16, the Space's preloaded repo, or models/vgg16)")
     parser.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default=os.environ.get("TUMOR_AI_PRECISION", "auto"),
+        help="compute precision: 'auto' is bfloat16 where the CPU has AVX512-BF16 or AMX (about 2x faster for VGG16), "
+        "else float32 (env TUMOR_AI_PRECISION)",
+    )
+    parser.add_argument(
         "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
     )
     return parser.parse_args(argv)
@@ -65,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
 
     configure_threads()
     sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
-    predictors, loaded_from, fallback_reasons = load_predictors(sources, local_fallbacks())
+    predictors, loaded_from, fallback_reasons = load_predictors(sources, local_fallbacks(), args.precision)
     app = build_app(predictors, loaded_from, fallback_reasons)
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     share = args.share and share_reachable(f"http://{args.host}:{args.port}/")

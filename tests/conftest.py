@@ -88,7 +88,7 @@ def slot_models(tmp_path_factory) -> dict[str, Path]:
 def slot_predictors(slot_models):
     from tumor_ai.inference import Predictor
 
-    return {name: Predictor.from_source(folder) for name, folder in slot_models.items()}
+    return {name: Predictor.from_source(folder, precision="float32") for name, folder in slot_models.items()}
 
 
 @pytest.fixture(scope="session")

@@ -15,25 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-PRECISIONS = {"float32": "float32", "bfloat16": "mixed_bfloat16"}
-
-
-def cpu_has_bfloat16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU reports native bfloat16 arithmetic (``avx512_bf16`` or ``amx_bf16`` flags)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(cpuinfo.split())
-    return bool(flags & {"avx512_bf16", "amx_bf16"})
-
-
-def resolve_precision(name: str, cpuinfo: str | None = None) -> str:
-    """The Keras dtype policy for ``--precision``: ``auto`` is ``mixed_bfloat16`` where the CPU has it."""
-    if name == "auto":
-        return "mixed_bfloat16" if cpu_has_bfloat16(cpuinfo) else "float32"
-    return PRECISIONS[name]
+from tumor_ai.precision import PRECISIONS, cpu_has_bfloat16, resolve_precision  # noqa: F401 - re-exported
 
 
 def distribution_strategy(name: str):

@@ -62,7 +62,7 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     from tumor_ai.imaging import ImageError, read_image
     from tumor_ai.inference import Predictor
 
-    predictor = Predictor.from_source(model_source)
+    predictor = Predictor.from_source(model_source, precision="float32")  # the published figures are float32
     refit = predictor.metadata.training.get("refit")
     if refit and subset != "all":
         raise SystemExit(

@@ -149,7 +149,9 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
 
     folder = Path(model)
     (folder / CHECK_FILE).unlink(missing_ok=True)  # refit from scratch, never on top of an old check
-    predictor = Predictor.from_source(model)
+    predictor = Predictor.from_source(
+        model, precision="float32"
+    )  # fitted at full width; serving in bfloat16 is checked against it
     split = json.loads((folder / "split.json").read_text())
     size = tuple(predictor.metadata.input_size)
     # Model inputs exactly as trained (crop included) for the features; whole images for the statistics.

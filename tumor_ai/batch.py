@@ -97,35 +97,53 @@ def _is_zip(path: Path) -> bool:
     return path.suffix.lower() == ".zip" and zipfile.is_zipfile(path)
 
 
-def iter_inputs(paths: Iterable[str | Path]) -> Iterator[tuple[str, Path | bytes | ImageError]]:
-    """``(name, source)`` per image, lazily: a path, a zip member's bytes, or why an archive was refused."""
+Keep = Callable[[str], bool]  # which names to read (a shard, the rows not yet written)
+
+
+def _everything(name: str) -> bool:
+    return True
+
+
+def iter_inputs(paths: Iterable[str | Path], keep: Keep = _everything) -> Iterator[tuple[str, Path | bytes | ImageError]]:
+    """``(name, source)`` per image, lazily: a path, a zip member's bytes, or why an archive was refused.
+
+    Names ``keep`` rejects are skipped before anything is read.
+    """
     for name, path in _entries(paths):
         if not _is_zip(path):
-            yield name, path
+            if keep(name):
+                yield name, path
             continue
         try:
             archive = _open_zip(path, name)
             with archive:
                 for info in _zip_image_members(archive, name):
                     shown = f"{name}/{member_name(info.filename)}"
-                    yield shown, _read_member(archive, info, shown)
+                    if keep(shown):
+                        yield shown, _read_member(archive, info, shown)
         except ImageError as error:
-            yield name, error
+            if keep(name):
+                yield name, error
 
 
-def count_inputs(paths: Iterable[str | Path]) -> int:
+def count_inputs(paths: Iterable[str | Path], keep: Keep = _everything) -> int:
     """How many rows ``iter_inputs`` will give, from names alone (nothing is decoded)."""
     total = 0
     for name, path in _entries(paths):
         if not _is_zip(path):
-            total += 1
+            total += keep(name)
             continue
         try:
             with _open_zip(path, name) as archive:
-                total += len(_zip_image_members(archive, name))
+                total += sum(keep(f"{name}/{member_name(info.filename)}") for info in _zip_image_members(archive, name))
         except ImageError:
-            total += 1
+            total += keep(name)
     return total
+
+
+def shard(index: int, count: int) -> Keep:
+    """Shard ``index`` of ``count`` (1-based), by a hash of each name: stable however the list is split or grows."""
+    return lambda name: zlib.crc32(name.encode()) % count == index - 1
 
 
 def decode(name: str, source: Path | bytes | ImageError) -> BatchItem:
@@ -174,18 +192,20 @@ def run_batch(
 
 
 def iter_batches(
-    predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16
+    predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16, keep: Keep = _everything
 ) -> Iterator[tuple[list[BatchItem], dict[str, list[Prediction | None]]]]:
     """``(items, each model's predictions)`` per ``batch_size`` inputs; the caller keeps what it needs."""
-    inputs = iter_inputs(paths)
+    inputs = iter_inputs(paths, keep)
     while chunk := list(itertools.islice(inputs, batch_size)):
         items = [decode(name, source) for name, source in chunk]
         yield items, run_batch(predictors, items, batch_size)
 
 
-def stream_rows(predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16) -> Iterator[dict]:
+def stream_rows(
+    predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16, keep: Keep = _everything
+) -> Iterator[dict]:
     """Result rows for inputs of any number, ``batch_size`` images in memory at a time."""
-    for items, results in iter_batches(predictors, paths, batch_size):
+    for items, results in iter_batches(predictors, paths, batch_size, keep):
         yield from result_rows(items, results)
 
 

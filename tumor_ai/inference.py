@@ -18,6 +18,7 @@ import numpy as np
 from tumor_ai.calibration import softmax
 from tumor_ai.explain import grad_cam, place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
+from tumor_ai.precision import resolve_precision, with_policy
 from tumor_ai.preprocessing import Frame, model_input, normalize
 
 
@@ -47,10 +48,15 @@ class Prediction:
 class Predictor:
     """A loaded model with its metadata and its compiled forward-and-CAM function."""
 
-    def __init__(self, model, metadata: ModelMetadata, source: str = "", warm_up: bool = True) -> None:
+    def __init__(
+        self, model, metadata: ModelMetadata, source: str = "", warm_up: bool = True, precision: str = "float32"
+    ) -> None:
+        """``precision`` is a Keras dtype policy (``float32`` or ``mixed_bfloat16``) to compute under."""
         import keras
         import tensorflow as tf
 
+        self.precision = precision
+        model = with_policy(model, precision, keep={metadata.logits_layer})
         self.model = model
         self.metadata = metadata
         self.source = source
@@ -75,13 +81,16 @@ class Predictor:
             self.warm_up()
 
     @classmethod
-    def from_source(cls, source: str | Path, warm_up: bool = True) -> Predictor:
-        """Load from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]`` and compile."""
+    def from_source(cls, source: str | Path, warm_up: bool = True, precision: str = "auto") -> Predictor:
+        """Load from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]`` and compile.
+
+        ``precision``: ``auto`` (bfloat16 where the CPU has it), ``float32`` or ``bfloat16``.
+        """
         from tumor_ai.mri_check import MriCheck
 
         folder = resolve_source(source)  # one Hub round trip, then local files only
         model, metadata = load_model(source if str(source).endswith(".keras") else folder)
-        predictor = cls(model, metadata, str(source), warm_up=False)
+        predictor = cls(model, metadata, str(source), warm_up=False, precision=resolve_precision(precision))
         predictor.folder = folder
         predictor.mri_check = MriCheck.in_folder(folder)
         if warm_up:
@@ -99,11 +108,13 @@ class Predictor:
         with tf.GradientTape() as tape:
             features, penultimate, embedding = self._graph(batch, training=False)
             tape.watch(features)
-            logits = tf.matmul(penultimate, self._kernel) + self._bias
+            logits = tf.matmul(tf.cast(penultimate, self._kernel.dtype), self._kernel) + self._bias
             top = tf.argmax(logits, axis=1, output_type=tf.int32)
             target = tf.where(classes < 0, top, classes)
             score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
-        return logits, grad_cam(features, tape.gradient(score, features)), embedding
+        gradients = tape.gradient(score, features)
+        cam = grad_cam(tf.cast(features, tf.float32), tf.cast(gradients, tf.float32))
+        return logits, cam, tf.cast(embedding, tf.float32)
 
     def warm_up(self) -> None:
         """Trace the function now (start-up), not on the first user's request."""
@@ -188,7 +199,7 @@ class Predictor:
 
 
 def load_predictors(
-    sources: dict[str, str], fallbacks: dict[str, str] | None = None
+    sources: dict[str, str], fallbacks: dict[str, str] | None = None, precision: str = "auto"
 ) -> tuple[dict[str, Predictor], dict[str, str], dict[str, str]]:
     """Load each named source; a Hub source that fails falls back to its local folder, and says why.
 
@@ -202,7 +213,7 @@ def load_predictors(
     predictors, loaded_from, reasons = {}, {}, {}
     for name, source in sources.items():
         try:
-            predictors[name] = Predictor.from_source(source)
+            predictors[name] = Predictor.from_source(source, precision=precision)
             loaded_from[name] = source
         except Exception as error:  # noqa: BLE001 - any Hub/network failure: fall back, say why
             fallback = fallbacks.get(name)
@@ -210,7 +221,7 @@ def load_predictors(
                 raise
             reasons[name] = f"{source} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
             log.warning("%s; falling back to %s", reasons[name], fallback)
-            predictors[name] = Predictor.from_source(fallback)
+            predictors[name] = Predictor.from_source(fallback, precision=precision)
             loaded_from[name] = fallback
-        log.info("loaded %s from %s", name, loaded_from[name])
+        log.info("loaded %s from %s (%s)", name, loaded_from[name], predictors[name].precision)
     return predictors, loaded_from, reasons

@@ -7,6 +7,15 @@ Each row: file, each model's class (or "not a brain MRI") and calibrated confide
 the models agree, and a note (why a file was refused, or e.g. "first frame used"). There is no
 cap on the number of images: they are read, classified and written --batch-size at a time, so
 memory stays flat, with a progress bar on stderr. Research and teaching only: not a diagnosis.
+
+Large archives: ``--resume`` continues an interrupted run (rows already in --out are skipped),
+and ``--shard K/N`` takes only the K-th of N shares of the inputs (by a hash of each file name),
+so a job array on an existing scheduler splits one archive across machines:
+
+    # Slurm: sbatch --array=1-8 with, in the script,
+    python -m tumor_ai.predict /data/archive --shard $SLURM_ARRAY_TASK_ID/8 --out part-$SLURM_ARRAY_TASK_ID.csv --resume
+    # Kubernetes Indexed Job (completions: 8; the index is 0-based)
+    python -m tumor_ai.predict /data/archive --shard $((JOB_COMPLETION_INDEX + 1))/8 --out /out/$JOB_COMPLETION_INDEX.csv --resume
 """
 
 from __future__ import annotations
@@ -29,6 +38,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass and in memory at once (default 16)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in --out and classify only the rest")
+    parser.add_argument("--shard", metavar="K/N", help="classify only share K of N (1 <= K <= N), e.g. a job-array index")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default="auto",
+        help="'auto' is bfloat16 where the CPU has it (about 2x faster for VGG16), else float32",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -46,26 +63,62 @@ def main(argv: list[str] | None = None) -> None:
     configure_threads()
     try:
         sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
-        predictors, _, _ = load_predictors({name: sources[name] for name in names}, local_fallbacks())
+        predictors, _, _ = load_predictors({name: sources[name] for name in names}, local_fallbacks(), args.precision)
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    total = count_inputs(args.inputs)
-    handle = sys.stdout if args.out == "-" else open(args.out, "w", newline="")  # noqa: SIM115 - closed below
+    keep, done = _selection(args, parser)
+    total = count_inputs(args.inputs, keep)
+    append = bool(done)
+    handle = sys.stdout if args.out == "-" else open(args.out, "a" if append else "w", newline="")  # noqa: SIM115
     refused = 0
     try:
         writer = csv.DictWriter(handle, fieldnames=columns(names))
-        writer.writeheader()
+        if not append:
+            writer.writeheader()
         with tqdm(total=total, unit="img", desc="classifying", file=sys.stderr, disable=args.quiet) as bar:
-            for row in stream_rows(predictors, args.inputs, batch_size=args.batch_size):
+            for row in stream_rows(predictors, args.inputs, batch_size=args.batch_size, keep=keep):
                 writer.writerow(row)
+                handle.flush()  # a killed run loses at most the row being written
                 refused += row[f"{names[0]} class"] == "error"
                 bar.update()
     finally:
         if handle is not sys.stdout:
             handle.close()
     if args.out != "-":
-        print(f"{total} files, {refused} refused; wrote {args.out}", file=sys.stderr)
+        kept = f", {len(done)} kept from the earlier run" if done else ""
+        print(f"{total} files, {refused} refused{kept}; wrote {args.out}", file=sys.stderr)
+
+
+def _selection(args, parser) -> tuple:
+    """Which names to classify (the shard, minus rows already written with --resume), and those rows' names."""
+    from tumor_ai.batch import shard
+
+    in_shard = None
+    if args.shard:
+        try:
+            index, count = (int(part) for part in args.shard.split("/"))
+        except ValueError:
+            index, count = 0, 0
+        if not 1 <= index <= count:
+            parser.error(f"--shard takes K/N with 1 <= K <= N, e.g. 3/8; got {args.shard!r}")
+        in_shard = shard(index, count)
+    out = Path(args.out)
+    done = _finished_rows(out) if args.resume and args.out != "-" and out.exists() else set()
+
+    def keep(name: str) -> bool:
+        return (in_shard is None or in_shard(name)) and name not in done
+
+    return keep, done
+
+
+def _finished_rows(out: Path) -> set[str]:
+    """The files already in a CSV; a last line cut off by a kill is removed so the run appends cleanly."""
+    text = out.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+        out.write_text(text)
+    return {row["file"] for row in csv.DictReader(text.splitlines())}
 
 
 if __name__ == "__main__":

@@ -1,0 +1,59 @@
+"""`python -m tumor_ai.predict` at scale: shards that cover an archive once, and a resume that skips finished rows."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from tumor_ai.predict import main
+
+
+@pytest.fixture
+def folder(tmp_path, example_paths):
+    inputs = tmp_path / "archive"
+    inputs.mkdir()
+    for index in range(7):
+        label = list(example_paths)[index % 4]
+        (inputs / f"{index}_{label}.jpg").write_bytes(example_paths[label].read_bytes())
+    return inputs
+
+
+def _rows(path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _run(folder, slot_models, out, *extra: str) -> None:
+    main([str(folder), "--cnn", str(slot_models["cnn"]), "--model", "cnn", "--out", str(out), "--quiet", *extra])
+
+
+def test_shards_cover_every_file_exactly_once(folder, slot_models, tmp_path):
+    parts = []
+    for index in (1, 2, 3):
+        _run(folder, slot_models, tmp_path / f"part{index}.csv", "--shard", f"{index}/3")
+        parts.append([row["file"] for row in _rows(tmp_path / f"part{index}.csv")])
+    names = [name for part in parts for name in part]
+    assert sorted(names) == sorted(path.name for path in folder.iterdir())
+
+
+def test_resume_keeps_finished_rows_and_classifies_only_the_rest(folder, slot_models, tmp_path, monkeypatch):
+    import tumor_ai.batch as batch
+
+    whole = tmp_path / "whole.csv"
+    _run(folder, slot_models, whole)
+    lines = whole.read_text().splitlines(keepends=True)
+    interrupted = tmp_path / "interrupted.csv"
+    interrupted.write_text("".join(lines[:3]) + lines[3][:10])  # header, two rows, a row cut off by a kill
+    decoded = []
+    original = batch.read_image
+    monkeypatch.setattr(batch, "read_image", lambda *a, **k: decoded.append(a[0]) or original(*a, **k))
+    _run(folder, slot_models, interrupted, "--resume")
+    assert len(decoded) == 7 - 2, "the two finished rows are not classified again"
+    assert sorted(map(str, _rows(interrupted))) == sorted(map(str, _rows(whole)))
+
+
+def test_a_bad_shard_is_one_sentence(folder, slot_models, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        _run(folder, slot_models, tmp_path / "x.csv", "--shard", "4/3")
+    assert "--shard takes K/N with 1 <= K <= N" in capsys.readouterr().err
