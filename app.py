@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     configure_threads()
     sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
     predictors, loaded_from, fallback_reasons = load_predictors(sources, local_fallbacks(), args.precision)
+    for predictor in predictors.values():
+        predictor.share_passes()  # several users at once: one forward pass for their slices
     app = build_app(predictors, loaded_from, fallback_reasons)
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     share = args.share and share_reachable(f"http://{args.host}:{args.port}/")

@@ -1,11 +1,15 @@
 """Drive the launched app on loopback with concurrent gradio_client users for a bounded time.
 
     python benchmarks/load_test.py --clients 8 --seconds 60 --queue-size 4
+    python benchmarks/load_test.py --clients 1 4 8 --seconds 30 --mix compare --queue-size 16
 
-Starts ``python app.py`` on a free loopback port, runs ``--clients`` threads that each send
-Predict/Compare requests (examples, and now and then a bad upload) until ``--seconds`` pass,
-then reports completed requests, refusals ("queue is full, try again"), other errors, p50/p95
-latency, the app's peak RSS, and whether the app still answers. Traffic stays on 127.0.0.1.
+Starts ``python app.py`` on a free loopback port and, for each ``--clients`` count in turn, runs
+that many threads that each send requests until ``--seconds`` pass: ``--mix mixed`` (the default)
+alternates Predict (VGG16) and Compare on the example slices, with a bad upload every tenth
+request; ``--mix compare`` sends only Compare. Reports, per count: completed requests and
+throughput, refusals ("queue is full, try again"), clear refusals of bad uploads, other errors,
+p50/p95 latency; then the app's peak RSS and whether it still answers. All clients send the same
+four slices, so identical concurrent uploads are the norm. Traffic stays on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -27,9 +31,55 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.benchmark import free_port, peak_rss_mb  # noqa: E402
 
 
+def drive(url: str, clients: int, seconds: float, mix: str, examples: list[Path], bad: Path) -> dict:
+    """``clients`` threads sending requests for ``seconds``; what they got back."""
+    from gradio_client import Client, handle_file
+
+    latencies: list[float] = []
+    counts = {"completed": 0, "busy": 0, "clear_refusals": 0, "errors": 0}
+    lock = threading.Lock()
+    stop_at = time.time() + seconds
+
+    def user(index: int) -> None:
+        own = Client(url, verbose=False)
+        step = index
+        while time.time() < stop_at:
+            step += 1
+            started = time.perf_counter()
+            try:
+                if mix == "mixed" and step % 10 == 0:
+                    own.predict(handle_file(str(bad)), "cnn", 0.45, "top", api_name="/predict")
+                elif mix == "mixed" and step % 2:
+                    own.predict(handle_file(str(examples[step % len(examples)])), "vgg16", 0.45, "top", api_name="/predict")
+                else:
+                    own.predict(handle_file(str(examples[step % len(examples)])), 0.45, api_name="/compare")
+                kind = "completed"
+            except Exception as error:  # noqa: BLE001 - classify what the client saw
+                text = str(error)
+                kind = "busy" if "Queue is full" in text else "clear_refusals" if "not an image" in text else "errors"
+            with lock:
+                counts[kind] += 1
+                if kind == "completed":
+                    latencies.append(time.perf_counter() - started)
+
+    threads = [threading.Thread(target=user, args=(index,)) for index in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "clients": clients,
+        **counts,
+        "throughput_per_s": round(counts["completed"] / seconds, 2),
+        "p50_latency_s": round(statistics.median(latencies), 3) if latencies else None,
+        "p95_latency_s": round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
+    parser.add_argument("--clients", type=int, nargs="+", default=[8], help="concurrent clients, one run per count (default 8)")
+    parser.add_argument("--mix", choices=["mixed", "compare"], default="mixed", help="what each client sends (default mixed)")
     parser.add_argument("--seconds", type=float, default=60, help="how long to send requests (default 60)")
     parser.add_argument("--queue-size", type=int, default=4, help="the app's --queue-size (default 4)")
     parser.add_argument("--out", default="benchmarks/load_results.json", help="JSON results")
@@ -59,53 +109,19 @@ def main(argv: list[str] | None = None) -> None:
     examples = sorted((ROOT / "examples").glob("*.jpg"))
     bad = Path(tempfile.mkdtemp()) / "not_an_image.jpg"
     bad.write_text("plain text")
-    latencies: list[float] = []
-    counts = {"completed": 0, "busy": 0, "clear_refusals": 0, "errors": 0}
-    lock = threading.Lock()
-    stop_at = time.time() + args.seconds
-
-    def user(index: int) -> None:
-        own = Client(url, verbose=False)
-        step = 0
-        while time.time() < stop_at:
-            step += 1
-            started = time.perf_counter()
-            try:
-                if step % 10 == 0:
-                    own.predict(handle_file(str(bad)), "cnn", 0.45, "top", api_name="/predict")
-                elif step % 2:
-                    own.predict(handle_file(str(examples[step % len(examples)])), "vgg16", 0.45, "top", api_name="/predict")
-                else:
-                    own.predict(handle_file(str(examples[step % len(examples)])), 0.45, api_name="/compare")
-                kind = "completed"
-            except Exception as error:  # noqa: BLE001 - classify what the client saw
-                text = str(error)
-                kind = "busy" if "Queue is full" in text else "clear_refusals" if "not an image" in text else "errors"
-            with lock:
-                counts[kind] += 1
-                if kind == "completed":
-                    latencies.append(time.perf_counter() - started)
-
-    threads = [threading.Thread(target=user, args=(index,)) for index in range(args.clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    runs = [drive(url, count, args.seconds, args.mix, examples, bad) for count in args.clients]
     still_up = client.predict(handle_file(str(examples[0])), "cnn", 0.45, "top", api_name="/predict")[-1]["model"] == "cnn"
     results = {
-        "clients": args.clients,
+        "mix": args.mix,
         "seconds": args.seconds,
         "queue_size": args.queue_size,
-        **counts,
-        "p50_latency_s": round(statistics.median(latencies), 3) if latencies else None,
-        "p95_latency_s": round(sorted(latencies)[int(0.95 * (len(latencies) - 1))], 3) if latencies else None,
+        "runs": runs,
         "app_peak_rss_mb": round(peak_rss_mb(process.pid)),
         "app_still_serving": still_up,
     }
     process.terminate()
     process.wait(timeout=30)
-    for key, value in results.items():
-        print(f"{key:<20}{value}")
+    print(json.dumps(results, indent=2))
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
 
 

@@ -180,3 +180,19 @@ def test_grad_cam_of_a_chosen_class(slot_predictors, example_paths):
     np.testing.assert_allclose(default, chosen_top, atol=1e-6)
     assert not np.allclose(chosen_top, chosen_other, atol=1e-3), "another class must give another map"
     assert chosen_other.min() >= 0 and chosen_other.max() <= 1 + 1e-6
+
+
+def test_concurrent_requests_share_a_pass_and_get_their_own_results(slot_models, example_paths):
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor.from_source(slot_models["vgg16"], precision="float32")
+    images = [read_image(path).pixels for path in example_paths.values()] * 2
+    alone = [predictor.predict_one(image)[0] for image in images]
+    predictor.share_passes(max_batch=8, window=0.2)
+    with ThreadPoolExecutor(8) as pool:
+        together = [prediction for prediction, _ in pool.map(predictor.predict_one, images)]
+    assert max(predictor.batcher.batch_sizes) > 1, "concurrent requests ran in one pass"
+    for one, shared in zip(alone, together):
+        assert one.label == shared.label and one.is_mri == shared.is_mri
+        np.testing.assert_allclose(list(one.probabilities.values()), list(shared.probabilities.values()), atol=1e-5)
+        np.testing.assert_allclose(one.cam, shared.cam, atol=1e-4)

@@ -77,6 +77,7 @@ class Predictor:
         )
         self.mri_check = None
         self.folder: Path | None = None
+        self.batcher = None  # set by share_passes: concurrent predict_one calls run as one batch
         if warm_up:
             self.warm_up()
 
@@ -191,8 +192,16 @@ class Predictor:
         cam = self.run(batch, class_index=class_index)["cam"][0]
         return place_in_frame(cam, frames[0], image.shape[:2])
 
+    def share_passes(self, max_batch: int = 8, window: float = 0.01) -> None:
+        """Let concurrent ``predict_one`` calls (several users at once) share forward passes (``tumor_ai.microbatch``)."""
+        from tumor_ai.microbatch import MicroBatcher
+
+        self.batcher = MicroBatcher(self, max_batch, window)
+
     def predict_one(self, image: np.ndarray) -> tuple[Prediction, float]:
-        """One image and the seconds it took (preprocess + forward + CAM)."""
+        """One image and the seconds it took (preprocess + forward + CAM, and any wait to share a batch)."""
+        if self.batcher is not None:
+            return self.batcher.predict_one(image)
         started = time.perf_counter()
         prediction = self.predict([image])[0]
         return prediction, time.perf_counter() - started

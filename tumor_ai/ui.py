@@ -26,6 +26,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM and TIFF above all
 BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
+MODEL_CONCURRENCY = 8  # Predict and Compare requests handled at once; their forward passes share batches
 CAM_CAVEAT = (
     "_Grad-CAM shows where a model found the evidence for a class: where it looked, **not a segmentation** of the tumour._"
 )
@@ -179,7 +180,8 @@ def build_app(
                 [*p_results, p_reading, p_details, p_slice, p_explained],
                 api_name="predict",
                 preprocess=False,
-                concurrency_id="cpu",
+                concurrency_id="model",
+                concurrency_limit=MODEL_CONCURRENCY,
             )
             for control in (p_opacity, p_evidence):
                 _on_change(
@@ -224,7 +226,8 @@ def build_app(
                 [*c_outputs, c_summary, c_slice, c_explained],
                 api_name="compare",
                 preprocess=False,
-                concurrency_id="cpu",
+                concurrency_id="model",
+                concurrency_limit=MODEL_CONCURRENCY,
             )
             _on_change(c_opacity, partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays)
         with gr.Tab("Batch", id="batch"):
@@ -255,7 +258,7 @@ def build_app(
             b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
             b_files.change(lambda: ("", None, None, None, None), None, b_outputs, api_visibility="private", queue=False)
             b_button.click(
-                partial(handlers.batch, predictors), [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="cpu"
+                partial(handlers.batch, predictors), [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch"
             )
             _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
         with gr.Tab("About", id="about", elem_id="about-tab"):

@@ -1,0 +1,184 @@
+"""What a person waits for: the real app through ``gradio_client`` against a bare-app floor, and where the time goes.
+
+    python benchmarks/e2e_latency.py
+
+In one run:
+
+* start-up: ``python app.py`` from process start to the first HTTP 200 (median of ``--starts``);
+* latency: ``/predict`` (each model), ``/compare`` and ``/batch`` (4 images) through ``gradio_client``
+  on loopback, p50 and p95 over the 12 held-out slices (examples/ and tests/data/mri/), each
+  slice sent ``--rounds`` times; the floor app (``benchmarks/floor_app.py``: same inputs and
+  outputs, no work) timed the same way, and the overhead above it;
+* a breakdown of one Predict and one Compare inside the process, by stage: decode, preprocess,
+  model (forward, test-time flip, Grad-CAM), the not-an-MRI check, placing the CAM, drawing
+  the overlay and heatmap at display size, and encoding them as PNG.
+
+Results go to ``--out`` (JSON) and a table on stdout. Machines are noisy: every figure is a
+median, and the floor is measured in the same run as the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.benchmark import free_port, start_app  # noqa: E402
+
+SLICES = sorted((ROOT / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
+TARGETS = {"predict_cnn_over_floor_ms": 40, "compare_over_floor_ms": 120, "start_to_first_200_s": 4.0}
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    return {"p50": round(float(np.percentile(samples, 50)), 1), "p95": round(float(np.percentile(samples, 95)), 1)}
+
+
+def timed_calls(call, rounds: int) -> list[float]:
+    """Milliseconds of ``call(path)`` for every slice, ``rounds`` times, after one warm-up call."""
+    call(SLICES[0])
+    samples = []
+    for _ in range(rounds):
+        for path in SLICES:
+            started = time.perf_counter()
+            call(path)
+            samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def client_for(port: int):
+    from gradio_client import Client
+
+    return Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+
+def endpoint_latencies(port: int, rounds: int, floor: bool) -> dict[str, dict]:
+    from gradio_client import handle_file
+
+    client = client_for(port)
+    results = {}
+    for model in ("cnn", "vgg16"):
+        results[f"predict_{model}"] = percentiles(
+            timed_calls(lambda path, m=model: client.predict(handle_file(str(path)), m, 0.45, "top", api_name="/predict"), rounds)
+        )
+    results["compare"] = percentiles(
+        timed_calls(lambda path: client.predict(handle_file(str(path)), 0.45, api_name="/compare"), rounds)
+    )
+    if not floor:
+        four = [handle_file(str(path)) for path in SLICES[:4]]
+        results["batch_4"] = percentiles(timed_calls(lambda _: client.predict(four, 0.45, api_name="/batch"), 1))
+    return results
+
+
+def stage_breakdown(rounds: int) -> dict[str, dict[str, float]]:
+    """Median milliseconds per stage of the Predict handler's work, per model, inside one process."""
+    from tumor_ai.explain import display_copy, heatmap, overlay, place_in_frame
+    from tumor_ai.handlers import cache_png
+    from tumor_ai.imaging import read_image
+    from tumor_ai.inference import Predictor, configure_threads
+
+    configure_threads()
+    breakdown = {}
+    for name in ("cnn", "vgg16"):
+        predictor = Predictor.from_source(ROOT / "models" / name)
+        stages: dict[str, list[float]] = {}
+
+        def clock(stage: str, started: float, stages: dict = stages) -> float:
+            now = time.perf_counter()
+            stages.setdefault(stage, []).append((now - started) * 1000)
+            return now
+
+        for index in range(rounds * len(SLICES) + 1):
+            path = SLICES[index % len(SLICES)]
+            now = time.perf_counter()
+            image = read_image(path)
+            now = clock("decode", now)
+            batch, frames = predictor.inputs([image.pixels])
+            now = clock("preprocess", now)
+            outputs = predictor.run(batch)
+            now = clock("model_and_cam", now)
+            predictor.mri_check.score([image.pixels], outputs["embedding"])
+            now = clock("mri_check", now)
+            cam = place_in_frame(outputs["cam"][0], frames[0], image.pixels.shape[:2])
+            now = clock("place_cam", now)
+            display = display_copy(image.pixels)
+            pictures = overlay(display, cam, 0.45), heatmap(cam, display.shape[:2])
+            now = clock("draw", now)
+            for picture, kind in zip(pictures, ("overlay.png", "heatmap.png")):
+                cache_png(picture, kind)
+            clock("encode_png", now)
+        breakdown[name] = {stage: round(statistics.median(ms[1:]), 1) for stage, ms in stages.items()}
+        breakdown[name]["total"] = round(sum(breakdown[name].values()), 1)
+    return breakdown
+
+
+def start_floor(port: int) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "floor_app.py"), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            client_for(port)
+            return process
+        except Exception:  # noqa: BLE001 - not up yet
+            if time.time() > deadline or process.poll() is not None:
+                raise SystemExit("the floor app did not start") from None
+            time.sleep(0.3)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=2, help="times each of the 12 slices is sent (default 2)")
+    parser.add_argument("--starts", type=int, default=3, help="cold starts to time (default 3)")
+    parser.add_argument("--out", default="benchmarks/e2e_latency.json", help="JSON results")
+    args = parser.parse_args(argv)
+
+    starts = []
+    for _ in range(args.starts):
+        process, seconds = start_app(free_port())
+        starts.append(seconds)
+        process.terminate()
+        process.wait(timeout=30)
+    port, floor_port = free_port(), free_port()
+    app, _ = start_app(port)
+    floor = start_floor(floor_port)
+    try:
+        measured = {"app": endpoint_latencies(port, args.rounds, floor=False)}
+        measured["floor"] = endpoint_latencies(floor_port, args.rounds, floor=True)
+    finally:
+        for process in (app, floor):
+            process.terminate()
+            process.wait(timeout=30)
+    overhead = {
+        endpoint: round(measured["app"][endpoint]["p50"] - measured["floor"][endpoint]["p50"], 1)
+        for endpoint in measured["floor"]
+    }
+    result = {
+        "start_to_first_200_s": round(statistics.median(starts), 2),
+        "start_runs_s": [round(s, 2) for s in starts],
+        "latency_ms": measured,
+        "overhead_p50_ms": overhead,
+        "stages_ms": stage_breakdown(args.rounds),
+        "targets": {
+            "predict_cnn_over_floor_ms": {"target": TARGETS["predict_cnn_over_floor_ms"], "measured": overhead["predict_cnn"]},
+            "compare_over_floor_ms": {"target": TARGETS["compare_over_floor_ms"], "measured": overhead["compare"]},
+            "start_to_first_200_s": {"target": TARGETS["start_to_first_200_s"], "measured": round(statistics.median(starts), 2)},
+        },
+    }
+    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
