@@ -11,7 +11,7 @@ In one run:
   outputs, no work) timed the same way, and the overhead above it;
 * a breakdown of one Predict and one Compare inside the process, by stage: decode, preprocess,
   model (forward, test-time flip, Grad-CAM), the not-an-MRI check, placing the CAM, drawing
-  the overlay and heatmap at display size, and encoding them as PNG.
+  the overlay and heatmap at display size, and encoding them (JPEG).
 
 Results go to ``--out`` (JSON) and a table on stdout. Machines are noisy: every figure is a
 median, and the floor is measured in the same run as the app.
@@ -81,7 +81,7 @@ def endpoint_latencies(port: int, rounds: int, floor: bool) -> dict[str, dict]:
 def stage_breakdown(rounds: int) -> dict[str, dict[str, float]]:
     """Median milliseconds per stage of the Predict handler's work, per model, inside one process."""
     from tumor_ai.explain import display_copy, heatmap, overlay, place_in_frame
-    from tumor_ai.handlers import cache_png
+    from tumor_ai.handlers import cache_picture
     from tumor_ai.imaging import read_image
     from tumor_ai.inference import Predictor, configure_threads
 
@@ -112,9 +112,9 @@ def stage_breakdown(rounds: int) -> dict[str, dict[str, float]]:
             display = display_copy(image.pixels)
             pictures = overlay(display, cam, 0.45), heatmap(cam, display.shape[:2])
             now = clock("draw", now)
-            for picture, kind in zip(pictures, ("overlay.png", "heatmap.png")):
-                cache_png(picture, kind)
-            clock("encode_png", now)
+            for picture, kind in zip(pictures, ("overlay.jpg", "heatmap.jpg")):
+                cache_picture(picture, kind)
+            clock("encode", now)
         breakdown[name] = {stage: round(statistics.median(ms[1:]), 1) for stage, ms in stages.items()}
         breakdown[name]["total"] = round(sum(breakdown[name].values()), 1)
     return breakdown

@@ -178,7 +178,7 @@ def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path)
 
     pixels = np.random.default_rng(0).integers(0, 255, (256, 256, 3), dtype=np.uint8)
     with ThreadPoolExecutor(8) as pool:
-        paths = list(pool.map(lambda _: handlers.cache_png(pixels, "same.png"), range(32)))
+        paths = list(pool.map(lambda _: handlers.cache_picture(pixels, "same.png"), range(32)))
     assert len(set(paths)) == 1 and not list(Path(paths[0]).parent.glob(".same.png.*"))
     np.testing.assert_array_equal(_pixels(paths[0]), pixels)
 

@@ -76,20 +76,27 @@ def place_in_frame(cam: np.ndarray, frame: tuple[int, int, int, int], image_shap
     return canvas
 
 
+def _resized(picture: np.ndarray, size: tuple[int, int], mode: str | None = None) -> Image.Image:
+    height, width = size
+    return Image.fromarray(picture, mode).resize((width, height), Image.Resampling.BILINEAR)
+
+
 def heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The CAM as a colour picture at ``size`` (the input's own resolution)."""
-    return jet(upsample(cam, size))
+    """The CAM as a colour picture at ``size`` = (height, width): coloured at its own grid, then resized (in C)."""
+    return np.asarray(_resized(jet(cam), size))
 
 
 def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """Blend the coloured CAM over the RGB input at the input's resolution.
 
     Opacity scales with the CAM itself, so regions the model ignored keep the original image.
+    Colour and opacity are computed on the CAM's own grid and resized by PIL, which blends them
+    (``Image.composite``): a 768-px overlay costs a millisecond or two.
     """
-    cam_full = upsample(cam, pixels.shape[:2])
-    alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(cam_full))[..., None]
-    blended = pixels.astype(np.float32) * (1.0 - alpha) + jet(cam_full).astype(np.float32) * alpha
-    return np.clip(blended, 0, 255).astype(np.uint8)
+    size = pixels.shape[:2]
+    alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(np.clip(cam, 0.0, 1.0)) * 255).astype(np.uint8)
+    blended = Image.composite(_resized(jet(cam), size), Image.fromarray(pixels), _resized(alpha, size, "L"))
+    return np.asarray(blended)
 
 
 def focus_region(cam: np.ndarray) -> str:

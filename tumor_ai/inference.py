@@ -192,7 +192,7 @@ class Predictor:
         cam = self.run(batch, class_index=class_index)["cam"][0]
         return place_in_frame(cam, frames[0], image.shape[:2])
 
-    def share_passes(self, max_batch: int = 8, window: float = 0.01) -> None:
+    def share_passes(self, max_batch: int = 8, window: float = 0.0) -> None:
         """Let concurrent ``predict_one`` calls (several users at once) share forward passes (``tumor_ai.microbatch``)."""
         from tumor_ai.microbatch import MicroBatcher
 

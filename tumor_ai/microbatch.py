@@ -1,9 +1,10 @@
 """Concurrent users share forward passes: single-image requests to one model, run as one batch.
 
-A VGG16 forward pass on 8 slices costs far less than 8 passes on one, so when several people
-press Predict or Compare at once, each request's slice waits a few milliseconds for the others
-(``window``) and one worker thread runs them together. Results are the same as alone: the
-predictor is deterministic per image, and the tests compare them.
+A VGG16 forward pass on 8 slices costs less than 8 passes on one, so when several people press
+Predict or Compare at once, one worker thread runs their slices together: while it computes a
+batch, new requests queue, and the next batch takes all of them (continuous batching). A request
+that finds the worker idle runs at once, so one user alone waits for nothing; ``window`` can
+add a short wait for company. Results are the same as alone, and the tests compare them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 class MicroBatcher:
     """A worker thread that gathers pending single images for one predictor and predicts them in one batch."""
 
-    def __init__(self, predictor, max_batch: int = 8, window: float = 0.01) -> None:
+    def __init__(self, predictor, max_batch: int = 8, window: float = 0.0) -> None:
         self.predictor = predictor
         self.max_batch = max_batch
         self.window = window
