@@ -1,100 +1,11 @@
-"""tumor-ai Space entry point: load the models, build the Gradio app, launch it.
+"""tumor-ai Space entry point: the app of ``tumor_ai.serve`` (``tumor-ai serve`` once installed).
 
-    python app.py                      # http://127.0.0.1:7860, models from models/
-    python app.py --share              # plus a public *.gradio.live link
-    python app.py --vgg16 hf://USER/tumor-ai-vgg16 --cnn hf://USER/tumor-ai-cnn@v1
-
-Model sources: a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
-variables TUMOR_AI_CNN and TUMOR_AI_VGG16; on a Hugging Face Space, the repos README.md preloads;
-else models/. A Hub source that cannot be loaded falls back to models/, and the page says so.
+python app.py                      # http://127.0.0.1:7860, models from models/
+python app.py --share              # plus a public *.gradio.live link
+python app.py --help               # every option
 """
 
-from __future__ import annotations
-
-import argparse
-import logging
-import os
-import socket
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument(
-        "--host",
-        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-        help="address to bind (default 127.0.0.1; 0.0.0.0 for a LAN)",
-    )
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default 7860)")
-    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link for a demo")
-    parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN, the Space's preloaded repo, or models/cnn)")
-    parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16, the Space's preloaded repo, or models/vgg16)")
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "float32", "bfloat16"],
-        default=os.environ.get("TUMOR_AI_PRECISION", "auto"),
-        help="compute precision: 'auto' is bfloat16 where the CPU has AVX512-BF16 or AMX (about 2x faster for VGG16), "
-        "else float32 (env TUMOR_AI_PRECISION)",
-    )
-    parser.add_argument(
-        "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
-    )
-    return parser.parse_args(argv)
-
-
-def port_problem(host: str, port: int) -> str | None:
-    """One sentence when the port cannot be bound (taken, or not ours to take), else None."""
-    with socket.socket() as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
-        try:
-            probe.bind((host, port))
-        except OSError as error:
-            return (
-                f"Port {port} on {host} is not free ({error.strerror}): pass --port with another number, e.g. --port {port + 1}."
-            )
-    return None
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    problem = port_problem(args.host, args.port)
-    if problem:
-        raise SystemExit(f"error: {problem}")
-    from tumor_ai.workspace import CACHE_SWEEP, open_workspace
-
-    open_workspace(*CACHE_SWEEP)  # before Gradio is imported: every temporary file goes into the app's folder
-    from tumor_ai.inference import configure_threads, load_predictors
-    from tumor_ai.sources import local_fallbacks, model_sources
-    from tumor_ai.ui import build_app
-
-    configure_threads()
-    sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
-    predictors, loaded_from, fallback_reasons = load_predictors(sources, local_fallbacks(), args.precision)
-    for predictor in predictors.values():
-        predictor.share_passes()  # several users at once: one forward pass for their slices
-    app = build_app(predictors, loaded_from, fallback_reasons)
-    app.queue(default_concurrency_limit=1, max_size=args.queue_size)
-    share = args.share and share_reachable(f"http://{args.host}:{args.port}/")
-    app.launch(server_name=args.host, server_port=args.port, share=share, max_file_size="100mb", footer_links=["api"])
-
-
-def share_reachable(local_url: str) -> bool:
-    """Whether Gradio's share service answers; offline, one sentence instead of Gradio's download advice."""
-    import httpx
-    from gradio.networking import GRADIO_API_SERVER
-
-    try:
-        httpx.get(GRADIO_API_SERVER, timeout=5).raise_for_status()
-        return True
-    except httpx.HTTPError:
-        logging.getLogger("tumor_ai.app").warning(
-            "no public link: Gradio's share service cannot be reached from here; the app still works at %s", local_url
-        )
-        return False
-
+from tumor_ai.serve import main
 
 if __name__ == "__main__":
     main()

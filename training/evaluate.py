@@ -24,11 +24,12 @@ from tqdm import tqdm
 
 from training.data import class_folders, list_images
 from training.metrics import classification_report, plot_confusion_matrix
+from tumor_ai.cli import prog
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m training.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog("python -m training.evaluate"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model folder, .keras file or hf://USER/REPO[@REVISION]")
     parser.add_argument("--data", required=True, help="folder with one sub-folder of images per class")

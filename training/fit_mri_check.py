@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from training.data import load_folder
 from tumor_ai.card import write_model_card
+from tumor_ai.cli import prog
 from tumor_ai.models import METADATA_FILE, ModelMetadata
 from tumor_ai.mri_check import CHECK_FILE, STATISTICS_SIZE, MriCheck, image_statistics
 
@@ -202,7 +203,7 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m training.fit_mri_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog("python -m training.fit_mri_check"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="local model folder written by training.train")
     parser.add_argument("--data", required=True, help="the dataset it was trained on (<class>/ folders)")

@@ -15,13 +15,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from tumor_ai.cli import prog
 from tumor_ai.hub import HubError, push_model
 from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m training.publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog("python -m training.publish"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model folder written by training.train, e.g. models/vgg16")
     parser.add_argument("--repo", required=True, help="Hub repository id, USER/REPO (created if missing)")

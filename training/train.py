@@ -38,6 +38,7 @@ from training import engine
 from training.data import load_folder
 from training.metrics import apply_temperature, classification_report, fit_temperature, plot_confusion_matrix
 from training.split import split_dataset
+from tumor_ai.cli import prog
 
 DEFAULTS = {
     "cnn": {
@@ -80,7 +81,7 @@ RECIPE_KEYS = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m training.train",
+        prog=prog("python -m training.train"),
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

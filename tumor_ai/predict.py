@@ -26,13 +26,16 @@ import os
 import sys
 from pathlib import Path
 
+from tumor_ai.cli import prog
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m tumor_ai.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog("python -m tumor_ai.predict"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or .zip archives")
     parser.add_argument("--model", choices=["cnn", "vgg16", "both"], default="both", help="which model(s) to run (default both)")
+    parser.add_argument("--models", help="folder holding cnn/ and vgg16/ model folders (env TUMOR_AI_MODELS)")
     parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN or models/cnn)")
     parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16 or models/vgg16)")
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
@@ -62,8 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     names = ["cnn", "vgg16"] if args.model == "both" else [args.model]
     configure_threads()
     try:
-        sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16})
-        predictors, _, _ = load_predictors({name: sources[name] for name in names}, local_fallbacks(), args.precision)
+        sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16}, args.models)
+        predictors, _, _ = load_predictors({name: sources[name] for name in names}, local_fallbacks(args.models), args.precision)
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None

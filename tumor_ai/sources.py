@@ -2,8 +2,10 @@
 
 An explicit source wins, then ``TUMOR_AI_CNN`` / ``TUMOR_AI_VGG16``, then, on a Hugging Face
 Space (``SPACE_ID`` set), the repos that README.md's front matter preloads (``preload_from_hub``),
-so the files built into the Space are the ones served; otherwise the shipped ``models/<name>``.
-A Hub source that fails falls back to ``models/<name>``, and the app says so.
+so the files built into the Space are the ones served; otherwise ``<models>/<name>``, where
+``<models>`` is ``--models``, ``TUMOR_AI_MODELS``, or a clone's own ``models/``. A Hub source
+that fails falls back to ``<models>/<name>``, and the app says so. An installed package carries
+no models: when none are found, one sentence says what to pass.
 """
 
 from __future__ import annotations
@@ -26,16 +28,31 @@ def space_repos(readme: Path = ROOT / "README.md") -> dict[str, str]:
     return {name: f"hf://{repo}" for repo in repos for name in MODEL_NAMES if repo.endswith(f"-{name}")}
 
 
-def model_sources(explicit: dict[str, str | None] | None = None) -> dict[str, str]:
-    """Each model's source, by the precedence in this module's docstring."""
+def models_dir(models: str | Path | None = None) -> Path:
+    """The folder that holds ``cnn/`` and ``vgg16/``: the argument, ``TUMOR_AI_MODELS``, or a clone's ``models/``."""
+    return Path(models or os.environ.get("TUMOR_AI_MODELS") or MODELS_DIR)
+
+
+def model_sources(explicit: dict[str, str | None] | None = None, models: str | Path | None = None) -> dict[str, str]:
+    """Each model's source, by the precedence in this module's docstring; a missing local folder is one sentence."""
+    from tumor_ai.models import ModelSourceError
+
     explicit = explicit or {}
     space = space_repos() if os.environ.get("SPACE_ID") else {}
-    return {
-        name: explicit.get(name) or os.environ.get(f"TUMOR_AI_{name.upper()}") or space.get(name) or str(MODELS_DIR / name)
+    local = models_dir(models)
+    sources = {
+        name: explicit.get(name) or os.environ.get(f"TUMOR_AI_{name.upper()}") or space.get(name) or str(local / name)
         for name in MODEL_NAMES
     }
+    missing = [source for source in sources.values() if not source.startswith("hf://") and not Path(source).exists()]
+    if missing:
+        raise ModelSourceError(
+            f"no model at {', '.join(missing)}: pass --models DIR (a folder holding cnn/ and vgg16/, e.g. a clone's "
+            "models/), or --cnn/--vgg16 with a folder or hf://USER/REPO, or set TUMOR_AI_MODELS"
+        )
+    return sources
 
 
-def local_fallbacks() -> dict[str, str]:
-    """The shipped model folders, served when a Hub source cannot be loaded."""
-    return {name: str(MODELS_DIR / name) for name in MODEL_NAMES}
+def local_fallbacks(models: str | Path | None = None) -> dict[str, str]:
+    """The local model folders, served when a Hub source cannot be loaded."""
+    return {name: str(models_dir(models) / name) for name in MODEL_NAMES}

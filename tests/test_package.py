@@ -1,0 +1,40 @@
+"""The package as a user installs it: build the wheel, install it into a fresh virtual environment, run it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run(*command, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run([str(part) for part in command], cwd=cwd, capture_output=True, text=True, timeout=900)
+    if check and result.returncode:
+        raise AssertionError(f"{command} failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
+    _run(sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path / "dist", ROOT, cwd=tmp_path)
+    wheel = next((tmp_path / "dist").glob("tumor_ai-*.whl"))
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tumor_ai/cli.py" in names and "training/train.py" in names
+    assert not any(name.startswith(("models/", "tests/", "examples/")) for name in names), "no models or tests in the wheel"
+    assert wheel.stat().st_size < 1_000_000
+    venv = tmp_path / "venv"
+    _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
+    _run(venv / "bin" / "python", "-m", "pip", "install", "--quiet", "--disable-pip-version-check", wheel, cwd=tmp_path)
+    command = venv / "bin" / "tumor-ai"
+    assert "predict" in _run(command, "--help", cwd=tmp_path).stdout
+    out = tmp_path / "results.csv"
+    _run(command, "predict", ROOT / "examples", "--models", ROOT / "models", "--out", out, "--quiet", cwd=tmp_path)
+    rows = out.read_text().splitlines()
+    assert rows[0].startswith("file,cnn class,cnn confidence,vgg16 class") and len(rows) == 5
+    assert "Glioma" in next(row for row in rows if row.startswith("glioma.jpg"))
+    nowhere = _run(command, "predict", ROOT / "examples", cwd=tmp_path, check=False)
+    assert nowhere.returncode == 1 and "pass --models DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    extras = _run(command, "train", "--help", cwd=tmp_path, check=False)
+    assert extras.returncode and "pip install 'tumor-ai[train]'" in extras.stderr

@@ -1,0 +1,69 @@
+"""The ``tumor-ai`` command: one entry point, with a subcommand for each thing a person does.
+
+    tumor-ai serve --models models/            # the app, http://127.0.0.1:7860
+    tumor-ai predict scans/ --out results.csv  # classify files, folders and zips
+    tumor-ai train --data Training/ --out models/cnn/split-run --model cnn
+    tumor-ai evaluate --model models/cnn/split-run --data Training/ --subset validation --out report.json
+    tumor-ai audit --data Training/            # copies and near-copies in a dataset
+    tumor-ai calibrate --model models/cnn --data Training/   # fit the not-an-MRI check
+    tumor-ai publish --model models/cnn --repo USER/tumor-ai-cnn
+
+``tumor-ai COMMAND --help`` explains each. Serving needs only ``pip install tumor-ai``; ``train``,
+``evaluate``, ``audit``, ``calibrate`` and ``publish`` need ``pip install 'tumor-ai[train]'``.
+Research and teaching only: not a diagnosis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import sys
+
+COMMANDS = {
+    "serve": ("tumor_ai.serve", "run the app (Predict, Compare, Batch, About) on your models"),
+    "predict": ("tumor_ai.predict", "classify image files, folders and zips into a CSV, any number, in constant memory"),
+    "train": ("training.train", "train a model (split run, or a refit on every image)"),
+    "evaluate": ("training.evaluate", "score a model on a folder or on its validation split"),
+    "audit": ("training.audit", "find exact, mirrored and re-contrasted copies in a dataset"),
+    "calibrate": ("training.fit_mri_check", "fit a model's not-an-MRI check on its training split"),
+    "publish": ("training.publish", "upload a model folder to the Hugging Face Hub"),
+}
+TRAINING_EXTRAS = "pip install 'tumor-ai[train]'"
+EXTRA_MODULES = ("matplotlib", "sklearn", "skimage")  # what [train] adds; publish needs none of them
+_running: str | None = None  # "tumor-ai train" while a subcommand runs, for its --help
+
+
+def prog(default: str) -> str:
+    """The name a command's ``--help`` shows: ``tumor-ai train`` under this entry point, else ``default``."""
+    return _running or default
+
+
+def main(argv: list[str] | None = None) -> None:
+    global _running
+    parser = argparse.ArgumentParser(
+        prog="tumor-ai",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="commands:\n" + "\n".join(f"  {name:<10} {help}" for name, (_, help) in COMMANDS.items()),
+    )
+    parser.add_argument("command", choices=COMMANDS, metavar="COMMAND", help="one of: " + ", ".join(COMMANDS))
+    parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the command's own arguments (see tumor-ai COMMAND --help)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    module_name, _ = COMMANDS[args.command]
+    if module_name.startswith("training.") and args.command != "publish":
+        missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+        if missing:
+            raise SystemExit(
+                f"error: tumor-ai {args.command} needs the training extras ({', '.join(missing)}): {TRAINING_EXTRAS}"
+            )
+    module = importlib.import_module(module_name)
+    _running = f"tumor-ai {args.command}"
+    try:
+        module.main(args.arguments)
+    finally:
+        _running = None
+
+
+if __name__ == "__main__":
+    main()
