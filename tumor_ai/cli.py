@@ -8,8 +8,8 @@
     tumor-ai calibrate --model models/cnn --data Training/   # fit the not-an-MRI check
     tumor-ai publish --model models/cnn --repo USER/tumor-ai-cnn
 
-``tumor-ai COMMAND --help`` explains each. Serving needs only ``pip install tumor-ai``; ``train``,
-``evaluate``, ``audit``, ``calibrate`` and ``publish`` need ``pip install 'tumor-ai[train]'``.
+``tumor-ai COMMAND --help`` explains each. Serving and publishing need only ``pip install tumor-ai``;
+``train``, ``evaluate``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
 Research and teaching only: not a diagnosis.
 """
 
