@@ -72,3 +72,22 @@ def test_unreadable_files_are_reported_and_skipped(tmp_path, capsys):
     assert dataset.skipped[0][0] == "b/broken.jpg"
     assert "skipped b/broken.jpg" in capsys.readouterr().out
     assert dataset.images[(16, 16)].shape == (2, 16, 16, 3)
+
+
+def test_copy_groups_from_scipy_match_a_union_find_and_number_by_first_member():
+    from training.duplicates import DuplicatePair, group_ids
+
+    rng = np.random.default_rng(3)
+    pairs = [DuplicatePair(int(i), int(j), "near", 0.99, 0) for i, j in rng.integers(0, 60, (40, 2)) if i != j]
+    parent = list(range(60))
+
+    def find(x):
+        while parent[x] != x:
+            x = parent[x]
+        return x
+
+    for pair in pairs:
+        a, b = find(pair.i), find(pair.j)
+        parent[max(a, b)] = min(a, b)
+    expected = np.unique([find(i) for i in range(60)], return_inverse=True)[1]
+    np.testing.assert_array_equal(group_ids(60, pairs), expected)

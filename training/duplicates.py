@@ -142,19 +142,18 @@ def find_duplicate_pairs(
 
 
 def group_ids(count: int, pairs: list[DuplicatePair]) -> np.ndarray:
-    """Union-find over copy pairs: one id per group of copies (singletons get their own)."""
-    parent = list(range(count))
+    """One id per group of copies (the connected components of the copy pairs; singletons get their own).
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    Groups are numbered by their first member, as the split's seeded shuffle of group ids expects:
+    the shipped split depends on that numbering.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    for pair in pairs:
-        root_i, root_j = find(pair.i), find(pair.j)
-        if root_i != root_j:
-            parent[max(root_i, root_j)] = min(root_i, root_j)
-    roots = np.array([find(i) for i in range(count)])
-    _, ids = np.unique(roots, return_inverse=True)
+    rows, cols = [pair.i for pair in pairs], [pair.j for pair in pairs]
+    graph = coo_matrix((np.ones(len(pairs)), (rows, cols)), shape=(count, count))
+    _, labels = connected_components(graph, directed=False)
+    first = np.full(labels.max() + 1 if count else 0, count)
+    np.minimum.at(first, labels, np.arange(count))
+    _, ids = np.unique(first[labels], return_inverse=True)
     return ids.astype(np.int32)
