@@ -260,3 +260,16 @@ def test_a_jpeg_named_dcm_says_it_is_a_jpeg():
     jpeg = _encoded(Image.new("L", (64, 64), 100), "JPEG")
     loaded = read_image(jpeg, name="scan.dcm")
     assert loaded.pixels.shape == (64, 64, 3) and "named .dcm but is a JPEG image" in loaded.notes[0]
+
+
+def test_dicom_sigmoid_voi_function_is_applied_as_the_scanner_meant():
+    """pydicom's VOI handling covers what a hand-written linear window did not: here a SIGMOID function."""
+    ramp = np.tile(np.linspace(0, 2000, 64), (64, 1))
+    dataset = pydicom.dcmread(io.BytesIO(_dicom_bytes(ramp, window=(1000, 1000))))
+    dataset.VOILUTFunction = "SIGMOID"
+    buffer = io.BytesIO()
+    dataset.save_as(buffer)
+    linear = read_image(_dicom_bytes(ramp, window=(1000, 1000)), name="linear.dcm").pixels[0, :, 0].astype(int)
+    sigmoid = read_image(buffer.getvalue(), name="sigmoid.dcm").pixels[0, :, 0].astype(int)
+    assert linear[8] == 0 and sigmoid[8] > 0, "a sigmoid never clips at the window's edge"
+    assert abs(int(sigmoid[32]) - 128) <= 8 and np.all(np.diff(sigmoid) >= 0)

@@ -251,19 +251,21 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
     if is_color:
         rgb = _stretch_to_uint8(pixels.astype(np.float64)) if pixels.dtype != np.uint8 else pixels
         return LoadedImage(pixels=_fit_array(np.ascontiguousarray(rgb), notes), name=name, notes=notes)
-    values = pixels.astype(np.float64)
-    slope = float(getattr(dataset, "RescaleSlope", 1) or 1)
-    intercept = float(getattr(dataset, "RescaleIntercept", 0) or 0)
-    values = values * slope + intercept
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    values = apply_modality_lut(pixels, dataset)  # rescale slope and intercept, or a modality LUT
     window = _dicom_window(dataset)
-    if window is not None:
-        center, width = window
-        low, high = center - width / 2, center + width / 2
-        values = np.clip(values, low, high)
-        gray = np.round((values - low) * (255.0 / max(high - low, 1e-6))).astype(np.uint8)
-        notes.append(f"DICOM window centre {center:g}, width {width:g} applied")
+    if window is not None or "VOILUTSequence" in dataset:
+        # The file's own VOI: a window (linear, linear-exact or sigmoid) or a VOI LUT, as the scanner meant it.
+        low, high = _voi_output_range(dataset)
+        shown = apply_voi_lut(values, dataset, index=0).astype(np.float64)
+        gray = np.round(np.clip((shown - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
+        if window is not None:
+            notes.append(f"DICOM window centre {window[0]:g}, width {window[1]:g} applied")
+        else:
+            notes.append("DICOM VOI LUT applied")
     else:
-        gray = _stretch_to_uint8(values)
+        gray = _stretch_to_uint8(np.asarray(values, np.float64))
     if photometric == "MONOCHROME1":
         gray = 255 - gray
         notes.append("MONOCHROME1 DICOM inverted to MONOCHROME2")
@@ -316,6 +318,24 @@ def _fit_array(pixels: np.ndarray, notes: list[str]) -> np.ndarray:
     if max(height, width) <= DECODE_SIDE:
         return pixels
     return np.asarray(_fit(Image.fromarray(pixels), (width, height), notes))
+
+
+def _voi_output_range(dataset) -> tuple[float, float]:
+    """The range ``apply_voi_lut`` maps into (PS3.3 C.11.2.1.2): a VOI LUT's bit depth, else the stored range after rescale."""
+    if "VOILUTSequence" in dataset:
+        return 0.0, float(2 ** int(dataset.VOILUTSequence[0].LUTDescriptor[2]) - 1)
+    if "ModalityLUTSequence" in dataset:
+        return 0.0, float(2 ** int(dataset.ModalityLUTSequence[0].LUTDescriptor[2]) - 1)
+    bits = int(getattr(dataset, "BitsStored", 16))
+    low, high = (
+        (0.0, 2.0**bits - 1)
+        if int(getattr(dataset, "PixelRepresentation", 0)) == 0
+        else (-(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1)
+    )
+    slope, intercept = getattr(dataset, "RescaleSlope", None), getattr(dataset, "RescaleIntercept", None)
+    if slope is not None and intercept is not None:
+        low, high = low * float(slope) + float(intercept), high * float(slope) + float(intercept)
+    return low, high
 
 
 def _dicom_window(dataset) -> tuple[float, float] | None:
