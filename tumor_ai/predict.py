@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     if missing:
         parser.error(f"not found: {', '.join(missing)}")
     names = ["cnn", "vgg16"] if args.model == "both" else [args.model]
+    keep, done = _selection(args, parser)  # a bad --shard is reported before the models load
     configure_threads()
     try:
         sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16}, args.models)
@@ -70,7 +71,6 @@ def main(argv: list[str] | None = None) -> None:
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
-    keep, done = _selection(args, parser)
     total = count_inputs(args.inputs, keep)
     append = bool(done)
     handle = sys.stdout if args.out == "-" else open(args.out, "a" if append else "w", newline="")  # noqa: SIM115
