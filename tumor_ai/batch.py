@@ -46,11 +46,12 @@ def member_name(filename: str) -> str:
 
 def _zip_image_members(archive: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
     """Members that are images (or nested zips, to be reported), without folders and hidden files."""
-    members = [
-        info for info in archive.infolist() if not info.is_dir() and info.filename.lower().endswith((*IMAGE_SUFFIXES, ".zip"))
-    ]
-    members = [info for info in members if not member_name(info.filename).rsplit("/", 1)[-1].startswith((".", "__MACOSX"))]
-    members = [info for info in members if not member_name(info.filename).startswith("__MACOSX/")]
+    members = []
+    for info in archive.infolist():
+        shown = member_name(info.filename)
+        hidden = shown.startswith("__MACOSX/") or shown.rsplit("/", 1)[-1].startswith((".", "__MACOSX"))
+        if not info.is_dir() and not hidden and info.filename.lower().endswith((*IMAGE_SUFFIXES, ".zip")):
+            members.append(info)
     if sum(info.file_size for info in members) > MAX_ZIP_BYTES:
         raise ImageError(f"{name}: the zip unpacks to more than {MAX_ZIP_BYTES // 2**20} MB.")
     return members
@@ -104,41 +105,39 @@ def _everything(name: str) -> bool:
     return True
 
 
+def _readers(paths: Iterable[str | Path], keep: Keep) -> Iterator[tuple[str, Callable[[], Path | bytes | ImageError]]]:
+    """``(name, read)`` per input in order, where ``read()`` gives its source; nothing is read until called.
+
+    The one walk that both ``iter_inputs`` (which reads) and ``count_inputs`` (which only counts) take.
+    """
+    for name, path in _entries(paths):
+        if not _is_zip(path):
+            if keep(name):
+                yield name, lambda path=path: path
+            continue
+        try:
+            with _open_zip(path, name) as archive:
+                for info in _zip_image_members(archive, name):
+                    shown = f"{name}/{member_name(info.filename)}"
+                    if keep(shown):
+                        yield shown, lambda archive=archive, info=info, shown=shown: _read_member(archive, info, shown)
+        except ImageError as error:
+            if keep(name):
+                yield name, lambda error=error: error
+
+
 def iter_inputs(paths: Iterable[str | Path], keep: Keep = _everything) -> Iterator[tuple[str, Path | bytes | ImageError]]:
     """``(name, source)`` per image, lazily: a path, a zip member's bytes, or why an archive was refused.
 
     Names ``keep`` rejects are skipped before anything is read.
     """
-    for name, path in _entries(paths):
-        if not _is_zip(path):
-            if keep(name):
-                yield name, path
-            continue
-        try:
-            archive = _open_zip(path, name)
-            with archive:
-                for info in _zip_image_members(archive, name):
-                    shown = f"{name}/{member_name(info.filename)}"
-                    if keep(shown):
-                        yield shown, _read_member(archive, info, shown)
-        except ImageError as error:
-            if keep(name):
-                yield name, error
+    for name, read in _readers(paths, keep):
+        yield name, read()
 
 
 def count_inputs(paths: Iterable[str | Path], keep: Keep = _everything) -> int:
     """How many rows ``iter_inputs`` will give, from names alone (nothing is decoded)."""
-    total = 0
-    for name, path in _entries(paths):
-        if not _is_zip(path):
-            total += keep(name)
-            continue
-        try:
-            with _open_zip(path, name) as archive:
-                total += sum(keep(f"{name}/{member_name(info.filename)}") for info in _zip_image_members(archive, name))
-        except ImageError:
-            total += keep(name)
-    return total
+    return sum(1 for _ in _readers(paths, keep))
 
 
 def shard(index: int, count: int) -> Keep:
