@@ -67,6 +67,15 @@ class Explained:
     pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
     cams: dict[int, np.ndarray] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, model: str, predictor: Predictor, prediction: Prediction, image: LoadedImage, display: np.ndarray) -> Explained:
+        """A fresh answer, with the Grad-CAM of the model's own class that came with the prediction."""
+        return cls(model, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
+
+    def top_cam(self, predictor: Predictor) -> np.ndarray:
+        """The Grad-CAM of the model's answer."""
+        return self.cams[predictor.labels.index(self.prediction.label)]
+
 
 def cache_file(data: bytes, name: str) -> str:
     """Bytes written into Gradio's cache where Gradio itself would put them, atomically.
@@ -99,10 +108,15 @@ def cache_picture(pixels: np.ndarray, name: str) -> str:
     return cache_file(buffer.getvalue(), name)
 
 
-def refusal(error: ImageError) -> gr.Error:
-    """A user error for the page; the log gets its kind only, never the file name."""
+def refused(error: ImageError) -> str:
+    """A refusal's sentence for the page; the log gets its kind only, never the file name."""
     log.info("refused an upload: %s", type(error).__name__)
-    return gr.Error(str(error), print_exception=False)
+    return str(error)
+
+
+def refusal(error: ImageError) -> gr.Error:
+    """A refused upload as an error for the page (and an exception for API clients)."""
+    return gr.Error(refused(error), print_exception=False)
 
 
 def upload_path(payload) -> str | None:
@@ -147,8 +161,8 @@ def new_slice(payload, state: SessionSlice | None, cleared: int):
     try:
         image = read_image(path)
     except ImageError as error:
-        log.info("refused an upload: %s", type(error).__name__)
-        return SessionSlice(path, None, str(error)), f"**{error}**", *empty
+        message = refused(error)
+        return SessionSlice(path, None, message), f"**{message}**", *empty
     return SessionSlice(path, image), _ready(image), *empty
 
 
@@ -162,8 +176,7 @@ def open_file(path: str | None, cleared: int):
     try:
         image = read_image(path)
     except ImageError as error:
-        log.info("refused an upload: %s", type(error).__name__)
-        return gr.skip(), gr.skip(), f"**{error}**", *[gr.skip()] * cleared
+        return gr.skip(), gr.skip(), f"**{refused(error)}**", *[gr.skip()] * cleared
     return cache_picture(image.pixels, "slice.png"), SessionSlice(None, image), _ready(image), *[None] * cleared
 
 
@@ -239,8 +252,7 @@ def predict(predictors: dict[str, Predictor], payload, model: str, opacity: floa
     notes = "\n\n_Note: " + "; ".join(image.notes) + "._" if image.notes else ""
     if not prediction.is_mri:
         return None, cache_picture(display, "slice.jpg"), None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}{notes}", info, state, None
-    top = predictor.labels.index(prediction.label)
-    explained = Explained(model, display, prediction, image.pixels, {top: prediction.cam})
+    explained = Explained.of(model, predictor, prediction, image, display)
     picture, heat, text = draw(predictors, explained, opacity, evidence)
     return label_value(prediction), picture, heat, text + notes, info, state, explained
 
@@ -284,9 +296,7 @@ def compare(predictors: dict[str, Predictor], payload, opacity: float, state: Se
         prediction, seconds = predictor.predict_one(image.pixels)
         predictions[name] = prediction
         if prediction.is_mri:
-            explained[name] = Explained(
-                name, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam}
-            )
+            explained[name] = Explained.of(name, predictor, prediction, image, display)
         picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
         outputs += [label_value(prediction), cache_picture(picture, f"{name}.jpg")]
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
@@ -300,7 +310,7 @@ def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Expl
     if not explained:
         return [gr.skip()] * len(predictors)
     return [
-        cache_picture(overlay(explained[name].display, next(iter(explained[name].cams.values())), opacity), f"{name}.jpg")
+        cache_picture(overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), f"{name}.jpg")
         if name in explained
         else gr.skip()
         for name in predictors
