@@ -95,12 +95,17 @@ def start_app(port: int) -> tuple[subprocess.Popen, float]:
             time.sleep(0.05)
 
 
-def peak_rss_mb(pid: int) -> float:
-    """The process's high-water resident set size (VmHWM), in MB."""
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """A memory figure of a process from ``/proc/PID/status``, in MB: ``VmRSS`` now, ``VmHWM`` its high-water mark."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's high-water resident set size (VmHWM), in MB."""
+    return rss_mb(pid, "VmHWM")
 
 
 def app_measurements(images: list[Path], runs: int) -> dict:

@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.benchmark import free_port, peak_rss_mb, start_app  # noqa: E402
+from benchmarks.benchmark import free_port, peak_rss_mb, rss_mb, start_app  # noqa: E402
 
 TARGET_MB = 2048
 
@@ -43,13 +43,6 @@ def huge_png(side: int, seed: int) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main(argv: list[str] | None = None) -> None:
