@@ -234,16 +234,8 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
     middle = frames // 2
     try:
         pixels = _dicom_pixels(dataset, middle if frames > 1 else None)
-    except NotImplementedError:
-        raise ImageError(f"{name}: this DICOM file is compressed as {_syntax(dataset)}, which tumor-ai cannot decode.") from None
-    except (AttributeError, KeyError, TypeError, ValueError, OSError, EOFError, RuntimeError) as error:
-        if "missing required" in str(error) or "no available" in str(error).lower() or "unable to decode" in str(error).lower():
-            raise ImageError(
-                f"{name}: this DICOM file is compressed as {_syntax(dataset)}, which tumor-ai cannot decode."
-            ) from None
-        raise ImageError(
-            f"{name}: this DICOM file's pixel data is damaged and cannot be decoded ({type(error).__name__})."
-        ) from None
+    except (NotImplementedError, AttributeError, KeyError, TypeError, ValueError, OSError, EOFError, RuntimeError) as error:
+        raise _decoding_error(error, dataset, name) from None
     if frames > 1:
         notes.append(f"multi-frame DICOM with {frames} frames: the middle frame ({middle + 1}) was used")
     photometric = str(getattr(dataset, "PhotometricInterpretation", "MONOCHROME2"))
@@ -295,7 +287,9 @@ def _check_modality(dataset, name: str) -> None:
 def _decoding_error(error: Exception, dataset, name: str) -> ImageError:
     """A missing codec named by its transfer syntax (never pydicom's dependency list), or damaged data."""
     text = str(error).lower()
-    if isinstance(error, NotImplementedError) or "unable to decode" in text or "missing required" in text:
+    if isinstance(error, NotImplementedError) or any(
+        words in text for words in ("unable to decode", "missing required", "no available")
+    ):
         return ImageError(f"{name}: this DICOM file is compressed as {_syntax(dataset)}, which tumor-ai cannot decode.")
     return ImageError(f"{name}: this DICOM file's pixel data is damaged and cannot be decoded ({type(error).__name__}).")
 
