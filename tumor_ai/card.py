@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tumor_ai import DISCLAIMER
+from tumor_ai.cam import METHOD_NAMES
 from tumor_ai.labels import display_name
 from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata
 
@@ -97,7 +98,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
         f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
         f"`{metadata.preprocessing}` preprocessing (see `tumor_ai/preprocessing.py`; serving and training call the same code)",
-        f"- Grad-CAM layer: `{metadata.cam_layer}`",
+        f"- Map shown by the app: {METHOD_NAMES.get(metadata.cam_method, metadata.cam_method)} at `{metadata.cam_layer}`",
         *_test_time_flip_text(metadata),
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
     ]
@@ -137,6 +138,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
             )
         if standalone:
             parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
+    parts += localisation_section(metadata)
     mri_check = metadata.mri_check
     if mri_check:
         parts += [
@@ -170,6 +172,141 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     if metadata.libraries:
         parts += ["", "Versions: " + ", ".join(f"{key} {value}" for key, value in metadata.libraries.items())]
     return "\n".join(parts) + "\n"
+
+
+def _interval(figure: dict, percent: bool = True) -> str:
+    """``45% (41–49%)`` or ``0.048 (0.041–0.055)``: a figure with its 95% interval."""
+    if percent:
+        return f"{figure['value']:.0%} ({figure['low']:.0%}–{figure['high']:.0%})"
+    return f"{figure['value']:.3f} ({figure['low']:.3f}–{figure['high']:.3f})"
+
+
+def localisation_summary(metadata: ModelMetadata) -> str:
+    """Two sentences, no softening: how often the map points at the tumour, and whether the model needs it."""
+    found = metadata.localisation
+    if not found:
+        return f"Where the {metadata.name} model's map points has not been measured (`tumor-ai localise`)."
+    pointing, kept, control = found["pointing_game"], found["erased"]["tumour_kept"], found["erased"]["control_kept"]
+    by_class = ", ".join(
+        f"{display_name(label).lower()} {figure['value']:.0%}" for label, figure in pointing["per_class"].items()
+    )
+    text = (
+        f"**{metadata.title or metadata.name}**: its map's peak lies on the tumour in {pointing['value']:.0%} of held-out "
+        f"tumour slices ({by_class}). "
+        f"With the tumour erased it still names the tumour class in {kept['value']:.0%} of them, against "
+        f"{control['value']:.0%} when a same-size region elsewhere is erased. "
+    )
+    if kept["value"] >= 0.5:
+        text += (
+            "So for most slices it does **not** need the lesion: it reads something else that comes with each class in "
+            "this dataset (the source collection, the slice level, the framing). Treat the overlay as where this model "
+            "looked, not as where the tumour is."
+        )
+    elif pointing["value"] < 0.75:
+        text += "It mostly needs the lesion, but its map often peaks elsewhere: read the overlay as a rough guide."
+    else:
+        text += "It needs the lesion for most answers, and its map mostly points at it."
+    return text
+
+
+def localisation_section(metadata: ModelMetadata) -> list[str]:
+    """Where the model looks, measured against the tumour outlines, and the tumour-erased test."""
+    found = metadata.localisation
+    if not found:
+        return []
+    erased = found["erased"]
+    classes = list(found["pointing_game"]["per_class"])
+    method = METHOD_NAMES.get(found["method"], found["method"])
+    parts = [
+        "## Where the model looks, and whether it needs the tumour\n",
+        localisation_summary(metadata) + "\n",
+        f"Measured by `tumor-ai localise` on the {found['images']} validation images that have a figshare tumour outline "
+        f"({found['slices']} distinct slices; no-tumour images have none), with the {method} map of the *true* class at "
+        f"`{found['layer']}` placed over the whole image as the app draws it. In brackets: 95% intervals that resample "
+        "whole slices.\n",
+        "| measure | all | " + " | ".join(display_name(c) for c in classes) + " |",
+        "|---|---:|" + "---:|" * len(classes),
+    ]
+    rows = [
+        ("pointing game: the map's peak within 15 px (at 512 px) of the tumour", found["pointing_game"], True),
+        ("relevance mass: share of the map inside the tumour", found["relevance_mass"], False),
+        ("the tumour's share of the image (what an even map would score)", found["mask_share"], False),
+        ("tumour erased: the tumour class kept", erased["tumour_kept"], True),
+        ("same-size region elsewhere erased: the class kept", erased["control_kept"], True),
+        ("deletion AUC (lower: removing the highlighted pixels first hurts more)", found["deletion_auc"], False),
+        ("insertion AUC (higher: revealing them first helps more)", found["insertion_auc"], False),
+    ]
+    for name, figure, percent in rows:
+        per_class = figure.get("per_class", {})
+        cells = [_interval(per_class[c], percent) if c in per_class else "" for c in classes]
+        parts.append(f"| {name} | {_interval(figure, percent)} | " + " | ".join(cells) + " |")
+    parts += [
+        "",
+        "The erasure fills the outlined tumour smoothly from its surroundings (`tumor_ai/erase.py`, the fill the app's "
+        "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
+        "changes only when the tumour goes shows that the model reads the tumour, not the erasure. The outlines are the "
+        "figshare authors'; some cover only part of a visible lesion, so the pointing game is a floor.\n",
+        *_map_choice(found),
+        _border_text(metadata, found),
+    ]
+    if found.get("carried_from"):
+        parts.append(
+            f"\nThese figures are the split run's (`{found['carried_from']}`), whose validation images these refit weights "
+            "trained on; the map served is the split run's choice. They are the published estimate, as the metrics are.\n"
+        )
+    return parts
+
+
+def _map_choice(found: dict) -> list[str]:
+    """The table of maps compared and the rule that chose the one served."""
+    comparison = found.get("comparison", {})
+    if not comparison:
+        return []
+    lines = [
+        "Maps compared (all measured the same way; deletion and insertion on a stratified subset; cost: median ms of the "
+        "served forward-and-map pass for one slice on the measuring machine):\n",
+        "| map | pointing game | relevance mass | border mass | deletion AUC | insertion AUC | cost |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in comparison.items():
+        method, _, layer = key.partition("@")
+        name = f"{METHOD_NAMES.get(method, method)} @ `{layer}`"
+        if method == found["method"] and layer == found["layer"]:
+            name = f"**{name} (served)**"
+        lines.append(
+            f"| {name} | {row['pointing_game']:.3f} | {row['relevance_mass']:.3f} | {row['border_mass']:.3f} "
+            f"| {row['deletion_auc']:.3f} | {row['insertion_auc']:.3f} | {row['cost_ms']:.0f} ms |"
+        )
+    choice = found.get("choice", {})
+    lines.append(f"\nChosen by the {choice.get('rule', 'localise rule')}.")
+    score = found.get("score_cam")
+    if score:
+        lines.append(
+            f" Score-CAM at `{score['layer']}` pointed at the tumour in {score['pointing_game']:.0%} of {score['images']} "
+            f"slices and took {score['median_seconds']:.1f} s per slice (one forward pass per channel): too slow to serve."
+        )
+    return ["\n".join(lines) + "\n"]
+
+
+def _border_text(metadata: ModelMetadata, found: dict) -> str:
+    """What the map does at the edge of the model's input, in words, with the measured share."""
+    share = found["border_mass"]["value"]
+    text = (
+        f"{share:.0%} of the served map's mass lies in the outer tenth of the model's input on each side "
+        "(an even map would put 36% there). "
+    )
+    if metadata.crop == "head":
+        text += (
+            "This model reads only the square around the head, so its map ends at that square's edge: a hard rectangle "
+            "on the overlay is where the model's input stops, not a finding."
+        )
+    else:
+        text += (
+            "This model reads the whole image; where its map lights up along an edge (often the bottom, where the neck "
+            "and the scanner's field of view end), it is reading the edge of the picture, which differs between the "
+            "dataset's collections, not the tumour."
+        )
+    return text + "\n"
 
 
 def _epochs_text(training: dict) -> str:

@@ -4,12 +4,13 @@
     tumor-ai predict scans/ --out results.csv  # classify files, folders and zips
     tumor-ai train --data Training/ --out models/cnn/split-run --model cnn
     tumor-ai evaluate --model models/cnn/split-run --data Training/ --subset validation --out report.json
+    tumor-ai localise --model models/cnn/split-run --data Training/ --masks masks/Training  # where the maps point
     tumor-ai audit --data Training/            # copies and near-copies in a dataset
     tumor-ai calibrate --model models/cnn --data Training/   # fit the not-an-MRI check
     tumor-ai publish --model models/cnn --repo USER/tumor-ai-cnn
 
 ``tumor-ai COMMAND --help`` explains each. Serving and publishing need only ``pip install tumor-ai``;
-``train``, ``evaluate``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
+``train``, ``evaluate``, ``localise``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
 Research and teaching only: not a diagnosis.
 """
 
@@ -25,6 +26,7 @@ COMMANDS = {
     "predict": ("tumor_ai.predict", "classify image files, folders and zips into a CSV, any number, in constant memory"),
     "train": ("training.train", "train a model (split run, or a refit on every image)"),
     "evaluate": ("training.evaluate", "score a model on a folder or on its validation split"),
+    "localise": ("training.localise", "measure where a model's maps point and whether it needs the tumour (masks)"),
     "audit": ("training.audit", "find exact, mirrored and re-contrasted copies in a dataset"),
     "calibrate": ("training.fit_mri_check", "fit a model's not-an-MRI check on its training split"),
     "publish": ("training.publish", "upload a model folder to the Hugging Face Hub"),

@@ -1,9 +1,7 @@
-"""Grad-CAM maths, the colour map, the overlay and the plain-language reading.
+"""Class-activation maps turned into pictures and words: the colour map, the overlay, the reading.
 
-Grad-CAM (Selvaraju et al., 2017): weight each channel of a convolutional layer by the mean
-gradient of the class score over it, sum, keep the positive part (``grad_cam``). The gradients
-are taken inside the model's ``tf.function`` (``tumor_ai.inference``), which calls ``grad_cam``
-on the same forward pass; the rest of this module turns the maps into pictures and words.
+The maps themselves are computed inside the model's ``tf.function`` (``tumor_ai.inference``) by the
+method its metadata names (``tumor_ai.cam``); this module places them over the upload and draws them.
 """
 
 from __future__ import annotations
@@ -16,18 +14,6 @@ from tumor_ai.labels import describe, display_name
 
 DEFAULT_OPACITY = 0.45
 DISPLAY_SIDE = 768  # overlays are drawn at most this large: the app never shows them bigger
-
-
-def grad_cam(features, gradients):
-    """Grad-CAM maps (batch, h, w) in 0..1 from a layer's features and the class score's gradients.
-
-    Written in ``keras.ops`` so it traces inside the serving ``tf.function``.
-    """
-    from keras import ops
-
-    weights = ops.mean(gradients, axis=(1, 2), keepdims=True)
-    cam = ops.relu(ops.sum(weights * features, axis=-1))
-    return cam / (ops.max(cam, axis=(1, 2), keepdims=True) + 1e-8)
 
 
 def display_copy(pixels: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from tumor_ai.calibration import softmax
-from tumor_ai.explain import grad_cam, place_in_frame
+from tumor_ai.cam import cam_function
+from tumor_ai.explain import place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.precision import resolve_precision, with_policy
 from tumor_ai.preprocessing import Frame, model_input, normalize
@@ -62,6 +63,7 @@ class Predictor:
         self.source = source
         self.labels = list(metadata.labels)
         self.temperature = float(metadata.calibration.get("temperature", 1.0) or 1.0)
+        self._cam = cam_function(metadata.cam_method)
         predictions = model.get_layer(metadata.logits_layer)
         outputs = [
             model.get_layer(metadata.cam_layer).output,
@@ -114,7 +116,7 @@ class Predictor:
             target = tf.where(classes < 0, top, classes)
             score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
         gradients = tape.gradient(score, features)
-        cam = grad_cam(tf.cast(features, tf.float32), tf.cast(gradients, tf.float32))
+        cam = self._cam(tf.cast(features, tf.float32), tf.cast(gradients, tf.float32))
         return logits, cam, tf.cast(embedding, tf.float32)
 
     def warm_up(self) -> None:

@@ -19,7 +19,7 @@ import keras
 METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
-SCHEMA_VERSION = 2  # 2: layer names, title and description, network_data_format
+SCHEMA_VERSION = 3  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation
 DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
 
 
@@ -32,11 +32,12 @@ class ModelMetadata:
     labels: list[str]
     input_size: tuple[int, int]
     preprocessing: str
-    cam_layer: str  # the convolutional layer Grad-CAM reads
+    cam_layer: str  # the convolutional layer the class-activation map reads
     logits_layer: str = "predictions"  # the dense layer whose input and weights give the logits
     embedding_layer: str = "avg_pool"  # pooled features, for the not-an-MRI check
     title: str = ""  # e.g. "VGG16 transfer model", for cards and the app
     description: str = ""  # what the architecture is, in a sentence or two
+    cam_method: str = "grad_cam"  # how the map weighs that layer (tumor_ai.cam), chosen by tumor-ai localise
     schema_version: int = SCHEMA_VERSION
     crop: str = "none"  # "head": crop to the head's bounding square first (tumor_ai.preprocessing)
     test_time_flip: bool = False  # average the logits of the image and its mirror image
@@ -50,6 +51,7 @@ class ModelMetadata:
     metrics: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=lambda: {"temperature": 1.0})
     mri_check: dict[str, Any] = field(default_factory=dict)
+    localisation: dict[str, Any] = field(default_factory=dict)  # where the map points, measured (training.localise)
     libraries: dict[str, str] = field(default_factory=dict)
 
     def network_data_format(self) -> dict[str, Any]:
