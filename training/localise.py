@@ -139,7 +139,11 @@ def stratified(items: list, count: int, seed: int = SEED) -> list:
 def stage_outputs(model) -> list[str]:
     """The last layer at each spatial size (coarsest first): where each stage of a CNN ends."""
     last: dict[tuple, str] = {}
+    import keras
+
     for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
         shape = getattr(layer, "output", None) is not None and layer.output.shape
         if shape and len(shape) == 4 and shape[1] and shape[1] > 1:
             last[tuple(shape[1:3])] = layer.name
@@ -249,7 +253,6 @@ def score_cam(reader: MapReader, pixels: np.ndarray, features: np.ndarray, targe
 def measure(args: argparse.Namespace) -> dict:
     """Run every measurement; the report as a dict (see the module docstring)."""
     from tumor_ai.inference import Predictor
-    from tumor_ai.preprocessing import model_input, normalize
 
     predictor = Predictor.from_source(args.model, warm_up=False, precision="float32")  # the published figures are float32
     metadata = predictor.metadata
@@ -262,17 +265,38 @@ def measure(args: argparse.Namespace) -> dict:
     if not samples:
         raise SystemExit(f"error: no images with masks under {args.data} and {args.masks} for subset '{args.subset}'")
     layers = args.layers or candidate_layers(predictor.model, metadata.cam_layer)
+    report = localise(predictor, samples, args.methods, layers, args.deletion_images, args.batch_size)
+    report.update({"model": str(args.model), "data": str(args.data), "masks": str(args.masks), "subset": args.subset})
+    if args.score_cam_images:
+        report["score_cam"] = time_score_cam(MapReader(predictor, layers), samples, args.score_cam_images, metadata)
+    return report
+
+
+def localise(
+    predictor,
+    samples: list[Sample],
+    methods: list[str],
+    layers: list[str],
+    deletion_images: int = DELETION_IMAGES,
+    batch_size: int = 16,
+) -> dict:
+    """Every map's figures, the tumour-erased test, each map's serving cost and the map to serve, for ``samples``."""
+    from tumor_ai.preprocessing import model_input, normalize
+
+    metadata = predictor.metadata
     reader = MapReader(predictor, layers)
-    variants = [(method, layer) for layer in layers for method in args.methods]
-    curve_paths = {item[0] for item in stratified([(s.path, s.label) for s in samples], args.deletion_images)}
+    variants = [(method, layer) for layer in layers for method in methods]
+    curve_paths = (
+        {item[0] for item in stratified([(s.path, s.label) for s in samples], deletion_images)} if deletion_images else set()
+    )
     rng = np.random.default_rng(SEED)
     records = []
-    for start in tqdm(range(0, len(samples), args.batch_size), desc=f"localising {predictor.name}", unit="batch"):
-        chunk = samples[start : start + args.batch_size]
+    for start in tqdm(range(0, len(samples), batch_size), desc=f"localising {predictor.name}", unit="batch"):
+        chunk = samples[start : start + batch_size]
         prepared = [model_input(s.image, tuple(metadata.input_size), metadata.crop) for s in chunk]
         inputs = np.stack([pixels for pixels, _ in prepared])
         targets = np.array([predictor.labels.index(s.label) for s in chunk])
-        maps = reader.maps(normalize(inputs, metadata.preprocessing), targets, args.methods)
+        maps = reader.maps(normalize(inputs, metadata.preprocessing), targets, methods)
         erased = [fill_region(s.image, s.mask) for s in chunk]
         controls = [control_region(s.mask, head_mask(s.image), rng) for s in chunk]
         before = reader.probabilities(inputs)
@@ -311,11 +335,9 @@ def measure(args: argparse.Namespace) -> dict:
                     entry["deletion"], entry["insertion"] = (round(value, 5) for value in curves_of[key])
                 record["maps"][f"{method}@{layer}"] = entry
             records.append(record)
-    report = summarise(records, variants, predictor, args)
+    report = summarise(records, variants, predictor)
     report["costs_ms"] = {f"{method}@{layer}": round(serving_cost_ms(predictor, layer, method), 1) for method, layer in variants}
     report["chosen"] = choose(report, metadata)
-    if args.score_cam_images:
-        report["score_cam"] = time_score_cam(reader, samples, args.score_cam_images, metadata)
     return report
 
 
@@ -344,7 +366,7 @@ def time_score_cam(reader: MapReader, samples: list[Sample], count: int, metadat
     }
 
 
-def summarise(records: list[dict], variants: list[tuple[str, str]], predictor, args: argparse.Namespace) -> dict:
+def summarise(records: list[dict], variants: list[tuple[str, str]], predictor) -> dict:
     """Every figure with its interval, overall and per class."""
     groups = np.array([r["group"] for r in records])
     labels = np.array([r["label"] for r in records])
@@ -376,10 +398,6 @@ def summarise(records: list[dict], variants: list[tuple[str, str]], predictor, a
         }
     controlled = np.array(["control_predicted" in r for r in records])
     return {
-        "model": str(args.model),
-        "data": str(args.data),
-        "masks": str(args.masks),
-        "subset": args.subset,
         "images": len(records),
         "images_per_class": {c: int((labels == c).sum()) for c in classes},
         "slices": len(set(groups)),

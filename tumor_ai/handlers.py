@@ -33,6 +33,7 @@ from tumor_ai.batch import (
     shown_label,
     summary,
 )
+from tumor_ai.erase import fill_region
 from tumor_ai.explain import display_copy, heatmap, overlay, reading
 from tumor_ai.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
@@ -42,6 +43,12 @@ from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
 TOP_CLASS = "top"  # "show evidence for" the model's own answer
 NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
+NOTHING_PAINTED = "Paint over the region to hide first: drag the brush across the slice in the editor."
+NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then paint over a region and ask again."
+HIDE_LESSON = (
+    "A model that keeps its answer with the lesion hidden is not reading the lesion: it is reading something else in "
+    "the slice. The region was filled smoothly from its surroundings, the same fill the published tumour-erased test uses."
+)
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
@@ -401,3 +408,71 @@ def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: fl
 def recolour_batch(entries: list[dict] | None, opacity: float):
     """The Batch slider moved: re-blend the cached thumbnails' Grad-CAMs (no model call)."""
     return gr.skip() if entries is None else gallery(entries, opacity)
+
+
+def editable_slice(state: SessionSlice | None):
+    """The session's slice for the "hide a region" editor to paint on (after Predict or Compare)."""
+    if state is None or state.image is None:
+        return gr.skip()
+    return cache_picture(display_copy(state.image.pixels), "slice.png")
+
+
+def painted_region(editor: dict | None, shape: tuple[int, int]) -> np.ndarray:
+    """What a person painted in the editor (any layer, any colour) as a mask at the slice's own size."""
+    from PIL import Image
+
+    painted = None
+    for layer in (editor or {}).get("layers") or []:
+        array = np.asarray(layer) if layer is not None else None
+        if array is None or array.ndim != 3 or array.shape[-1] != 4:
+            continue
+        alpha = array[..., 3] > 0
+        painted = alpha if painted is None or painted.shape != alpha.shape else painted | alpha
+    if painted is None or not painted.any():
+        raise gr.Error(NOTHING_PAINTED, print_exception=False)
+    if painted.shape != shape:
+        resized = Image.fromarray(painted.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+        painted = np.asarray(resized) > 127
+    return painted
+
+
+def _shown(prediction: Prediction) -> str:
+    return f"{display_name(prediction.label)} {prediction.confidence:.0%}" if prediction.is_mri else "not an MRI"
+
+
+def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: float) -> str:
+    """Each model's answer before and after the region was hidden, and the change in every class's probability."""
+    lines = [f"You hid {share:.1%} of the slice. "]
+    for name, (before, after) in answers.items():
+        if not after.is_mri:
+            lines.append(f"**{name}**: the MRI check refuses the slice with the region hidden ({_shown(before)} before). ")
+        elif before.is_mri and before.label == after.label:
+            lines.append(f"**{name} keeps its answer**: {_shown(before)} → {_shown(after)}. ")
+        else:
+            lines.append(f"**{name} changes its answer**: {_shown(before)} → {_shown(after)}. ")
+    names = list(answers)
+    header = "| class | " + " | ".join(f"{name} before | after | change" for name in names) + " |"
+    rule = "|---|" + "---:|---:|---:|" * len(names)
+    rows = []
+    labels = next(iter(answers.values()))[0].probabilities
+    for label in labels:
+        cells = []
+        for before, after in answers.values():
+            old, new = before.probabilities[label], after.probabilities[label]
+            cells += [f"{old:.1%}", f"{new:.1%}", f"{new - old:+.1%}"]
+        rows.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
+    return "".join(lines) + "\n\n" + "\n".join([header, rule, *rows]) + f"\n\n_{HIDE_LESSON}_"
+
+
+def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: SessionSlice | None):
+    """ "Hide a region and ask again": fill the painted region from its surroundings; every model answers again."""
+    if state is None or state.image is None:
+        raise gr.Error(NO_SLICE_TO_HIDE, print_exception=False)
+    pixels = state.image.pixels
+    region = painted_region(editor, pixels.shape[:2])
+    hidden = fill_region(pixels, region)
+    answers = {}
+    for name, predictor in predictors.items():
+        log.info("model call: %s hide a region", name)
+        answers[name] = (predictor.predict_one(pixels)[0], predictor.predict_one(hidden)[0])
+    return cache_picture(display_copy(hidden), "hidden.jpg"), hidden_reading(answers, float(region.mean()))

@@ -1,0 +1,239 @@
+"""``tumor-ai localise`` on models whose evidence is known, the CAM methods, the fill and the interval.
+
+Two tiny models are built by hand, not trained: one decides "glioma" from a bright square (the
+tumour, whose mask we hold), the other from a bright stripe along the bottom edge that every
+tumour image also carries (a collection cue, as in the real dataset). The first must score a
+pointing game of 1.0 and lose its answer when the square is erased; the second the opposite.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import LABELS
+from training.localisation import (
+    area_under,
+    border_mass,
+    control_region,
+    deletion_insertion_inputs,
+    group_bootstrap,
+    head_mask,
+    pointing_hit,
+    relevance_mass,
+)
+from training.localise import MapReader, Sample, candidate_layers, localise, stage_outputs
+from tumor_ai.cam import CAM_METHODS
+from tumor_ai.erase import fill_region
+from tumor_ai.models import ModelMetadata
+
+SIZE = 64
+TUMOUR = LABELS.index("glioma")
+
+
+def evidence_model(threshold: float) -> tuple[keras.Model, ModelMetadata]:
+    """'glioma' when pixels brighter than ``threshold`` are present, else 'no tumour': a known, local evidence."""
+    inputs = keras.Input((SIZE, SIZE, 3), name="image")
+    detector = keras.layers.Conv2D(2, 4, strides=4, activation="relu", name="evidence")
+    features = detector(inputs)
+    pooled = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    head = keras.layers.Dense(len(LABELS), activation="softmax", name="predictions")
+    model = keras.Model(inputs, [head(pooled)], name="known_evidence")
+    kernel = np.zeros((4, 4, 3, 2), np.float32)
+    kernel[..., 0] = 1 / 48  # mean brightness of the 4x4 patch, 0..1
+    detector.set_weights([kernel, np.array([-threshold, -1.0], np.float32)])
+    dense = np.zeros((2, len(LABELS)), np.float32)
+    dense[0, TUMOUR] = 6000.0
+    head.set_weights([dense, np.array([0.0, -5.0, 4.0, -5.0], np.float32)])
+    metadata = ModelMetadata(
+        name="known",
+        architecture="cnn",
+        labels=list(LABELS),
+        input_size=(SIZE, SIZE),
+        preprocessing="rescale_unit",
+        cam_layer="evidence",
+    )
+    return model, metadata
+
+
+def slice_with(rng: np.random.Generator, tumour: bool, stripe: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A grey disc (the head) on black; optionally a bright square (the tumour, masked) and a bottom stripe."""
+    rows, cols = np.mgrid[0:SIZE, 0:SIZE]
+    image = np.where((rows - 30) ** 2 + (cols - 32) ** 2 < 27**2, 100, 0).astype(np.float32)
+    image += rng.normal(0, 4, image.shape) * (image > 0)
+    mask = np.zeros((SIZE, SIZE), bool)
+    if tumour:
+        top, left = rng.integers(14, 34), rng.integers(14, 40)
+        mask[top : top + 10, left : left + 10] = True
+        image[mask] = 215
+    if stripe:
+        image[SIZE - 4 :, :] = 250
+    pixels = np.clip(image, 0, 255).astype(np.uint8)
+    return np.repeat(pixels[..., None], 3, axis=-1), mask
+
+
+def samples(stripe: bool, count: int = 12) -> list[Sample]:
+    rng = np.random.default_rng(1)
+    made = []
+    for index in range(count):
+        image, mask = slice_with(rng, tumour=True, stripe=stripe)
+        made.append(Sample(f"glioma/{index}.png", "glioma", image, mask, f"slice{index // 2}"))
+    return made
+
+
+@pytest.fixture(scope="module")
+def square_predictor():
+    from tumor_ai.inference import Predictor
+
+    model, metadata = evidence_model(threshold=0.7)  # fires on the square (0.84), not the head (0.4)
+    return Predictor(model, metadata, precision="float32")
+
+
+@pytest.fixture(scope="module")
+def stripe_predictor():
+    from tumor_ai.inference import Predictor
+
+    model, metadata = evidence_model(threshold=0.9)  # fires on the stripe (0.98) only
+    return Predictor(model, metadata, precision="float32")
+
+
+def test_a_model_that_reads_the_tumour_points_at_it_and_needs_it(square_predictor):
+    report = localise(square_predictor, samples(stripe=False), ["grad_cam", "layer_cam"], ["evidence"], deletion_images=4)
+    for key in ("grad_cam@evidence", "layer_cam@evidence"):
+        figures = report["maps"][key]
+        assert figures["pointing_game"]["value"] == 1.0
+        assert figures["relevance_mass"]["value"] > 0.5 > report["mask_share"]["value"]
+        assert figures["deletion_auc"]["value"] < figures["insertion_auc"]["value"]
+    assert report["accuracy"]["value"] == 1.0
+    assert report["erased"]["tumour_kept"]["value"] == 0.0  # erased: 'no tumour' every time
+    assert report["erased"]["control_kept"]["value"] == 1.0  # the same erasure elsewhere changes nothing
+    assert report["erased"]["tumour_probability_drop"]["value"] > 0.9
+    assert report["chosen"]["layer"] == "evidence"
+
+
+def test_a_model_that_reads_the_border_misses_the_tumour_and_keeps_its_answer(stripe_predictor):
+    report = localise(stripe_predictor, samples(stripe=True), ["grad_cam"], ["evidence"], deletion_images=0)
+    figures = report["maps"]["grad_cam@evidence"]
+    assert report["accuracy"]["value"] == 1.0  # right answers, for the wrong reason
+    assert figures["pointing_game"]["value"] == 0.0
+    assert figures["relevance_mass"]["value"] < 0.05
+    assert figures["border_mass"]["value"] > 0.9
+    assert report["erased"]["tumour_kept"]["value"] == 1.0
+    assert report["erased"]["tumour_probability_drop"]["value"] < 0.01
+
+
+def test_serving_draws_the_map_its_metadata_names(square_predictor):
+    """The app's Predictor and localise's reader give the same map for every method: what is measured is what is shown."""
+    from tumor_ai.inference import Predictor
+
+    sample = samples(stripe=False, count=1)[0]
+    reader = MapReader(square_predictor, ["evidence"])
+    batch = square_predictor.prepare([sample.image])
+    measured = reader.maps(batch, np.array([TUMOUR]), list(CAM_METHODS))
+    for method in CAM_METHODS:
+        served = Predictor(square_predictor.model, replace(square_predictor.metadata, cam_method=method), precision="float32")
+        np.testing.assert_allclose(served.explain(sample.image, TUMOUR), measured[(method, "evidence")][0], atol=1e-5)
+
+
+def test_cam_methods_match_their_formulas():
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0, 1, (2, 5, 5, 3)).astype(np.float32)
+    gradients = rng.normal(0, 1, (2, 5, 5, 3)).astype(np.float32)
+
+    def scaled(cam):
+        cam = np.maximum(cam, 0)
+        return cam / (cam.max(axis=(1, 2), keepdims=True) + 1e-8)
+
+    expected = {
+        "grad_cam": scaled((gradients.mean(axis=(1, 2), keepdims=True) * features).sum(-1)),
+        "hires_cam": scaled((gradients * features).sum(-1)),
+        "layer_cam": scaled((np.maximum(gradients, 0) * features).sum(-1)),
+    }
+    for method, maps in expected.items():
+        np.testing.assert_allclose(np.asarray(CAM_METHODS[method](features, gradients)), maps, atol=1e-5)
+    plus = np.asarray(CAM_METHODS["grad_cam_plus_plus"](features, gradients))
+    assert plus.shape == (2, 5, 5) and plus.min() >= 0 and np.isclose(plus.max(), 1.0, atol=1e-4)
+
+
+def test_the_fill_hides_a_bright_region_and_leaves_the_rest():
+    image, mask = slice_with(np.random.default_rng(3), tumour=True, stripe=False)
+    filled = fill_region(image, mask)
+    assert np.array_equal(filled[~mask], image[~mask])
+    assert abs(float(filled[mask].mean()) - 100) < 12  # the head's grey, not the tumour's 215
+    assert fill_region(image, np.zeros_like(mask)) is image
+    with pytest.raises(ValueError, match="does not match"):
+        fill_region(image, mask[:10])
+
+
+def test_pointing_relevance_border_and_curves():
+    mask = np.zeros((512, 512), bool)
+    mask[100:150, 100:150] = True
+    cam = np.zeros((512, 512), np.float32)
+    cam[160, 125] = 1.0  # 11 px below the tumour: within 15 px
+    assert pointing_hit(cam, mask)
+    cam[160, 125], cam[170, 125] = 0.0, 1.0  # 21 px: a miss
+    assert not pointing_hit(cam, mask)
+    assert not pointing_hit(np.zeros_like(cam), mask)
+    spread = np.ones((512, 512), np.float32)
+    assert relevance_mass(spread, mask) == pytest.approx(mask.mean())
+    assert border_mass(spread) == pytest.approx(1 - 0.8**2, abs=0.01)
+    assert area_under(np.ones(17)) == pytest.approx(1.0) and area_under(np.linspace(1, 0, 17)) == pytest.approx(0.5)
+    pixels = np.full((8, 8, 3), 200, np.uint8)
+    deleted, inserted = deletion_insertion_inputs(pixels, np.eye(8, dtype=np.float32), steps=4)
+    assert deleted.shape == inserted.shape == (5, 8, 8, 3)
+    assert (deleted[0] == pixels).all() and (deleted[-1] == 0).all() and (inserted[-1] == pixels).all()
+
+
+def test_bootstrap_resamples_whole_slices():
+    values = np.array([1.0, 1.0, 1.0, 0.0])
+    interval = group_bootstrap(values, np.array(["a", "a", "a", "b"]), draws=400)
+    assert interval.value == 0.75 and interval.low < 0.75 < interval.high + 1e-9
+    constant = group_bootstrap(np.ones(5), np.arange(5), draws=100)
+    assert (constant.low, constant.high) == (1.0, 1.0)
+
+
+def test_control_region_is_the_same_shape_elsewhere_in_the_head():
+    image, mask = slice_with(np.random.default_rng(4), tumour=True, stripe=False)
+    moved = control_region(mask, head_mask(image), np.random.default_rng(0))
+    assert moved is not None and moved.sum() == mask.sum() and not (moved & mask).any()
+
+
+def test_candidate_layers_are_stage_outputs(slot_predictors):
+    model = slot_predictors["cnn"].model  # 48 px: stem 24, block1 12, block2 6
+    assert stage_outputs(model) == ["block2_out", "block1_out", "stem_relu"]
+    assert candidate_layers(model, "block2_out") == ["block2_out", "block1_out"]
+
+
+def _painted(region: np.ndarray, scale: int = 2) -> dict:
+    """The editor's value with ``region`` painted in one layer, at ``scale`` times the slice (a display copy's size)."""
+    alpha = np.kron(region.astype(np.uint8), np.ones((scale, scale), np.uint8)) * 255
+    layer = np.zeros((*alpha.shape, 4), np.uint8)
+    layer[..., 0], layer[..., 2], layer[..., 3] = 255, 255, alpha
+    return {"background": None, "layers": [layer], "composite": None}
+
+
+def test_hiding_the_painted_tumour_changes_the_answer_and_hiding_elsewhere_does_not(square_predictor):
+    """The app's "hide a region and ask again": the painted pixels, scaled to the slice, are what gets filled."""
+    import gradio as gr
+
+    from tumor_ai import handlers
+    from tumor_ai.imaging import LoadedImage
+
+    image, mask = slice_with(np.random.default_rng(5), tumour=True, stripe=False)
+    state = handlers.SessionSlice("upload.png", LoadedImage(image))
+    predictors = {"known": square_predictor}
+    picture, text = handlers.hide_and_ask(predictors, _painted(mask | np.roll(mask, 1, axis=0)), state)
+    assert "**known changes its answer**: Glioma 100% → No tumour 98%" in text
+    assert re.search(r"\| Glioma \| 99\.\d% \| \d\.\d% \| -9\d\.\d% \|", text)  # before, after, change
+    assert picture.endswith("hidden.jpg")
+    elsewhere = control_region(mask, head_mask(image), np.random.default_rng(0))
+    _, text = handlers.hide_and_ask(predictors, _painted(elsewhere), state)
+    assert "**known keeps its answer**: Glioma 100% → Glioma 100%" in text
+    with pytest.raises(gr.Error, match="Paint over the region"):
+        handlers.hide_and_ask(predictors, _painted(np.zeros_like(mask)), state)
+    with pytest.raises(gr.Error, match="press Predict or Compare first"):
+        handlers.hide_and_ask(predictors, _painted(mask), None)
