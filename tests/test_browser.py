@@ -199,6 +199,39 @@ def test_compare_says_what_matters_and_its_slider_is_live(page, app_log, example
     page.screenshot(path=SHOTS / "compare.png", full_page=True)
 
 
+def _paint(page, elem_id: str, share: float = 0.3) -> None:
+    """Drag the editor's brush in a zig-zag over the middle of the slice, as a person paints over a region."""
+    canvas = page.locator(f"#{elem_id} canvas").first
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    left, top = box["x"] + box["width"] * (0.5 - share / 2), box["y"] + box["height"] * (0.5 - share / 2)
+    page.mouse.move(left, top)
+    page.mouse.down()
+    for row in range(8):
+        y = top + row * box["height"] * share / 7
+        page.mouse.move(left + (box["width"] * share if row % 2 == 0 else 0), y, steps=6)
+    page.mouse.up()
+
+
+def test_hide_a_region_and_ask_again(page, app_log):
+    """After Compare, paint over the middle of the slice, press the button twice: both models answer about the hidden slice."""
+    page.locator("#compare-hide").get_by_text("Hide a region and ask again").click()
+    page.locator("#compare-editor canvas").first.wait_for()
+    page.locator("#compare-hide-button").click()  # nothing painted yet: told what to do
+    page.get_by_text("Paint over the region to hide first").first.wait_for()
+    _paint(page, "compare-editor")
+    calls = _model_calls(app_log)
+    for _ in range(2):
+        page.locator("#compare-hide-button").click()
+        page.locator("#compare-hide-answers").get_by_text("You hid").wait_for()
+    answers = page.locator("#compare-hide-answers").inner_text()
+    assert re.search(r"You hid \d+\.\d% of the slice", answers) and "cnn before" in answers and "vgg16 before" in answers
+    assert re.search(r"cnn (keeps|changes) its answer", answers) and re.search(r"vgg16 (keeps|changes) its answer", answers)
+    assert page.locator("#compare-hidden img").count() == 1  # what the models saw, with the region filled
+    assert _model_calls(app_log) >= calls + 2
+    page.locator("#compare-hide").screenshot(path=SHOTS / "compare_hide.png")
+
+
 def test_batch_runs_again_after_files_are_added(page, example_paths):
     _tab(page, "Batch")
     _upload(page, "batch-files", [str(example_paths["glioma"]), str(example_paths["notumor"])])
@@ -230,6 +263,8 @@ def test_about_tab(page):
     _tab(page, "About")
     page.get_by_text("What the app keeps").wait_for()
     page.get_by_text("Intended use").first.wait_for()
+    maps = page.locator("#about-maps").inner_text()
+    assert "Can you trust the overlays?" in maps and maps.count("tumour class in") == 2  # each model's erased-tumour figure
     assert page.locator("#about-tab").get_by_text("never use it to make clinical decisions").count() == 1
     assert page.locator("#about-tab").get_by_text("Model card: vgg16").is_visible()  # the default model's card comes first
     page.screenshot(path=SHOTS / "about.png", full_page=True)

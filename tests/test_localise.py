@@ -14,8 +14,8 @@ from dataclasses import replace
 import keras
 import numpy as np
 import pytest
-
 from conftest import LABELS
+
 from training.localisation import (
     area_under,
     border_mass,

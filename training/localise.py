@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--carry-to", nargs="*", default=[], help="refit folders that serve this split run's choice and figures")
     parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--report", help="a report this command wrote: choose and --write from it instead of measuring again")
     return parser.parse_args(argv)
 
 
@@ -337,7 +338,7 @@ def localise(
             records.append(record)
     report = summarise(records, variants, predictor)
     report["costs_ms"] = {f"{method}@{layer}": round(serving_cost_ms(predictor, layer, method), 1) for method, layer in variants}
-    report["chosen"] = choose(report, metadata)
+    report["chosen"] = choose(report, f"{metadata.cam_method}@{metadata.cam_layer}")
     return report
 
 
@@ -413,37 +414,31 @@ def summarise(records: list[dict], variants: list[tuple[str, str]], predictor) -
     }
 
 
-def choose(report: dict, metadata) -> dict:
-    """The map to serve: the best mean rank over the four measures, among maps within the cost envelope.
+def choose(report: dict, served_before: str) -> dict:
+    """The map to serve: the one that localises best, among maps within the serving-cost envelope.
 
-    Ranks: pointing game and relevance mass (localisation: higher is better), deletion AUC (lower is
-    better) and insertion AUC (higher is better). The envelope is ``COST_ENVELOPE`` times the cost of the
-    map served before, so a better picture never makes the app noticeably slower.
+    Localisation is the mean of its ranks on the pointing game and the relevance mass (higher is
+    better on both); ties go to the lower deletion AUC (the more faithful map), then to the map served
+    before. The envelope is ``COST_ENVELOPE`` times the cost of the map served before, so a better
+    picture never makes the app noticeably slower. Deletion and insertion are reported beside it.
     """
     maps, costs = report["maps"], report["costs_ms"]
-    served = f"{metadata.cam_method}@{metadata.cam_layer}"
-    budget = COST_ENVELOPE * costs.get(served, min(costs.values()))
+    budget = COST_ENVELOPE * costs.get(served_before, min(costs.values()))
     affordable = [key for key in maps if costs[key] <= budget]
-    measures = {
-        "pointing_game": 1,
-        "relevance_mass": 1,
-        "deletion_auc": -1,
-        "insertion_auc": 1,
-    }
     ranks = {key: 0.0 for key in affordable}
-    for measure, sign in measures.items():
-        ordered = sorted(affordable, key=lambda key: -sign * maps[key][measure]["value"])
+    for measure in ("pointing_game", "relevance_mass"):
+        ordered = sorted(affordable, key=lambda key: -maps[key][measure]["value"])
         for position, key in enumerate(ordered):
-            ranks[key] += position / len(measures)
-    best = min(affordable, key=lambda key: (ranks[key], key != served))
+            ranks[key] += (position + 1) / 2
+    best = min(affordable, key=lambda key: (ranks[key], maps[key]["deletion_auc"]["value"], key != served_before))
     return {
         "method": maps[best]["method"],
         "layer": maps[best]["layer"],
-        "served_before": served,
-        "mean_rank": {key: round(value + 1, 2) for key, value in sorted(ranks.items(), key=lambda item: item[1])},
+        "served_before": served_before,
+        "mean_rank": {key: value for key, value in sorted(ranks.items(), key=lambda item: item[1])},
         "rule": (
-            f"best mean rank over pointing game, relevance mass, deletion AUC and insertion AUC among the maps whose "
-            f"forward-and-CAM pass costs at most {COST_ENVELOPE}x the map served before ({served})"
+            "best mean rank on the pointing game and the relevance mass (ties: the lower deletion AUC) among the maps "
+            f"whose forward-and-map pass costs at most {COST_ENVELOPE}x that of the map served before ({served_before})"
         ),
     }
 
@@ -546,12 +541,17 @@ def main(argv: list[str] | None = None) -> None:
     from tumor_ai.models import ModelSourceError
 
     started = time.perf_counter()
-    try:
-        report = measure(args)
-    except (ModelSourceError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    report["seconds"] = round(time.perf_counter() - started, 1)
+    if args.report:
+        report = json.loads(Path(args.report).read_text())
+        report["chosen"] = choose(report, report["chosen"]["served_before"])  # the rule of this version
+    else:
+        try:
+            report = measure(args)
+        except (ModelSourceError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(2) from None
+        report["seconds"] = round(time.perf_counter() - started, 1)
+        report["command"] = " ".join(["tumor-ai localise", *(argv if argv is not None else sys.argv[1:])])
     print(table(report))
     if args.out:
         out = Path(args.out)
@@ -559,8 +559,7 @@ def main(argv: list[str] | None = None) -> None:
         out.write_text(json.dumps(report, indent=1) + "\n")
         print(f"wrote {out}")
     if args.write:
-        command = " ".join(["tumor-ai localise", *(argv if argv is not None else sys.argv[1:])])
-        block = metadata_block(report, command)
+        block = metadata_block(report, report["command"])
         chosen = report["chosen"]
         write_into(args.model, block, chosen["method"], chosen["layer"])
         for folder in args.carry_to:

@@ -190,11 +190,14 @@ def localisation_summary(metadata: ModelMetadata) -> str:
     by_class = ", ".join(
         f"{display_name(label).lower()} {figure['value']:.0%}" for label, figure in pointing["per_class"].items()
     )
+    kept_by_class = ", ".join(
+        f"{display_name(label).lower()} {figure['value']:.0%}" for label, figure in kept["per_class"].items()
+    )
     text = (
         f"**{metadata.title or metadata.name}**: its map's peak lies on the tumour in {pointing['value']:.0%} of held-out "
         f"tumour slices ({by_class}). "
-        f"With the tumour erased it still names the tumour class in {kept['value']:.0%} of them, against "
-        f"{control['value']:.0%} when a same-size region elsewhere is erased. "
+        f"With the tumour erased it still names the tumour class in {kept['value']:.0%} of them ({kept_by_class}), "
+        f"against {control['value']:.0%} when a same-size region elsewhere is erased. "
     )
     if kept["value"] >= 0.5:
         text += (
@@ -233,8 +236,12 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         ("the tumour's share of the image (what an even map would score)", found["mask_share"], False),
         ("tumour erased: the tumour class kept", erased["tumour_kept"], True),
         ("same-size region elsewhere erased: the class kept", erased["control_kept"], True),
-        ("deletion AUC (lower: removing the highlighted pixels first hurts more)", found["deletion_auc"], False),
-        ("insertion AUC (higher: revealing them first helps more)", found["insertion_auc"], False),
+        (
+            f"deletion AUC on {found['deletion_auc']['images']} of them (lower: removing the top pixels first hurts more)",
+            found["deletion_auc"],
+            False,
+        ),
+        ("insertion AUC on the same (higher: revealing them first helps more)", found["insertion_auc"], False),
     ]
     for name, figure, percent in rows:
         per_class = figure.get("per_class", {})
@@ -251,7 +258,7 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
     ]
     if found.get("carried_from"):
         parts.append(
-            f"\nThese figures are the split run's (`{found['carried_from']}`), whose validation images these refit weights "
+            f"These figures are the split run's (`{found['carried_from']}`), whose validation images these refit weights "
             "trained on; the map served is the split run's choice. They are the published estimate, as the metrics are.\n"
         )
     return parts
@@ -278,10 +285,14 @@ def _map_choice(found: dict) -> list[str]:
             f"| {row['deletion_auc']:.3f} | {row['insertion_auc']:.3f} | {row['cost_ms']:.0f} ms |"
         )
     choice = found.get("choice", {})
-    lines.append(f"\nChosen by the {choice.get('rule', 'localise rule')}.")
+    rule = choice.get("rule", "the localise rule")
+    method, _, layer = choice.get("served_before", "").partition("@")
+    if layer:
+        rule = rule.replace(choice["served_before"], f"{METHOD_NAMES.get(method, method)} @ `{layer}`")
+    lines.append(f"\nChosen by the {rule}.")
     score = found.get("score_cam")
     if score:
-        lines.append(
+        lines[-1] += (
             f" Score-CAM at `{score['layer']}` pointed at the tumour in {score['pointing_game']:.0%} of {score['images']} "
             f"slices and took {score['median_seconds']:.1f} s per slice (one forward pass per channel): too slow to serve."
         )

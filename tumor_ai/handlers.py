@@ -459,7 +459,8 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
         cells = []
         for before, after in answers.values():
             old, new = before.probabilities[label], after.probabilities[label]
-            cells += [f"{old:.1%}", f"{new:.1%}", f"{new - old:+.1%}"]
+            change = f"{new - old:+.1%}"
+            cells += [f"{old:.1%}", f"{new:.1%}", "0.0%" if change in ("+0.0%", "-0.0%") else change]
         rows.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
     return "".join(lines) + "\n\n" + "\n".join([header, rule, *rows]) + f"\n\n_{HIDE_LESSON}_"
 
