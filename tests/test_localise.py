@@ -237,3 +237,24 @@ def test_hiding_the_painted_tumour_changes_the_answer_and_hiding_elsewhere_does_
         handlers.hide_and_ask(predictors, _painted(np.zeros_like(mask)), state)
     with pytest.raises(gr.Error, match="press Predict or Compare first"):
         handlers.hide_and_ask(predictors, _painted(mask), None)
+
+
+def test_the_figures_reach_the_metadata_and_both_cards(square_predictor, tmp_path):
+    """--write stores the figures and the chosen map in the split run; --carry-to gives a refit the same, saying whose."""
+    from training.localise import metadata_block, write_into
+    from tumor_ai.card import localisation_summary
+    from tumor_ai.models import ModelMetadata, save_model_folder
+
+    report = localise(square_predictor, samples(stripe=False), ["grad_cam", "layer_cam"], ["evidence"], deletion_images=4)
+    block = metadata_block(report, "tumor-ai localise --model split-run")
+    folders = [save_model_folder(square_predictor.model, square_predictor.metadata, tmp_path / name) for name in ("split", "refit")]
+    write_into(folders[0], block, report["chosen"]["method"], report["chosen"]["layer"])
+    write_into(folders[1], block, report["chosen"]["method"], report["chosen"]["layer"], carried_from="split-run")
+    for folder in folders:
+        metadata = ModelMetadata.read(folder / "tumor_ai.json")
+        assert metadata.cam_method == report["chosen"]["method"] and metadata.localisation["pointing_game"]["value"] == 1.0
+        card = (folder / "README.md").read_text()
+        assert "## Where the model looks, and whether it needs the tumour" in card
+        assert "| pointing game: the map's peak within 15 px (at 512 px) of the tumour | 100% (100%–100%) |" in card
+        assert "It needs the lesion for most answers" in localisation_summary(metadata)
+    assert "These figures are the split run's (`split-run`)" in (folders[1] / "README.md").read_text()

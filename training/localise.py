@@ -449,7 +449,7 @@ def metadata_block(report: dict, command: str) -> dict:
     served = report["maps"][chosen]
     return {
         "command": command,
-        "subset": report["subset"],
+        "subset": report.get("subset", "given"),
         "images": report["images"],
         "images_per_class": report["images_per_class"],
         "slices": report["slices"],

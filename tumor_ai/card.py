@@ -313,9 +313,9 @@ def _border_text(metadata: ModelMetadata, found: dict) -> str:
         )
     else:
         text += (
-            "This model reads the whole image; where its map lights up along an edge (often the bottom, where the neck "
-            "and the scanner's field of view end), it is reading the edge of the picture, which differs between the "
-            "dataset's collections, not the tumour."
+            "This model reads the whole image through zero-padded convolutions; where its map lights up in a band along "
+            "an edge of the picture, the model drew evidence from that edge (the framing, which differs between the "
+            "dataset's collections), not from the tumour."
         )
     return text + "\n"
 
