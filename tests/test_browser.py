@@ -103,6 +103,21 @@ def _model_calls(app_log: Path) -> int:
     return app_log.read_text().count("model call:")
 
 
+IDLE = (
+    "sel => Array.from(document.querySelectorAll(sel + ' [data-testid=status-tracker]')).every(e => e.classList.contains('hide'))"
+)
+
+
+def _wait_for_log(app_log: Path, text: str, count: int, timeout: float = 60) -> None:
+    """Until the app has logged ``text`` ``count`` times (a model call finished on the server)."""
+    import time
+
+    deadline = time.time() + timeout
+    while app_log.read_text().count(text) < count:
+        assert time.time() < deadline, f"the app logged '{text}' fewer than {count} times"
+        time.sleep(0.2)
+
+
 def _src(page, selector: str) -> str:
     return page.locator(f"{selector} img").first.get_attribute("src") or ""
 
@@ -220,15 +235,15 @@ def test_hide_a_region_and_ask_again(page, app_log):
     page.locator("#compare-hide-button").click()  # nothing painted yet: told what to do
     page.get_by_text("Paint over the region to hide first").first.wait_for()
     _paint(page, "compare-editor")
-    calls = _model_calls(app_log)
-    for _ in range(2):
+    hides = app_log.read_text().count("hide a region")
+    for clicks in (1, 2):
         page.locator("#compare-hide-button").click()
-        page.locator("#compare-hide-answers").get_by_text("You hid").wait_for()
+        _wait_for_log(app_log, "hide a region", hides + 2 * clicks)  # the server took this click, for both models
+        page.wait_for_function(IDLE, arg="#compare-hide")  # and the page shows its answer
     answers = page.locator("#compare-hide-answers").inner_text()
     assert re.search(r"You hid \d+\.\d% of the slice", answers) and "cnn before" in answers and "vgg16 before" in answers
     assert re.search(r"cnn (keeps|changes) its answer", answers) and re.search(r"vgg16 (keeps|changes) its answer", answers)
     assert page.locator("#compare-hidden img").count() == 1  # what the models saw, with the region filled
-    assert _model_calls(app_log) >= calls + 2
     page.locator("#compare-hide").screenshot(path=SHOTS / "compare_hide.png")
 
 

@@ -169,6 +169,19 @@ def test_the_fill_hides_a_bright_region_and_leaves_the_rest():
         fill_region(image, mask[:10])
 
 
+def test_the_fill_adds_no_structure_of_its_own():
+    """A large hidden block of a left-to-right ramp comes back as a ramp: no rings or steps a model could read as a lesion."""
+    ramp = np.tile(np.linspace(40, 220, 200, dtype=np.float32), (160, 1))
+    noisy = np.clip(ramp + np.random.default_rng(0).normal(0, 3, ramp.shape), 0, 255).astype(np.uint8)
+    hidden = np.zeros(ramp.shape, bool)
+    hidden[30:130, 50:150] = True
+    filled = fill_region(noisy, hidden).astype(np.float32)
+    inside = filled[40:120, 60:140]
+    assert np.abs(inside - ramp[40:120, 60:140]).mean() < 12  # close to what was there
+    assert (np.diff(inside.mean(axis=0)) > -0.5).all()  # brightness still rises left to right
+    assert np.abs(np.diff(inside, axis=0)).max() < 4  # and is smooth down each column
+
+
 def test_pointing_relevance_border_and_curves():
     mask = np.zeros((512, 512), bool)
     mask[100:150, 100:150] = True
@@ -247,7 +260,9 @@ def test_the_figures_reach_the_metadata_and_both_cards(square_predictor, tmp_pat
 
     report = localise(square_predictor, samples(stripe=False), ["grad_cam", "layer_cam"], ["evidence"], deletion_images=4)
     block = metadata_block(report, "tumor-ai localise --model split-run")
-    folders = [save_model_folder(square_predictor.model, square_predictor.metadata, tmp_path / name) for name in ("split", "refit")]
+    folders = [
+        save_model_folder(square_predictor.model, square_predictor.metadata, tmp_path / name) for name in ("split", "refit")
+    ]
     write_into(folders[0], block, report["chosen"]["method"], report["chosen"]["layer"])
     write_into(folders[1], block, report["chosen"]["method"], report["chosen"]["layer"], carried_from="split-run")
     for folder in folders:

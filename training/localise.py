@@ -139,9 +139,9 @@ def stratified(items: list, count: int, seed: int = SEED) -> list:
 
 def stage_outputs(model) -> list[str]:
     """The last layer at each spatial size (coarsest first): where each stage of a CNN ends."""
-    last: dict[tuple, str] = {}
     import keras
 
+    last: dict[tuple, str] = {}
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
@@ -194,9 +194,13 @@ class MapReader:
         penultimate = self._graph(batch, training=False)[-1]
         return tf.matmul(tf.cast(penultimate, self._kernel.dtype), self._kernel) + self._bias
 
+    def features(self, batch: np.ndarray, classes: np.ndarray) -> tuple[list, list]:
+        """Each layer's activations and the gradients of the given classes' logits with respect to them."""
+        return self._maps(batch, classes.astype(np.int32))
+
     def maps(self, batch: np.ndarray, classes: np.ndarray, methods: list[str]) -> dict[tuple[str, str], np.ndarray]:
         """(method, layer) -> maps (batch, h, w) on the model input's grid, for the given classes."""
-        features, gradients = self._maps(batch, classes.astype(np.int32))
+        features, gradients = self.features(batch, classes)
         return {
             (method, layer): np.asarray(cam_function(method)(f, g))
             for layer, f, g in zip(self.layers, features, gradients)
@@ -315,31 +319,47 @@ def localise(
                 "maps": {},
             }
             if controls[index] is not None:
-                control = fill_region(sample.image, controls[index])
-                control_input = model_input(control, tuple(metadata.input_size), metadata.crop)[0]
-                record["control_predicted"] = predictor.labels[int(np.argmax(reader.probabilities(control_input[None])[0]))]
+                control = model_input(fill_region(sample.image, controls[index]), tuple(metadata.input_size), metadata.crop)[0]
+                record["control_predicted"] = predictor.labels[int(np.argmax(reader.probabilities(control[None])[0]))]
+            curved = sample.path in curve_paths
             curves_of: dict[bytes, tuple[float, float]] = {}  # identical maps (Grad-CAM and HiResCAM after pooling) share curves
             for method, layer in variants:
-                cam = maps[(method, layer)][index]
-                shown = full_size(place_in_frame(cam, prepared[index][1], sample.image.shape[:2]), sample.mask.shape)
-                entry = {
-                    "hit": pointing_hit(shown, sample.mask),
-                    "mass": round(relevance_mass(shown, sample.mask), 5),
-                    "border": round(border_mass(cam), 5),
-                }
-                if sample.path in curve_paths:
-                    key = np.round(cam, 4).tobytes()
-                    if key not in curves_of:
-                        deleted, inserted = deletion_insertion_inputs(inputs[index], cam)
-                        curves = reader.probabilities(np.concatenate([deleted, inserted]))[:, target]
-                        curves_of[key] = (area_under(curves[: len(deleted)]), area_under(curves[len(deleted) :]))
-                    entry["deletion"], entry["insertion"] = (round(value, 5) for value in curves_of[key])
-                record["maps"][f"{method}@{layer}"] = entry
+                record["maps"][f"{method}@{layer}"] = map_entry(
+                    maps[(method, layer)][index], sample, prepared[index][1], (inputs[index], target), reader, curves_of, curved
+                )
             records.append(record)
     report = summarise(records, variants, predictor)
     report["costs_ms"] = {f"{method}@{layer}": round(serving_cost_ms(predictor, layer, method), 1) for method, layer in variants}
     report["chosen"] = choose(report, f"{metadata.cam_method}@{metadata.cam_layer}")
     return report
+
+
+def map_entry(
+    cam: np.ndarray,
+    sample: Sample,
+    frame: tuple,
+    model_input_and_class: tuple[np.ndarray, int],
+    reader: MapReader,
+    curves_of: dict,
+    curved: bool,
+) -> dict:
+    """One map of one image: the pointing game and relevance mass as the app shows it, its border share, and
+    (for ``curved`` images) the deletion and insertion AUC on the model's own input."""
+    shown = full_size(place_in_frame(cam, frame, sample.image.shape[:2]), sample.mask.shape)
+    entry = {
+        "hit": pointing_hit(shown, sample.mask),
+        "mass": round(relevance_mass(shown, sample.mask), 5),
+        "border": round(border_mass(cam), 5),
+    }
+    if curved:
+        pixels, target = model_input_and_class
+        key = np.round(cam, 4).tobytes()
+        if key not in curves_of:
+            deleted, inserted = deletion_insertion_inputs(pixels, cam)
+            curves = reader.probabilities(np.concatenate([deleted, inserted]))[:, target]
+            curves_of[key] = (area_under(curves[: len(deleted)]), area_under(curves[len(deleted) :]))
+        entry["deletion"], entry["insertion"] = (round(value, 5) for value in curves_of[key])
+    return entry
 
 
 def time_score_cam(reader: MapReader, samples: list[Sample], count: int, metadata) -> dict:
@@ -353,7 +373,7 @@ def time_score_cam(reader: MapReader, samples: list[Sample], count: int, metadat
         sample = sample[0]
         pixels, frame = model_input(sample.image, tuple(metadata.input_size), metadata.crop)
         target = reader.predictor.labels.index(sample.label)
-        features = single._maps(normalize(pixels[None], metadata.preprocessing), np.array([target], np.int32))[0][0].numpy()[0]
+        features = single.features(normalize(pixels[None], metadata.preprocessing), np.array([target]))[0][0].numpy()[0]
         started = time.perf_counter()
         cam = score_cam(single, pixels, features, target)
         seconds.append(time.perf_counter() - started)

@@ -3,25 +3,26 @@
 The tumour-erased test (``training.localise``) and the app's "hide a region and ask again" use
 this one fill, so what a person tries in the browser is what the published figures measured.
 Black or a flat grey would be a new, sharp object the model may read; a fill from the
-surroundings removes what was there without adding an edge. It is normalised convolution at
-growing scales: each hidden pixel takes the Gaussian-weighted mean of the visible pixels at the
-smallest scale that reaches it, and the result is smoothed once inside the region.
+surroundings removes what was there without adding an edge. The fill must not add structure
+either: a fill in rings or steps could look like a ring-enhancing lesion to a model. So it is a
+push-pull fill (Gortler et al., "The Lumigraph", 1996): the image and its mask of visible pixels
+are halved until no hole is left, then rebuilt from the coarsest level, each hidden pixel taking
+the smoothly upsampled value of the level below, blended by how much of it was visible.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from PIL import Image
 
-SCALES = (2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)  # Gaussian sigmas in pixels, smallest first
-REACH = 0.2  # a scale fills a pixel once this share of its weight falls on visible pixels
+SMALLEST = 2  # pixels on the shorter side of the coarsest level
 
 
 def fill_region(pixels: np.ndarray, region: np.ndarray) -> np.ndarray:
     """``pixels`` (H, W[, C], uint8) with ``region`` (H, W, bool) filled from the pixels around it.
 
-    Work happens in the region's bounding box plus a margin, so hiding a small area of a large
-    upload costs little. An empty region returns the pixels unchanged.
+    Work happens in the region's bounding box plus a margin as large as the region, so hiding a
+    small area of a large upload costs little. An empty region returns the pixels unchanged.
     """
     region = np.asarray(region, dtype=bool)
     if region.shape != pixels.shape[:2]:
@@ -32,29 +33,48 @@ def fill_region(pixels: np.ndarray, region: np.ndarray) -> np.ndarray:
     margin = max(16, rows[-1] - rows[0], cols[-1] - cols[0])
     top, bottom = max(rows[0] - margin, 0), min(rows[-1] + margin + 1, region.shape[0])
     left, right = max(cols[0] - margin, 0), min(cols[-1] + margin + 1, region.shape[1])
-    out = pixels.copy()
     box = (slice(top, bottom), slice(left, right))
-    out[box] = _fill_box(pixels[box], region[box])
+    values = pixels[box].astype(np.float32).reshape(bottom - top, right - left, -1)
+    filled = push_pull(values, ~region[box])
+    out = pixels.copy()
+    out[box] = (
+        np.where(region[box][..., None], np.clip(np.rint(filled), 0, 255), values).astype(pixels.dtype).reshape(pixels[box].shape)
+    )
     return out
 
 
-def _fill_box(pixels: np.ndarray, hidden: np.ndarray) -> np.ndarray:
-    values = pixels.astype(np.float32).reshape(*hidden.shape, -1)
-    visible = (~hidden).astype(np.float32)
-    filled = values * visible[..., None]
-    done = ~hidden
-    for sigma in SCALES:
-        weight = ndimage.gaussian_filter(visible, sigma, mode="nearest")
-        reached = ~done & (weight > REACH * weight.max())
-        if reached.any():
-            for channel in range(values.shape[-1]):
-                mean = ndimage.gaussian_filter(values[..., channel] * visible, sigma, mode="nearest") / np.maximum(weight, 1e-6)
-                filled[..., channel][reached] = mean[reached]
-            done |= reached
-        if done.all():
-            break
-    if not done.all():  # a region with no visible pixel near it: the mean of what is visible
-        filled[~done] = values[~hidden].mean(axis=0) if (~hidden).any() else 0.0
-    smooth = np.stack([ndimage.gaussian_filter(filled[..., c], 2.0, mode="nearest") for c in range(values.shape[-1])], -1)
-    result = np.where(hidden[..., None], smooth, values)
-    return np.clip(np.rint(result), 0, 255).astype(pixels.dtype).reshape(pixels.shape)
+def push_pull(values: np.ndarray, visible: np.ndarray) -> np.ndarray:
+    """Every pixel of ``values`` (H, W, C) estimated from the ``visible`` ones: visible pixels keep their value."""
+    weight = visible.astype(np.float32)
+    levels = [(values * weight[..., None], weight)]
+    while min(levels[-1][1].shape) > SMALLEST and levels[-1][1].min() <= 0:
+        levels.append(tuple(_halve(array) for array in levels[-1]))
+    premultiplied, weight = levels[-1]
+    estimate = np.where(weight[..., None] > 0, premultiplied / np.maximum(weight, 1e-6)[..., None], 0.0)
+    if (weight <= 0).any():  # still a hole at the coarsest level: the mean of what is visible
+        mean = premultiplied.sum(axis=(0, 1)) / max(float(weight.sum()), 1e-6)
+        estimate[weight <= 0] = mean
+    for premultiplied, weight in reversed(levels[:-1]):
+        height, width = weight.shape  # the coarse level covers the padded (even) size: resize to it, then crop
+        upsampled = _resize(estimate, (2 * estimate.shape[0], 2 * estimate.shape[1]))[:height, :width]
+        own = premultiplied / np.maximum(weight, 1e-6)[..., None]
+        share = np.clip(weight, 0.0, 1.0)[..., None]
+        estimate = share * own + (1.0 - share) * upsampled
+    return estimate
+
+
+def _halve(array: np.ndarray) -> np.ndarray:
+    """Half the size by 2x2 means; an odd edge is padded with zero weight (nothing visible), so it adds no bias."""
+    height, width = array.shape[:2]
+    padded = np.pad(array, [(0, height % 2), (0, width % 2)] + [(0, 0)] * (array.ndim - 2))
+    return padded.reshape(padded.shape[0] // 2, 2, padded.shape[1] // 2, 2, *array.shape[2:]).mean(axis=(1, 3))
+
+
+def _resize(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of (h, w, C) floats to ``shape`` = (H, W), channel by channel."""
+    size = (shape[1], shape[0])
+    channels = [
+        np.asarray(Image.fromarray(array[..., c], mode="F").resize(size, Image.Resampling.BILINEAR))
+        for c in range(array.shape[-1])
+    ]
+    return np.stack(channels, axis=-1)
