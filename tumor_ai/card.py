@@ -212,6 +212,19 @@ def localisation_summary(metadata: ModelMetadata) -> str:
     return text
 
 
+def map_trust(metadata: ModelMetadata) -> str:
+    """One sentence for every reading: which map this is, and how often such maps point at the tumour."""
+    method = METHOD_NAMES.get(metadata.cam_method, metadata.cam_method)
+    found = metadata.localisation
+    if not found:
+        return f"The map is {method} at `{metadata.cam_layer}`; where it points has not been measured against tumour outlines. "
+    return (
+        f"The map is {method} at `{metadata.cam_layer}`: on held-out tumour slices its peak lay on the tumour in "
+        f"{found['pointing_game']['value']:.0%} of them, and with the tumour erased this model still named the tumour class "
+        f"in {found['erased']['tumour_kept']['value']:.0%} (About tab). "
+    )
+
+
 def localisation_section(metadata: ModelMetadata) -> list[str]:
     """Where the model looks, measured against the tumour outlines, and the tumour-erased test."""
     found = metadata.localisation

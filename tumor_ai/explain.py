@@ -114,10 +114,18 @@ def confidence_words(confidence: float) -> str:
     return "low"
 
 
-def reading(label: str, confidence: float, cam: np.ndarray, model_name: str = "The model", evidence: str | None = None) -> str:
+def reading(
+    label: str,
+    confidence: float,
+    cam: np.ndarray,
+    model_name: str = "The model",
+    evidence: str | None = None,
+    caveat: str = "",
+) -> str:
     """A short plain-language reading of one prediction, ending with the not-a-diagnosis reminder.
 
-    ``evidence`` is the class the map shows when it is not the model's answer.
+    ``evidence`` is the class the map shows when it is not the model's answer; ``caveat`` says how far
+    the map can be trusted (``tumor_ai.card.map_trust``).
     """
     text = (
         f"{model_name} reads this slice as **{display_name(label)}** ({describe(label)}), "
@@ -135,4 +143,4 @@ def reading(label: str, confidence: float, cam: np.ndarray, model_name: str = "T
         )
     if confidence < 0.7:
         text += "The classes are close: treat this reading as uncertain. "
-    return text + DISCLAIMER
+    return text + caveat + DISCLAIMER

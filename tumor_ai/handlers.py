@@ -33,6 +33,7 @@ from tumor_ai.batch import (
     shown_label,
     summary,
 )
+from tumor_ai.card import map_trust
 from tumor_ai.erase import fill_region
 from tumor_ai.explain import display_copy, heatmap, overlay, reading
 from tumor_ai.imaging import ImageError, LoadedImage, read_image
@@ -240,7 +241,14 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
         explained.cams[index] = predictor.explain(explained.pixels, index)
     cam = explained.cams[index]
     prediction = explained.prediction
-    text = reading(prediction.label, prediction.confidence, cam, f"The {explained.model} model", predictor.labels[index])
+    text = reading(
+        prediction.label,
+        prediction.confidence,
+        cam,
+        f"The {explained.model} model",
+        predictor.labels[index],
+        map_trust(predictor.metadata),
+    )
     return (
         cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
         cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),

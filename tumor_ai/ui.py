@@ -16,6 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from tumor_ai import DISCLAIMER, handlers  # noqa: E402
+from tumor_ai.cam import METHOD_NAMES  # noqa: E402
 from tumor_ai.card import localisation_summary, model_card  # noqa: E402
 from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.imaging import IMAGE_SUFFIXES  # noqa: E402
@@ -29,7 +30,8 @@ OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM 
 BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
 MODEL_CONCURRENCY = 8  # Predict and Compare requests handled at once; their forward passes share batches
 CAM_CAVEAT = (
-    "_Grad-CAM shows where a model found the evidence for a class: where it looked, **not a segmentation** of the tumour._"
+    "_The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a model "
+    "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and often not the tumour at all._"
 )
 
 
@@ -61,6 +63,12 @@ def maps_text(predictors: dict[str, Predictor]) -> str:
         "the full table.",
     ]
     return "\n".join(lines)
+
+
+def _map_name(predictor: Predictor) -> str:
+    """The map a model serves, as its metadata names it ("Grad-CAM++ at block4_out")."""
+    metadata = predictor.metadata
+    return f"{METHOD_NAMES.get(metadata.cam_method, metadata.cam_method)} at {metadata.cam_layer}"
 
 
 def _duration(seconds: int) -> str:
@@ -238,9 +246,9 @@ def build_app(
                     p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
                     with gr.Row():
                         p_overlay = gr.Image(
-                            label="Grad-CAM overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
+                            label="Evidence overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
                         )
-                        p_heatmap = gr.Image(label="Grad-CAM heatmap", type="numpy", format="png", interactive=False)
+                        p_heatmap = gr.Image(label="Evidence heatmap", type="numpy", format="png", interactive=False)
                     gr.Markdown(CAM_CAVEAT)
                     p_reading = gr.Markdown(elem_id="predict-reading")
                     with gr.Accordion("Details (JSON, as the API returns it)", open=False):
@@ -285,7 +293,7 @@ def build_app(
                                 c_outputs.append(gr.Label(num_top_classes=len(labels), label=f"{name} confidence"))
                                 c_overlays.append(
                                     gr.Image(
-                                        label=f"{name} Grad-CAM",
+                                        label=f"{name}: {_map_name(predictors[name])}",
                                         type="numpy",
                                         format="png",
                                         interactive=False,
