@@ -273,3 +273,60 @@ def test_the_figures_reach_the_metadata_and_both_cards(square_predictor, tmp_pat
         assert "| pointing game: the map's peak within 15 px (at 512 px) of the tumour | 100% (100%–100%) |" in card
         assert "It needs the lesion for most answers" in localisation_summary(metadata)
     assert "These figures are the split run's (`split-run`)" in (folders[1] / "README.md").read_text()
+
+
+def test_the_command_on_a_folder_of_images_and_masks(square_predictor, tmp_path, capsys):
+    """``tumor-ai localise`` end to end: the validation images with masks, the table, the report, --write, --report."""
+    import json
+
+    from PIL import Image
+
+    from training.localise import main
+    from tumor_ai.models import ModelMetadata, save_model_folder
+
+    data, masks = tmp_path / "data", tmp_path / "masks"
+    rng = np.random.default_rng(7)
+    rows, validation = [], []
+    for index in range(8):
+        image, mask = slice_with(rng, tumour=True, stripe=False)
+        (data / "glioma").mkdir(parents=True, exist_ok=True)
+        (masks / "glioma").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(data / "glioma" / f"g{index}.png")
+        Image.fromarray(mask).convert("1").save(masks / "glioma" / f"g{index}.png")
+        rows.append(f"glioma/g{index}.png,{index // 2}")
+        if index < 6:
+            validation.append(f"glioma/g{index}.png")  # two images stay in 'training': not scored
+    (data / "notumor").mkdir()
+    Image.fromarray(slice_with(rng, tumour=False, stripe=False)[0]).save(data / "notumor" / "n0.png")  # no mask: not scored
+    (masks / "masks.csv").write_text("kaggle_path,figshare_id\n" + "\n".join(rows) + "\n")
+    model = save_model_folder(square_predictor.model, square_predictor.metadata, tmp_path / "model")
+    (model / "split.json").write_text(json.dumps({"validation": validation + ["notumor/n0.png"]}))
+    out = tmp_path / "report.json"
+    common = ["--model", str(model), "--data", str(data), "--masks", str(masks)]
+    main(
+        [
+            *common,
+            "--layers",
+            "evidence",
+            "--methods",
+            "grad_cam",
+            "layer_cam",
+            "--deletion-images",
+            "2",
+            "--out",
+            str(out),
+            "--write",
+        ]
+    )
+    printed = capsys.readouterr().out
+    assert "6 images with masks (3 slices)" in printed and "tumour erased, tumour class kept: 0.000" in printed
+    report = json.loads(out.read_text())
+    assert {record["path"] for record in report["records"]} == set(validation)
+    written = ModelMetadata.read(model / "tumor_ai.json")
+    assert written.localisation["images"] == 6 and written.localisation["command"].startswith("tumor-ai localise --model")
+    main([*common, "--report", str(out), "--write"])  # choose again from the saved report, no model run
+    assert "wrote the figures and the served map" in capsys.readouterr().out
+    written.training = {"refit": {"of": "split-run"}}
+    (model / "tumor_ai.json").write_text(written.to_json())
+    with pytest.raises(SystemExit, match="is a refit on every image"):
+        main(common)
