@@ -284,7 +284,7 @@ def _map_choice(found: dict) -> list[str]:
         return []
     lines = [
         "Maps compared (all measured the same way; deletion and insertion on a stratified subset; cost: median ms of the "
-        "served forward-and-map pass for one slice on the measuring machine):\n",
+        "forward-and-map pass for one slice, in float32, on the machine that measured):\n",
         "| map | pointing game | relevance mass | border mass | deletion AUC | insertion AUC | cost |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
