@@ -199,17 +199,29 @@ def localisation_summary(metadata: ModelMetadata) -> str:
         f"With the tumour erased it still names the tumour class in {kept['value']:.0%} of them ({kept_by_class}), "
         f"against {control['value']:.0%} when a same-size region elsewhere is erased. "
     )
-    if kept["value"] >= 0.5:
+    unneeded = [_plural(label) for label, figure in kept["per_class"].items() if figure["value"] >= 0.5]
+    needed = [_plural(label) for label, figure in kept["per_class"].items() if figure["value"] < 0.5]
+    if unneeded:
         text += (
-            "So for most slices it does **not** need the lesion: it reads something else that comes with each class in "
-            "this dataset (the source collection, the slice level, the framing). Treat the overlay as where this model "
-            "looked, not as where the tumour is."
+            f"So for {_and(unneeded)} it does **not** need the lesion: it reads something else that comes with "
+            f"{'those classes' if len(unneeded) > 1 else 'that class'} in this dataset (the source collection, the slice "
+            "level, the framing)"
+            + (f"; for {_and(needed)} it does. " if needed else ". ")
+            + "Treat the overlay as where this model looked, not as where the tumour is."
         )
     elif pointing["value"] < 0.75:
-        text += "It mostly needs the lesion, but its map often peaks elsewhere: read the overlay as a rough guide."
+        text += "It needs the lesion for most answers, but its map often peaks elsewhere: read the overlay as a rough guide."
     else:
         text += "It needs the lesion for most answers, and its map mostly points at it."
     return text
+
+
+def _plural(label: str) -> str:
+    return display_name(label).lower() + "s"
+
+
+def _and(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 
 
 def map_trust(metadata: ModelMetadata) -> str:
