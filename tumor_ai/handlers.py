@@ -429,19 +429,19 @@ def painted_region(editor: dict | None, shape: tuple[int, int]) -> np.ndarray:
     """What a person painted in the editor (any layer, any colour) as a mask at the slice's own size."""
     from PIL import Image
 
-    painted = None
-    for layer in (editor or {}).get("layers") or []:
-        array = np.asarray(layer) if layer is not None else None
-        if array is None or array.ndim != 3 or array.shape[-1] != 4:
-            continue
-        alpha = array[..., 3] > 0
-        painted = alpha if painted is None or painted.shape != alpha.shape else painted | alpha
+    strokes = [np.asarray(layer)[..., 3] > 0 for layer in (editor or {}).get("layers") or [] if _is_rgba(layer)]
+    painted = np.logical_or.reduce([stroke for stroke in strokes if stroke.shape == strokes[0].shape]) if strokes else None
     if painted is None or not painted.any():
         raise gr.Error(NOTHING_PAINTED, print_exception=False)
     if painted.shape != shape:
         resized = Image.fromarray(painted.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
         painted = np.asarray(resized) > 127
     return painted
+
+
+def _is_rgba(layer) -> bool:
+    """A paint layer as the editor sends it: height x width x RGBA, transparent where nothing was painted."""
+    return layer is not None and np.ndim(layer) == 3 and np.shape(layer)[-1] == 4
 
 
 def _shown(prediction: Prediction) -> str:
@@ -474,7 +474,7 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
 
 
 def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: SessionSlice | None):
-    """ "Hide a region and ask again": fill the painted region from its surroundings; every model answers again."""
+    """Hide a region and ask again: fill the painted region from its surroundings, and every model answers again."""
     if state is None or state.image is None:
         raise gr.Error(NO_SLICE_TO_HIDE, print_exception=False)
     pixels = state.image.pixels
