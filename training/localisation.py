@@ -22,15 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from tumor_ai.explain import upsample
+from tumor_ai.preprocessing import foreground
+
 TOLERANCE_AT_512 = 15  # pixels at 512 px, as Zhang et al.'s pointing game
 DELETION_STEPS = 16
-
-
-def full_size(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A coarse map bilinearly resized to ``shape`` = (height, width), as the app's overlay draws it."""
-    from tumor_ai.explain import upsample
-
-    return upsample(cam, shape)
 
 
 def pointing_hit(cam: np.ndarray, mask: np.ndarray, tolerance_at_512: float = TOLERANCE_AT_512) -> bool:
@@ -62,7 +58,7 @@ def border_mass(cam: np.ndarray, band: float = 0.1) -> float:
 
 def pixel_order(cam: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Pixel indices of the model input, most highlighted first (ties broken by position)."""
-    return np.argsort(-full_size(cam, shape).ravel(), kind="stable")
+    return np.argsort(-upsample(cam, shape).ravel(), kind="stable")
 
 
 def deletion_insertion_inputs(pixels: np.ndarray, cam: np.ndarray, steps: int = DELETION_STEPS) -> tuple[np.ndarray, np.ndarray]:
@@ -143,7 +139,6 @@ def control_region(mask: np.ndarray, head: np.ndarray, rng: np.random.Generator,
 
 
 def head_mask(pixels: np.ndarray) -> np.ndarray:
-    """The image's foreground (the head): brighter than a tenth of its 99th percentile, holes filled."""
+    """The image's foreground (the head), as the head crop finds it (``preprocessing.foreground``), holes filled."""
     gray = pixels.mean(axis=-1) if pixels.ndim == 3 else pixels.astype(np.float32)
-    level = max(8.0, 0.1 * float(np.percentile(gray, 99)))
-    return ndimage.binary_fill_holes(ndimage.binary_opening(gray > level, iterations=2))
+    return ndimage.binary_fill_holes(foreground(gray))

@@ -41,16 +41,15 @@ from training.localisation import (
     border_mass,
     control_region,
     deletion_insertion_inputs,
-    full_size,
     group_bootstrap,
     head_mask,
     pointing_hit,
     relevance_mass,
 )
-from tumor_ai.cam import CAM_METHODS, METHOD_NAMES, cam_function
+from tumor_ai.cam import CAM_METHODS, cam_function, method_name
 from tumor_ai.cli import prog
 from tumor_ai.erase import fill_region
-from tumor_ai.explain import place_in_frame
+from tumor_ai.explain import place_in_frame, upsample
 
 # One configurable block: the defaults every published figure used.
 DELETION_IMAGES = 96  # images (stratified by class) that get the deletion and insertion curves: 33 passes each per map
@@ -248,7 +247,7 @@ def score_cam(reader: MapReader, pixels: np.ndarray, features: np.ndarray, targe
     for start in range(0, channels, chunk):
         masks = []
         for channel in range(start, min(start + chunk, channels)):
-            upsampled = full_size(np.clip(features[..., channel] / (features[..., channel].max() + 1e-8), 0, 1), (height, width))
+            upsampled = upsample(np.clip(features[..., channel] / (features[..., channel].max() + 1e-8), 0, 1), (height, width))
             masks.append((pixels * upsampled[..., None]).astype(np.uint8))
         weights[start : start + len(masks)] = reader.probabilities(np.stack(masks))[:, target]
     cam = np.maximum((features * weights).sum(axis=-1), 0)
@@ -273,7 +272,7 @@ def measure(args: argparse.Namespace) -> dict:
     report = localise(predictor, samples, args.methods, layers, args.deletion_images, args.batch_size)
     report.update({"model": str(args.model), "data": str(args.data), "masks": str(args.masks), "subset": args.subset})
     if args.score_cam_images:
-        report["score_cam"] = time_score_cam(MapReader(predictor, layers), samples, args.score_cam_images, metadata)
+        report["score_cam"] = time_score_cam(predictor, samples, args.score_cam_images)
     return report
 
 
@@ -345,7 +344,7 @@ def map_entry(
 ) -> dict:
     """One map of one image: the pointing game and relevance mass as the app shows it, its border share, and
     (for ``curved`` images) the deletion and insertion AUC on the model's own input."""
-    shown = full_size(place_in_frame(cam, frame, sample.image.shape[:2]), sample.mask.shape)
+    shown = upsample(place_in_frame(cam, frame, sample.image.shape[:2]), sample.mask.shape)
     entry = {
         "hit": pointing_hit(shown, sample.mask),
         "mass": round(relevance_mass(shown, sample.mask), 5),
@@ -362,22 +361,23 @@ def map_entry(
     return entry
 
 
-def time_score_cam(reader: MapReader, samples: list[Sample], count: int, metadata) -> dict:
+def time_score_cam(predictor, samples: list[Sample], count: int) -> dict:
     """Score-CAM's pointing game and cost on a few images, at the served layer: why it is not served."""
     from tumor_ai.preprocessing import model_input, normalize
 
+    metadata = predictor.metadata
     layer = metadata.cam_layer
-    single = MapReader(reader.predictor, [layer])
+    single = MapReader(predictor, [layer])
     hits, seconds = [], []
     for sample in stratified([(s, s.label) for s in samples], count):
         sample = sample[0]
         pixels, frame = model_input(sample.image, tuple(metadata.input_size), metadata.crop)
-        target = reader.predictor.labels.index(sample.label)
+        target = predictor.labels.index(sample.label)
         features = single.features(normalize(pixels[None], metadata.preprocessing), np.array([target]))[0][0].numpy()[0]
         started = time.perf_counter()
         cam = score_cam(single, pixels, features, target)
         seconds.append(time.perf_counter() - started)
-        shown = full_size(place_in_frame(cam, frame, sample.image.shape[:2]), sample.mask.shape)
+        shown = upsample(place_in_frame(cam, frame, sample.image.shape[:2]), sample.mask.shape)
         hits.append(pointing_hit(shown, sample.mask))
     return {
         "layer": layer,
@@ -514,7 +514,7 @@ def table(report: dict) -> str:
     for key, figures in report["maps"].items():
         marker = " *" if key == f"{report['chosen']['method']}@{report['chosen']['layer']}" else ""
         lines.append(
-            f"{METHOD_NAMES[figures['method']] + ' @ ' + figures['layer'] + marker:<34} {cell(figures['pointing_game']):>22} "
+            f"{method_name(figures['method']) + ' @ ' + figures['layer'] + marker:<34} {cell(figures['pointing_game']):>22} "
             f"{cell(figures['relevance_mass']):>22} {figures['deletion_auc']['value']:>8.3f} "
             f"{figures['insertion_auc']['value']:>9.3f} "
             f"{figures['border_mass']['value']:>7.3f} {report['costs_ms'][key]:>6.1f}"
@@ -585,7 +585,7 @@ def main(argv: list[str] | None = None) -> None:
         for folder in args.carry_to:
             write_into(folder, block, chosen["method"], chosen["layer"], carried_from=str(args.model))
         print(
-            f"wrote the figures and the served map ({METHOD_NAMES[chosen['method']]} @ {chosen['layer']}) into "
+            f"wrote the figures and the served map ({method_name(chosen['method'])} @ {chosen['layer']}) into "
             + ", ".join([args.model, *args.carry_to])
         )
 

@@ -80,6 +80,11 @@ CAM_METHODS: dict[str, Callable] = {
 }
 
 
+def method_name(method: str) -> str:
+    """The name a person reads for a metadata ``cam_method`` ("Grad-CAM++"); an unknown key is shown as it is."""
+    return METHOD_NAMES.get(method, method)
+
+
 def cam_function(method: str) -> Callable:
     """The map function a metadata ``cam_method`` names; an unknown name is refused in one sentence."""
     try:

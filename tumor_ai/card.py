@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tumor_ai import DISCLAIMER
-from tumor_ai.cam import METHOD_NAMES
+from tumor_ai.cam import method_name
 from tumor_ai.labels import display_name
 from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata
 
@@ -98,7 +98,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
         f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
         f"`{metadata.preprocessing}` preprocessing (see `tumor_ai/preprocessing.py`; serving and training call the same code)",
-        f"- Map shown by the app: {METHOD_NAMES.get(metadata.cam_method, metadata.cam_method)} at `{metadata.cam_layer}`",
+        f"- Map shown by the app: {method_name(metadata.cam_method)} at `{metadata.cam_layer}`",
         *_test_time_flip_text(metadata),
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
     ]
@@ -226,7 +226,7 @@ def _and(words: list[str]) -> str:
 
 def map_trust(metadata: ModelMetadata) -> str:
     """One sentence for every reading: which map this is, and how often such maps point at the tumour."""
-    method = METHOD_NAMES.get(metadata.cam_method, metadata.cam_method)
+    method = method_name(metadata.cam_method)
     found = metadata.localisation
     if not found:
         return f"The map is {method} at `{metadata.cam_layer}`; where it points has not been measured against tumour outlines. "
@@ -244,7 +244,7 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         return []
     erased = found["erased"]
     classes = list(found["pointing_game"]["per_class"])
-    method = METHOD_NAMES.get(found["method"], found["method"])
+    method = method_name(found["method"])
     parts = [
         "## Where the model looks, and whether it needs the tumour\n",
         localisation_summary(metadata) + "\n",
@@ -302,7 +302,7 @@ def _map_choice(found: dict) -> list[str]:
     ]
     for key, row in comparison.items():
         method, _, layer = key.partition("@")
-        name = f"{METHOD_NAMES.get(method, method)} @ `{layer}`"
+        name = f"{method_name(method)} @ `{layer}`"
         if method == found["method"] and layer == found["layer"]:
             name = f"**{name} (served)**"
         lines.append(
@@ -313,7 +313,7 @@ def _map_choice(found: dict) -> list[str]:
     rule = choice.get("rule", "the localise rule")
     method, _, layer = choice.get("served_before", "").partition("@")
     if layer:
-        rule = rule.replace(choice["served_before"], f"{METHOD_NAMES.get(method, method)} @ `{layer}`")
+        rule = rule.replace(choice["served_before"], f"{method_name(method)} @ `{layer}`")
     lines.append(f"\nChosen by the {rule}.")
     score = found.get("score_cam")
     if score:

@@ -445,7 +445,7 @@ def _is_rgba(layer) -> bool:
 
 
 def _shown(prediction: Prediction) -> str:
-    return f"{display_name(prediction.label)} {prediction.confidence:.0%}" if prediction.is_mri else "not an MRI"
+    return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
 
 
 def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: float) -> str:

@@ -47,6 +47,14 @@ def resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(pixels).resize((width, height), Image.Resampling.BILINEAR))
 
 
+def foreground(gray: np.ndarray) -> np.ndarray:
+    """Pixels brighter than ``HEAD_THRESHOLD`` of the 99th-percentile brightness (at least 8), specks opened away."""
+    from scipy import ndimage
+
+    level = max(8.0, HEAD_THRESHOLD * float(np.percentile(gray, 99)))
+    return ndimage.binary_opening(gray > level, iterations=2)
+
+
 def head_frame(pixels: np.ndarray) -> Frame:
     """The square around the head: threshold, largest connected component, a margin, then squared.
 
@@ -65,9 +73,7 @@ def head_frame(pixels: np.ndarray) -> Frame:
         gray = gray.resize((max(1, round(width / scale)), max(1, round(height / scale))), Image.Resampling.BOX)
     else:
         scale = 1.0
-    small = np.asarray(gray, dtype=np.float32)
-    level = max(8.0, HEAD_THRESHOLD * float(np.percentile(small, 99)))
-    mask = ndimage.binary_opening(small > level, iterations=2)
+    mask = foreground(np.asarray(gray, dtype=np.float32))
     components, count = ndimage.label(mask)
     if count == 0:
         return whole

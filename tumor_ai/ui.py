@@ -16,7 +16,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from tumor_ai import DISCLAIMER, handlers  # noqa: E402
-from tumor_ai.cam import METHOD_NAMES  # noqa: E402
+from tumor_ai.cam import method_name  # noqa: E402
 from tumor_ai.card import localisation_summary, model_card  # noqa: E402
 from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.imaging import IMAGE_SUFFIXES  # noqa: E402
@@ -68,7 +68,7 @@ def maps_text(predictors: dict[str, Predictor]) -> str:
 def _map_name(predictor: Predictor) -> str:
     """The map a model serves, as its metadata names it ("Grad-CAM++ at block4_out")."""
     metadata = predictor.metadata
-    return f"{METHOD_NAMES.get(metadata.cam_method, metadata.cam_method)} at {metadata.cam_layer}"
+    return f"{method_name(metadata.cam_method)} at {metadata.cam_layer}"
 
 
 def _duration(seconds: int) -> str:
