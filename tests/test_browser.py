@@ -241,7 +241,11 @@ def test_hide_a_region_and_ask_again(page, app_log):
         _wait_for_log(app_log, "hide a region", hides + 2 * clicks)  # the server took this click, for both models
         page.wait_for_function(IDLE, arg="#compare-hide")  # and the page shows its answer
     answers = page.locator("#compare-hide-answers").inner_text()
-    assert re.search(r"You hid \d+\.\d% of the slice", answers) and "cnn before" in answers and "vgg16 before" in answers
+    assert (
+        re.search(r"You hid \d+\.\d% of the slice", answers)
+        and "cnn: before → after (change)" in answers
+        and "vgg16: before → after (change)" in answers
+    )
     assert re.search(r"cnn (keeps|changes) its answer", answers) and re.search(r"vgg16 (keeps|changes) its answer", answers)
     assert page.locator("#compare-hidden img").count() == 1  # what the models saw, with the region filled
     page.locator("#compare-hide").screenshot(path=SHOTS / "compare_hide.png")

@@ -458,9 +458,9 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
             lines.append(f"**{name} keeps its answer**: {_shown(before)} → {_shown(after)}. ")
         else:
             lines.append(f"**{name} changes its answer**: {_shown(before)} → {_shown(after)}. ")
-    names = list(answers)
-    header = "| class | " + " | ".join(f"{name} before | after | change" for name in names) + " |"
-    rule = "|---|" + "---:|---:|---:|" * len(names)
+    # One column per model ("99.5% → 1.8% (-97.7%)"), so the table stays readable in a phone-sized window.
+    header = "| class | " + " | ".join(f"{name}: before → after (change)" for name in answers) + " |"
+    rule = "|---|" + "---:|" * len(answers)
     rows = []
     labels = next(iter(answers.values()))[0].probabilities
     for label in labels:
@@ -468,7 +468,7 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
         for before, after in answers.values():
             old, new = before.probabilities[label], after.probabilities[label]
             change = f"{new - old:+.1%}"
-            cells += [f"{old:.1%}", f"{new:.1%}", "0.0%" if change in ("+0.0%", "-0.0%") else change]
+            cells.append(f"{old:.1%} → {new:.1%} ({'0.0%' if change in ('+0.0%', '-0.0%') else change})")
         rows.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
     return "".join(lines) + "\n\n" + "\n".join([header, rule, *rows]) + f"\n\n_{HIDE_LESSON}_"
 
