@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from training import engine
-from training.pipeline import make_pipeline
+from training.pipeline import Swaps, make_pipeline
 
 
 @dataclass
@@ -31,13 +32,42 @@ class TrainResult:
     stage_epochs: dict[str, int] = field(default_factory=dict)  # per stage, for a refit of a two-stage recipe
 
 
-def class_weights(targets: np.ndarray, num_classes: int) -> dict[int, float] | None:
-    """Balanced weights when the largest class outnumbers the smallest by more than 10%."""
-    counts = np.bincount(targets, minlength=num_classes).astype(float)
+def class_weights(counts: np.ndarray) -> dict[int, float] | None:
+    """Balanced weights from (expected) class counts when the largest outnumbers the smallest by more than 10%."""
+    counts = np.asarray(counts, dtype=float)
+    num_classes = len(counts)
     if counts.min() == 0 or counts.max() / counts.min() <= 1.1:
         return None
     weights = counts.sum() / (num_classes * counts)
     return {index: round(float(weight), 4) for index, weight in enumerate(weights)}
+
+
+def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | None, np.ndarray | None]:
+    """The erased and control variants of the training images and their tumour masks (``--masks``), or ``None``s."""
+    if not getattr(args, "masks", None):
+        return None, None
+    from training.counterfactuals import load_counterfactuals
+
+    if "notumor" not in dataset.labels:
+        raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
+    size = (args.input_size, args.input_size)
+    bank = load_counterfactuals(
+        dataset, args.masks, size, args.crop, args.counterfactuals_per_image, args.seed, Path(args.cache_dir)
+    )
+    erased, control = bank.variants_of(len(dataset.paths))
+    print(
+        f"counterfactuals: {int((bank.kind == 0).sum())} tumour-erased and {int((bank.kind == 1).sum())} control variants; "
+        f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of the others a control"
+    )
+    swaps = Swaps(
+        bank.pixels,
+        [erased[i] for i in train_idx],
+        [control[i] for i in train_idx],
+        dataset.labels.index("notumor"),
+        args.erase,
+        args.control,
+    )
+    return swaps, bank.masks[train_idx]
 
 
 def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, strategy) -> TrainResult:
@@ -50,7 +80,7 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
     images = dataset.images[size]
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     with strategy.scope():
-        model, metadata = build_cnn(dataset.labels, input_size=size, crop=args.crop)
+        model, metadata = build_cnn(dataset.labels, input_size=size, crop=args.crop, preprocessing=args.preprocessing)
         schedule = engine.warmup_cosine(
             args.learning_rate, round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
         )
@@ -59,9 +89,27 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
             loss=engine.sparse_crossentropy(args.label_smoothing),
             metrics=["accuracy"],
         )
+    swaps, masks = counterfactual_swaps(args, dataset, train_idx)
+    guidance = getattr(args, "guidance", 0.0)
     train, epoch_seeds = make_pipeline(
-        images[train_idx], dataset.targets[train_idx], metadata.preprocessing, args.batch_size, True, args.seed, args.rand_augment
+        images[train_idx],
+        dataset.targets[train_idx],
+        metadata.preprocessing,
+        args.batch_size,
+        True,
+        args.seed,
+        args.rand_augment,
+        acquisition=args.acquisition,
+        swaps=swaps,
+        masks=masks if guidance else None,
     )
+    fitted = model
+    if guidance:
+        from training.guidance import GuidedModel, guidance_schedule
+
+        with strategy.scope():
+            fitted = GuidedModel(model, metadata.cam_layer)
+            fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     throughput = engine.throughput_callback(len(train_idx))
     epochs = args.stop_after_epochs or args.epochs
     if engine.is_multiworker(strategy):
@@ -69,14 +117,17 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
         return TrainResult(model, metadata, {"cnn": history}, None, epochs, throughput.summary())
     run_dir = engine.run_directory(args.cache_dir, args.out)
     callbacks = [epoch_seeds, throughput, *engine.run_callbacks(run_dir, args.resume)]
+    if guidance:
+        callbacks.insert(0, guidance_schedule(fitted, guidance, args.guidance_from, args.guidance_ramp))
     validation = None
     stopping = None
     if len(validation_idx):
         validation, _ = make_pipeline(images[validation_idx], dataset.targets[validation_idx], metadata.preprocessing, 64)
         stopping = engine.early_stopping(args.patience, args.early_stopping_from)
         callbacks.append(stopping)
-    weights = class_weights(dataset.targets[train_idx], len(dataset.labels))
-    model.fit(train, validation_data=validation, epochs=epochs, class_weight=weights, callbacks=callbacks, verbose=2)
+    counts = np.bincount(dataset.targets[train_idx], minlength=len(dataset.labels))
+    weights = class_weights(swaps.expected_targets(dataset.targets[train_idx], len(dataset.labels)) if swaps else counts)
+    fitted.fit(train, validation_data=validation, epochs=epochs, class_weight=weights, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:
         chosen = stopping.best_epoch + 1

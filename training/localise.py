@@ -50,6 +50,7 @@ from tumor_ai.cam import CAM_METHODS, cam_function, method_name
 from tumor_ai.cli import prog
 from tumor_ai.erase import fill_region
 from tumor_ai.explain import place_in_frame, upsample
+from tumor_ai.preprocessing import channels
 
 # One configurable block: the defaults every published figure used.
 DELETION_IMAGES = 96  # images (stratified by class) that get the deletion and insertion curves: 33 passes each per map
@@ -171,7 +172,7 @@ class MapReader:
         head = model.get_layer(metadata.logits_layer)
         self._graph = keras.Model(model.input, [model.get_layer(name).output for name in layers] + [head.input])
         self._kernel, self._bias = head.kernel, head.bias
-        spec = tf.TensorSpec([None, *metadata.input_size, 3], tf.float32)
+        spec = tf.TensorSpec([None, *metadata.input_size, channels(metadata.preprocessing)], tf.float32)
         self._maps = tf.function(self._maps_fn, input_signature=[spec, tf.TensorSpec([None], tf.int32)])
         self._logits = tf.function(self._logits_fn, input_signature=[spec])
 
@@ -230,7 +231,7 @@ def serving_cost_ms(predictor, layer: str, method: str, repeats: int = 7) -> flo
         predictor.model, replace(predictor.metadata, cam_layer=layer, cam_method=method), precision=predictor.precision
     )
     height, width = predictor.metadata.input_size
-    batch = np.random.default_rng(SEED).uniform(0, 1, (1, height, width, 3)).astype(np.float32)
+    batch = predictor.prepare([np.random.default_rng(SEED).integers(0, 256, (height, width, 3), dtype=np.uint8)])
     times = []
     for _ in range(repeats):
         started = time.perf_counter()

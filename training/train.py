@@ -48,6 +48,7 @@ DEFAULTS = {
         "warmup_epochs": 2,
         "crop": "head",
         "early_stopping_from": 12,
+        "preprocessing": "luminance",
     },
     "vgg16": {
         "input_size": 224,
@@ -56,6 +57,7 @@ DEFAULTS = {
         "warmup_epochs": 0.25,
         "crop": "none",
         "early_stopping_from": 0,
+        "preprocessing": "vgg16",
     },
 }
 # What a refit takes from its split run, so both train the same recipe.
@@ -76,6 +78,15 @@ RECIPE_KEYS = (
     "feature_variants",
     "feature_shift",
     "backbone_weights",
+    "preprocessing",
+    "acquisition",
+    "masks",
+    "erase",
+    "control",
+    "counterfactuals_per_image",
+    "guidance",
+    "guidance_from",
+    "guidance_ramp",
 )
 
 
@@ -122,6 +133,37 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="first epoch (0-based) early stopping watches, past the noisy high-rate phase; cnn 12, vgg16 0",
     )
     parser.add_argument("--rand-augment", action="store_true", help="add keras.layers.RandAugment to the augmentation")
+    parser.add_argument(
+        "--preprocessing",
+        choices=["luminance", "rescale_unit"],
+        help="cnn: what the network is fed (tumor_ai.preprocessing): 'luminance' (one channel, the head's mean "
+        "brightness brought to 0.5: no colour or level to tell collections apart; the default) or 'rescale_unit' (RGB/255)",
+    )
+    parser.add_argument(
+        "--acquisition",
+        action="store_true",
+        help="cnn: vary resolution, blur, noise and JPEG quality in training (training.pipeline.ACQUISITION)",
+    )
+    parser.add_argument(
+        "--masks",
+        help="cnn: tumour masks folder (<class>/<stem>.png, e.g. ../shared/data/brain-tumor-mri/masks/Training): "
+        "train on counterfactuals, tumours erased and relabelled no tumour, and same-size control erasures",
+    )
+    parser.add_argument("--erase", type=float, default=0.2, help="with --masks: share of masked images an epoch erases (0.2)")
+    parser.add_argument(
+        "--control", type=float, default=0.2, help="with --masks: share of all images an epoch gives a control erasure instead (0.2)"
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        default=0.0,
+        help="with --masks: weight of the term that penalises Grad-CAM mass outside the tumour (training.guidance; 0: off)",
+    )
+    parser.add_argument("--guidance-from", type=int, default=2, help="first epoch (0-based) of the guidance term (2)")
+    parser.add_argument("--guidance-ramp", type=int, default=2, help="epochs over which its weight rises to --guidance (2)")
+    parser.add_argument(
+        "--counterfactuals-per-image", type=int, default=2, help="with --masks: erased and control variants made per image (2)"
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its last epoch backup (same arguments)"
     )
@@ -173,6 +215,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         apply_split_run(args, parser)
     if not args.model:
         parser.error("--model is required (or --refit SPLIT_RUN)")
+    if args.guidance and not args.masks:
+        parser.error("--guidance needs --masks: it steers the map towards the tumour outlines")
+    if args.guidance and args.distribute == "multiworker":
+        parser.error("--guidance trains with its own step (training.guidance); use --distribute none or mirrored")
     if args.model == "vgg16" and args.distribute != "none":
         parser.error("--distribute is for --model cnn; the vgg16 trainer reads features cached on this machine")
     for key, value in DEFAULTS[args.model].items():

@@ -139,7 +139,7 @@ def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray
         "note": "block-3 features are computed once per image and variant and reused by later runs (the refit)",
     }
     targets = dataset.targets
-    weights_by_class = class_weights(targets[train_idx], len(dataset.labels))
+    weights_by_class = class_weights(np.bincount(targets[train_idx], minlength=len(dataset.labels)))
 
     head = train_head(args, model, variants, train_idx, validation_idx, targets, weights_by_class)
 

@@ -97,7 +97,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         f"- Architecture: {metadata.description or metadata.architecture}",
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
         f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
-        f"`{metadata.preprocessing}` preprocessing (see `tumor_ai/preprocessing.py`; serving and training call the same code)",
+        f"`{metadata.preprocessing}` preprocessing{PREPROCESSING_TEXT.get(metadata.preprocessing, '')} (see "
+        "`tumor_ai/preprocessing.py`; serving and training call the same code)",
         f"- Map shown by the app: {method_name(metadata.cam_method)} at `{metadata.cam_layer}`",
         *_test_time_flip_text(metadata),
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
@@ -120,15 +121,32 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
             "the published estimate of how this recipe does on slices it has never seen. The temperature is the "
             "split run's too.\n",
         ]
+    parts += recipe_section(training.get("arguments", {}))
     if validation:
+        found = metadata.localisation
+        beside = (
+            (
+                " map's peak on the tumour | tumour class kept with the tumour erased |",
+                "---:|---:|",
+                f" {found['pointing_game']['value']:.0%} | {found['erased']['tumour_kept']['value']:.0%} |",
+            )
+            if found
+            else ("", "", "")
+        )
         parts += [
             "## Metrics on the group-aware validation split" + (" (split run)" if refit else "") + "\n",
             "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
-            "kept on the validation side.\n",
-            f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.get('temperature')}) |",
-            "|---:|---:|---:|---:|",
+            "kept on the validation side"
+            + (
+                "; where the map points and whether the answer needs the tumour on those with a tumour outline (next section)"
+                if found
+                else ""
+            )
+            + ".\n",
+            f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.get('temperature')}) |{beside[0]}",
+            f"|---:|---:|---:|---:|{beside[1]}",
             f"| {validation['accuracy']:.4f} | {validation['macro_f1']:.4f} "
-            f"| {calibration.get('ece_before', validation.get('ece'))} | {calibration.get('ece_after', '-')} |\n",
+            f"| {calibration.get('ece_before', validation.get('ece'))} | {calibration.get('ece_after', '-')} |{beside[2]}\n",
             "| class | precision | recall | F1 | images |",
             "|---|---:|---:|---:|---:|",
         ]
@@ -179,6 +197,50 @@ def _interval(figure: dict, percent: bool = True) -> str:
     if percent:
         return f"{figure['value']:.0%} ({figure['low']:.0%}–{figure['high']:.0%})"
     return f"{figure['value']:.3f} ({figure['low']:.3f}–{figure['high']:.3f})"
+
+
+PREPROCESSING_TEXT = {
+    "luminance": ": one channel of luminance with the head's mean brightness brought to 0.5, so neither colour "
+    "nor the scanner's overall level, which differ by source collection, reaches the network",
+    "rescale_unit": ": RGB divided by 255",
+    "vgg16": ": VGG16's own (RGB to BGR, ImageNet channel means subtracted)",
+}
+
+
+def recipe_section(arguments: dict) -> list[str]:
+    """How training took the collection cues away and made the model need the tumour, when it did."""
+    steps = []
+    if arguments.get("preprocessing") == "luminance":
+        steps.append("fed luminance only, each slice brought to the same mean brightness (above)")
+    if arguments.get("acquisition"):
+        steps.append(
+            "trained on slices whose resolution, blur, noise and JPEG quality vary, as they vary between the "
+            "source collections (`training/pipeline.py`)"
+        )
+    if arguments.get("masks"):
+        steps.append(
+            f"each epoch, {arguments.get('erase', 0):.0%} of the slices with a figshare tumour outline had the tumour "
+            "erased (filled from its surroundings: smooth, textured or mirrored from the other side of the head) and "
+            f"were labelled *no tumour*, and {arguments.get('control', 0):.0%} of all slices (no-tumour ones too) had "
+            "a region of a tumour's size and shape erased elsewhere in the head and kept their label, so that the "
+            "erasure itself says nothing "
+            "(`training/counterfactuals.py`)"
+        )
+    if arguments.get("guidance"):
+        steps.append(
+            f"a loss term (weight {arguments['guidance']}, from epoch {arguments.get('guidance_from', 0) + 1}) "
+            "penalised the share of the Grad-CAM map outside the outlined tumour (`training/guidance.py`; "
+            "Ross et al. 2017, *Right for the right reasons*)"
+        )
+    if not steps:
+        return []
+    return [
+        "## Trained to need the tumour\n",
+        "Most tumour slices of this dataset come from one collection and every no-tumour slice from others, so "
+        "a network can score well by telling collections apart. This model was:\n",
+        *[f"- {step}" for step in steps],
+        "",
+    ]
 
 
 def localisation_summary(metadata: ModelMetadata) -> str:

@@ -20,7 +20,7 @@ from tumor_ai.cam import cam_function
 from tumor_ai.explain import place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.precision import resolve_precision, with_policy
-from tumor_ai.preprocessing import Frame, model_input, normalize
+from tumor_ai.preprocessing import Frame, channels, model_input, normalize
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
@@ -75,7 +75,10 @@ class Predictor:
         height, width = metadata.input_size
         self._function = tf.function(
             self._forward,
-            input_signature=[tf.TensorSpec([None, height, width, 3], tf.float32), tf.TensorSpec([None], tf.int32)],
+            input_signature=[
+                tf.TensorSpec([None, height, width, channels(metadata.preprocessing)], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+            ],
         )
         self.mri_check = None
         self.folder: Path | None = None
@@ -122,7 +125,7 @@ class Predictor:
     def warm_up(self) -> None:
         """Trace the function now (start-up), not on the first user's request."""
         height, width = self.metadata.input_size
-        self._function(np.zeros((1, height, width, 3), np.float32), np.full(1, -1, np.int32))
+        self._function(self.prepare([np.zeros((height, width, 3), np.uint8)]), np.full(1, -1, np.int32))
 
     def inputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Frame]]:
         """RGB ``uint8`` images of any size to the model's normalised batch, and the frame each input covers.

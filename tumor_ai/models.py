@@ -156,15 +156,19 @@ def build_cnn(
     dense_units: int = 128,
     dropout: float = 0.3,
     crop: str = "head",
+    preprocessing: str = "rescale_unit",
 ) -> tuple[keras.Model, ModelMetadata]:
     """A lean residual CNN trained from scratch, designed for accuracy per FLOP on a CPU.
 
     A stride-2 stem and a max-pool take 256 px to 64 px cheaply; residual blocks (conv-BN-ReLU,
     max-pool between them) widen as the maps shrink, where channels cost least; global average
     pooling and a small dense head classify. The last block's output (8x8 at 256 px) is the
-    Grad-CAM layer: the most class-specific map the network has.
+    Grad-CAM layer: the most class-specific map the network has. ``preprocessing`` names the
+    normalisation (``tumor_ai.preprocessing``), which also sets the input's channels.
     """
-    inputs = keras.Input(shape=(*input_size, 3), name="image")
+    from tumor_ai.preprocessing import channels
+
+    inputs = keras.Input(shape=(*input_size, channels(preprocessing)), name="image")
     x = keras.layers.Conv2D(stem_filters, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)
     x = keras.layers.Activation("relu", name="stem_relu")(x)
@@ -179,7 +183,7 @@ def build_cnn(
         architecture="cnn",
         labels=list(labels),
         input_size=tuple(input_size),
-        preprocessing="rescale_unit",
+        preprocessing=preprocessing,
         cam_layer=f"block{len(filters)}_out",
         crop=crop,
         title="Custom CNN",

@@ -33,10 +33,41 @@ def vgg16_caffe(batch):
     return preprocess_input(batch)
 
 
+LUMA = (0.299, 0.587, 0.114)  # ITU-R BT.601, what PIL's "L" mode uses
+TISSUE_LEVEL = 0.5  # where the head's mean brightness lands after ``luminance``
+LUMINANCE_MAX = 3.0  # brighter than six times the head's mean is clipped
+
+
+def luminance(batch):
+    """0..255 RGB to one channel of luminance, divided by the head's mean brightness (numpy or tensor).
+
+    What is the same across the dataset's source collections: single-channel JPGs from one,
+    RGB JPGs with chroma noise from the others, each scanner with its own brightness. Colour
+    and overall level would let a network sort by collection, so it gets neither: the head
+    (pixels above a tenth of the image's brightest) is brought to a mean of ``TISSUE_LEVEL``,
+    and black stays black, so the padding of a head crop stays zero.
+    """
+    from keras import ops
+
+    gray = ops.sum(ops.cast(batch, "float32") * ops.convert_to_tensor(LUMA, "float32"), axis=-1, keepdims=True)
+    brightest = ops.max(gray, axis=(1, 2, 3), keepdims=True)
+    head = ops.cast(gray > 0.1 * brightest, "float32")
+    mean = ops.sum(gray * head, axis=(1, 2, 3), keepdims=True) / ops.maximum(ops.sum(head, axis=(1, 2, 3), keepdims=True), 1.0)
+    out = ops.clip(gray * (TISSUE_LEVEL / ops.maximum(mean, 1.0)), 0.0, LUMINANCE_MAX)
+    return ops.convert_to_numpy(out) if isinstance(batch, np.ndarray) else out
+
+
 NORMALIZERS: dict[str, Callable] = {
     "rescale_unit": rescale_unit,
     "vgg16": vgg16_caffe,
+    "luminance": luminance,
 }
+CHANNELS = {"luminance": 1}  # what a normalisation hands the network; 3 unless named here
+
+
+def channels(preprocessing: str) -> int:
+    """How many channels the network's input has under this normalisation."""
+    return CHANNELS.get(preprocessing, 3)
 
 
 def resize(pixels: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -1,0 +1,150 @@
+"""Training on counterfactuals: luminance input, erased tumours, controls, masks that move with their images, guidance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import LABELS, write_dataset
+from PIL import Image
+
+from training import engine
+from training.counterfactuals import CONTROL, ERASED, FILLS, fill, make_variants
+from training.guidance import mask_cells, outside_share
+from training.pipeline import Swaps, make_pipeline
+from training.train import main as train_main
+from tumor_ai.models import load_model
+from tumor_ai.preprocessing import luminance
+
+BLOB = 242  # synthetic_slice draws the planted "tumour" at 0.95 of full scale
+
+
+def _slice_with_blob(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    rows, cols = np.mgrid[0:size, 0:size]
+    head = (rows - size / 2) ** 2 / (0.42 * size) ** 2 + (cols - size / 2) ** 2 / (0.4 * size) ** 2 < 1
+    texture = 90 + 20 * np.sin(rows / 3.0) * np.cos(cols / 4.0)
+    blob = (rows - 22) ** 2 + (cols - 40) ** 2 < 36
+    gray = np.where(head, texture, 0)
+    gray = np.where(blob, BLOB, gray).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1), blob
+
+
+def test_luminance_drops_colour_and_level():
+    pixels, _ = _slice_with_blob()
+    tinted = np.clip(pixels * np.array([1.0, 0.98, 1.03]), 0, 255).astype(np.float32)
+    darker = pixels.astype(np.float32) * 0.5
+    out = luminance(np.stack([pixels.astype(np.float32), tinted, darker]))
+    assert out.shape == (3, 64, 64, 1)
+    assert np.allclose(out[0], out[2], atol=1e-3), "a darker scan of the same head is the same input"
+    assert np.abs(out[0] - out[1]).max() < 0.05, "a colour cast is gone"
+    assert out[0][pixels[..., 0] == 0].max() == 0, "black stays black"
+
+
+@pytest.mark.parametrize("style", FILLS)
+def test_every_fill_hides_the_region_and_leaves_the_rest(style):
+    pixels, blob = _slice_with_blob()
+    region = blob | np.roll(blob, 1, axis=0)
+    out = fill(pixels, region, style, np.random.default_rng(0))
+    assert out.shape == pixels.shape and out.dtype == np.uint8
+    grown = region | np.roll(region, 3, axis=1) | np.roll(region, -3, axis=1) | np.roll(region, 3, 0) | np.roll(region, -3, 0)
+    assert np.array_equal(out[~grown], pixels[~grown]), "nothing far from the region changes"
+    assert out[blob].mean() < 140, f"{style}: the bright blob is gone"
+
+
+def test_variants_erase_the_tumour_relabel_it_and_keep_controls_clear_of_it():
+    pixels, blob = _slice_with_blob()
+    empty = np.zeros_like(pixels)
+    empty[..., :] = np.where(pixels > 0, 90, 0).astype(np.uint8)
+    images = np.stack([pixels, empty])
+    masks = np.stack([blob, np.zeros_like(blob)])
+    notumor = LABELS.index("notumor")
+    bank = make_variants(images, np.array([0, notumor]), masks, notumor, per_kind=2, seed=0)
+    erased, control = bank.variants_of(2)
+    assert len(erased[0]) == 2 and len(erased[1]) == 0, "only a slice with a known tumour is erased"
+    assert len(control[0]) >= 1 and len(control[1]) >= 1, "tumour and no-tumour slices both get controls"
+    for k in erased[0]:
+        assert bank.kind[k] == ERASED and bank.pixels[k][blob].mean() < 140
+    for k in control[0]:
+        assert bank.kind[k] == CONTROL and np.array_equal(bank.pixels[k][blob], pixels[blob]), "a control keeps the tumour"
+        assert not np.array_equal(bank.pixels[k], pixels), "and hides something else"
+
+
+def test_swaps_depend_on_seed_epoch_and_image_only_and_relabel_erasures():
+    pixels = np.arange(4, dtype=np.uint8)[:, None, None, None] * np.ones((4, 2, 2, 3), np.uint8)
+    swaps = Swaps(
+        pixels=np.full((2, 2, 2, 3), 200, np.uint8),
+        erased=[np.array([0]), np.array([], int)],
+        control=[np.array([], int), np.array([1])],
+        no_tumour=2,
+        erase=0.5,
+        control_rate=0.5,
+    )
+    seen = []
+    for epoch in range(40):
+        batch, labels = pixels[:2].copy(), np.array([0, 2])
+        erased = swaps.apply(batch, labels, np.array([0, 1]), seed=3, epoch=epoch)
+        again_batch, again_labels = pixels[:2].copy(), np.array([0, 2])
+        assert np.array_equal(swaps.apply(again_batch, again_labels, np.array([0, 1]), seed=3, epoch=epoch), erased)
+        assert np.array_equal(batch, again_batch) and np.array_equal(labels, again_labels)
+        assert labels[0] == (2 if erased[0] else 0) and not erased[1]
+        seen.append((bool(erased[0]), bool(batch[1].max() == 200)))
+    assert 0.25 < np.mean([e for e, _ in seen]) < 0.75 and 0.25 < np.mean([c for _, c in seen]) < 0.75
+    assert swaps.expected_targets(np.array([0, 2]), 4).tolist() == [0.5, 0.0, 1.5, 0.0]
+
+
+def test_masks_move_with_their_images_through_the_augmentation():
+    pixels, blob = _slice_with_blob()
+    images = np.stack([pixels] * 8)
+    masks = np.stack([blob] * 8)
+    dataset, _ = make_pipeline(images, np.zeros(8, np.int32), "luminance", 8, True, seed=1, masks=masks)
+    (batch, shown), _ = next(iter(dataset))
+    batch, shown = batch.numpy()[..., 0], shown.numpy()[..., 0]
+    assert batch.shape == shown.shape == (8, 64, 64)
+    for image, mask in zip(batch, shown):
+        bright = image > np.percentile(image, 99) * 0.9
+        assert mask.sum() > 10 and (bright & (mask > 0)).sum() / max(bright.sum(), 1) > 0.7, "the mask sits on the blob"
+
+
+def test_outside_share_and_mask_cells():
+    cam = np.zeros((1, 4, 4), np.float32)
+    cam[0, 0, 0], cam[0, 3, 3] = 3.0, 1.0
+    masks = np.zeros((1, 16, 16, 1), np.float32)
+    masks[0, 1, 2] = 1.0  # one tumour pixel in the top-left cell
+    inside = mask_cells(masks, (4, 4)).numpy()
+    assert inside[0, 0, 0] == 1 and inside.sum() == 1
+    assert float(outside_share(cam, inside)[0]) == pytest.approx(0.25, abs=1e-3)
+    assert float(outside_share(np.zeros_like(cam), inside)[0]) == pytest.approx(1.0), "a vanished map is all outside"
+
+
+def _masks_for(root: Path, masks_root: Path) -> None:
+    """The planted blobs of the synthetic dataset as mask PNGs, as the figshare outlines are laid out."""
+    for path in sorted(root.glob("*/*.png")):
+        pixels = np.asarray(Image.open(path))
+        blob = pixels >= BLOB - 1
+        if path.parent.name != "notumor" and blob.sum() > 4:
+            (masks_root / path.parent.name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(blob).save(masks_root / path.parent.name / path.name)
+
+
+def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
+    root, masks_root = tmp_path / "data", tmp_path / "masks"
+    write_dataset(root, per_class=12, seed=2)
+    _masks_for(root, masks_root)
+    out, cache = tmp_path / "cnn", tmp_path / "c"
+    arguments = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1", "--epochs", "3"]
+    recipe = ["--acquisition", "--masks", str(masks_root), "--guidance", "1", "--guidance-from", "1", "--guidance-ramp", "1"]
+    train_main([*arguments, *recipe, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
+    model, metadata = load_model(out)
+    assert model.input.shape[-1] == 1 and metadata.preprocessing == "luminance"
+    assert metadata.training["arguments"]["masks"] == str(masks_root) and metadata.training["arguments"]["guidance"] == 1
+    history = engine.read_history(engine.run_directory(cache, out))
+    assert history["guidance_weight"] == [0.0, 1.0, 1.0], "off, then on after --guidance-from"
+    assert all(0.0 <= value <= 1.0 for value in history["outside"])
+    assert list((cache / "counterfactuals").glob("*.npz")), "the variants are made once and cached"
+
+
+def test_guidance_needs_masks(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--model", "cnn", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--guidance", "1"])
+    assert "--guidance needs --masks" in capsys.readouterr().err

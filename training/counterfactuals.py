@@ -1,0 +1,162 @@
+"""Counterfactual slices for training: the tumour erased (relabelled no tumour), or a same-size region elsewhere.
+
+The dataset's tumour classes come mostly from one collection and its no-tumour class from
+others, so a network can sort slices by where they came from and never look at a lesion.
+With the figshare tumour outlines (``../shared/data/brain-tumor-mri/masks``) a tumour slice
+can be turned into what the same slice would be without its tumour: its label is then "no
+tumour", whatever collection it looks like. A control erases a region of the same shape away
+from the tumour (or anywhere in the head of a no-tumour slice) and keeps the label, so that an
+erasure by itself says nothing. Fills vary (smooth, textured, mirrored from the other side of the
+head) so that no fill style is a cue either.
+
+Variants are made once per dataset, in the model's input frame (after the head crop and the
+resize), and cached beside the decoded images; an epoch swaps some images for a variant
+(``training.pipeline``), so it costs the same as an epoch without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+from tqdm import tqdm
+
+from training.localisation import control_region, head_mask
+from tumor_ai.erase import fill_region
+from tumor_ai.imaging import read_image
+from tumor_ai.preprocessing import crop_frame, head_frame
+
+ERASED, CONTROL = 0, 1
+FILLS = ("smooth", "textured", "mirrored")
+
+
+@dataclass
+class Counterfactuals:
+    """Variants of a dataset's images: ``pixels[k]`` replaces image ``source[k]``; ``kind[k]`` is ERASED or CONTROL."""
+
+    pixels: np.ndarray  # (K, H, W, 3) uint8, in the model's input frame
+    source: np.ndarray  # (K,) index into the dataset
+    kind: np.ndarray  # (K,) ERASED or CONTROL
+    fill: np.ndarray  # (K,) index into FILLS
+    masks: np.ndarray  # (N, H, W) bool: each dataset image's tumour mask in the input frame (empty: none known)
+
+    def variants_of(self, count: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """For each of ``count`` dataset images, the indices of its erased and its control variants."""
+        erased: list[list[int]] = [[] for _ in range(count)]
+        control: list[list[int]] = [[] for _ in range(count)]
+        for index, (source, kind) in enumerate(zip(self.source, self.kind)):
+            (erased if kind == ERASED else control)[int(source)].append(index)
+        return [np.array(item, dtype=np.int64) for item in erased], [np.array(item, dtype=np.int64) for item in control]
+
+
+def frame_masks(dataset, masks_root: str | Path, size: tuple[int, int], crop: str) -> np.ndarray:
+    """Each dataset image's tumour mask brought into the model's input frame (crop, resize); empty where none."""
+    masks_root = Path(masks_root)
+    out = np.zeros((len(dataset.paths), *size), dtype=bool)
+    for index, relative in enumerate(tqdm(dataset.paths, desc="reading tumour masks", unit="img")):
+        path = masks_root / Path(relative).with_suffix(".png")
+        if not path.exists():
+            continue
+        mask = np.asarray(Image.open(path)).astype(bool)
+        pixels = read_image(Path(dataset.root) / relative, name=relative).pixels
+        if mask.shape != pixels.shape[:2] or not mask.any():
+            continue
+        frame = head_frame(pixels) if crop == "head" else (0, 0, *pixels.shape[:2])
+        framed = crop_frame(mask[..., None].astype(np.uint8) * 255, frame)[..., 0]
+        resized = Image.fromarray(framed).resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        out[index] = np.asarray(resized) >= 128
+    return out
+
+
+def fill(pixels: np.ndarray, region: np.ndarray, style: str, rng: np.random.Generator) -> np.ndarray:
+    """``region`` of ``pixels`` hidden in one of three ways, so that no single fill style is a cue.
+
+    smooth: the push-pull fill the app and ``tumor-ai localise`` use; textured: the same plus
+    noise as strong as the fine texture around the region; mirrored: the region's mirror image
+    across the head's midline, feathered in, where that side is clear of the region (else smooth).
+    """
+    smooth = fill_region(pixels, region)
+    if style == "textured":
+        ring = ndimage.binary_dilation(region, iterations=6) & ~region
+        gray = pixels.astype(np.float32).mean(axis=-1)
+        detail = gray - ndimage.uniform_filter(gray, 3)
+        spread = float(detail[ring].std()) if ring.any() else 0.0
+        noise = rng.normal(0.0, spread, region.shape)[..., None]
+        return np.where(region[..., None], np.clip(smooth + noise, 0, 255), pixels).astype(np.uint8)
+    if style == "mirrored":
+        mirrored_region = region[:, ::-1]
+        if (mirrored_region & ndimage.binary_dilation(region, iterations=4)).any():
+            return smooth
+        weight = ndimage.gaussian_filter(region.astype(np.float32), 1.5)
+        weight = np.where(region, np.maximum(weight, 0.5), weight)[..., None]
+        blended = weight * pixels[:, ::-1].astype(np.float32) + (1 - weight) * pixels.astype(np.float32)
+        grown = ndimage.binary_dilation(region, iterations=3)[..., None]
+        return np.where(grown, np.clip(np.rint(blended), 0, 255), pixels).astype(np.uint8)
+    return smooth
+
+
+def make_variants(images: np.ndarray, targets: np.ndarray, masks: np.ndarray, no_tumour: int, per_kind: int, seed: int):
+    """Per image: ``per_kind`` tumour-erased and ``per_kind`` control variants (controls only for no-tumour slices).
+
+    A tumour slice without a known mask gets none: its tumour could be where a control erases.
+    The erased region is the mask grown by 1-4 px (outlines are tight); a control is the same
+    grown shape moved elsewhere in the head; a no-tumour slice borrows a random tumour's shape.
+    """
+    rng = np.random.default_rng(seed)
+    shapes = np.flatnonzero(masks.any(axis=(1, 2)))
+    pixels, source, kind, fills = [], [], [], []
+    for index in tqdm(range(len(images)), desc="erasing tumours and controls", unit="img"):
+        image, mask = images[index], masks[index]
+        has_mask = bool(mask.any())
+        if not has_mask and targets[index] != no_tumour:
+            continue
+        head = head_mask(image)
+        for _ in range(per_kind):
+            grown = ndimage.binary_dilation(mask, iterations=int(rng.integers(1, 5))) if has_mask else None
+            if has_mask:
+                style = int(rng.integers(len(FILLS)))
+                pixels.append(fill(image, grown, FILLS[style], rng))
+                source.append(index), kind.append(ERASED), fills.append(style)
+                shape = grown
+            else:
+                shape = ndimage.binary_dilation(masks[rng.choice(shapes)], iterations=int(rng.integers(1, 5)))
+            region = control_region(shape, head, rng)
+            if region is None:
+                continue
+            style = int(rng.integers(len(FILLS)))
+            pixels.append(fill(image, region, FILLS[style], rng))
+            source.append(index), kind.append(CONTROL), fills.append(style)
+    return Counterfactuals(
+        pixels=np.stack(pixels) if pixels else np.zeros((0, *images.shape[1:]), np.uint8),
+        source=np.array(source, dtype=np.int64),
+        kind=np.array(kind, dtype=np.int8),
+        fill=np.array(fills, dtype=np.int8),
+        masks=masks,
+    )
+
+
+def load_counterfactuals(
+    dataset,
+    masks_root: str | Path,
+    size: tuple[int, int],
+    crop: str,
+    per_kind: int = 2,
+    seed: int = 0,
+    cache_dir: str | Path = ".cache",
+) -> Counterfactuals:
+    """The dataset's counterfactual variants, made once and cached under ``cache_dir/counterfactuals``."""
+    key = json.dumps([dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS])
+    path = Path(cache_dir) / "counterfactuals" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    if path.exists():
+        with np.load(path) as stored:
+            return Counterfactuals(**{name: stored[name] for name in stored.files})
+    masks = frame_masks(dataset, masks_root, size, crop)
+    variants = make_variants(dataset.images[size], dataset.targets, masks, dataset.labels.index("notumor"), per_kind, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **vars(variants))
+    return variants
