@@ -148,3 +148,24 @@ def test_guidance_needs_masks(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_main(["--model", "cnn", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--guidance", "1"])
     assert "--guidance needs --masks" in capsys.readouterr().err
+
+
+def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_accuracy():
+    from tumor_ai.card import model_card, recipe_section
+    from tumor_ai.models import ModelMetadata
+
+    assert recipe_section({"preprocessing": "rescale_unit"}) == [], "a plain recipe claims nothing"
+    arguments = {"preprocessing": "luminance", "acquisition": True, "masks": "m", "erase": 0.2, "control": 0.2, "guidance": 0.5}
+    text = "\n".join(recipe_section(arguments))
+    assert "luminance only" in text and "JPEG quality" in text and "20% of the slices with a figshare tumour outline" in text
+    assert "weight 0.5" in text and "Right for the right reasons" in text
+    shipped = Path(__file__).resolve().parent.parent / "models" / "vgg16" / "split-run" / "tumor_ai.json"
+    metadata = ModelMetadata.read(shipped)  # real localisation figures
+    metadata.training = {**metadata.training, "arguments": arguments}
+    metadata.preprocessing = "luminance"
+    found, validation = metadata.localisation, metadata.metrics["validation"]
+    card = model_card(metadata)
+    row = next(line for line in card.splitlines() if line.startswith(f"| {validation['accuracy']:.4f} |"))
+    pointing, kept = found["pointing_game"]["value"], found["erased"]["tumour_kept"]["value"]
+    assert row.endswith(f"| {pointing:.0%} | {kept:.0%} |"), "where it looks sits beside accuracy"
+    assert "## Trained to need the tumour" in card and "one channel of luminance" in card
