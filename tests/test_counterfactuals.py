@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -141,6 +142,7 @@ def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
     history = engine.read_history(engine.run_directory(cache, out))
     assert history["guidance_weight"] == [0.0, 1.0, 1.0], "off, then on after --guidance-from"
     assert all(0.0 <= value <= 1.0 for value in history["outside"])
+    assert "val_outside" not in history, "validation has no masks, so no such figure"
     assert list((cache / "counterfactuals").glob("*.npz")), "the variants are made once and cached"
 
 
@@ -169,3 +171,20 @@ def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_
     pointing, kept = found["pointing_game"]["value"], found["erased"]["tumour_kept"]["value"]
     assert row.endswith(f"| {pointing:.0%} | {kept:.0%} |"), "where it looks sits beside accuracy"
     assert "## Trained to need the tumour" in card and "one channel of luminance" in card
+
+
+def test_cues_report_what_the_network_input_still_gives_away(dataset_dir, tmp_path):
+    from training.cues import CUES, cue_values
+    from training.cues import main as cues_main
+
+    pixels, _ = _slice_with_blob()
+    tinted = np.clip(pixels * np.array([1.0, 0.9, 1.1]), 0, 255)
+    assert cue_values(pixels.astype(np.float32))[0] == 0 and cue_values(tinted)[0] > 0, "colour is the channels' spread"
+    root, _ = dataset_dir
+    out = tmp_path / "cues.json"
+    cues_main(["--data", str(root), "--input-size", "48", "--cache-dir", str(tmp_path / "c"), "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert set(report["auc"]) == {"decoded", "network input", "augmented input"}
+    for table in report["auc"].values():
+        assert set(table) == {*CUES, "all together"} and all(0 <= value <= 1 for value in table.values())
+    assert report["auc"]["network input"]["colour"] == 0.5, "luminance leaves no colour to read"

@@ -87,6 +87,11 @@ class GuidedModel(keras.Model):
         return self.compute_metrics(images, labels, probabilities, sample_weight=sample_weight)
 
 
+    def test_step(self, data):
+        logs = super().test_step(data)  # validation has no masks: the term is not measured there
+        return {name: value for name, value in logs.items() if name != self.outside_tracker.name}
+
+
 def guidance_schedule(guided: GuidedModel, weight: float, start_epoch: int, ramp_epochs: int):
     """A callback that sets the term's weight each epoch: 0 before ``start_epoch``, then a linear ramp to ``weight``.
 
