@@ -46,13 +46,20 @@ def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | 
     """The erased and control variants of the training images and their tumour masks (``--masks``), or ``None``s."""
     if not getattr(args, "masks", None):
         return None, None
-    from training.counterfactuals import load_counterfactuals
+    from training.counterfactuals import GROW, load_counterfactuals
 
     if "notumor" not in dataset.labels:
         raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
     size = (args.input_size, args.input_size)
     bank = load_counterfactuals(
-        dataset, args.masks, size, args.crop, args.counterfactuals_per_image, args.seed, Path(args.cache_dir)
+        dataset,
+        args.masks,
+        size,
+        args.crop,
+        args.counterfactuals_per_image,
+        args.seed,
+        Path(args.cache_dir),
+        tuple(getattr(args, "erase_grow", GROW)),
     )
     erased, control = bank.variants_of(len(dataset.paths))
     print(

@@ -33,6 +33,11 @@ from tumor_ai.preprocessing import crop_frame, head_frame
 
 ERASED, CONTROL = 0, 1
 FILLS = ("smooth", "textured", "mirrored")
+# How far an outline is grown before it is erased, in pixels of the model's input (drawn per
+# variant). Some figshare outlines cover only part of a lesion; what is left of it after an
+# erasure would be a tumour labelled "no tumour". A first run that grew outlines by 1-4 px read
+# 29 of 823 held-out tumour slices as no tumour (no-tumour precision 0.916).
+GROW = (2, 8)  # the default of ``--erase-grow``
 
 
 @dataclass
@@ -100,11 +105,19 @@ def fill(pixels: np.ndarray, region: np.ndarray, style: str, rng: np.random.Gene
     return smooth
 
 
-def make_variants(images: np.ndarray, targets: np.ndarray, masks: np.ndarray, no_tumour: int, per_kind: int, seed: int):
+def make_variants(
+    images: np.ndarray,
+    targets: np.ndarray,
+    masks: np.ndarray,
+    no_tumour: int,
+    per_kind: int,
+    seed: int,
+    grow: tuple[int, int] = GROW,
+):
     """Per image: ``per_kind`` tumour-erased and ``per_kind`` control variants (controls only for no-tumour slices).
 
     A tumour slice without a known mask gets none: its tumour could be where a control erases.
-    The erased region is the mask grown by 1-4 px (outlines are tight); a control is the same
+    The erased region is the mask grown by ``grow`` px (drawn per variant); a control is the same
     grown shape moved elsewhere in the head; a no-tumour slice borrows a random tumour's shape.
     """
     rng = np.random.default_rng(seed)
@@ -117,14 +130,14 @@ def make_variants(images: np.ndarray, targets: np.ndarray, masks: np.ndarray, no
             continue
         head = head_mask(image)
         for _ in range(per_kind):
-            grown = ndimage.binary_dilation(mask, iterations=int(rng.integers(1, 5))) if has_mask else None
+            grown = ndimage.binary_dilation(mask, iterations=int(rng.integers(grow[0], grow[1] + 1))) if has_mask else None
             if has_mask:
                 style = int(rng.integers(len(FILLS)))
                 pixels.append(fill(image, grown, FILLS[style], rng))
                 source.append(index), kind.append(ERASED), fills.append(style)
                 shape = grown
             else:
-                shape = ndimage.binary_dilation(masks[rng.choice(shapes)], iterations=int(rng.integers(1, 5)))
+                shape = ndimage.binary_dilation(masks[rng.choice(shapes)], iterations=int(rng.integers(grow[0], grow[1] + 1)))
             region = control_region(shape, head, rng)
             if region is None:
                 continue
@@ -148,15 +161,18 @@ def load_counterfactuals(
     per_kind: int = 2,
     seed: int = 0,
     cache_dir: str | Path = ".cache",
+    grow: tuple[int, int] = GROW,
 ) -> Counterfactuals:
     """The dataset's counterfactual variants, made once and cached under ``cache_dir/counterfactuals``."""
-    key = json.dumps([dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS])
+    key = json.dumps(
+        [dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS, list(grow)]
+    )
     path = Path(cache_dir) / "counterfactuals" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
     if path.exists():
         with np.load(path) as stored:
             return Counterfactuals(**{name: stored[name] for name in stored.files})
     masks = frame_masks(dataset, masks_root, size, crop)
-    variants = make_variants(dataset.images[size], dataset.targets, masks, dataset.labels.index("notumor"), per_kind, seed)
+    variants = make_variants(dataset.images[size], dataset.targets, masks, dataset.labels.index("notumor"), per_kind, seed, grow)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **vars(variants))
     return variants

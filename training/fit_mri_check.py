@@ -184,6 +184,8 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
             f"shrunk covariance) is below their {distance_quantile:.2%} quantile."
         ),
         "bounds": check.bounds(),
+        "command": f"python -m training.fit_mri_check --model {model} --data DATA"
+        + (f" --distance-quantile {distance_quantile}" if distance_quantile != DISTANCE_QUANTILE else ""),
         "train_pass_rate": round(float(passes[train].mean()), 4),
         "validation_pass_rate": round(float(passes[is_validation].mean()), 4),
         "validation_images": int(is_validation.sum()),

@@ -16,7 +16,6 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-
 EMPTY_MAP = 1e-3  # a map with about this much mass or less counts as pointing nowhere: all outside
 
 
@@ -85,7 +84,6 @@ class GuidedModel(keras.Model):
         self.optimizer.apply(tape.gradient(total, variables), variables)
         self.outside_tracker.update_state(outside)
         return self.compute_metrics(images, labels, probabilities, sample_weight=sample_weight)
-
 
     def test_step(self, data):
         logs = super().test_step(data)  # validation has no masks: the term is not measured there

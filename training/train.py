@@ -84,6 +84,7 @@ RECIPE_KEYS = (
     "erase",
     "control",
     "counterfactuals_per_image",
+    "erase_grow",
     "guidance",
     "guidance_from",
     "guidance_ramp",
@@ -151,7 +152,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--erase", type=float, default=0.2, help="with --masks: share of masked images an epoch erases (0.2)")
     parser.add_argument(
-        "--control", type=float, default=0.2, help="with --masks: share of all images an epoch gives a control erasure instead (0.2)"
+        "--control", type=float, default=0.2, help="with --masks: share of all images given a control erasure instead (0.2)"
+    )
+    parser.add_argument(
+        "--erase-grow",
+        type=int,
+        nargs=2,
+        default=[2, 8],
+        metavar=("MIN", "MAX"),
+        help="with --masks: pixels (of the input) an outline is grown by before it is erased, drawn per variant (2 8)",
     )
     parser.add_argument(
         "--guidance",

@@ -457,7 +457,7 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     commands = [refit["split_run_command"]] if refit else []
     commands.append(training["command"])
     if metadata.mri_check:
-        commands.append(f"python -m training.fit_mri_check --model {folder} --data DATA")
+        commands.append(metadata.mri_check.get("command") or f"python -m training.fit_mri_check --model {folder} --data DATA")
     evaluated = refit["of"] if refit else folder
     commands.append(f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json")
     throughput = training.get("throughput") or {}
