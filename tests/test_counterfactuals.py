@@ -188,3 +188,9 @@ def test_cues_report_what_the_network_input_still_gives_away(dataset_dir, tmp_pa
     for table in report["auc"].values():
         assert set(table) == {*CUES, "all together"} and all(0 <= value <= 1 for value in table.values())
     assert report["auc"]["network input"]["colour"] == 0.5, "luminance leaves no colour to read"
+
+
+def test_cnn_only_flags_are_refused_for_the_vgg16(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        train_main(["--model", "vgg16", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--masks", str(tmp_path)])
+    assert "--masks: for --model cnn only" in capsys.readouterr().err

@@ -64,7 +64,7 @@ def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | 
     erased, control = bank.variants_of(len(dataset.paths))
     print(
         f"counterfactuals: {int((bank.kind == 0).sum())} tumour-erased and {int((bank.kind == 1).sum())} control variants; "
-        f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of the others a control"
+        f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of all images a control"
     )
     swaps = Swaps(
         bank.pixels,

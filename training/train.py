@@ -228,6 +228,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--guidance needs --masks: it steers the map towards the tumour outlines")
     if args.guidance and args.distribute == "multiworker":
         parser.error("--guidance trains with its own step (training.guidance); use --distribute none or mirrored")
+    cnn_only = {
+        "--preprocessing": args.preprocessing not in (None, "vgg16"),
+        "--acquisition": args.acquisition,
+        "--masks": args.masks,
+    }
+    if args.model == "vgg16" and any(cnn_only.values()):
+        parser.error(f"{', '.join(flag for flag, value in cnn_only.items() if value)}: for --model cnn only")
     if args.model == "vgg16" and args.distribute != "none":
         parser.error("--distribute is for --model cnn; the vgg16 trainer reads features cached on this machine")
     for key, value in DEFAULTS[args.model].items():
@@ -249,6 +256,7 @@ def apply_split_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -
     for key in RECIPE_KEYS:
         if key in split_run.training.get("arguments", {}):
             setattr(args, key, split_run.training["arguments"][key])
+    args.preprocessing = split_run.preprocessing  # older split runs did not record it as an argument
     args.stop_after_epochs = int(split_run.training["chosen_epochs"])
     if "head" in split_run.training.get("stage_epochs", {}):
         args.head_epochs = int(split_run.training["stage_epochs"]["head"])
