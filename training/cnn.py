@@ -44,9 +44,9 @@ def class_weights(counts: np.ndarray) -> dict[int, float] | None:
 
 def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | None, np.ndarray | None]:
     """The erased and control variants of the training images and their tumour masks (``--masks``), or ``None``s."""
-    if not getattr(args, "masks", None):
+    if not args.masks:
         return None, None
-    from training.counterfactuals import GROW, load_counterfactuals
+    from training.counterfactuals import load_counterfactuals
 
     if "notumor" not in dataset.labels:
         raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
@@ -59,11 +59,11 @@ def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | 
         args.counterfactuals_per_image,
         args.seed,
         Path(args.cache_dir),
-        tuple(getattr(args, "erase_grow", GROW)),
+        tuple(args.erase_grow),
     )
     erased, control = bank.variants_of(len(dataset.paths))
     print(
-        f"counterfactuals: {int((bank.kind == 0).sum())} tumour-erased and {int((bank.kind == 1).sum())} control variants; "
+        f"counterfactuals: {sum(map(len, erased))} tumour-erased and {sum(map(len, control))} control variants; "
         f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of all images a control"
     )
     swaps = Swaps(
@@ -97,7 +97,7 @@ def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, 
             metrics=["accuracy"],
         )
     swaps, masks = counterfactual_swaps(args, dataset, train_idx)
-    guidance = getattr(args, "guidance", 0.0)
+    guidance = args.guidance
     train, epoch_seeds = make_pipeline(
         images[train_idx],
         dataset.targets[train_idx],
