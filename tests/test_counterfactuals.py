@@ -190,7 +190,58 @@ def test_cues_report_what_the_network_input_still_gives_away(dataset_dir, tmp_pa
     assert report["auc"]["network input"]["colour"] == 0.5, "luminance leaves no colour to read"
 
 
-def test_cnn_only_flags_are_refused_for_the_vgg16(tmp_path, capsys):
+def test_each_architecture_takes_only_its_own_preprocessing(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        train_main(["--model", "vgg16", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--masks", str(tmp_path)])
-    assert "--masks: for --model cnn only" in capsys.readouterr().err
+        train_main(["--model", "vgg16", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--preprocessing", "luminance"])
+    assert "--model vgg16 takes ['vgg16', 'vgg16_luminance']" in capsys.readouterr().err
+
+
+def test_vgg16_luminance_is_grey_rgb_with_the_level_fixed():
+    from tumor_ai.preprocessing import normalize
+
+    pixels, _ = _slice_with_blob()
+    batch = np.stack([pixels.astype(np.float32), pixels.astype(np.float32) * 0.5])
+    out = normalize(batch, "vgg16_luminance")
+    assert out.shape == (2, 64, 64, 3)
+    assert np.allclose(out[0], out[1], atol=1e-2), "a darker scan of the same head is the same input"
+    grey = out[0] + np.array([103.939, 116.779, 123.68], np.float32)  # caffe means back: BGR channels equal
+    assert np.allclose(grey[..., 0], grey[..., 2], atol=1e-3) and grey.max() <= 255.0
+
+
+def test_a_guided_vgg16_swaps_cached_counterfactual_features(tmp_path):
+    from training.vgg16 import FeatureSwaps, feature_pipeline
+
+    root, masks_root = tmp_path / "data", tmp_path / "masks"
+    write_dataset(root, per_class=10, seed=3)
+    _masks_for(root, masks_root)
+    out, cache = tmp_path / "vgg16", tmp_path / "c"
+    arguments = ["--model", "vgg16", "--input-size", "32", "--batch-size", "8", "--backbone-weights", "none"]
+    recipe = ["--preprocessing", "vgg16_luminance", "--acquisition", "--masks", str(masks_root), "--guidance", "1"]
+    schedule = ["--head-epochs", "1", "--epochs", "2", "--guidance-from", "1", "--guidance-ramp", "1"]
+    train_main([*arguments, *recipe, *schedule, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
+    model, metadata = load_model(out)
+    assert metadata.preprocessing == "vgg16_luminance" and model.input.shape[-1] == 3
+    assert (metadata.cam_layer, metadata.cam_method) == ("block4_conv3", "layer_cam"), "the guided map is the served one"
+    history = engine.read_history(engine.run_directory(cache, out))
+    assert history["guidance_weight"] == [0.0, 1.0] and all(0.0 <= value <= 1.0 for value in history["outside"])
+    features = metadata.training["features"]
+    assert features["counterfactual_variants"] > 0 and len(list((cache / "features").glob("*.npy"))) == 4
+
+    # The pipeline: an erased swap is labelled no tumour and guides nowhere; masks follow mirror and shift.
+    variants = [np.zeros((3, 4, 4, 2), np.float16), np.ones((3, 4, 4, 2), np.float16)]
+    bank = np.full((2, 4, 4, 2), 7, np.float16)  # row 0 erased (of image 0), row 1 a control (of image 1)
+    none = np.array([], int)
+    swaps = Swaps(bank, [np.array([0]), none, none], [none, np.array([1]), none], 2, 1.0, 1.0)
+    cells = np.zeros((3, 4, 4), np.float32)
+    cells[:, 0, 0] = 1
+    dataset, _ = feature_pipeline(variants, np.arange(3), np.array([0, 1, 1]), 3, True, 0, 0, FeatureSwaps(swaps, cells))
+    (batch, masks), labels = next(iter(dataset))
+    order = {tuple(np.asarray(row)[:1, 0, 0]) for row in batch.numpy()}
+    assert (7.0,) in order
+    for row, label, mask in zip(batch.numpy(), labels.numpy(), masks.numpy()[..., 0]):
+        if row[0, 0, 0] == 7 and label == 2:
+            assert mask.sum() == 0, "an erased tumour guides nowhere"
+        elif row[0, 0, 0] == 7:
+            assert label == 1 and mask[0, 0] == 1, "a control keeps its label and its tumour"
+        elif row[0, 0, 0] == 1:
+            assert mask[0, 3] == 1 and mask.sum() == 1, "the mirror variant's mask is mirrored"

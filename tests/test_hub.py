@@ -100,7 +100,8 @@ def test_unreachable_hub_falls_back_to_local_models(slot_models, tmp_path):
     script = (
         "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
         "from tumor_ai.inference import load_predictors\n"
-        f"predictors, used, why = load_predictors({{'cnn': 'hf://tester/missing'}}, {{'cnn': {str(slot_models['cnn'])!r}}})\n"
+        f"fallbacks = {{'cnn': {str(slot_models['cnn'])!r}}}\n"
+        "predictors, used, why = load_predictors({'cnn': 'hf://tester/missing'}, fallbacks, require_mri_check=False)\n"
         "assert why['cnn'].startswith('hf://tester/missing could not be loaded (')\n"
         "print('RESULT ' + __import__('json').dumps(used))\n"
     )
@@ -121,7 +122,7 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
     log = tmp_path / "app.log"
     with log.open("w") as handle:
         process = subprocess.Popen(
-            [sys.executable, "app.py", "--port", str(port)],
+            [sys.executable, "app.py", "--port", str(port), "--allow-no-mri-check"],
             cwd=ROOT,
             env=env,
             stdout=handle,
@@ -228,7 +229,7 @@ def test_a_mistyped_hub_source_falls_back_and_the_page_says_why(source, slot_pre
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
     monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
-    predictors, used, reasons = load_predictors({"cnn": source}, {"cnn": str(slot_models["cnn"])})
+    predictors, used, reasons = load_predictors({"cnn": source}, {"cnn": str(slot_models["cnn"])}, require_mri_check=False)
     assert used == {"cnn": str(slot_models["cnn"])} and reasons["cnn"].startswith(f"{source} could not be loaded (")
     app = build_app({**predictors, "vgg16": slot_predictors["vgg16"]}, {**used}, reasons)
     texts = [str(component.get("props", {}).get("value")) for component in app.config["components"]]

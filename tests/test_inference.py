@@ -144,7 +144,18 @@ def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path
         (tmp_path / "in" / f"{label}.jpg").write_bytes(example_paths[label].read_bytes())
     (tmp_path / "in" / "readme.txt.jpg").write_text("not an image")
     out = tmp_path / "results.csv"
-    main([str(tmp_path / "in"), "--cnn", str(slot_models["cnn"]), "--vgg16", str(slot_models["vgg16"]), "--out", str(out)])
+    main(
+        [
+            str(tmp_path / "in"),
+            "--cnn",
+            str(slot_models["cnn"]),
+            "--vgg16",
+            str(slot_models["vgg16"]),
+            "--out",
+            str(out),
+            "--allow-no-mri-check",
+        ]
+    )
     lines = out.read_text().splitlines()
     assert lines[0].startswith("file,cnn class,cnn confidence,vgg16 class")
     assert len(lines) == 4 and "it is a text file" in out.read_text()

@@ -25,7 +25,20 @@ def _rows(path) -> list[dict]:
 
 
 def _run(folder, slot_models, out, *extra: str) -> None:
-    main([str(folder), "--cnn", str(slot_models["cnn"]), "--model", "cnn", "--out", str(out), "--quiet", *extra])
+    main(
+        [
+            str(folder),
+            "--cnn",
+            str(slot_models["cnn"]),
+            "--model",
+            "cnn",
+            "--out",
+            str(out),
+            "--quiet",
+            "--allow-no-mri-check",
+            *extra,
+        ]
+    )
 
 
 def test_shards_cover_every_file_exactly_once(folder, slot_models, tmp_path):

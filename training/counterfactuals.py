@@ -153,6 +153,14 @@ def make_variants(
     )
 
 
+def bank_id(dataset, masks_root, size: tuple[int, int], crop: str, per_kind: int, seed: int, grow: tuple[int, int]) -> str:
+    """A short hash of everything that makes a bank: caches built from it (VGG16 features) carry it in their names."""
+    key = json.dumps(
+        [dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS, list(grow)]
+    )
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def load_counterfactuals(
     dataset,
     masks_root: str | Path,
@@ -164,10 +172,7 @@ def load_counterfactuals(
     grow: tuple[int, int] = GROW,
 ) -> Counterfactuals:
     """The dataset's counterfactual variants, made once and cached under ``cache_dir/counterfactuals``."""
-    key = json.dumps(
-        [dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS, list(grow)]
-    )
-    path = Path(cache_dir) / "counterfactuals" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
+    path = Path(cache_dir) / "counterfactuals" / f"{bank_id(dataset, masks_root, size, crop, per_kind, seed, grow)}.npz"
     if path.exists():
         with np.load(path) as stored:
             return Counterfactuals(**{name: stored[name] for name in stored.files})

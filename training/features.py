@@ -3,9 +3,12 @@
 Blocks 1-3 hold ~60% of VGG16's work at 224 px and stay frozen, so each image is run through
 them once per variant and stored as float16 in a memory-mapped ``.npy``. Variant 0 is the
 image itself, variant 1 its mirror image, variants 2+ a seeded ``keras.layers`` augmentation
-(training.pipeline). Files are written batch by batch with a progress count beside them, so an
-interrupted extraction continues where it stopped; a split run and its refit share them. The
-seconds each file took are kept beside it, so a run that finds the cache still reports its cost.
+(training.pipeline; with ``acquisition``, resolution, blur, noise and JPEG quality vary too).
+Counterfactual slices (training.counterfactuals: tumours erased, same-size control erasures)
+get one more file, so an epoch can swap them in at no extra cost. Files are written batch by
+batch with a progress count beside them, so an interrupted extraction continues where it
+stopped; a split run and its refit share them. The seconds each file took are kept beside it,
+so a run that finds the cache still reports its cost.
 """
 
 from __future__ import annotations
@@ -40,12 +43,29 @@ def variant_images(images: np.ndarray, variant: int, augmenter=None) -> np.ndarr
     return batch
 
 
-def feature_file(cache_dir: Path, fingerprint: str, size: int, crop: str, weights: str, variant: int, seed: int) -> Path:
-    key = json.dumps([fingerprint, size, crop, weights, variant, seed if variant >= 2 else 0, FEATURE_LAYER])
+def feature_file(
+    cache_dir: Path,
+    fingerprint: str,
+    size: int,
+    crop: str,
+    weights: str,
+    variant: int | str,
+    seed: int,
+    preprocessing: str = "vgg16",
+    acquisition: bool = False,
+) -> Path:
+    """Where one variant's features are cached; the name hashes everything that changes them."""
+    augmented = isinstance(variant, int) and variant >= 2
+    key = [fingerprint, size, crop, weights, variant, seed if augmented else 0, FEATURE_LAYER]
+    if preprocessing != "vgg16" or (acquisition and augmented):  # older caches keep their names
+        key += [preprocessing, bool(acquisition and augmented)]
+    key = json.dumps(key)
     return Path(cache_dir) / "features" / f"vgg16_{hashlib.sha256(key.encode()).hexdigest()[:16]}_v{variant}.npy"
 
 
-def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path: Path, preprocessing: str) -> np.ndarray:
+def extract_variant(
+    extractor, images: np.ndarray, variant: int, seed: int, path: Path, preprocessing: str, acquisition: bool = False
+) -> np.ndarray:
     """Block-3 features of every image for one variant, resuming a partial file; returns a read-only memmap."""
     import tensorflow as tf
     from tqdm import tqdm
@@ -61,7 +81,7 @@ def extract_variant(extractor, images: np.ndarray, variant: int, seed: int, path
     shape = (len(images), *extractor.output.shape[1:])
     path.parent.mkdir(parents=True, exist_ok=True)
     store = np.lib.format.open_memmap(path, mode="r+" if done else "w+", dtype=np.float16, shape=shape)
-    augmenter = augmentation(seed=seed + variant) if variant >= 2 else None
+    augmenter = augmentation(seed=seed + variant, acquisition=acquisition) if variant >= 2 else None
     if augmenter is not None and done:
         # Replay the random draws of the batches already written, so a resumed file equals an uninterrupted one.
         for start in range(0, done, BATCH):
@@ -85,15 +105,38 @@ def extraction_seconds(paths: list[Path]) -> float:
 
 
 def block3_features(
-    model, preprocessing: str, images: np.ndarray, variants: int, seed: int, cache_dir: Path, key: dict
+    model,
+    preprocessing: str,
+    images: np.ndarray,
+    variants: int,
+    seed: int,
+    cache_dir: Path,
+    key: dict,
+    acquisition: bool = False,
 ) -> tuple[list[np.ndarray], list[Path]]:
     """``variants`` arrays ``(images, 28, 28, 256)`` at 224 px (clean, mirrored, then augmented) and their files.
 
     ``preprocessing`` is the model's own (its metadata's), the one serving applies.
     """
+    extractor = feature_extractor(model)
+    common = {"seed": seed, "preprocessing": preprocessing, "acquisition": acquisition, **key}
+    paths = [feature_file(cache_dir, variant=variant, **common) for variant in range(variants)]
+    arrays = [
+        extract_variant(extractor, images, variant, seed, path, preprocessing, acquisition) for variant, path in enumerate(paths)
+    ]
+    return arrays, paths
+
+
+def feature_extractor(model):
+    """The frozen blocks 1-3 as their own model (weights shared)."""
     import keras
 
-    extractor = keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
-    paths = [feature_file(cache_dir, variant=variant, seed=seed, **key) for variant in range(variants)]
-    arrays = [extract_variant(extractor, images, variant, seed, path, preprocessing) for variant, path in enumerate(paths)]
-    return arrays, paths
+    return keras.Model(model.input, model.get_layer(FEATURE_LAYER).output)
+
+
+def counterfactual_features(
+    model, preprocessing: str, pixels: np.ndarray, bank_id: str, cache_dir: Path, key: dict
+) -> tuple[np.ndarray, Path]:
+    """Block-3 features of a counterfactual bank's slices (``training.counterfactuals``), cached like a variant."""
+    path = feature_file(cache_dir, variant=f"counterfactuals-{bank_id}", seed=0, preprocessing=preprocessing, **key)
+    return extract_variant(feature_extractor(model), pixels, 0, 0, path, preprocessing), path

@@ -2,7 +2,8 @@
 
 "Right for the right reasons" (Ross et al., 2017) penalises input gradients outside the
 evidence a person marked; GAIN (Li et al., 2018) trains on the attention map itself. This is the
-Grad-CAM form, at the layer serving reads (the metadata's ``cam_layer``): for each tumour slice
+Grad-CAM form (or LayerCAM's, as the metadata's ``cam_method`` says), at the layer serving reads
+(the metadata's ``cam_layer``): for each tumour slice
 with a mask, the share of its class's Grad-CAM that lies in cells with no tumour is added to the
 loss. The Grad-CAM channel weights are held fixed within a step (a stop-gradient), so the term
 costs one extra backward pass through the small head, not a second-order pass through the network.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+CAM_METHODS = ("grad_cam", "layer_cam")  # the maps serving can read (tumor_ai.cam), as the metadata names them
 EMPTY_MAP = 1e-3  # a map with about this much mass or less counts as pointing nowhere: all outside
 
 
@@ -43,12 +45,25 @@ class GuidedModel(keras.Model):
     the term as ``outside``, the mean share of the map outside the tumour on masked slices.
     """
 
-    def __init__(self, model: keras.Model, cam_layer: str, logits_layer: str = "predictions", **kwargs) -> None:
+    def __init__(
+        self,
+        model: keras.Model,
+        cam_layer: str,
+        logits_layer: str = "predictions",
+        cam_method: str = "grad_cam",
+        graph: keras.Model | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
+        if cam_method not in CAM_METHODS:
+            raise ValueError(f"cam_method {cam_method!r}: one of {CAM_METHODS}")
         self.model = model
         head = model.get_layer(logits_layer)
-        self.graph = keras.Model(model.input, [model.get_layer(cam_layer).output, head.input, model.output])
+        # ``graph`` maps the input to (cam layer, head input, output); pass it when ``model`` reuses
+        # layers of another model (the VGG16 tail), whose ``.output`` would name the other graph.
+        self.graph = graph or keras.Model(model.input, [model.get_layer(cam_layer).output, head.input, model.output])
         self.head = head
+        self.cam_method = cam_method
         self.weight = tf.Variable(0.0, trainable=False, dtype=tf.float32, name="guidance_weight")
         self.outside_tracker = keras.metrics.Mean(name="outside")
         self.built = True  # every layer is the built model's, as BackupAndRestore requires before fit()
@@ -71,8 +86,12 @@ class GuidedModel(keras.Model):
                 score = tf.reduce_sum(tf.gather(logits, labels, axis=1, batch_dims=1))
             gradients = inner.gradient(score, features)
             features = tf.cast(features, tf.float32)
-            channel_weights = tf.stop_gradient(tf.reduce_mean(tf.cast(gradients, tf.float32), axis=(1, 2), keepdims=True))
-            cam = tf.nn.relu(tf.reduce_sum(features * channel_weights, axis=-1))
+            gradients = tf.cast(gradients, tf.float32)
+            if self.cam_method == "layer_cam":  # each position weighted by its own positive gradient
+                weights = tf.stop_gradient(tf.nn.relu(gradients))
+            else:  # Grad-CAM: one weight per channel, the mean gradient
+                weights = tf.stop_gradient(tf.reduce_mean(gradients, axis=(1, 2), keepdims=True))
+            cam = tf.nn.relu(tf.reduce_sum(features * weights, axis=-1))
             inside = mask_cells(tf.cast(masks, tf.float32), cam.shape[1:3])
             guided = tf.cast(tf.reduce_any(inside > 0, axis=(1, 2)), tf.float32)
             share = outside_share(cam, inside)

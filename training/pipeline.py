@@ -251,16 +251,26 @@ class Swaps:
         """
         erased_rows = np.zeros(len(indices), dtype=bool)
         for row, index in enumerate(indices):
-            draw = np.random.default_rng([seed, epoch, int(index)])
-            chance = draw.random()
-            erased, control = self.erased[index], self.control[index]
-            if len(erased) and chance < self.erase:
-                batch[row] = self.pixels[draw.choice(erased)]
+            drawn = self.choose(int(index), seed, epoch)
+            if drawn is None:
+                continue
+            erased, variant = drawn
+            batch[row] = self.pixels[variant]
+            if erased:
                 labels[row] = self.no_tumour
                 erased_rows[row] = True
-            elif len(control) and (chance - (self.erase if len(erased) else 0.0)) < self.control_rate:
-                batch[row] = self.pixels[draw.choice(control)]
         return erased_rows
+
+    def choose(self, index: int, seed: int, epoch: int) -> tuple[bool, int] | None:
+        """``(erased, row of pixels)`` swapped in for image ``index`` this epoch, or ``None`` (a function of its arguments)."""
+        draw = np.random.default_rng([seed, epoch, index])
+        chance = draw.random()
+        erased, control = self.erased[index], self.control[index]
+        if len(erased) and chance < self.erase:
+            return True, int(draw.choice(erased))
+        if len(control) and (chance - (self.erase if len(erased) else 0.0)) < self.control_rate:
+            return False, int(draw.choice(control))
+        return None
 
 
 def make_pipeline(

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from training import engine
 from training.cnn import TrainResult, class_weights
-from training.features import FEATURE_LAYER, block3_features, extraction_seconds, weights_id
-from training.pipeline import epoch_order, epoch_seeds_callback
+from training.features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
+from training.pipeline import Swaps, epoch_order, epoch_seeds_callback
 
 
 def chained_model(model, after_layer: str, up_to_layer: str | None = None):
@@ -28,15 +29,42 @@ def chained_model(model, after_layer: str, up_to_layer: str | None = None):
     Weights are shared with ``model``, so training the chain trains the saved model. VGG16 and its
     head are one plain chain of layers, which is what makes this valid.
     """
+    return chained_graph(model, after_layer, up_to_layer)[0]
+
+
+def chained_graph(model, after_layer: str, up_to_layer: str | None = None, cam_layer: str = "", logits_layer: str = ""):
+    """``chained_model``'s model, and (with ``cam_layer``) the guidance graph on the same tensors.
+
+    The graph maps the input to (``cam_layer``'s output, ``logits_layer``'s input, the output), which
+    ``training.guidance.GuidedModel`` needs; the shared layers' own ``.output`` names the full model's.
+    """
     import keras
 
     names = [layer.name for layer in model.layers]
     stop = names.index(up_to_layer) + 1 if up_to_layer else len(names)
     inputs = keras.Input(shape=model.get_layer(after_layer).output.shape[1:])
-    x = inputs
+    x, taps = inputs, {}
     for layer in model.layers[names.index(after_layer) + 1 : stop]:
+        if layer.name == logits_layer:
+            taps["head_input"] = x
         x = layer(x)
-    return keras.Model(inputs, x, name=f"after_{after_layer}")
+        if layer.name == cam_layer:
+            taps["cam"] = x
+    chain = keras.Model(inputs, x, name=f"after_{after_layer}")
+    graph = keras.Model(inputs, [taps["cam"], taps["head_input"], x]) if cam_layer else None
+    return chain, graph
+
+
+@dataclass
+class FeatureSwaps:
+    """Counterfactual features an epoch swaps in (``training.pipeline.Swaps`` over cached features) and tumour cells.
+
+    ``swaps.pixels`` holds the counterfactual slices' block-3 features; ``cells[i]`` is training
+    image ``i``'s tumour mask at the feature grid (28x28 at 224 px), empty where none is known.
+    """
+
+    swaps: Swaps | None
+    cells: np.ndarray | None
 
 
 def feature_pipeline(
@@ -47,9 +75,14 @@ def feature_pipeline(
     training: bool = False,
     seed: int = 0,
     shift: int = 0,
+    counterfactual: FeatureSwaps | None = None,
 ):
     """``(dataset, epoch variable)`` over cached features; training draws a variant and a shift per image.
 
+    With ``counterfactual``, an epoch also swaps some images for their erased or control variant
+    (the same draws as the CNN's ``Swaps``), and with its ``cells`` yields ``((features, cells),
+    labels)`` for the guidance: the mask follows the mirror and the shift, and is empty for an
+    erased tumour and for the augmented variants (their affine transform is not kept).
     Every draw is a function of ``(seed, epoch, batch)``, so a resumed epoch equals the original.
     """
     import tensorflow as tf
@@ -58,26 +91,85 @@ def feature_pipeline(
     count = len(rows)
     dataset = epoch_order(count, seed, epoch) if training else tf.data.Dataset.range(count)
     shape = variants[0].shape[1:]
+    swaps = counterfactual.swaps if counterfactual else None
+    cells = counterfactual.cells if counterfactual else None
+    targets = np.asarray(targets, dtype=np.int32)
 
-    def gather(positions: np.ndarray, epoch_value: np.int64) -> np.ndarray:
+    def gather(positions: np.ndarray, epoch_value: np.int64):
         rng = np.random.default_rng([seed, int(epoch_value), int(positions[0])])
         chosen = rng.integers(0, len(variants), len(positions)) if training else np.zeros(len(positions), int)
         batch = np.empty((len(positions), *shape), np.float16)
-        for index, (row, variant) in enumerate(zip(rows[positions], chosen)):
-            features = variants[variant][row]
+        labels = targets[positions].copy()
+        masks = np.zeros((len(positions), *shape[:2]), np.float32)
+        for index, (position, variant) in enumerate(zip(positions, chosen)):
+            features = variants[variant][rows[position]]
+            mask = cells[position] if cells is not None and variant < 2 else masks[index]
+            if variant == 1:
+                mask = mask[:, ::-1]
+            drawn = swaps.choose(int(position), seed, int(epoch_value)) if swaps is not None and training else None
+            if drawn is not None:
+                erased, swapped = drawn
+                features = swaps.pixels[swapped]
+                labels[index] = swaps.no_tumour if erased else labels[index]
+                mask = masks[index] if erased or cells is None else cells[position]
             if training and shift:
-                features = np.roll(features, rng.integers(-shift, shift + 1, 2), axis=(0, 1))
+                offset = rng.integers(-shift, shift + 1, 2)
+                features, mask = np.roll(features, offset, axis=(0, 1)), np.roll(mask, offset, axis=(0, 1))
             batch[index] = features
-        return batch
-
-    targets_tensor = tf.constant(np.asarray(targets, dtype=np.int32))
+            masks[index] = mask
+        return batch, labels, masks
 
     def load(positions):
-        batch = tf.numpy_function(gather, [positions, epoch], tf.float16, stateful=False)
-        return tf.ensure_shape(batch, [None, *shape]), tf.gather(targets_tensor, positions)
+        batch, labels, masks = tf.numpy_function(gather, [positions, epoch], [tf.float16, tf.int32, tf.float32], stateful=False)
+        batch = tf.ensure_shape(batch, [None, *shape])
+        labels = tf.ensure_shape(labels, [None])
+        if cells is not None and training:
+            return (batch, tf.ensure_shape(masks, [None, *shape[:2]])[..., None]), labels
+        return batch, labels
 
     dataset = dataset.batch(batch_size).map(load, num_parallel_calls=2, deterministic=True)
     return dataset.prefetch(2), epoch
+
+
+# The map the guidance shapes, and so the one served: LayerCAM at block 4, which ``tumor-ai localise``
+# chose for the VGG16 before it was guided (pointing game 0.57 against block 5's lower figure).
+GUIDED_MAP = ("block4_conv3", "layer_cam")
+
+
+def counterfactual_feature_swaps(
+    args, dataset, model, metadata, train_idx: np.ndarray, key: dict
+) -> tuple[FeatureSwaps | None, Path | None]:
+    """The erased and control slices of ``--masks`` as cached block-3 features, and the tumour cells (or ``None``s)."""
+    if not args.masks:
+        return None, None
+    from training.counterfactuals import bank_id, load_counterfactuals
+
+    if "notumor" not in dataset.labels:
+        raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
+    size = (args.input_size, args.input_size)
+    recipe = (dataset, args.masks, size, args.crop, args.counterfactuals_per_image, args.seed)
+    grow = tuple(args.erase_grow)
+    bank = load_counterfactuals(*recipe, Path(args.cache_dir), grow)
+    features, path = counterfactual_features(
+        model, metadata.preprocessing, bank.pixels, bank_id(*recipe, grow), Path(args.cache_dir), key
+    )
+    erased, control = bank.variants_of(len(dataset.paths))
+    print(
+        f"counterfactuals: {sum(map(len, erased))} tumour-erased and {sum(map(len, control))} control variants; "
+        f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of all images a control"
+    )
+    swaps = Swaps(
+        features,
+        [erased[i] for i in train_idx],
+        [control[i] for i in train_idx],
+        dataset.labels.index("notumor"),
+        args.erase,
+        args.control,
+    )
+    grid = features.shape[1:3]
+    masks = bank.masks[train_idx]
+    cells = masks.reshape(len(masks), grid[0], size[0] // grid[0], grid[1], size[1] // grid[1]).any(axis=(2, 4))
+    return FeatureSwaps(swaps, cells.astype(np.float32)), path
 
 
 def train_head(args, model, variants, train_idx, validation_idx, targets, weights_by_class) -> dict:
@@ -120,7 +212,9 @@ def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray
 
     size = (args.input_size, args.input_size)
     weights = None if args.backbone_weights == "none" else args.backbone_weights
-    model, metadata = build_vgg16(dataset.labels, input_size=size, weights=weights)
+    model, metadata = build_vgg16(dataset.labels, input_size=size, weights=weights, preprocessing=args.preprocessing)
+    if args.guidance:
+        metadata.cam_layer, metadata.cam_method = GUIDED_MAP
     key = {
         "fingerprint": dataset.fingerprint(),
         "size": args.input_size,
@@ -129,39 +223,65 @@ def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray
     }
     started = time.perf_counter()
     variants, paths = block3_features(
-        model, metadata.preprocessing, dataset.images[size], args.feature_variants, args.seed, Path(args.cache_dir), key
+        model,
+        metadata.preprocessing,
+        dataset.images[size],
+        args.feature_variants,
+        args.seed,
+        Path(args.cache_dir),
+        key,
+        acquisition=args.acquisition,
     )
+    counterfactual, counterfactual_path = counterfactual_feature_swaps(args, dataset, model, metadata, train_idx, key)
+    paths += [counterfactual_path] if counterfactual_path else []
     metadata.training["features"] = {
         "layer": FEATURE_LAYER,
         "variants": args.feature_variants,
+        "counterfactual_variants": int(len(counterfactual.swaps.pixels)) if counterfactual else 0,
         "extraction_seconds": extraction_seconds(paths),
         "seconds_in_this_run": round(time.perf_counter() - started, 1),
         "note": "block-3 features are computed once per image and variant and reused by later runs (the refit)",
     }
     targets = dataset.targets
-    weights_by_class = class_weights(np.bincount(targets[train_idx], minlength=len(dataset.labels)))
+    counts = np.bincount(targets[train_idx], minlength=len(dataset.labels))
+    if counterfactual:
+        counts = counterfactual.swaps.expected_targets(targets[train_idx], len(dataset.labels))
+    weights_by_class = class_weights(counts)
 
     head = train_head(args, model, variants, train_idx, validation_idx, targets, weights_by_class)
 
-    tail = chained_model(model, FEATURE_LAYER)
+    tail, graph = chained_graph(model, FEATURE_LAYER, None, metadata.cam_layer, metadata.logits_layer)
     steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
     schedule = engine.warmup_cosine(
         args.learning_rate, round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
     )
-    tail.compile(
+    fitted = tail
+    if args.guidance:
+        from training.guidance import GuidedModel
+
+        fitted = GuidedModel(tail, metadata.cam_layer, metadata.logits_layer, metadata.cam_method, graph)
+    fitted.compile(
         optimizer=keras.optimizers.Adam(schedule), loss=engine.sparse_crossentropy(args.label_smoothing), metrics=["accuracy"]
     )
-    train, epoch = feature_pipeline(variants, train_idx, targets[train_idx], args.batch_size, True, args.seed, args.feature_shift)
+    if counterfactual and not args.guidance:
+        counterfactual = FeatureSwaps(counterfactual.swaps, None)
+    train, epoch = feature_pipeline(
+        variants, train_idx, targets[train_idx], args.batch_size, True, args.seed, args.feature_shift, counterfactual
+    )
     throughput = engine.throughput_callback(len(train_idx))
     run_dir = engine.run_directory(args.cache_dir, args.out)
     callbacks = [epoch_seeds_callback(epoch, None, args.seed), throughput, *engine.run_callbacks(run_dir, args.resume)]
+    if args.guidance:
+        from training.guidance import guidance_schedule
+
+        callbacks.insert(0, guidance_schedule(fitted, args.guidance, args.guidance_from, args.guidance_ramp))
     validation, stopping = None, None
     if len(validation_idx):
         validation, _ = feature_pipeline(variants[:1], validation_idx, targets[validation_idx], 64)
         stopping = engine.early_stopping(args.patience, args.early_stopping_from)
         callbacks.append(stopping)
     epochs = args.stop_after_epochs or args.epochs
-    tail.fit(train, validation_data=validation, epochs=epochs, class_weight=weights_by_class, callbacks=callbacks, verbose=2)
+    fitted.fit(train, validation_data=validation, epochs=epochs, class_weight=weights_by_class, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:
         chosen = stopping.best_epoch + 1

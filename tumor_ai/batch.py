@@ -23,6 +23,7 @@ from pathlib import Path
 from tumor_ai.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
+from tumor_ai.safe_text import csv_row, plain
 
 MAX_BATCH_IMAGES = 500
 MAX_ZIP_BYTES = 500 * 1024 * 1024
@@ -39,9 +40,10 @@ class BatchItem:
 
 
 def member_name(filename: str) -> str:
-    """A zip member's path as shown: forward slashes, no ``..`` or drive parts (nothing is extracted to disk)."""
-    parts = [part for part in filename.replace("\\", "/").split("/") if part not in ("", ".", "..")]
-    return "/".join(part for part in parts if not part.endswith(":")) or filename
+    """A zip member's path as shown: forward slashes, every part kept (``..`` and ``C:`` too: nothing is
+    extracted to disk, and two members must not show the same name), no bidirectional controls."""
+    parts = [part for part in filename.replace("\\", "/").split("/") if part not in ("", ".")]
+    return plain("/".join(parts) or filename)
 
 
 def _zip_image_members(archive: zipfile.ZipFile, name: str) -> list[zipfile.ZipInfo]:
@@ -89,9 +91,9 @@ def _entries(paths: Iterable[str | Path]) -> Iterator[tuple[str, Path]]:
         if path.is_dir():
             children = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".zip",))
             for child in children:
-                yield child.relative_to(path).as_posix(), child
+                yield plain(child.relative_to(path).as_posix()), child
         else:
-            yield path.name, path
+            yield plain(path.name), path
 
 
 def _is_zip(path: Path) -> bool:
@@ -262,5 +264,5 @@ def rows_to_csv(rows: list[dict], fields: list[str] | None = None) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=fields or list(rows[0]))
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows(csv_row(row) for row in rows)  # names that look like formulas stay text in a spreadsheet
     return buffer.getvalue()

@@ -40,6 +40,7 @@ from tumor_ai.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
 from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
+from tumor_ai.safe_text import html_text, markdown
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
 TOP_CLASS = "top"  # "show evidence for" the model's own answer
@@ -124,7 +125,7 @@ def refused(error: ImageError) -> str:
 
 def refusal(error: ImageError) -> gr.Error:
     """A refused upload as an error for the page (and an exception for API clients)."""
-    return gr.Error(refused(error), print_exception=False)
+    return gr.Error(html_text(refused(error)), print_exception=False)  # a pop-up renders HTML
 
 
 def upload_path(payload) -> str | None:
@@ -170,7 +171,7 @@ def new_slice(payload, state: SessionSlice | None, cleared: int):
         image = read_image(path)
     except ImageError as error:
         message = refused(error)
-        return SessionSlice(path, None, message), f"**{message}**", *empty
+        return SessionSlice(path, None, message), f"**{markdown(message)}**", *empty
     return SessionSlice(path, image), _ready(image), *empty
 
 
@@ -184,27 +185,32 @@ def open_file(path: str | None, cleared: int):
     try:
         image = read_image(path)
     except ImageError as error:
-        return gr.skip(), gr.skip(), f"**{refused(error)}**", *[gr.skip()] * cleared
+        return gr.skip(), gr.skip(), f"**{markdown(refused(error))}**", *[gr.skip()] * cleared
     return cache_picture(image.pixels, "slice.png"), SessionSlice(None, image), _ready(image), *[None] * cleared
 
 
 def _ready(image: LoadedImage) -> str:
-    notes = f" _Read with: {'; '.join(image.notes)}._" if image.notes else ""
+    notes = f" _Read with: {markdown('; '.join(image.notes))}._" if image.notes else ""
     return f"Slice loaded ({image.pixels.shape[1]}x{image.pixels.shape[0]} px).{notes}"
 
 
 def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
     if name not in predictors:
-        raise gr.Error(f"Unknown model '{name}'; choose one of {list(predictors)}.", print_exception=False)
+        raise gr.Error(html_text(f"Unknown model '{name}'; choose one of {list(predictors)}."), print_exception=False)
     return predictors[name]
 
 
-def details(model: str, prediction: Prediction, seconds: float, image: LoadedImage) -> dict:
-    """The JSON an API user gets: the class, or ``null`` and ``is_brain_mri: false``."""
+def details(model: str, prediction: Prediction, seconds: float, image: LoadedImage, checked: bool = True) -> dict:
+    """The JSON an API user gets: the class, or ``null`` and ``is_brain_mri: false``.
+
+    ``checked`` is whether the model has its not-an-MRI check; without it ``is_brain_mri`` is
+    ``null`` (nobody looked) and ``mri_check`` says ``"off"``.
+    """
     ok = prediction.is_mri
     return {
         "model": model,
-        "is_brain_mri": ok,
+        "is_brain_mri": ok if checked else None,
+        "mri_check": "on" if checked else "off: this model was served without its not-an-MRI check",
         "label": prediction.label if ok else None,
         "display_name": display_name(prediction.label) if ok else None,
         "confidence": round(prediction.confidence, 4) if ok else None,
@@ -228,7 +234,8 @@ def evidence_index(predictor: Predictor, prediction: Prediction, evidence: str) 
     if not evidence or evidence == TOP_CLASS:
         return predictor.labels.index(prediction.label)
     if evidence not in predictor.labels:
-        raise gr.Error(f"Unknown class '{evidence}'; choose '{TOP_CLASS}' or one of {predictor.labels}.", print_exception=False)
+        message = f"Unknown class '{evidence}'; choose '{TOP_CLASS}' or one of {predictor.labels}."
+        raise gr.Error(html_text(message), print_exception=False)
     return predictor.labels.index(evidence)
 
 
@@ -262,9 +269,9 @@ def predict(predictors: dict[str, Predictor], payload, model: str, opacity: floa
     predictor = _model(predictors, model)
     log.info("model call: %s predict", model)
     prediction, seconds = predictor.predict_one(image.pixels)
-    info = details(model, prediction, seconds, image)
+    info = details(model, prediction, seconds, image, checked=predictor.mri_check is not None)
     display = display_copy(image.pixels)
-    notes = "\n\n_Note: " + "; ".join(image.notes) + "._" if image.notes else ""
+    notes = "\n\n_Note: " + markdown("; ".join(image.notes)) + "._" if image.notes else ""
     if not prediction.is_mri:
         return None, cache_picture(display, "slice.jpg"), None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}{notes}", info, state, None
     explained = Explained.of(model, predictor, prediction, image, display)

@@ -223,11 +223,11 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
         dataset = pydicom.dcmread(io.BytesIO(data), force=True)
     except (InvalidDicomError, AttributeError, KeyError, TypeError, ValueError, OSError, EOFError) as error:
         raise ImageError(f"{name}: this is not a DICOM file we can read ({type(error).__name__}).") from None
-    _check_modality(dataset, name)
     rows, columns = int(getattr(dataset, "Rows", 0) or 0), int(getattr(dataset, "Columns", 0) or 0)
     frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
     if "PixelData" not in dataset or not rows or not columns:
         raise ImageError(f"{name}: this DICOM file holds no image (no pixel data).")
+    _check_modality(dataset, name)
     if rows * columns > MAX_PIXELS:
         raise ImageError(f"{name}: the DICOM image is {columns}x{rows} pixels; the limit is {MAX_PIXELS / 1e6:.0f} megapixels.")
     _check_size(columns, rows, name)
@@ -274,9 +274,15 @@ def _raster_format(data: bytes) -> str | None:
 
 
 def _check_modality(dataset, name: str) -> None:
-    """Refuse DICOM that is not MR, or MR of a part of the body other than the head."""
-    modality = str(getattr(dataset, "Modality", "") or "").upper()
-    if modality and modality != "MR":
+    """Refuse DICOM that is not MR, does not say what it is, or is MR of a part of the body other than the head.
+
+    Modality is a required (type 1) attribute: a file without it could be anything, and a CT
+    with the tag deleted would otherwise reach the classifier.
+    """
+    modality = str(getattr(dataset, "Modality", "") or "").upper().strip()
+    if not modality:
+        raise ImageError(f"{name}: this DICOM file does not say its modality, so tumor-ai cannot tell that it is an MR image.")
+    if modality != "MR":
         kind = f" ({MODALITY_NAMES[modality]})" if modality in MODALITY_NAMES else ""
         raise ImageError(f"{name}: this DICOM file's modality is {modality}{kind}, not MR; tumor-ai reads brain MR images only.")
     part = str(getattr(dataset, "BodyPartExamined", "") or "").upper().strip()

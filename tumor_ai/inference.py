@@ -98,7 +98,12 @@ class Predictor:
         model, metadata = load_model(source if str(source).endswith(".keras") else folder)
         predictor = cls(model, metadata, str(source), warm_up=False, precision=resolve_precision(precision))
         predictor.folder = folder
-        predictor.mri_check = MriCheck.in_folder(folder)
+        try:
+            predictor.mri_check = MriCheck.in_folder(folder)
+        except Exception as error:  # noqa: BLE001 - a truncated or foreign .npz: one sentence, not a traceback
+            from tumor_ai.models import ModelSourceError
+
+            raise ModelSourceError(f"{source}: mri_check.npz is damaged and cannot be read ({type(error).__name__}).") from None
         if warm_up:
             predictor.warm_up()
         return predictor
@@ -213,12 +218,17 @@ class Predictor:
 
 
 def load_predictors(
-    sources: dict[str, str], fallbacks: dict[str, str] | None = None, precision: str = "auto"
+    sources: dict[str, str],
+    fallbacks: dict[str, str] | None = None,
+    precision: str = "auto",
+    require_mri_check: bool = True,
 ) -> tuple[dict[str, Predictor], dict[str, str], dict[str, str]]:
     """Load each named source; a Hub source that fails falls back to its local folder, and says why.
 
     Returns the predictors, the source each one really came from, and for each fallback the
-    reason in one line (for the log and the app's banner).
+    reason in one line (for the log and the app's banner). A model without its not-an-MRI check
+    would give any picture a class, so it is refused unless ``require_mri_check`` is off (the
+    operator's ``--allow-no-mri-check``), and then the log, the page and the API say so.
     """
     import logging
 
@@ -238,4 +248,18 @@ def load_predictors(
             predictors[name] = Predictor.from_source(fallback, precision=precision)
             loaded_from[name] = fallback
         log.info("loaded %s from %s (%s)", name, loaded_from[name], predictors[name].precision)
+        if predictors[name].mri_check is None:
+            if require_mri_check:
+                from tumor_ai.models import ModelSourceError
+
+                raise ModelSourceError(no_mri_check(name, loaded_from[name]) + " Pass --allow-no-mri-check to serve it anyway.")
+            log.warning("%s", no_mri_check(name, loaded_from[name]) + " Serving it anyway (--allow-no-mri-check).")
     return predictors, loaded_from, reasons
+
+
+def no_mri_check(name: str, source: str) -> str:
+    """The sentence for a model that came without its not-an-MRI check."""
+    return (
+        f"The {name} model from {source} has no not-an-MRI check (mri_check.npz), so any picture would get a "
+        "tumour class; fit one with python -m training.fit_mri_check."
+    )

@@ -202,6 +202,7 @@ def build_vgg16(
     weights: str | None = "imagenet",
     dense_units: int = 256,
     dropout: float = 0.3,
+    preprocessing: str = "vgg16",
 ) -> tuple[keras.Model, ModelMetadata]:
     """VGG16 convolution base (ImageNet) with a small dense head, as one flat functional graph.
 
@@ -219,7 +220,7 @@ def build_vgg16(
         architecture="vgg16",
         labels=list(labels),
         input_size=tuple(input_size),
-        preprocessing="vgg16",
+        preprocessing=preprocessing,  # "vgg16" (caffe) or "vgg16_luminance": three channels either way
         cam_layer="block5_conv3",
         license="cc-by-4.0",
         title="VGG16 transfer model",
@@ -306,5 +307,14 @@ def load_model(source: str | Path) -> tuple[keras.Model, ModelMetadata]:
     metadata_path = folder / METADATA_FILE
     if not metadata_path.exists():
         raise ModelSourceError(f"{source}: {METADATA_FILE} (labels, preprocessing, Grad-CAM layer) is missing")
-    model = keras.saving.load_model(model_path, compile=False)
-    return model, ModelMetadata.read(metadata_path)
+    try:
+        metadata = ModelMetadata.read(metadata_path)
+    except (ValueError, TypeError, KeyError, OSError) as error:  # JSONDecodeError is a ValueError
+        raise ModelSourceError(f"{source}: {METADATA_FILE} is damaged and cannot be read ({type(error).__name__}).") from None
+    try:
+        model = keras.saving.load_model(model_path, compile=False)
+    except Exception as error:  # noqa: BLE001 - a truncated zip, a broken config, missing weights: one sentence
+        name = model_path.name if model_path != folder else "config.json and model.weights.h5"
+        reason = type(error).__name__
+        raise ModelSourceError(f"{source}: {name} is damaged or incomplete and cannot be loaded ({reason}).") from None
+    return model, metadata

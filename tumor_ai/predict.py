@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 
 from tumor_ai.cli import prog
+from tumor_ai.safe_text import csv_row, from_csv_cell
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -41,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass and in memory at once (default 16)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--allow-no-mri-check", action="store_true", help="run a model without its not-an-MRI check (every file gets a class)"
+    )
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --out and classify only the rest")
     parser.add_argument("--shard", metavar="K/N", help="classify only share K of N (1 <= K <= N), e.g. a job-array index")
     parser.add_argument(
@@ -67,7 +71,12 @@ def main(argv: list[str] | None = None) -> None:
     configure_threads()
     try:
         sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16}, args.models)
-        predictors, _, _ = load_predictors({name: sources[name] for name in names}, local_fallbacks(args.models), args.precision)
+        predictors, _, _ = load_predictors(
+            {name: sources[name] for name in names},
+            local_fallbacks(args.models),
+            args.precision,
+            require_mri_check=not args.allow_no_mri_check,
+        )
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
@@ -81,7 +90,7 @@ def main(argv: list[str] | None = None) -> None:
             writer.writeheader()
         with tqdm(total=total, unit="img", desc="classifying", file=sys.stderr, disable=args.quiet) as bar:
             for row in stream_rows(predictors, args.inputs, batch_size=args.batch_size, keep=keep):
-                writer.writerow(row)
+                writer.writerow(csv_row(row))  # names that look like formulas stay text in a spreadsheet
                 handle.flush()  # a killed run loses at most the row being written
                 refused += row[f"{names[0]} class"] == "error"
                 bar.update()
@@ -121,7 +130,7 @@ def _finished_rows(out: Path) -> set[str]:
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
         out.write_text(text)
-    return {row["file"] for row in csv.DictReader(text.splitlines())}
+    return {from_csv_cell(row["file"]) for row in csv.DictReader(text.splitlines())}
 
 
 if __name__ == "__main__":

@@ -57,10 +57,28 @@ def luminance(batch):
     return ops.convert_to_numpy(out) if isinstance(batch, np.ndarray) else out
 
 
+VGG16_HEAD_LEVEL = 160.0  # luminance 0.5 (the head's mean) to 80 of 255: the dataset's median head brightness
+
+
+def vgg16_luminance(batch):
+    """``luminance`` (the head's mean brightness fixed, no colour) handed to VGG16 as the grey RGB it expects.
+
+    ImageNet filters want three channels in the 0..255 range, so the one channel is scaled to put
+    the head's mean at the dataset's median brightness, repeated, then given VGG16's own
+    ``preprocess_input``. Level and colour no longer tell the source collections apart.
+    """
+    from keras import ops
+
+    gray = ops.clip(luminance(batch) * VGG16_HEAD_LEVEL, 0.0, 255.0)
+    out = vgg16_caffe(ops.concatenate([gray, gray, gray], axis=-1))
+    return ops.convert_to_numpy(out) if isinstance(batch, np.ndarray) else out
+
+
 NORMALIZERS: dict[str, Callable] = {
     "rescale_unit": rescale_unit,
     "vgg16": vgg16_caffe,
     "luminance": luminance,
+    "vgg16_luminance": vgg16_luminance,
 }
 CHANNELS = {"luminance": 1}  # what a normalisation hands the network; 3 unless named here
 

@@ -45,6 +45,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "else float32 (env TUMOR_AI_PRECISION)",
     )
     parser.add_argument(
+        "--allow-no-mri-check",
+        action="store_true",
+        help="serve a model that has no not-an-MRI check (mri_check.npz): any picture then gets a class, "
+        "and the page and the API say the check is off",
+    )
+    parser.add_argument(
         "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
     )
     return parser.parse_args(argv)
@@ -80,7 +86,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_threads()
     try:
         sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16}, args.models)
-        predictors, loaded_from, fallback_reasons = load_predictors(sources, local_fallbacks(args.models), args.precision)
+        predictors, loaded_from, fallback_reasons = load_predictors(
+            sources, local_fallbacks(args.models), args.precision, require_mri_check=not args.allow_no_mri_check
+        )
     except ModelSourceError as error:
         raise SystemExit(f"error: {error}") from None
     for predictor in predictors.values():

@@ -223,6 +223,13 @@ def build_app(
         serving = serving_text(predictors, sources, fallback_reasons or {})
         if fallback_reasons:
             gr.Markdown(f"> ⚠️ **Not the requested models.** {serving}", elem_id="fallback-banner")
+        unchecked = [name for name, predictor in predictors.items() if predictor.mri_check is None]
+        if unchecked:
+            gr.Markdown(
+                f"> ⚠️ **The not-an-MRI check is off for {' and '.join(unchecked)}**: any picture, MRI or not, "
+                "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
+                elem_id="no-mri-check-banner",
+            )
         with gr.Tab("Predict", id="predict"):
             p_slice, p_explained = session_state(), session_state()
             with gr.Row():

@@ -4,7 +4,9 @@ Gradio's own cache sweep (``delete_cache``) removes the uploads and pictures it 
 upload parser's temporary files, the hash folders and anything written after the last sweep
 would stay behind. So the app points Gradio (``GRADIO_TEMP_DIR``) and Python's ``tempfile`` at
 a fresh folder, sweeps it on the schedule the About tab states, and deletes it at shutdown,
-including on SIGTERM (how Spaces and containers stop an app).
+including on SIGTERM (how Spaces and containers stop an app). A ``kill -9`` or an out-of-memory
+kill runs none of that, so each folder names its process (``owner``), and the next start-up
+removes every folder whose process is gone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,49 @@ import time
 from pathlib import Path
 
 CACHE_SWEEP = (300, 300)  # every 5 minutes, delete files older than 5 minutes
+PREFIX = "tumor_ai_"
+OWNER_FILE = "owner"  # "<pid> <process start time>" of the app that made the folder
+UNOWNED_AGE = 24 * 3600  # a folder with no owner file (an older version) is left this long
 log = logging.getLogger("tumor_ai.workspace")
+
+
+def process_identity(pid: int) -> str:
+    """``"<pid> <start time>"``: the start time (from /proc where there is one) tells a reused pid apart."""
+    try:
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        start = "?"
+    return f"{pid} {start}"
+
+
+def owner_alive(identity: str) -> bool:
+    """Whether the process that wrote ``identity`` still runs (the same process, not a reused pid)."""
+    try:
+        pid = int(identity.split()[0])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return identity.split()[1:] in (["?"], process_identity(pid).split()[1:])
+
+
+def remove_stale_workspaces(parent: Path) -> int:
+    """Delete the folders of earlier runs whose process is gone (killed without a clean-up); returns how many."""
+    removed = 0
+    for folder in Path(parent).glob(f"{PREFIX}*"):
+        owner = folder / OWNER_FILE
+        try:
+            if owner.exists():
+                stale = not owner_alive(owner.read_text())
+            else:
+                stale = folder.is_dir() and time.time() - folder.stat().st_mtime > UNOWNED_AGE
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed += 1
+    return removed
 
 
 def sweep(root: Path, age: float) -> int:
@@ -41,7 +85,11 @@ def sweep(root: Path, age: float) -> int:
 
 def open_workspace(every: float, age: float) -> Path:
     """Create the app's folder, route temporary files into it, sweep it every ``every`` seconds, remove it at exit."""
-    root = Path(tempfile.mkdtemp(prefix="tumor_ai_"))
+    removed = remove_stale_workspaces(Path(tempfile.gettempdir()))
+    if removed:
+        log.info("removed %d folder(s) left by earlier runs that were killed", removed)
+    root = Path(tempfile.mkdtemp(prefix=PREFIX))
+    (root / OWNER_FILE).write_text(process_identity(os.getpid()))
     (root / "gradio").mkdir()
     (root / "tmp").mkdir()
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")

@@ -1,0 +1,157 @@
+"""Hostile input, round two: text from files never becomes markup or a formula, a lost guard is loud, a kill leaves nothing."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import pytest
+from conftest import ROOT
+
+from tumor_ai.batch import iter_inputs, member_name, rows_to_csv
+from tumor_ai.safe_text import csv_cell, from_csv_cell, markdown, plain
+
+HOSTILE = [
+    '<form action="http://evil.example/x"><input name=q></form>',
+    '<img src="http://evil.example/p.png">',
+    "<a href='http://evil.example'>click</a>",
+    "<h1>result: glioma 99%</h1>",
+    "![i](http://evil.example/x.png) [link](http://evil.example) **b**",
+    "# heading\n## another",
+    "`code` _em_ ~~strike~~ | table | <script>alert(1)</script>",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_user_text_renders_as_literal_characters(text):
+    from markdown_it import MarkdownIt  # CommonMark with raw HTML on, as gr.Markdown renders it
+
+    rendered = MarkdownIt("commonmark", {"html": True}).enable("table").enable("strikethrough").render(markdown(text))
+    from html.parser import HTMLParser
+
+    class Elements(HTMLParser):
+        found: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            self.found.append(tag)
+
+    parser = Elements()
+    parser.found = []
+    parser.feed(rendered)
+    assert set(parser.found) <= {"p", "br"}, rendered
+    shown = html.unescape(rendered.removeprefix("<p>").removesuffix("</p>\n"))
+    assert shown == plain(text), "every character the file gave is shown as itself"
+
+
+def test_names_lose_bidirectional_overrides_and_control_characters():
+    assert plain("gpj.\u202eexe.png") == "gpj.exe.png"
+    assert plain("a\nb\rc\x00d") == "a b c d"
+
+
+@pytest.mark.parametrize(
+    "name", ['=HYPERLINK("http://x","y").jpg', "+cmd|' /C calc'!A0.png", "-2+3.png", "@SUM(1).png", " =1+1.png"]
+)
+def test_csv_cells_that_look_like_formulas_stay_text(name):
+    cell = csv_cell(name)
+    assert cell.startswith("'") and from_csv_cell(cell) == plain(name)
+    assert csv_cell("glioma.jpg") == "glioma.jpg" and csv_cell(0.5) == 0.5
+    text = rows_to_csv([{"file": name, "cnn class": "glioma"}])
+    row = next(csv.DictReader(io.StringIO(text)))
+    assert row["file"].startswith("'")
+
+
+def test_zip_member_names_keep_every_part_so_two_members_never_share_a_name(tmp_path):
+    assert member_name("../a.png") == "../a.png" and member_name("C:/a.png") == "C:/a.png"
+    archive = tmp_path / "two.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.writestr("../a.png", b"x")
+        handle.writestr("a.png", b"x")
+        handle.writestr("b\u202egnp.png", b"x")
+    names = [name for name, _ in iter_inputs([archive])]
+    assert len(set(names)) == 3 and not any("\u202e" in name for name in names)
+
+
+def test_a_model_without_its_mri_check_is_refused_unless_the_operator_allows_it(slot_models, slot_predictors):
+    from tumor_ai.inference import load_predictors
+    from tumor_ai.models import ModelSourceError
+    from tumor_ai.ui import build_app
+
+    with pytest.raises(ModelSourceError, match=r"has no not-an-MRI check .* --allow-no-mri-check"):
+        load_predictors({"cnn": str(slot_models["cnn"])})
+    predictors, _, _ = load_predictors({"cnn": str(slot_models["cnn"])}, require_mri_check=False)
+    app = build_app({**predictors, "vgg16": slot_predictors["vgg16"]})
+    texts = [str(component.get("props", {}).get("value")) for component in app.config["components"]]
+    assert any("The not-an-MRI check is off for cnn and vgg16" in text for text in texts), "a banner says so"
+
+
+def test_serve_without_the_flag_stops_with_one_sentence(slot_models):
+    process = subprocess.run(
+        [sys.executable, "app.py", "--port", "0", "--cnn", str(slot_models["cnn"]), "--vgg16", str(slot_models["vgg16"])],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode != 0
+    assert "has no not-an-MRI check" in process.stderr and "Traceback" not in process.stderr
+
+
+def test_a_killed_apps_folder_is_removed_by_the_next_start(tmp_path):
+    from tumor_ai.workspace import OWNER_FILE, PREFIX, process_identity, remove_stale_workspaces
+
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    code = "from tumor_ai.workspace import open_workspace; open_workspace(60, 60); import time; time.sleep(300)"
+    child = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(f"{PREFIX}*/{OWNER_FILE}")) and time.time() < deadline:
+        time.sleep(0.2)
+    folder = next(tmp_path.glob(f"{PREFIX}*"))
+    (folder / "gradio" / "upload.png").write_bytes(b"a patient's slice")
+    assert remove_stale_workspaces(tmp_path) == 0, "a running app's folder stays"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert folder.exists(), "kill -9 runs no clean-up"
+    mine = tmp_path / f"{PREFIX}live"
+    mine.mkdir()
+    (mine / OWNER_FILE).write_text(process_identity(os.getpid()))
+    assert remove_stale_workspaces(tmp_path) == 1
+    assert not folder.exists() and mine.exists()
+
+
+@pytest.mark.parametrize(
+    "damage,said",
+    [
+        (
+            lambda folder: (folder / "model.keras").write_bytes((folder / "model.keras").read_bytes()[:5000]),
+            "model.keras is damaged",
+        ),
+        (lambda folder: (folder / "model.keras").write_bytes(b""), "model.keras is damaged"),
+        (lambda folder: (folder / "tumor_ai.json").write_text('{"name": "cnn", '), "tumor_ai.json is damaged"),
+        (lambda folder: (folder / "tumor_ai.json").unlink(), "tumor_ai.json (labels, preprocessing, Grad-CAM layer) is missing"),
+        (lambda folder: (folder / "mri_check.npz").write_bytes(b"PK broken"), "mri_check.npz is damaged"),
+    ],
+    ids=["truncated model", "empty model", "broken metadata", "missing metadata", "broken check"],
+)
+def test_a_damaged_model_folder_stops_the_app_with_one_sentence(damage, said, slot_models, tmp_path):
+    import shutil
+
+    folder = tmp_path / "cnn"
+    shutil.copytree(slot_models["cnn"], folder)
+    damage(folder)
+    process = subprocess.run(
+        [sys.executable, "-m", "tumor_ai.predict", str(tmp_path), "--cnn", str(folder), "--model", "cnn", "--out", "-"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert process.returncode != 0 and said in process.stderr, process.stderr
+    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in process.stderr and len(errors) == 1 and said in errors[0], process.stderr
