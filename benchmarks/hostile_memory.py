@@ -7,6 +7,13 @@ a bright disc with noise, so the PNGs stay small and the decode is real), starts
 ``python app.py`` on loopback, sends the zip to ``/batch`` and then one of the PNGs to ``/predict``,
 and reports the app's resident memory before and its high-water mark after (``VmHWM``), the
 seconds taken, and whether the app still answers. The target is a peak under 2 GB.
+
+    python benchmarks/hostile_memory.py --concurrent 8 --side 7071
+
+decodes ``--concurrent`` RGBA PNGs of that side at once, each in its own thread of one fresh
+process (the way concurrent requests reach ``read_image``), and reports that process's memory
+before, its high-water mark, and its memory after: the case of issue 24 (eight such PNGs at once
+once peaked at 4.67 GB). The target is again a peak under 2 GB, and memory returned after.
 """
 
 from __future__ import annotations
@@ -45,12 +52,75 @@ def huge_png(side: int, seed: int) -> bytes:
     return buffer.getvalue()
 
 
+def rgba_png(side: int, seed: int) -> bytes:
+    """An RGBA PNG, side x side, that compresses to a few hundred KB and decodes to 4 x side² bytes."""
+    rng = np.random.default_rng(seed)
+    tile = rng.integers(0, 255, (64, 64, 4), dtype=np.uint8)
+    image = Image.fromarray(tile, "RGBA").resize((side, side), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+CONCURRENT_CHILD = """
+import json, sys, threading
+from tumor_ai.imaging import ImageError, read_image
+def status(key):
+    return int(next(line for line in open('/proc/self/status') if line.startswith(key)).split()[1]) / 1024
+data = open(sys.argv[1], 'rb').read()
+before = status('VmRSS:')
+outcomes = []
+def decode():
+    try:
+        outcomes.append(read_image(data, name='bomb.png').pixels.shape)
+    except ImageError as error:
+        outcomes.append(str(error))
+threads = [threading.Thread(target=decode) for _ in range(int(sys.argv[2]))]
+[thread.start() for thread in threads]
+[thread.join() for thread in threads]
+print(json.dumps({'rss_before_mb': before, 'peak_rss_mb': status('VmHWM:'), 'rss_after_mb': status('VmRSS:'),
+                  'outcomes': sorted({str(outcome) for outcome in outcomes})}))
+"""
+
+
+def concurrent_decodes(count: int, side: int) -> dict:
+    """``count`` RGBA PNGs decoded at once in a fresh process: its memory before, at its peak and after."""
+    import subprocess
+
+    folder = Path(tempfile.mkdtemp())
+    png = folder / "bomb.png"
+    png.write_bytes(rgba_png(side, 0))
+    started = time.perf_counter()
+    process = subprocess.run(
+        [sys.executable, "-c", CONCURRENT_CHILD, str(png), str(count)], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    measured = json.loads(process.stdout.strip().splitlines()[-1])
+    return {
+        "case": "concurrent RGBA PNG decodes in one process",
+        "concurrent": count,
+        "side": side,
+        "png_bytes": png.stat().st_size,
+        "decoded_megabytes_each": round(4 * side**2 / 2**20),
+        **{key: round(value) if isinstance(value, float) else value for key, value in measured.items()},
+        "target_mb": TARGET_MB,
+        "within_target": measured["peak_rss_mb"] < TARGET_MB,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=40, help="PNGs in the zip (default 40)")
     parser.add_argument("--side", type=int, default=7000, help="pixels on each side (default 7000)")
-    parser.add_argument("--out", default="benchmarks/hostile_memory.json", help="JSON results")
+    parser.add_argument("--concurrent", type=int, help="instead: decode this many RGBA PNGs at once in one process")
+    parser.add_argument("--out", help="JSON results (default benchmarks/hostile_memory.json, or _concurrent.json)")
     args = parser.parse_args(argv)
+    if args.concurrent:
+        result = concurrent_decodes(args.concurrent, args.side)
+        Path(args.out or "benchmarks/hostile_memory_concurrent.json").write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result, indent=2))
+        return
+    args.out = args.out or "benchmarks/hostile_memory.json"
 
     from gradio_client import Client, handle_file
 

@@ -155,3 +155,30 @@ def test_a_damaged_model_folder_stops_the_app_with_one_sentence(damage, said, sl
     assert process.returncode != 0 and said in process.stderr, process.stderr
     errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
     assert "Traceback" not in process.stderr and len(errors) == 1 and said in errors[0], process.stderr
+
+
+def test_large_decodes_take_turns_and_small_ones_never_wait():
+    import threading
+
+    from tumor_ai.imaging import DECODE_BUDGET, DECODE_SIDE, decoding_share
+
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def large() -> None:
+        with decoding_share(DECODE_BUDGET // 2 + 1):  # two never fit together
+            with lock:
+                inside[0] += 1
+                most[0] = max(most[0], inside[0])
+            time.sleep(0.05)
+            with lock:
+                inside[0] -= 1
+
+    threads = [threading.Thread(target=large) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    with decoding_share(DECODE_SIDE**2):  # a slice-sized decode goes straight in, whatever is waiting
+        pass
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1

@@ -7,13 +7,18 @@ whose message a person can act on. The app, the API and the scripts all call ``r
 Sizes are checked from the header before any pixel is decoded, and an image larger than
 ``DECODE_SIDE`` is decoded straight to that size (JPEG's DCT scaling, then PIL's reducing
 resize), so a 7000x7000 upload costs what a 1024x1024 one does: the models read 224-256 px and
-the app draws at most 768 px. A DICOM file must be an MR image of the head.
+the app draws at most 768 px. Formats with no reduced decode (PNG, TIFF, WebP, GIF, BMP) are
+decoded whole, so large ones wait for a share of ``DECODE_BUDGET``: however many arrive at once,
+about one 50-megapixel image is in memory at a time. A DICOM file must be an MR image of the head.
 """
 
 from __future__ import annotations
 
 import io
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +30,9 @@ MAX_PIXELS = 50_000_000
 MIN_SIDE = 32
 MAX_ASPECT_RATIO = 4.0
 DECODE_SIDE = 1024  # larger images are decoded to this many pixels on their longer side
+DECODE_BUDGET = MAX_PIXELS + 4 * DECODE_SIDE**2  # pixels being fully decoded at once, across threads
+_decoding = threading.Condition()
+_decoding_pixels = 0
 HEAD_PARTS = {"HEAD", "BRAIN", "SKULL", "HEADNECK", "HEAD NECK", "NECKHEAD", "CEREBRUM"}
 MODALITY_NAMES = {
     "CT": "computed tomography",
@@ -145,11 +153,13 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
                     image.seek(0)
                     kind = "animated image" if fmt in ("GIF", "WEBP", "PNG") else "multi-page file"
                     notes.append(f"{kind} with {frames} frames: the first frame was used")
-                if fmt in ("JPEG", "MPO") and max(width, height) > DECODE_SIDE:
+                reduced = fmt in ("JPEG", "MPO") and max(width, height) > DECODE_SIDE
+                if reduced:
                     image.draft(image.mode, (DECODE_SIDE, DECODE_SIDE))  # DCT scaling: decode at 1/2, 1/4 or 1/8
-                image.load()
-                image = ImageOps.exif_transpose(image)
-                image = _fit(image, (width, height), notes)
+                with decoding_share(DECODE_SIDE**2 if reduced else width * height):
+                    image.load()
+                    image = ImageOps.exif_transpose(image)
+                    image = _fit(image, (width, height), notes)
             finally:
                 Image.MAX_IMAGE_PIXELS = previous
     except ImageError:
@@ -169,6 +179,40 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
         notes.append("CMYK image converted to RGB")
     pixels = to_rgb(image)
     return LoadedImage(pixels=pixels, name=name, notes=notes)
+
+
+@contextmanager
+def decoding_share(pixels: int) -> Iterator[None]:
+    """Wait until ``pixels`` more fit in ``DECODE_BUDGET`` (one image always may), and hold them while decoding.
+
+    A small image (at most ``DECODE_SIDE`` squared) never waits: slices are far below it.
+    """
+    global _decoding_pixels
+    if pixels <= DECODE_SIDE**2:
+        yield
+        return
+    with _decoding:
+        _decoding.wait_for(lambda: _decoding_pixels == 0 or _decoding_pixels + pixels <= DECODE_BUDGET)
+        _decoding_pixels += pixels
+    try:
+        yield
+    finally:
+        with _decoding:
+            _decoding_pixels -= pixels
+            if _decoding_pixels == 0:
+                _return_freed_memory()
+            _decoding.notify_all()
+
+
+def _return_freed_memory() -> None:
+    """Hand the heap's freed pages back to the system (glibc keeps them otherwise); elsewhere nothing."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _fit(image: Image.Image, original: tuple[int, int], notes: list[str]) -> Image.Image:
