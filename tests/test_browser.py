@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,63 @@ def test_about_tab(page):
     assert page.locator("#about-tab").get_by_text("never use it to make clinical decisions").count() == 1
     assert page.locator("#about-tab").get_by_text("Model card: vgg16").is_visible()  # the default model's card comes first
     page.screenshot(path=SHOTS / "about.png", full_page=True)
+
+
+HOSTILE_NAME = "<img src=x onerror=alert(1)><h1>result glioma 99%<h1>[link](https:evil.example) **b**"
+MARKUP = "a, img, h1, form, input:not([type=file]), strong strong, em"  # Gradio's own file inputs are hidden
+
+
+def _hostile_dicom(path: Path) -> None:
+    """An MR DICOM whose BodyPartExamined carries a form: the refusal quotes the field."""
+    import numpy as np
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.Modality, dataset.SOPClassUID = "MR", MRImageStorage
+    with warnings.catch_warnings():  # longer than a CS value may be: a hostile file does not follow the standard
+        warnings.simplefilter("ignore")
+        dataset.BodyPartExamined = '<form action="https:evil.example"><input name=q>'
+    dataset.Rows = dataset.Columns = 64
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 16
+    dataset.HighBit, dataset.PixelRepresentation = 15, 0
+    dataset.PixelData = np.zeros((64, 64), np.uint16).tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def test_names_and_header_fields_are_shown_as_text_never_as_markup(page, tmp_path, example_paths):
+    import zipfile
+
+    _tab(page, "Predict")
+    bad = tmp_path / f"{HOSTILE_NAME}.png"
+    bad.write_text("not an image")
+    _upload(page, "predict-image", str(bad))
+    reading = page.locator("#predict-reading")
+    reading.get_by_text("it is a text file, not an image").wait_for()
+    # Gradio drops <>:*"/\\|? from uploaded file names; what is left of the link must show as text.
+    assert reading.locator(MARKUP).count() == 0 and "[link](httpsevil.example)" in reading.inner_text()
+    dicom = tmp_path / "field.dcm"
+    _hostile_dicom(dicom)
+    _choose(page, "#predict-image-other", dicom)
+    reading.get_by_text("tumor-ai reads brain MR images only").wait_for()
+    assert reading.locator(MARKUP).count() == 0 and '<form action="https:evil.example">' in reading.inner_text()
+
+    _tab(page, "Batch")
+    archive = tmp_path / "hostile.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        handle.write(example_paths["glioma"], f"{HOSTILE_NAME}.jpg")
+        handle.writestr(f"=HYPERLINK(x) {HOSTILE_NAME}.png", b"broken")
+    _upload(page, "batch-files", str(archive))
+    page.locator("#batch-files").get_by_text("hostile.zip").wait_for()
+    page.locator("#batch-button").click()
+    page.locator("#batch-summary").get_by_text("· 1 refused").wait_for()
+    table = page.locator("#batch-table")
+    assert table.locator(MARKUP).count() == 0 and table.inner_text().count("<h1>result glioma 99%<h1>") >= 2, "names kept"
+    assert page.locator("#batch-summary").locator(MARKUP).count() == 0
+    captions = page.locator("#batch-gallery").inner_text()
+    assert page.locator("#batch-gallery a, #batch-gallery h1, #batch-gallery form").count() == 0, captions
+    page.screenshot(path=SHOTS / "hostile_names.png", full_page=True)
