@@ -215,6 +215,7 @@ def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray
     model, metadata = build_vgg16(dataset.labels, input_size=size, weights=weights, preprocessing=args.preprocessing)
     if args.guidance:
         metadata.cam_layer, metadata.cam_method = GUIDED_MAP
+        metadata.training["guidance_map"] = {"layer": GUIDED_MAP[0], "method": GUIDED_MAP[1]}
     key = {
         "fingerprint": dataset.fingerprint(),
         "size": args.input_size,

@@ -121,7 +121,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
             "the published estimate of how this recipe does on slices it has never seen. The temperature is the "
             "split run's too.\n",
         ]
-    parts += recipe_section(training.get("arguments", {}))
+    guided = training.get("guidance_map", {"method": "grad_cam"})  # the CNN's run predates the record: Grad-CAM
+    parts += recipe_section(training.get("arguments", {}), method_name(guided["method"]))
     if validation:
         found = metadata.localisation
         beside = (
@@ -204,13 +205,20 @@ PREPROCESSING_TEXT = {
     "nor the scanner's overall level, which differ by source collection, reaches the network",
     "rescale_unit": ": RGB divided by 255",
     "vgg16": ": VGG16's own (RGB to BGR, ImageNet channel means subtracted)",
+    "vgg16_luminance": ": luminance with the head's mean brightness fixed (at the dataset's median level), repeated "
+    "as grey RGB and given VGG16's own mean subtraction, so neither colour nor the scanner's overall level reaches "
+    "the network",
 }
 
 
-def recipe_section(arguments: dict) -> list[str]:
-    """How training took the collection cues away and made the model need the tumour, when it did."""
+def recipe_section(arguments: dict, guidance_map: str = "Grad-CAM") -> list[str]:
+    """How training took the collection cues away and made the model need the tumour, when it did.
+
+    ``guidance_map`` names the map the guidance term shaped (the trainer records it).
+    """
     steps = []
-    if arguments.get("preprocessing") == "luminance":
+    features = arguments.get("model") == "vgg16"
+    if arguments.get("preprocessing") in ("luminance", "vgg16_luminance"):
         steps.append("fed luminance only, each slice brought to the same mean brightness (above)")
     if arguments.get("acquisition"):
         steps.append(
@@ -224,12 +232,14 @@ def recipe_section(arguments: dict) -> list[str]:
             f"were labelled *no tumour*, and {arguments.get('control', 0):.0%} of all slices (no-tumour ones too) had "
             "a region of a tumour's size and shape erased elsewhere in the head and kept their label, so that the "
             "erasure itself says nothing "
-            "(`training/counterfactuals.py`)"
+            "(`training/counterfactuals.py`"
+            + ("; the erased and control slices are cached as block-3 features beside the others" if features else "")
+            + ")"
         )
     if arguments.get("guidance"):
         steps.append(
             f"a loss term (weight {arguments['guidance']}, from epoch {arguments.get('guidance_from', 0) + 1}) "
-            "penalised the share of the Grad-CAM map outside the outlined tumour (`training/guidance.py`; "
+            f"penalised the share of the {guidance_map} map outside the outlined tumour (`training/guidance.py`; "
             "Ross et al. 2017, *Right for the right reasons*)"
         )
     if not steps:

@@ -18,7 +18,7 @@ import io
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,10 +209,8 @@ def _return_freed_memory() -> None:
     import ctypes
     import ctypes.util
 
-    try:
+    with suppress(OSError, AttributeError):
         ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _fit(image: Image.Image, original: tuple[int, int], notes: list[str]) -> Image.Image:
