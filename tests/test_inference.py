@@ -133,7 +133,10 @@ def test_batch_rows_from_files_and_zip(tmp_path, slot_predictors, example_paths)
     rows = result_rows(items, results)
     assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
     assert isinstance(rows[0]["cnn confidence"], float)  # full precision; the app rounds only what it shows
-    assert rows_to_csv(rows).splitlines()[0] == "file,cnn class,cnn confidence,vgg16 class,vgg16 confidence,agree,note"
+    assert (
+        rows_to_csv(rows).splitlines()[0]
+        == "file,cnn class,cnn confidence,cnn plausible at 95%,vgg16 class,vgg16 confidence,vgg16 plausible at 95%,agree,note"
+    )
 
 
 def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path, capsys):
@@ -157,7 +160,7 @@ def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path
         ]
     )
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("file,cnn class,cnn confidence,vgg16 class")
+    assert lines[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,vgg16 class")
     assert len(lines) == 4 and "it is a text file" in out.read_text()
     assert "3 files, 1 refused" in capsys.readouterr().err
 

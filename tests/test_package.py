@@ -32,7 +32,7 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     out = tmp_path / "results.csv"
     _run(command, "predict", ROOT / "examples", "--models", ROOT / "models", "--out", out, "--quiet", cwd=tmp_path)
     rows = out.read_text().splitlines()
-    assert rows[0].startswith("file,cnn class,cnn confidence,vgg16 class") and len(rows) == 5
+    assert rows[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,vgg16 class") and len(rows) == 5
     assert "Glioma" in next(row for row in rows if row.startswith("glioma.jpg"))
     nowhere = _run(command, "predict", ROOT / "examples", cwd=tmp_path, check=False)
     assert nowhere.returncode == 1 and "pass --models DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr

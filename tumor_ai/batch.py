@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tumor_ai.conformal import SERVED_LEVEL
 from tumor_ai.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
@@ -215,11 +216,14 @@ def shown_label(prediction: Prediction) -> str:
     return display_name(prediction.label) if prediction.is_mri else NOT_MRI
 
 
+PLAUSIBLE = f"plausible at {SERVED_LEVEL:.0%}"  # the conformal set's column (tumor_ai.conformal)
+
+
 def columns(names: list[str]) -> list[str]:
     """The result table's columns for these models, in order."""
     fields = ["file"]
     for name in names:
-        fields += [f"{name} class", f"{name} confidence"]
+        fields += [f"{name} class", f"{name} confidence", f"{name} {PLAUSIBLE}"]
     return fields + (["agree"] if len(names) > 1 else []) + ["note"]
 
 
@@ -237,6 +241,8 @@ def result_rows(items: list[BatchItem], results: dict[str, list[Prediction | Non
                 row[f"{name} class"] = shown_label(prediction)
                 row[f"{name} confidence"] = prediction.confidence if prediction.is_mri else ""
                 shown.append(row[f"{name} class"])
+            plausible = prediction.plausible if prediction is not None else None
+            row[f"{name} {PLAUSIBLE}"] = " or ".join(display_name(label) for label in plausible or [])
         if len(results) > 1:
             row["agree"] = "" if len(shown) < len(results) else ("yes" if len(set(shown)) == 1 else "no")
         row["note"] = item.error or "; ".join(item.image.notes if item.image else [])

@@ -158,6 +158,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         if standalone:
             parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
     parts += localisation_section(metadata)
+    parts += conformal_section(metadata)
     mri_check = metadata.mri_check
     if mri_check:
         parts += [
@@ -191,6 +192,40 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     if metadata.libraries:
         parts += ["", "Versions: " + ", ".join(f"{key} {value}" for key, value in metadata.libraries.items())]
     return "\n".join(parts) + "\n"
+
+
+def conformal_section(metadata: ModelMetadata) -> list[str]:
+    """The prediction sets: what they promise, and coverage and size measured on slices they were not calibrated on."""
+    block = getattr(metadata, "conformal", None)  # a process that loaded an older ModelMetadata has none
+    if not block:
+        return []
+    method = {"lac": "LAC, score 1 − p(true class)", "aps": "APS without randomisation"}.get(block["method"], block["method"])
+    header = " | ".join(f"{display_name(label)}: coverage, size" for label in metadata.labels)
+    lines = [
+        "## Prediction sets\n",
+        f"Besides its top class the app shows the classes still **plausible at {block['served_level']:.0%}**: a "
+        f"split-conformal set (`tumor_ai/conformal.py`; {method}) that holds the true class in at least that share "
+        f"of slices like the {block['calibrated_on']} it was calibrated on, whatever the model. A set of one class "
+        "is the model sure at that level; three or four is the model unable to tell. A picture the MRI check "
+        "refuses gets no set. The guarantee is over all slices, not per class: the columns show where a class "
+        "falls short of the level. " + (block["note"] + ". " if block.get("note") else "") + f"Chosen by {block['rule']}.\n",
+        f"| level | coverage | average set size | {header} |",
+        "|---|---:|---:|" + "---:|" * len(metadata.labels),
+    ]
+    for level, figures in block["cross_fit"].items():
+        cells = " | ".join(
+            f"{figures['per_class'][label]['coverage']:.1%}, {figures['per_class'][label]['set_size']:.2f}"
+            for label in metadata.labels
+            if label in figures["per_class"]
+        )
+        lines.append(f"| {float(level):.0%} | {figures['coverage']:.1%} | {figures['set_size']:.2f} | {cells} |")
+    for name, figures in block["compared"].items():
+        if name != block["method"]:
+            sizes = ", ".join(f"{float(level):.0%}: {value['set_size']:.2f}" for level, value in figures.items())
+            lines.append(f"\nThe other score, `{name}`, gave average sets of {sizes}.")
+    if block.get("command"):
+        lines.append(f"\nReproduce: `{block['command']}`.")
+    return [*lines, ""]
 
 
 def _interval(figure: dict, percent: bool = True) -> str:

@@ -121,11 +121,12 @@ def reading(
     model_name: str = "The model",
     evidence: str | None = None,
     caveat: str = "",
+    plausible: str = "",
 ) -> str:
     """A short plain-language reading of one prediction, ending with the not-a-diagnosis reminder.
 
     ``evidence`` is the class the map shows when it is not the model's answer; ``caveat`` says how far
-    the map can be trusted (``tumor_ai.card.map_trust``).
+    the map can be trusted (``tumor_ai.card.map_trust``); ``plausible`` is the conformal set's sentence.
     """
     text = (
         f"{model_name} reads this slice as **{display_name(label)}** ({describe(label)}), "
@@ -143,4 +144,6 @@ def reading(
         )
     if confidence < 0.7:
         text += "The classes are close: treat this reading as uncertain. "
+    if plausible:
+        text += f"**{plausible}** "
     return text + caveat + DISCLAIMER

@@ -24,6 +24,7 @@ import pandas as pd
 
 from tumor_ai import DISCLAIMER
 from tumor_ai.batch import (
+    PLAUSIBLE,
     BatchItem,
     check_limit,
     columns,
@@ -34,6 +35,8 @@ from tumor_ai.batch import (
     summary,
 )
 from tumor_ai.card import map_trust
+from tumor_ai.conformal import SERVED_LEVEL
+from tumor_ai.conformal import describe as describe_set
 from tumor_ai.erase import fill_region
 from tumor_ai.explain import display_copy, heatmap, overlay, reading
 from tumor_ai.imaging import ImageError, LoadedImage, read_image
@@ -215,11 +218,24 @@ def details(model: str, prediction: Prediction, seconds: float, image: LoadedIma
         "display_name": display_name(prediction.label) if ok else None,
         "confidence": round(prediction.confidence, 4) if ok else None,
         "probabilities": {k: round(v, 4) for k, v in prediction.probabilities.items()} if ok else None,
+        "prediction_set": prediction_set(prediction) if ok else None,
         "mri_score": prediction.mri_score,
         "message": None if ok else NOT_MRI_MESSAGE,
         "seconds": round(seconds, 4),
         "notes": image.notes,
     }
+
+
+def plausible_sentence(prediction: Prediction) -> str:
+    """ "Plausible at 95%: meningioma or pituitary.", or nothing without a fitted set (or for a refused picture)."""
+    if not prediction.plausible:
+        return ""
+    return describe_set(prediction.plausible, SERVED_LEVEL, len(prediction.probabilities), display_name)
+
+
+def prediction_set(prediction: Prediction) -> dict | None:
+    """The API's view of the conformal set: its level and labels."""
+    return {"level": SERVED_LEVEL, "labels": prediction.plausible} if prediction.plausible else None
 
 
 def label_value(prediction: Prediction) -> dict[str, float] | None:
@@ -255,6 +271,7 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
         f"The {explained.model} model",
         predictor.labels[index],
         map_trust(predictor.metadata),
+        plausible_sentence(prediction),
     )
     return (
         cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
@@ -322,8 +339,10 @@ def compare(predictors: dict[str, Predictor], payload, opacity: float, state: Se
         picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
         outputs += [label_value(prediction), cache_picture(picture, f"{name}.jpg")]
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
-        timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {seconds * 1000:.0f} ms |")
-    table = "| model | reads the slice as | inference time |\n|---|---|---:|\n" + "\n".join(timings)
+        shown = " or ".join(display_name(label) for label in prediction.plausible or []) or "–"
+        timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {shown} | {seconds * 1000:.0f} ms |")
+    header = f"| model | reads the slice as | plausible at {SERVED_LEVEL:.0%} | inference time |\n|---|---|---|---:|\n"
+    table = header + "\n".join(timings)
     return (*outputs, f"{verdict(predictions)}\n\n{table}", state, explained)
 
 
@@ -354,6 +373,9 @@ def table_frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
         line = {"file": row["file"]}
         for name in names:
             line[name] = f"{row[f'{name} class']} {_percent(row[f'{name} confidence'])}".strip()
+            others = [label for label in row.get(f"{name} {PLAUSIBLE}", "").split(" or ") if label][1:]
+            if others:  # the set beyond the top class: what is still plausible
+                line[name] += " · or " + " or ".join(others)
         if len(names) > 1:
             line["agree"] = row["agree"]
         line["note"] = row["note"]

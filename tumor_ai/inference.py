@@ -17,6 +17,7 @@ import numpy as np
 
 from tumor_ai.calibration import softmax
 from tumor_ai.cam import cam_function
+from tumor_ai.conformal import plausible
 from tumor_ai.explain import place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.precision import resolve_precision, with_policy
@@ -44,6 +45,7 @@ class Prediction:
     cam: np.ndarray
     is_mri: bool = True
     mri_score: float | None = None
+    plausible: list[str] | None = None  # the conformal set at the served level (none without a fitted block, or not an MRI)
 
 
 class Predictor:
@@ -184,14 +186,16 @@ class Predictor:
             for index, (is_mri, score) in enumerate(checks):
                 probabilities = outputs["probabilities"][index]
                 top = int(np.argmax(probabilities))
+                by_label = {label: float(p) for label, p in zip(self.labels, probabilities)}
                 results.append(
                     Prediction(
                         label=self.labels[top],
                         confidence=float(probabilities[top]),
-                        probabilities={label: float(p) for label, p in zip(self.labels, probabilities)},
+                        probabilities=by_label,
                         cam=place_in_frame(outputs["cam"][index], frames[index], chunk[index].shape[:2]),
                         is_mri=is_mri,
                         mri_score=score,
+                        plausible=plausible(by_label, self.metadata.conformal) if is_mri else None,  # not an MRI: no set
                     )
                 )
         return results

@@ -19,7 +19,7 @@ import keras
 METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
-SCHEMA_VERSION = 3  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation
+SCHEMA_VERSION = 4  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal
 DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
 
 
@@ -52,6 +52,7 @@ class ModelMetadata:
     calibration: dict[str, Any] = field(default_factory=lambda: {"temperature": 1.0})
     mri_check: dict[str, Any] = field(default_factory=dict)
     localisation: dict[str, Any] = field(default_factory=dict)  # where the map points, measured (training.localise)
+    conformal: dict[str, Any] = field(default_factory=dict)  # prediction-set thresholds (training.conformal)
     libraries: dict[str, str] = field(default_factory=dict)
 
     def network_data_format(self) -> dict[str, Any]:
