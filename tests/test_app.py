@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import json
 import socket
 import zipfile
 from pathlib import Path
 
+import httpx
 import pytest
 from gradio_client import Client, handle_file
 from helpers import free_port, wait_for_http
@@ -179,6 +181,10 @@ def test_what_the_about_tab_promises_holds(slot_predictors, example_paths):
         assert not any(path.exists() for path in kept), "the sweep deletes the upload"
         states = [data for session in app.state_holder.session_data.values() for data in session.state_data.values()]
         assert all(value is None for value in states), "session state expires"
+        # The examples are served from examples/ itself, so the sweep that took the upload leaves them.
+        example = str(example_paths["glioma"])
+        assert f'"path": "{example}"' in json.dumps(app.config, default=str), "not a copy in the swept cache"
+        assert httpx.get(f"http://127.0.0.1:{port}/gradio_api/file={example}").status_code == 200
         upload.unlink()
     finally:
         app.close()

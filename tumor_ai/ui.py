@@ -218,6 +218,10 @@ def build_app(
     def session_state():
         return gr.State(None, time_to_live=session_seconds)
 
+    # The examples and each model's pictures are served from where they are, never copied into the
+    # cache the sweep empties: a visitor after the first sweep still gets them (no 403, no "file not found").
+    gr.set_static_paths([EXAMPLES_DIR, *[p.folder for p in predictors.values() if p.folder is not None]])
+
     with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=cache_sweep) as app:
         gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
         serving = serving_text(predictors, sources, fallback_reasons or {})
