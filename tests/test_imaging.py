@@ -141,7 +141,8 @@ def test_dicom_window_and_monochrome1():
     assert loaded.pixels[0, 32, 0] in range(100, 160)
     assert "window centre 1000" in loaded.notes[0]
     inverted = read_image(_dicom_bytes(ramp, "MONOCHROME1"), name="slice.dcm")
-    assert inverted.pixels[0, 0, 0] == 255 and "MONOCHROME1" in inverted.notes[-1]
+    assert inverted.pixels[0, 0, 0] == 255 and "MONOCHROME1" in inverted.notes[-2]
+    assert "does not say which body part it shows" in inverted.notes[-1], "no BodyPartExamined: said beside the answer"
 
 
 def test_dicom_multiframe_uses_middle_frame():

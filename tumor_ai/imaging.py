@@ -303,6 +303,9 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
     if photometric == "MONOCHROME1":
         gray = 255 - gray
         notes.append("MONOCHROME1 DICOM inverted to MONOCHROME2")
+    if not str(getattr(dataset, "BodyPartExamined", "") or "").strip():
+        # Said beside any answer; beside a refusal by the MRI check it says why the file was not trusted.
+        notes.append("the DICOM file does not say which body part it shows (no BodyPartExamined)")
     return LoadedImage(pixels=_fit_array(_gray_to_rgb(gray), notes), name=name, notes=notes)
 
 
