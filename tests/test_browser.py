@@ -144,6 +144,8 @@ def test_predict_the_same_upload_twice_with_each_model(page, example_paths):
     page.locator("#predict-button").click()
     page.locator("#predict-reading").get_by_text("The vgg16 model reads this slice").wait_for()
     page.locator("#predict-model").get_by_text("cnn").click()
+    page.locator("#predict-reading").get_by_text("The answer shown was the vgg16 model's; press Predict").wait_for()
+    assert page.locator("#predict-overlay img").count() == 0, "the other model's overlay is not left on screen"
     page.locator("#predict-button").click()
     page.locator("#predict-reading").get_by_text("The cnn model reads this slice").wait_for()
     assert "not a medical device" in page.locator("#predict-reading").inner_text()
@@ -213,6 +215,21 @@ def test_compare_says_what_matters_and_its_slider_is_live(page, app_log, example
     _wait_src_change(page, "#compare-cnn", before)
     assert _model_calls(app_log) == calls
     page.screenshot(path=SHOTS / "compare.png", full_page=True)
+
+
+def test_compare_draws_both_maps_on_each_example(page, example_paths):
+    """The four examples through Compare: both overlays drawn, the verdict and the plausible sets shown (look at the shots)."""
+    _tab(page, "Compare")
+    for label, path in example_paths.items():
+        before = _src(page, "#compare-cnn")
+        _upload(page, "compare-image", str(path))
+        page.locator("#compare-summary").get_by_text("Slice loaded").wait_for()
+        page.locator("#compare-button").click()
+        page.locator("#compare-summary").get_by_text("ms").first.wait_for()
+        _wait_src_change(page, "#compare-cnn", before)
+        assert page.locator("#compare-vgg16 img").count() == 1
+        assert "plausible at 95%" in page.locator("#compare-summary").inner_text()
+        page.screenshot(path=SHOTS / f"compare_{label}.png", full_page=True)
 
 
 def _paint(page, elem_id: str, share: float = 0.3) -> None:

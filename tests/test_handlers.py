@@ -224,3 +224,12 @@ def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
     skip = type(gr.skip())
     assert isinstance(image, skip) and isinstance(state, skip) and all(isinstance(value, skip) for value in rest)
     assert message.startswith("**scan\\.dcm\\: "), "the file name is escaped: shown as itself, never markup"
+
+
+def test_switching_the_model_clears_the_other_models_answer():
+    explained = handlers.Explained(model="vgg16", prediction=None, pixels=None, display=None)
+    cleared = handlers.model_switched(explained, "cnn")
+    assert cleared[:3] == (None, None, None) and "was the vgg16 model's" in cleared[3] and cleared[5] is None
+    kept = handlers.model_switched(explained, "vgg16")
+    assert all(isinstance(value, type(gr.skip())) for value in kept), "the same model: nothing changes"
+    assert all(isinstance(value, type(gr.skip())) for value in handlers.model_switched(None, "cnn"))

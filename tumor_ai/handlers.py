@@ -296,6 +296,17 @@ def predict(predictors: dict[str, Predictor], payload, model: str, opacity: floa
     return label_value(prediction), picture, heat, text + notes, info, state, explained
 
 
+def model_switched(explained: Explained | None, model: str):
+    """The model choice changed: an answer of the other model on screen is cleared, and the reading says so.
+
+    Left in place it would read as the new model's answer; the new one costs a press of Predict.
+    """
+    if explained is None or explained.model == model:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    message = f"The answer shown was the {explained.model} model's; press Predict to ask the {model} model."
+    return None, None, None, message, None, None
+
+
 def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str):
     """The slider or the class choice moved: redraw from the cached Grad-CAM (no model call for opacity)."""
     if explained is None:

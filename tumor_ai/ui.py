@@ -277,6 +277,7 @@ def build_app(
                 concurrency_limit=MODEL_CONCURRENCY,
             )
             _wire_hide(predictors, p_hide, p_slice, p_done)
+            _on_change(p_model, handlers.model_switched, [p_explained, p_model], [*p_results, p_reading, p_details, p_explained])
             for control in (p_opacity, p_evidence):
                 _on_change(
                     control,
