@@ -227,7 +227,7 @@ def details(model: str, prediction: Prediction, seconds: float, image: LoadedIma
 
 
 def plausible_sentence(prediction: Prediction) -> str:
-    """ "Plausible at 95%: meningioma or pituitary.", or nothing without a fitted set (or for a refused picture)."""
+    """The set as a sentence ("Plausible at 95%: meningioma or pituitary."); nothing without a fitted set."""
     if not prediction.plausible:
         return ""
     return describe_set(prediction.plausible, SERVED_LEVEL, len(prediction.probabilities), display_name)
