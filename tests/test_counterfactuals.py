@@ -161,7 +161,7 @@ def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_
     text = "\n".join(recipe_section(arguments))
     assert "luminance only" in text and "JPEG quality" in text and "20% of the slices with a figshare tumour outline" in text
     assert "weight 0.5" in text and "Right for the right reasons" in text
-    shipped = Path(__file__).resolve().parent.parent / "models" / "vgg16" / "split-run" / "tumor_ai.json"
+    shipped = Path(__file__).resolve().parent.parent / "models" / "vgg16" / "tumor_ai.json"
     metadata = ModelMetadata.read(shipped)  # real localisation figures
     metadata.training = {**metadata.training, "arguments": arguments}
     metadata.preprocessing = "luminance"

@@ -118,6 +118,8 @@ def test_jet_runs_blue_to_red():
 def test_reading_is_plain_and_says_not_a_diagnosis():
     text = reading("glioma", 0.93, np.eye(4), "The cnn model")
     assert "Glioma" in text and "93%" in text and "not a medical device" in text
+    empty = reading("glioma", 0.48, np.zeros((4, 4)), "The vgg16 model")
+    assert "The map is empty" in empty and "came mostly from" not in empty, "an empty map is not said to point anywhere"
 
 
 def test_batch_rows_from_files_and_zip(tmp_path, slot_predictors, example_paths):

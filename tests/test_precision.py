@@ -32,7 +32,9 @@ def test_bfloat16_serving_agrees_with_float32(name):
         assert a.is_mri == b.is_mri
         if a.is_mri:
             assert a.label == b.label and abs(a.confidence - b.confidence) <= CONFIDENCE_TOLERANCE
-            assert np.corrcoef(a.cam.ravel(), b.cam.ravel())[0, 1] > 0.9
+            assert (a.cam.max() > 0) == (b.cam.max() > 0), "a map is empty in one precision only"
+            if a.cam.max() > 0:  # an empty map (no positive evidence at the layer) has no correlation to take
+                assert np.corrcoef(a.cam.ravel(), b.cam.ravel())[0, 1] > 0.9
 
 
 def test_auto_is_bfloat16_only_where_the_cpu_has_it():

@@ -133,7 +133,9 @@ def reading(
         f"with {confidence_words(confidence)} confidence ({confidence:.0%}). "
     )
     flat = cam.size == 0 or float(cam.max()) <= 0.0
-    if evidence is None or evidence == label:
+    if (evidence is None or evidence == label) and flat:
+        text += "The map is empty: the model's layer holds no positive evidence for its answer anywhere in this slice. "
+    elif evidence is None or evidence == label:
         text += f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
     elif flat:
         text += f"The model found no evidence for **{display_name(evidence)}** anywhere in this slice (the map is empty). "
