@@ -96,3 +96,19 @@ def test_the_fitted_block_reaches_the_card_the_reading_the_api_and_the_csv(slot_
     rows = list(stream_rows({"cnn": predictor}, [example_paths["glioma"]]))
     assert rows[0]["cnn plausible at 95%"].count(" or ") == 3
     assert "cnn plausible at 95%" in rows_to_csv(rows).splitlines()[0]
+
+
+def test_a_picture_the_mri_check_refuses_gets_no_set(slot_predictors, example_paths, monkeypatch):
+    from tumor_ai import handlers
+
+    class RefusesEverything:
+        def score(self, images, embeddings):
+            return [(False, 99.0)] * len(images)
+
+    predictor = slot_predictors["cnn"]
+    monkeypatch.setattr(predictor.metadata, "conformal", {"method": "lac", "thresholds": {"0.95": 1.0}})
+    monkeypatch.setattr(predictor, "mri_check", RefusesEverything())
+    prediction = predictor.predict([np.zeros((64, 64, 3), np.uint8)])[0]
+    assert not prediction.is_mri and prediction.plausible is None
+    outputs = handlers.predict(slot_predictors, str(example_paths["glioma"]), "cnn", 0.5, "top", None)
+    assert outputs[4]["prediction_set"] is None and "Plausible" not in outputs[3]
