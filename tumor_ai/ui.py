@@ -31,7 +31,8 @@ BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
 MODEL_CONCURRENCY = 8  # Predict and Compare requests handled at once; their forward passes share batches
 CAM_CAVEAT = (
     "_The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a model "
-    "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and often not the tumour at all._"
+    "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and not always the "
+    "tumour: the About tab says how often it is._"
 )
 
 
