@@ -42,39 +42,43 @@ def class_weights(counts: np.ndarray) -> dict[int, float] | None:
     return {index: round(float(weight), 4) for index, weight in enumerate(weights)}
 
 
-def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | None, np.ndarray | None]:
-    """The erased and control variants of the training images and their tumour masks (``--masks``), or ``None``s."""
-    if not args.masks:
-        return None, None
-    from training.counterfactuals import load_counterfactuals
+def counterfactual_bank(args, dataset):
+    """The ``--masks`` bank for this run's recipe (input size, crop, variants per image, seed, growth), and its id."""
+    from training.counterfactuals import bank_id, load_counterfactuals
 
     if "notumor" not in dataset.labels:
         raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
-    size = (args.input_size, args.input_size)
-    bank = load_counterfactuals(
-        dataset,
-        args.masks,
-        size,
-        args.crop,
-        args.counterfactuals_per_image,
-        args.seed,
-        Path(args.cache_dir),
-        tuple(args.erase_grow),
-    )
+    recipe = (dataset, args.masks, (args.input_size, args.input_size), args.crop, args.counterfactuals_per_image, args.seed)
+    grow = tuple(args.erase_grow)
+    return load_counterfactuals(*recipe, Path(args.cache_dir), grow), bank_id(*recipe, grow)
+
+
+def epoch_swaps(args, dataset, bank, pixels: np.ndarray, train_idx: np.ndarray) -> Swaps:
+    """What an epoch may swap in for the training images; ``pixels[k]`` stands for the bank's variant ``k``.
+
+    The CNN swaps the variants' pixels, the VGG16 their cached block-3 features.
+    """
     erased, control = bank.variants_of(len(dataset.paths))
     print(
         f"counterfactuals: {sum(map(len, erased))} tumour-erased and {sum(map(len, control))} control variants; "
         f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of all images a control"
     )
-    swaps = Swaps(
-        bank.pixels,
+    return Swaps(
+        pixels,
         [erased[i] for i in train_idx],
         [control[i] for i in train_idx],
         dataset.labels.index("notumor"),
         args.erase,
         args.control,
     )
-    return swaps, bank.masks[train_idx]
+
+
+def counterfactual_swaps(args, dataset, train_idx: np.ndarray) -> tuple[Swaps | None, np.ndarray | None]:
+    """The erased and control variants of the training images and their tumour masks (``--masks``), or ``None``s."""
+    if not args.masks:
+        return None, None
+    bank, _ = counterfactual_bank(args, dataset)
+    return epoch_swaps(args, dataset, bank, bank.pixels, train_idx), bank.masks[train_idx]
 
 
 def train_cnn(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, strategy) -> TrainResult:

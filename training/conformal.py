@@ -46,10 +46,10 @@ def fit_sets(probabilities: np.ndarray, targets: np.ndarray, labels: list[str], 
         for method in METHODS
     }
     method = min(METHODS, key=lambda name: sum(result.set_size for result in measured[name].values()))
-    calibration = {method: scores(probabilities, targets, method) for method in METHODS}
+    calibration = scores(probabilities, targets, method)
     return {
         "method": method,
-        "thresholds": {str(level): round(threshold(calibration[method], level), 6) for level in LEVELS},
+        "thresholds": {str(level): round(threshold(calibration, level), 6) for level in LEVELS},
         "served_level": SERVED_LEVEL,
         "calibrated_on": f"validation split ({len(targets)} images)",
         "cross_fit": {level: vars(result) for level, result in measured[method].items()},

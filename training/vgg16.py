@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from training import engine
-from training.cnn import TrainResult, class_weights
+from training.cnn import TrainResult, class_weights, counterfactual_bank, epoch_swaps
 from training.features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
 from training.pipeline import Swaps, epoch_order, epoch_seeds_callback
 
@@ -142,30 +142,10 @@ def counterfactual_feature_swaps(
     """The erased and control slices of ``--masks`` as cached block-3 features, and the tumour cells (or ``None``s)."""
     if not args.masks:
         return None, None
-    from training.counterfactuals import bank_id, load_counterfactuals
-
-    if "notumor" not in dataset.labels:
-        raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
+    bank, identity = counterfactual_bank(args, dataset)
+    features, path = counterfactual_features(model, metadata.preprocessing, bank.pixels, identity, Path(args.cache_dir), key)
+    swaps = epoch_swaps(args, dataset, bank, features, train_idx)
     size = (args.input_size, args.input_size)
-    recipe = (dataset, args.masks, size, args.crop, args.counterfactuals_per_image, args.seed)
-    grow = tuple(args.erase_grow)
-    bank = load_counterfactuals(*recipe, Path(args.cache_dir), grow)
-    features, path = counterfactual_features(
-        model, metadata.preprocessing, bank.pixels, bank_id(*recipe, grow), Path(args.cache_dir), key
-    )
-    erased, control = bank.variants_of(len(dataset.paths))
-    print(
-        f"counterfactuals: {sum(map(len, erased))} tumour-erased and {sum(map(len, control))} control variants; "
-        f"an epoch erases {args.erase:.0%} of masked images and gives {args.control:.0%} of all images a control"
-    )
-    swaps = Swaps(
-        features,
-        [erased[i] for i in train_idx],
-        [control[i] for i in train_idx],
-        dataset.labels.index("notumor"),
-        args.erase,
-        args.control,
-    )
     grid = features.shape[1:3]
     masks = bank.masks[train_idx]
     cells = masks.reshape(len(masks), grid[0], size[0] // grid[0], grid[1], size[1] // grid[1]).any(axis=(2, 4))

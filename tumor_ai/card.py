@@ -196,7 +196,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
 
 def conformal_section(metadata: ModelMetadata) -> list[str]:
     """The prediction sets: what they promise, and coverage and size measured on slices they were not calibrated on."""
-    block = getattr(metadata, "conformal", None)  # a process that loaded an older ModelMetadata has none
+    block = metadata.conformal
     if not block:
         return []
     method = {"lac": "LAC, score 1 − p(true class)", "aps": "APS without randomisation"}.get(block["method"], block["method"])

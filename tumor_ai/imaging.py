@@ -18,8 +18,9 @@ import io
 import threading
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -206,11 +207,21 @@ def decoding_share(pixels: int) -> Iterator[None]:
 
 def _return_freed_memory() -> None:
     """Hand the heap's freed pages back to the system (glibc keeps them otherwise); elsewhere nothing."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@cache
+def _malloc_trim():
+    """glibc's ``malloc_trim``, looked up once (``find_library`` runs a subprocess), or ``None`` without glibc."""
     import ctypes
     import ctypes.util
 
-    with suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
 
 
 def _fit(image: Image.Image, original: tuple[int, int], notes: list[str]) -> Image.Image:
