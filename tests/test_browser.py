@@ -365,3 +365,43 @@ def test_names_and_header_fields_are_shown_as_text_never_as_markup(page, tmp_pat
     captions = page.locator("#batch-gallery").inner_text()
     assert page.locator("#batch-gallery a, #batch-gallery h1, #batch-gallery form").count() == 0, captions
     page.screenshot(path=SHOTS / "hostile_names.png", full_page=True)
+
+
+def _ask(page, text: str, boxes_before: int) -> None:
+    """Type a question into the Assistant's box, send it, and wait for its answer's tool boxes."""
+    page.locator("#assistant-box textarea").fill(text)
+    page.locator("#assistant-box textarea").press("Enter")
+    page.wait_for_function(
+        "n => document.querySelectorAll('#assistant-chat .message-row').length > n", arg=boxes_before, timeout=120_000
+    )
+
+
+def _rows(page) -> int:
+    return page.locator("#assistant-chat .message-row").count()
+
+
+def test_the_assistant_answers_from_its_tools(page, example_paths):
+    """Drop a slice, ask three questions and a medical one: each answer shows the tool calls it came from."""
+    _tab(page, "Assistant")
+    page.locator("#assistant-box input[type=file]").first.set_input_files(str(example_paths["meningioma"]))
+    page.locator("#assistant-box textarea").fill("")
+    _ask(page, "Which model is surer?", 0)
+    chat = page.locator("#assistant-chat")
+    chat.get_by_text("compare_models").first.wait_for(timeout=120_000)
+    chat.get_by_text("is the surer").first.wait_for()
+    rows = _rows(page)
+    _ask(page, "Show the evidence for pituitary", rows)
+    chat.get_by_text("explain_class").first.wait_for(timeout=120_000)
+    chat.get_by_text("a probability of").first.wait_for()
+    rows = _rows(page)
+    _ask(page, "How accurate is the vgg16 on meningiomas?", rows)
+    chat.get_by_text("recall").first.wait_for(timeout=120_000)
+    rows = _rows(page)
+    _ask(page, "What does Grad-CAM show?", rows)
+    chat.get_by_text("pointing game").first.wait_for(timeout=60_000)
+    rows = _rows(page)
+    _ask(page, "Should I have surgery?", rows)
+    chat.get_by_text("I can't give medical advice").first.wait_for(timeout=60_000)
+    assert chat.locator("img").count() >= 4  # the slice, two comparison overlays, the pituitary evidence
+    assert page.get_by_role("tab", name="About").is_visible() and not page.get_by_text("What the app keeps").is_visible()
+    chat.screenshot(path=SHOTS / "assistant.png")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.fit_mri_check import medical_non_mri_images, non_mri_images
+from training.non_mri import general_pictures, medical_pictures
 from tumor_ai.imaging import read_image
 from tumor_ai.precision import cpu_has_bfloat16, resolve_precision
 
@@ -25,7 +25,7 @@ CONFIDENCE_TOLERANCE = 0.05
 def test_bfloat16_serving_agrees_with_float32(name):
     from tumor_ai.inference import Predictor
 
-    images = [read_image(path).pixels for path in HELD_OUT] + list({**non_mri_images(), **medical_non_mri_images()}.values())
+    images = [read_image(path).pixels for path in HELD_OUT] + [p.pixels for p in general_pictures() + medical_pictures()]
     full, half = (Predictor.from_source(ROOT / "models" / name, precision=p) for p in ("float32", "bfloat16"))
     assert half.precision == "mixed_bfloat16" and full.precision == "float32"
     for a, b in zip(full.predict(images), half.predict(images)):

@@ -2,118 +2,43 @@
 
     python -m training.fit_mri_check --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
 
-Uses the model's own split (its ``split.json``): the check is fitted on the training images
-(image-statistic bounds at their 99.8% quantiles, 99.9% for the saturated-white share of the
-head, the flattest training MRI plus 0.15 for the flat share, the feature-distance threshold at
-its 99.95% by default) and must let at least 99.5% of the validation
-MRIs through. Its rejection rate is measured on pictures that are not brain MRI: scikit-image's
-sample photos and documents; generated blank, noise, gradient, text-screenshot and colour images;
-and medical pictures that are not MRI (a Shepp-Logan head phantom, three CT slices from pydicom's
-test files at four display windows each, a nuclear-medicine bone scan). Writes ``mri_check.npz`` and the ``mri_check`` block of
-``tumor_ai.json``, then rewrites the model card.
+Uses the model's own split (its ``split.json``) and fits on the training images: image-statistic
+bounds at the training MRIs' extremes (the flat share at the flattest plus 0.15), the
+feature-distance threshold at a high quantile (99.95% by default), and a learned refusal of other
+pictures (``tumor_ai.mri_check``), fitted against the pictures of ``training.non_mri``: photos and
+documents, generated pictures, pydicom's three CT slices at eight display windows, its four
+ultrasound clips, drawn radiographs and ultrasound frames, a head phantom and a bone scan, each with
+six varied copies. At least 99.5% of the validation MRIs must pass, or nothing is written. The
+rejection rates are reported per family of picture, both for the fitted check and for a fit that
+never saw the picture's source (out-of-fold). Writes ``mri_check.npz`` and the ``mri_check`` block
+of ``tumor_ai.json``, then rewrites the model card.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from training.data import load_folder
+from training.non_mri import Picture, general_pictures, medical_pictures, variant
+from training.split import split_dataset
 from tumor_ai.card import write_model_card
 from tumor_ai.cli import prog
 from tumor_ai.models import METADATA_FILE, ModelMetadata
-from tumor_ai.mri_check import CHECK_FILE, STATISTICS_SIZE, MriCheck, image_statistics
+from tumor_ai.mri_check import STATISTICS_SIZE, MriCheck, image_statistics, probe_features
 
 REQUIRED_PASS_RATE = 0.995
+BOUND_QUANTILE = 1.0  # image-statistic bounds at the training MRIs' extremes: the learned refusal does the rest
+PROBE_HIDDEN = 64  # units of the learned refusal's hidden layer
+PROBE_PENALTY = 0.1  # its L2 penalty (scikit-learn's alpha)
+FOLDS = 5  # out-of-fold scores: MRIs grouped by copy group, other pictures by source
+VARIANTS = 6  # re-cropped, re-contrasted JPEG copies of each non-MRI picture in the fit
 DISTANCE_QUANTILE = 0.9995  # the CNN refit needs it above 0.999 to pass 99.5% of validation MRIs
-
-
-def non_mri_images(seed: int = 0) -> dict[str, np.ndarray]:
-    """Pictures that are not brain MRI slices: package sample images plus generated ones."""
-    from PIL import Image, ImageDraw
-
-    rng = np.random.default_rng(seed)
-    images: dict[str, np.ndarray] = {}
-    try:
-        from skimage import data as samples
-
-        for name in (
-            "astronaut",
-            "coffee",
-            "chelsea",
-            "rocket",
-            "camera",
-            "coins",
-            "page",
-            "text",
-            "moon",
-            "horse",
-            "hubble_deep_field",
-            "immunohistochemistry",
-            "retina",
-            "brick",
-            "grass",
-            "gravel",
-            "clock",
-        ):
-            picture = getattr(samples, name)()
-            if picture.dtype == bool:
-                picture = picture.astype(np.uint8) * 255
-            if picture.ndim == 2:
-                picture = np.repeat(picture[..., None], 3, axis=-1)
-            images[f"skimage:{name}"] = np.ascontiguousarray(picture[..., :3]).astype(np.uint8)
-    except ImportError:
-        pass
-    size = (256, 256)
-    images["blank black"] = np.zeros((*size, 3), np.uint8)
-    images["blank white"] = np.full((*size, 3), 255, np.uint8)
-    images["blank grey"] = np.full((*size, 3), 128, np.uint8)
-    images["uniform noise"] = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-    images["grey noise"] = np.repeat(rng.integers(0, 256, (*size, 1), dtype=np.uint8), 3, axis=-1)
-    images["gaussian noise"] = np.clip(rng.normal(128, 40, (*size, 3)), 0, 255).astype(np.uint8)
-    ramp = np.linspace(0, 255, size[1], dtype=np.float32)
-    images["grey gradient"] = np.repeat(np.tile(ramp, (size[0], 1))[..., None], 3, axis=-1).astype(np.uint8)
-    images["colour gradient"] = np.stack(
-        [np.tile(ramp, (size[0], 1)), np.tile(ramp[:, None], (1, size[1])), 255 - np.tile(ramp, (size[0], 1))], -1
-    ).astype(np.uint8)
-    screenshot = Image.new("RGB", (640, 400), (245, 245, 245))
-    draw = ImageDraw.Draw(screenshot)
-    draw.rectangle((0, 0, 640, 36), fill=(40, 90, 160))
-    for line in range(14):
-        draw.text((20, 50 + 24 * line), f"Line {line}: the quick brown fox jumps over the lazy dog " * 2, fill=(20, 20, 20))
-    images["text screenshot"] = np.asarray(screenshot)
-    checker = (np.indices(size).sum(axis=0) // 32 % 2 * 255).astype(np.uint8)
-    images["checkerboard"] = np.repeat(checker[..., None], 3, axis=-1)
-    images["colour blocks"] = np.kron(rng.integers(0, 256, (8, 8, 3)), np.ones((32, 32, 1))).astype(np.uint8)
-    return images
-
-
-def medical_non_mri_images() -> dict[str, np.ndarray]:
-    """Medical pictures that are not brain MRI, as a user would export them: phantom, CT at common windows, NM."""
-    import pydicom
-    from skimage.data import shepp_logan_phantom
-
-    files = Path(pydicom.__file__).parent / "data" / "test_files"
-    images = {"head phantom (Shepp-Logan)": _gray_rgb(shepp_logan_phantom())}
-    for name in ("CT_small.dcm", "693_J2KI.dcm", "J2K_pixelrep_mismatch.dcm"):
-        dataset = pydicom.dcmread(files / name)
-        values = dataset.pixel_array * float(dataset.RescaleSlope) + float(dataset.RescaleIntercept)
-        for window, limits in (("auto", None), ("brain", (40, 80)), ("soft tissue", (50, 350)), ("bone", (600, 2800))):
-            low, high = (
-                np.percentile(values, [0.5, 99.5]) if limits is None else (limits[0] - limits[1] / 2, limits[0] + limits[1] / 2)
-            )
-            images[f"CT {name} ({window} window)"] = _gray_rgb(np.clip((values - low) / (high - low), 0, 1))
-    scan = pydicom.dcmread(files / "JPEG2000.dcm").pixel_array.astype(np.float64)
-    images["NM whole-body bone scan"] = _gray_rgb(scan / scan.max())
-    return images
-
-
-def _gray_rgb(values: np.ndarray) -> np.ndarray:
-    return np.repeat((np.clip(values, 0, 1) * 255).astype(np.uint8)[..., None], 3, axis=-1)
 
 
 def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str = "features") -> np.ndarray:
@@ -144,15 +69,103 @@ def cached_embeddings(predictor, inputs: np.ndarray, cache_dir: Path) -> np.ndar
     return embeddings
 
 
+@dataclass
+class Negatives:
+    """Non-MRI pictures and their variants as the check reads them, with each one's source and family."""
+
+    embeddings: np.ndarray
+    statistics: np.ndarray
+    sources: np.ndarray
+    families: np.ndarray
+    original: np.ndarray  # True for the picture itself, False for a variant
+    names: np.ndarray
+
+    def __getitem__(self, keep: np.ndarray) -> Negatives:
+        return Negatives(*(getattr(self, name)[keep] for name in self.__dataclass_fields__))
+
+
+def read_negatives(predictor, pictures: list[Picture], variants: int = VARIANTS, seed: int = 0) -> Negatives:
+    """Each picture and ``variants`` copies of it (``training.non_mri.variant``), run through the model once."""
+    rng = np.random.default_rng(seed)
+    pixels, sources, families, original, names = [], [], [], [], []
+    for picture in pictures:
+        for index in range(variants + 1):
+            pixels.append(picture.pixels if index == 0 else variant(picture.pixels, rng))
+            names.append(picture.name)
+            sources.append(picture.source)
+            families.append(picture.family)
+            original.append(index == 0)
+    embeddings = np.concatenate(
+        [
+            predictor.run(predictor.prepare(pixels[start : start + 32]), test_time_flip=False)["embedding"]
+            for start in tqdm(range(0, len(pixels), 32), desc="non-MRI pictures", unit="batch")
+        ]
+    )
+    statistics = np.stack([image_statistics(picture) for picture in pixels])
+    return Negatives(embeddings, statistics, np.array(sources), np.array(families), np.array(original), np.array(names))
+
+
+@dataclass
+class Probe:
+    """The fitted learned refusal (``MriCheck.probe``) and the out-of-fold score of every negative."""
+
+    arrays: dict[str, np.ndarray]
+    held_out_scores: np.ndarray  # log-odds of each negative from the fold that did not see its source
+
+
+def fit_probe(embeddings: np.ndarray, statistics: np.ndarray, groups: np.ndarray, negatives: Negatives) -> Probe:
+    """The learned refusal: a small network, MRIs against the negatives, on standardised features.
+
+    Its threshold is the highest out-of-fold score of any training MRI, with folds that keep each
+    copy group of MRIs, and each source of other pictures, on one side: scores of pictures the
+    network was fitted on would sit too low. The same folds give each negative a score from a fit
+    that never saw its source, which ``fit_mri_check`` reports as the rate on unseen kinds of picture.
+    """
+    from sklearn.model_selection import GroupKFold, cross_val_predict
+    from sklearn.neural_network import MLPClassifier
+
+    mris = probe_features(embeddings, statistics)
+    others = probe_features(negatives.embeddings, negatives.statistics)
+    mean, scale = mris.mean(axis=0), mris.std(axis=0) + 1e-6
+    features = (np.concatenate([mris, others]) - mean) / scale
+    targets = np.r_[np.zeros(len(mris)), np.ones(len(others))]
+    sources = {source: index for index, source in enumerate(np.unique(negatives.sources))}
+    folds = np.r_[groups, [groups.max() + 1 + sources[source] for source in negatives.sources]]
+    network = MLPClassifier((PROBE_HIDDEN,), alpha=PROBE_PENALTY, max_iter=400, random_state=0)
+    held_out = cross_val_predict(network, features, targets, groups=folds, cv=GroupKFold(FOLDS), method="predict_proba")[:, 1]
+    network.fit(features, targets)
+    log_odds = np.log(np.clip(held_out, 1e-7, 1 - 1e-7)) - np.log(np.clip(1 - held_out, 1e-7, 1))
+    arrays = {
+        "probe_mean": mean.astype(np.float32),
+        "probe_scale": scale.astype(np.float32),
+        "probe_hidden_weights": network.coefs_[0].astype(np.float32),
+        "probe_hidden_bias": network.intercepts_[0].astype(np.float32),
+        "probe_weights": network.coefs_[1][:, 0].astype(np.float32),
+        "probe_bias": np.array(network.intercepts_[1][0], np.float32),
+        "probe_threshold": np.array(log_odds[: len(mris)].max(), np.float32),
+    }
+    return Probe(arrays, log_odds[len(mris) :])
+
+
+def family_rates(families: np.ndarray, fitted: np.ndarray, left_out: np.ndarray) -> dict[str, dict]:
+    """Per family of picture: how many, and the share refused by the fitted check and with its source left out."""
+    return {
+        family: {
+            "pictures": int((families == family).sum()),
+            "rejected": round(float(1 - fitted[families == family].mean()), 4),
+            "rejected_source_left_out": round(float(left_out[families == family].mean()), 4),
+        }
+        for family in dict.fromkeys(families)
+    }
+
+
 def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_quantile: float = DISTANCE_QUANTILE) -> dict:
-    """Fit and save the check; returns the report written into the metadata."""
+    """Fit the check, and save it only if enough validation MRIs pass; returns the report written into the metadata."""
     from tumor_ai.inference import Predictor
 
     folder = Path(model)
-    (folder / CHECK_FILE).unlink(missing_ok=True)  # refit from scratch, never on top of an old check
-    predictor = Predictor.from_source(
-        model, precision="float32"
-    )  # fitted at full width; serving in bfloat16 is checked against it
+    predictor = Predictor.from_source(model, precision="float32")  # fitted at full width; bfloat16 serving is checked against it
+    predictor.mri_check = None  # the features alone: an old check must not filter what the new one is fitted on
     split = json.loads((folder / "split.json").read_text())
     size = tuple(predictor.metadata.input_size)
     # Model inputs exactly as trained (crop included) for the features; whole images for the statistics.
@@ -163,25 +176,36 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
     validation = set(split["validation"])
     is_validation = np.array([path in validation for path in dataset.paths])
     embeddings = cached_embeddings(predictor, dataset.images[size], Path(cache_dir))
-    statistics = np.stack([image_statistics(image) for image in whole.images[STATISTICS_SIZE]])
+    statistics = np.stack([image_statistics(image) for image in tqdm(whole.images[STATISTICS_SIZE], desc="statistics")])
     train = ~is_validation
-    check = MriCheck.fit(embeddings[train], statistics[train], dataset.targets[train], distance_quantile=distance_quantile)
-    passes = check.passes(statistics, check.distances(embeddings))
-    general, medical = non_mri_images(), medical_non_mri_images()
-    others = {**general, **medical}
-    other_pixels = list(others.values())
-    other_embeddings = np.concatenate(
-        [predictor.run(predictor.prepare([image]), test_time_flip=False)["embedding"] for image in other_pixels]
+    negatives = read_negatives(predictor, general_pictures() + medical_pictures())
+    check = MriCheck.fit(
+        embeddings[train],
+        statistics[train],
+        dataset.targets[train],
+        quantile=BOUND_QUANTILE,
+        white_quantile=BOUND_QUANTILE,
+        distance_quantile=distance_quantile,
     )
-    other_statistics = np.stack([image_statistics(image) for image in other_pixels])
-    other_passes = dict(zip(others, check.passes(other_statistics, check.distances(other_embeddings))))
+    _, _, groups = split_dataset(dataset)  # copy groups: the probe's folds never split one
+    probe = fit_probe(embeddings[train], statistics[train], groups[train], negatives)
+    check.probe = probe.arrays
+    passes = check.passes(statistics, check.distances(embeddings), embeddings)
+    by_bounds = check.passes(negatives.statistics, check.distances(negatives.embeddings))  # everything but the probe
+    fitted = by_bounds & (check.probe_scores(negatives.embeddings, negatives.statistics) <= check.probe_threshold)
+    left_out = ~(by_bounds & (probe.held_out_scores <= check.probe_threshold))
+    chosen = negatives.original
+    originals = negatives[chosen]
+    general = np.isin(originals.families, ["photo", "generated"])
     report = {
         "method": (
-            "An image passes when its colour saturation, contrast, dark-background fraction and border brightness "
-            "lie within the training MRIs' 99.8% bounds, the saturated-white share of the head within their 99.9% "
-            "bound, the flat share of the head below the flattest training MRI's plus 0.15, and the Mahalanobis "
-            "distance of the model's pooled features to the nearest class mean of the training features (shared "
-            f"shrunk covariance) is below their {distance_quantile:.2%} quantile."
+            "An image passes when its colour saturation, contrast, dark-background fraction, border brightness and "
+            "saturated-white share of the head lie within the range of the training MRIs, the flat share of the head "
+            "below the flattest training MRI's plus 0.15, the Mahalanobis distance of the model's pooled features to "
+            "the nearest class mean of the training features (shared shrunk covariance) below their "
+            f"{distance_quantile:.2%} quantile, and a small network on the pooled features and eleven image statistics, "
+            "fitted against CT at eight windows, radiographs, ultrasound, photos and drawn pictures "
+            f"({VARIANTS} varied copies of each), scores it no higher than any training MRI scored out of fold."
         ),
         "bounds": check.bounds(),
         "command": f"python -m training.fit_mri_check --model {model} --data DATA"
@@ -189,18 +213,43 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
         "train_pass_rate": round(float(passes[train].mean()), 4),
         "validation_pass_rate": round(float(passes[is_validation].mean()), 4),
         "validation_images": int(is_validation.sum()),
-        "non_mri_images": len(general),
-        "non_mri_rejection_rate": round(float(1 - np.mean([other_passes[name] for name in general])), 4),
-        "medical_non_mri_images": len(medical),
-        "medical_non_mri_rejection_rate": round(float(1 - np.mean([other_passes[name] for name in medical])), 4),
-        "non_mri_passed": [name for name, ok in other_passes.items() if ok],
+        "validation_refused": [path for path, ok in zip(dataset.paths, passes) if path in validation and not ok],
+        "non_mri_images": int(general.sum()),
+        "non_mri_rejection_rate": round(float(1 - fitted[chosen][general].mean()), 4),
+        "medical_non_mri_images": int((~general).sum()),
+        "medical_non_mri_rejection_rate": round(float(1 - fitted[chosen][~general].mean()), 4),
+        "families": family_rates(originals.families, fitted[chosen], left_out[chosen]),
+        "non_mri_passed": [name for name, ok in zip(originals.names, fitted[chosen]) if ok],
     }
+    print(describe(report))
+    if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
+        raise SystemExit(
+            f"error: only {report['validation_pass_rate']:.2%} of validation MRIs pass (at least {REQUIRED_PASS_RATE:.1%} "
+            "needed); the check is too strict and nothing was written"
+        )
     check.save(folder)
     metadata = ModelMetadata.read(folder / METADATA_FILE)
     metadata.mri_check = report
     (folder / METADATA_FILE).write_text(metadata.to_json())
     write_model_card(folder)
     return report
+
+
+def describe(report: dict) -> str:
+    """The report as a person reads it at the end of a fit."""
+    lines = [
+        f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']} "
+        f"(refused: {', '.join(report['validation_refused']) or 'none'}); non-MRI pictures rejected: "
+        f"{report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}; medical non-MRI pictures rejected: "
+        f"{report['medical_non_mri_rejection_rate']:.2%} of {report['medical_non_mri_images']}"
+        + (f" (passed: {', '.join(report['non_mri_passed'])})" if report["non_mri_passed"] else "")
+    ]
+    for family, rates in report["families"].items():
+        lines.append(
+            f"  {family}: {rates['pictures']} pictures, {rates['rejected']:.0%} rejected, "
+            f"{rates['rejected_source_left_out']:.0%} when the refusal never saw their source"
+        )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -217,15 +266,7 @@ def main(argv: list[str] | None = None) -> None:
         help=f"quantile of the training images' feature distances that sets the threshold (default {DISTANCE_QUANTILE})",
     )
     args = parser.parse_args(argv)
-    report = fit_mri_check(args.model, args.data, args.cache_dir, args.distance_quantile)
-    print(
-        f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']}; "
-        f"non-MRI pictures rejected: {report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}; "
-        f"medical non-MRI pictures rejected: {report['medical_non_mri_rejection_rate']:.2%} of {report['medical_non_mri_images']}"
-        + (f" (passed: {', '.join(report['non_mri_passed'])})" if report["non_mri_passed"] else "")
-    )
-    if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
-        raise SystemExit(f"error: fewer than {REQUIRED_PASS_RATE:.1%} of validation MRIs pass; the check is too strict")
+    fit_mri_check(args.model, args.data, args.cache_dir, args.distance_quantile)
 
 
 if __name__ == "__main__":

@@ -159,26 +159,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
             parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
     parts += localisation_section(metadata)
     parts += conformal_section(metadata)
-    mri_check = metadata.mri_check
-    if mri_check:
-        parts += [
-            "## Not-an-MRI check\n",
-            f"{mri_check.get('method', '')}\n",
-            f"- validation MRIs passing: {mri_check.get('validation_pass_rate'):.2%} of {mri_check.get('validation_images')}",
-            f"- pictures that are not brain MRI rejected: {mri_check.get('non_mri_rejection_rate'):.2%} of "
-            f"{mri_check.get('non_mri_images')} (scikit-image sample photos and documents; generated blank, noise, "
-            "gradient, text-screenshot and colour images)",
-        ]
-        if "medical_non_mri_images" in mri_check:
-            parts.append(
-                f"- medical pictures that are not MRI rejected: {mri_check['medical_non_mri_rejection_rate']:.2%} of "
-                f"{mri_check['medical_non_mri_images']} (a head phantom, CT slices at four display windows, a "
-                "nuclear-medicine scan); still passing: "
-                + (", ".join(mri_check["non_mri_passed"]) or "none")
-                + ". A DICOM file that is not MR is refused by its Modality before this check.\n"
-            )
-        else:
-            parts[-1] += "\n"
+    parts += mri_check_section(metadata.mri_check)
     if training.get("command"):
         parts += _reproduce(metadata)
     parts += ["## Limitations\n", *[f"- {item.format(count=len(metadata.labels))}" for item in LIMITATIONS], ""]
@@ -192,6 +173,53 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     if metadata.libraries:
         parts += ["", "Versions: " + ", ".join(f"{key} {value}" for key, value in metadata.libraries.items())]
     return "\n".join(parts) + "\n"
+
+
+MRI_CHECK_FAMILIES = {
+    "photo": "photos and documents (scikit-image samples)",
+    "generated": "generated blank, noise, gradient, text-screenshot and colour pictures",
+    "ct": "CT slices at eight display windows (pydicom's three CT test files)",
+    "ultrasound": "ultrasound: pydicom's four clips in colour and grey, and drawn fan and linear-probe frames",
+    "radiograph": "drawn chest, skull and hand radiographs",
+    "other medical": "a Shepp-Logan head phantom and a nuclear-medicine bone scan",
+}
+
+
+def mri_check_section(mri_check: dict | None) -> list[str]:
+    """How the not-an-MRI check works, how many validation MRIs it lets through, and what it refuses, per family."""
+    if not mri_check:
+        return []
+    parts = [
+        "## Not-an-MRI check\n",
+        f"{mri_check.get('method', '')}\n",
+        f"- validation MRIs passing: {mri_check.get('validation_pass_rate'):.2%} of {mri_check.get('validation_images')}"
+        + (f" (refused: {', '.join(mri_check['validation_refused'])})" if mri_check.get("validation_refused") else ""),
+    ]
+    families = mri_check.get("families")
+    if not families:
+        parts.append(
+            f"- pictures that are not brain MRI rejected: {mri_check.get('non_mri_rejection_rate'):.2%} of "
+            f"{mri_check.get('non_mri_images')}; medical pictures that are not MRI: "
+            f"{mri_check.get('medical_non_mri_rejection_rate', float('nan')):.2%}\n"
+        )
+        return parts
+    parts += [
+        "",
+        "| pictures that are not brain MRI | count | refused | refused by a fit that never saw their source |",
+        "|---|---:|---:|---:|",
+    ]
+    for family, rates in families.items():
+        parts.append(
+            f"| {MRI_CHECK_FAMILIES.get(family, family)} | {rates['pictures']} | {rates['rejected']:.0%} | "
+            f"{rates['rejected_source_left_out']:.0%} |"
+        )
+    passed = ", ".join(mri_check.get("non_mri_passed") or []) or "none"
+    parts.append(
+        f"\nStill passing the fitted check: {passed}. The last column is the honest one for kinds of picture nobody "
+        "fitted against; the radiographs and drawn ultrasound frames are simple drawings, not real scans. A DICOM file "
+        "that is not MR is refused by its Modality before this check.\n"
+    )
+    return parts
 
 
 def conformal_section(metadata: ModelMetadata) -> list[str]:

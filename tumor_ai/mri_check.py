@@ -8,6 +8,13 @@ tests stand before the label:
   and phantoms, which are grey too: a CT window clips the skull to pure white (the saturated
   share of the head), and CT brain and drawn phantoms are smooth where MRI has texture (the flat
   share of the head);
+* a learned refusal of other medical pictures (outlier exposure, Hendrycks et al., 2019): a
+  one-hidden-layer network on the model's pooled features and the image statistics, fitted on the
+  training MRIs against CT at many windows, radiographs, ultrasound and other pictures
+  (``training.non_mri``), its threshold the highest out-of-fold score of any training MRI.
+  Five more statistics feed it: how bright the head's rim is against its interior (CT and
+  radiographs show bone there), where the brightest pixels lie, the fine texture (smooth CT,
+  speckled ultrasound), how much of the frame the body fills, and the interior's spread;
 * feature distance: the Mahalanobis distance of the model's own pooled features to the nearest
   class mean of the training images (one shrunk covariance shared by the classes, as in Lee et
   al., 2018), with a threshold set high in the training images' tail (99.9% by default;
@@ -20,7 +27,7 @@ validation MRIs pass; the fitted values live beside the model (``mri_check.npz``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +45,25 @@ BOUND_KEYS = (
     "max_saturated_head",
     "max_flat_head",
 )
+RIM_WIDTH = 8  # pixels of the 224 px copy that count as the head's rim
+STATISTICS = (
+    "saturation", "contrast", "dark fraction", "border brightness", "saturated head", "flat head",
+    "rim to interior", "brightest in rim", "fine texture (log)", "head fraction", "interior spread (log)",
+)  # fmt: skip
+PROBE_KEYS = (
+    "probe_mean", "probe_scale", "probe_hidden_weights", "probe_hidden_bias", "probe_weights", "probe_bias", "probe_threshold",
+)  # fmt: skip
 MESSAGE = "This does not look like a brain MRI slice, so no tumour class is given."
 
 
 def image_statistics(pixels: np.ndarray) -> np.ndarray:
-    """(saturation, contrast, dark fraction, border brightness, saturated head, flat head) of an RGB ``uint8`` image.
+    """The ``STATISTICS`` of an RGB ``uint8`` image, taken on a 224x224 copy.
 
-    Taken on a 224x224 copy; the "head" is everything brighter than the background.
+    The "head" is everything brighter than the background, holes filled; its rim is the outer
+    ``RIM_WIDTH`` pixels and its interior the rest.
     """
+    from scipy import ndimage
+
     from tumor_ai.preprocessing import resize
 
     small = resize(pixels, STATISTICS_SIZE).astype(np.float32) / 255.0
@@ -66,9 +84,32 @@ def image_statistics(pixels: np.ndarray) -> np.ndarray:
             float(gray[frame].mean()),
             float((gray >= 0.98)[head].sum() / size),
             float(flat[head].sum() / size),
+            *_shape_statistics(gray, ndimage),
         ],
         dtype=np.float32,
     )
+
+
+def _shape_statistics(gray: np.ndarray, ndimage) -> list[float]:
+    """Rim against interior, brightest pixels in the rim, fine texture, head fraction, interior spread."""
+    tiny = 1e-3
+    head = ndimage.binary_fill_holes(gray > HEAD_LEVEL)
+    interior = ndimage.binary_erosion(head, iterations=RIM_WIDTH)
+    rim = head & ~interior
+    if not interior.any():
+        return [0.0, 0.0, float(np.log(tiny)), float(head.mean()), float(np.log(tiny))]
+    inside = gray[interior]
+    level = float(inside.mean()) + tiny
+    brightest = head & (gray >= np.quantile(gray[head], 0.95))
+    fine = np.abs(gray - ndimage.gaussian_filter(gray, 1.0))[interior]
+    spread = (np.quantile(inside, 0.75) - np.quantile(inside, 0.25)) / (np.median(inside) + tiny)
+    return [
+        float(gray[rim].mean() / level) if rim.any() else 0.0,
+        float((brightest & rim).sum() / max(int(brightest.sum()), 1)),
+        float(np.log(np.median(fine) / level + tiny)),
+        float(head.mean()),
+        float(np.log(spread + tiny)),
+    ]
 
 
 @dataclass
@@ -84,6 +125,7 @@ class MriCheck:
     max_border_brightness: float
     max_saturated_head: float
     max_flat_head: float
+    probe: dict[str, np.ndarray] = field(default_factory=dict)  # ``PROBE_KEYS``; empty: no learned refusal
 
     @classmethod
     def fit(
@@ -130,8 +172,21 @@ class MriCheck:
         squared = [np.einsum("ij,jk,ik->i", embeddings - mean, self.precision, embeddings - mean) for mean in self.means]
         return np.sqrt(np.maximum(np.min(squared, axis=0), 0.0))
 
-    def passes(self, statistics: np.ndarray, distances: np.ndarray) -> np.ndarray:
-        """Boolean per image: every test within its training bound."""
+    @property
+    def probe_threshold(self) -> float:
+        return float(self.probe["probe_threshold"]) if self.probe else np.inf
+
+    def probe_scores(self, embeddings: np.ndarray | None, statistics: np.ndarray) -> np.ndarray:
+        """The learned refusal's log-odds that each image is not a brain MRI (0 where there is no probe)."""
+        if not self.probe or embeddings is None:
+            return np.zeros(len(statistics), np.float32)
+        probe = self.probe
+        features = (probe_features(embeddings, statistics) - probe["probe_mean"]) / probe["probe_scale"]
+        hidden = np.maximum(features @ probe["probe_hidden_weights"] + probe["probe_hidden_bias"], 0.0)
+        return hidden @ probe["probe_weights"] + float(probe["probe_bias"])
+
+    def passes(self, statistics: np.ndarray, distances: np.ndarray, embeddings: np.ndarray | None = None) -> np.ndarray:
+        """Boolean per image: every test within its training bound (the learned one needs ``embeddings``)."""
         return (
             (statistics[:, 0] <= self.max_saturation)
             & (statistics[:, 1] >= self.min_contrast)
@@ -140,13 +195,14 @@ class MriCheck:
             & (statistics[:, 4] <= self.max_saturated_head)
             & (statistics[:, 5] <= self.max_flat_head)
             & (distances <= self.distance_threshold)
+            & (self.probe_scores(embeddings, statistics) <= self.probe_threshold)
         )
 
     def score(self, images: list[np.ndarray], embeddings: np.ndarray) -> list[tuple[bool, float]]:
         """``(is_mri, distance / threshold)`` per image; a score above 1 is out of distribution."""
         statistics = np.stack([image_statistics(image) for image in images])
         distances = self.distances(embeddings)
-        verdicts = self.passes(statistics, distances)
+        verdicts = self.passes(statistics, distances, np.asarray(embeddings, np.float32))
         return [(bool(ok), round(float(d / self.distance_threshold), 3)) for ok, d in zip(verdicts, distances)]
 
     def bounds(self) -> dict[str, float]:
@@ -158,20 +214,28 @@ class MriCheck:
             "max_border_brightness": round(self.max_border_brightness, 4),
             "max_saturated_head": round(self.max_saturated_head, 4),
             "max_flat_head": round(self.max_flat_head, 4),
+            **({"probe_threshold": round(self.probe_threshold, 4)} if self.probe else {}),
         }
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CHECK_FILE
-        np.savez(path, means=self.means, precision=self.precision, **{k: np.array(v) for k, v in self.bounds().items()})
+        bounds = {key: np.array(value) for key, value in self.bounds().items() if key in BOUND_KEYS}
+        np.savez(path, means=self.means, precision=self.precision, **bounds, **self.probe)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> MriCheck:
         with np.load(path) as stored:
-            return cls(stored["means"], stored["precision"], *[float(stored[key]) for key in BOUND_KEYS])
+            probe = {key: stored[key] for key in PROBE_KEYS if key in stored}
+            return cls(stored["means"], stored["precision"], *[float(stored[key]) for key in BOUND_KEYS], probe=probe)
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> MriCheck | None:
         """The check fitted for the model in ``folder``, if it has one."""
         path = Path(folder) / CHECK_FILE
         return cls.load(path) if path.exists() else None
+
+
+def probe_features(embeddings: np.ndarray, statistics: np.ndarray) -> np.ndarray:
+    """What the learned refusal reads: the pooled features beside the image statistics."""
+    return np.concatenate([np.asarray(embeddings, np.float32), np.asarray(statistics, np.float32)], axis=1)

@@ -16,6 +16,7 @@ import argparse
 import logging
 import os
 import socket
+import warnings
 
 from tumor_ai.cli import prog
 
@@ -49,6 +50,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="serve a model that has no not-an-MRI check (mri_check.npz): any picture then gets a class, "
         "and the page and the API say the check is off",
+    )
+    parser.add_argument(
+        "--mcp",
+        action=argparse.BooleanOptionalAction,
+        default=bool(os.environ.get("SPACE_ID")) or os.environ.get("GRADIO_MCP_SERVER", "").lower() == "true",
+        help="also serve the tools to MCP clients at /gradio_api/mcp/ (default: on in a Hugging Face Space, else off)",
+    )
+    parser.add_argument(
+        "--assistant-model",
+        default=os.environ.get("TUMOR_AI_ASSISTANT_MODEL"),
+        help="a chat model that picks the Assistant's tools and words its replies: a Hub model id served by the HF "
+        "Inference Providers (needs HF_TOKEN), or a model name on --assistant-base-url (env TUMOR_AI_ASSISTANT_MODEL; "
+        "default: none, the built-in keyword router)",
+    )
+    parser.add_argument(
+        "--assistant-base-url",
+        default=os.environ.get("TUMOR_AI_ASSISTANT_BASE_URL"),
+        help="an OpenAI-compatible server for --assistant-model, e.g. http://127.0.0.1:8080/v1 (env TUMOR_AI_ASSISTANT_BASE_URL)",
     )
     parser.add_argument(
         "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
@@ -93,10 +112,31 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     for predictor in predictors.values():
         predictor.share_passes()  # several users at once: one forward pass for their slices
-    app = build_app(predictors, loaded_from, fallback_reasons)
+    app = build_app(predictors, loaded_from, fallback_reasons, brain=assistant_brain(args))
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
+    # The page's own events keep their session state; they are API endpoints but not MCP tools (page_only).
+    warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
     share = args.share and share_reachable(f"http://{args.host}:{args.port}/")
-    app.launch(server_name=args.host, server_port=args.port, share=share, max_file_size="100mb", footer_links=["api"])
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=share,
+        max_file_size="100mb",
+        footer_links=["api"],
+        mcp_server=args.mcp,
+    )
+
+
+def assistant_brain(args: argparse.Namespace):
+    """The Assistant's brain: a language model when one is named, else the deterministic router."""
+    from tumor_ai.assistant import LanguageModel, Router
+
+    if not args.assistant_model:
+        if args.assistant_base_url:
+            raise SystemExit("error: --assistant-base-url needs --assistant-model (the model name that server serves)")
+        return Router()
+    logging.getLogger("tumor_ai.app").info("assistant: %s (%s)", args.assistant_model, args.assistant_base_url or "HF Inference")
+    return LanguageModel(args.assistant_model, args.assistant_base_url, os.environ.get("HF_TOKEN"))
 
 
 def share_reachable(local_url: str) -> bool:

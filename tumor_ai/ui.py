@@ -1,7 +1,9 @@
-"""The Gradio app's layout: Predict, Compare, Batch and About tabs wired to ``tumor_ai.handlers``.
+"""The Gradio app's layout: Predict, Compare, Batch, Assistant and About tabs wired to ``tumor_ai.handlers``.
 
-Named API endpoints: ``/predict``, ``/compare``, ``/batch`` (see the README for a
-``gradio_client`` snippet). The events that only redraw or tidy the page are private.
+Named API endpoints: the page's ``/predict``, ``/compare``, ``/batch`` (see the README for a
+``gradio_client`` snippet), and the tools of ``tumor_ai.tool_endpoints`` (``/classify_slice``,
+``/compare_models``, ...), which are also the MCP tools. The events that only redraw or tidy the
+page are private.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from tumor_ai import DISCLAIMER, handlers  # noqa: E402
+from tumor_ai.assistant import Brain, Router  # noqa: E402
 from tumor_ai.cam import method_name  # noqa: E402
 from tumor_ai.card import localisation_summary, model_card  # noqa: E402
 from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.inference import Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
+from tumor_ai.tool_endpoints import page_only, register_tools  # noqa: E402
+from tumor_ai.tools import Toolbox  # noqa: E402
 from tumor_ai.workspace import CACHE_SWEEP  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
@@ -205,10 +210,12 @@ def build_app(
     fallback_reasons: dict[str, str] | None = None,
     cache_sweep: tuple[int, int] = CACHE_SWEEP,
     session_seconds: int = handlers.SESSION_SECONDS,
+    brain: Brain | None = None,
 ) -> gr.Blocks:
-    """The four-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model.
+    """The five-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model.
 
-    ``fallback_reasons`` (name -> why its Hub source failed) puts a banner over the page.
+    ``fallback_reasons`` (name -> why its Hub source failed) puts a banner over the page; ``brain``
+    answers in the Assistant tab (the deterministic ``Router`` unless a language model is given).
     """
     names = list(predictors)
     default = names[-1]
@@ -269,7 +276,7 @@ def build_app(
             p_results = [p_label, p_overlay, p_heatmap]
             _wire_slice(p_image, p_other, p_slice, p_reading, [*p_results, p_details, p_explained, *p_hide.cleared])
             p_done = p_button.click(
-                partial(handlers.predict, predictors),
+                page_only(partial(handlers.predict, predictors)),
                 [p_image, p_model, p_opacity, p_evidence, p_slice],
                 [*p_results, p_reading, p_details, p_slice, p_explained],
                 api_name="predict",
@@ -318,7 +325,7 @@ def build_app(
                     c_hide = _hide_block("compare")
             _wire_slice(c_image, c_other, c_slice, c_summary, [*c_outputs, c_explained, *c_hide.cleared])
             c_done = c_button.click(
-                partial(handlers.compare, predictors),
+                page_only(partial(handlers.compare, predictors)),
                 [c_image, c_opacity, c_slice],
                 [*c_outputs, c_summary, c_slice, c_explained],
                 api_name="compare",
@@ -355,10 +362,11 @@ def build_app(
                     gr.Markdown(CAM_CAVEAT)
             b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
             b_files.change(lambda: ("", None, None, None, None), None, b_outputs, api_visibility="private", queue=False)
-            b_button.click(
-                partial(handlers.batch, predictors), [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch"
-            )
+            batch = page_only(partial(handlers.batch, predictors))
+            b_button.click(batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch")
             _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+        toolbox = Toolbox(predictors)
+        _assistant_tab(toolbox, brain or Router(), session_state)
         with gr.Tab("About", id="about", elem_id="about-tab"):
             gr.Markdown(f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")
             gr.Markdown(maps_text(predictors), elem_id="about-maps")
@@ -369,4 +377,54 @@ def build_app(
                     matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
                     if matrix.exists():
                         gr.Image(str(matrix), label=f"{name}: confusion matrix on the validation split", interactive=False)
+        register_tools(toolbox)  # after the last tab: a block between tabs would start a second tab bar
     return app
+
+
+def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:
+    """A chat over the tools: drop slices, ask, and see every tool call the answer came from."""
+    from tumor_ai.chat import respond, suggestion_chosen
+
+    brain_name = "a language model (" + getattr(brain, "model", "") + ")" if not isinstance(brain, Router) else "keywords"
+    with gr.Tab("Assistant", id="assistant"):
+        conversation = session_state()
+        gr.Markdown(
+            f"Drop one or more slices and ask: which model is surer, where each looked, the evidence for a class, how "
+            f"accurate each model is, what Grad-CAM means. Answers come from the models' tools (each call is shown); "
+            f"the questions are matched to tools by {brain_name}. **{DISCLAIMER}**"
+        )
+        chatbot = gr.Chatbot(
+            label="tumor-ai assistant",
+            height=560,
+            elem_id="assistant-chat",
+            sanitize_html=True,
+            allow_tags=False,
+            feedback_options=None,
+            placeholder="Drop a brain MRI slice (or several) below, then ask about it.",
+        )
+        box = gr.MultimodalTextbox(
+            file_count="multiple",
+            file_types=BATCH_TYPES,
+            placeholder="Ask about the slice, or drop one here (JPG, PNG, DICOM, .zip)",
+            show_label=False,
+            elem_id="assistant-box",
+            sources=["upload"],
+        )
+        box.submit(
+            page_only(partial(respond, toolbox, brain)),
+            [box, chatbot, conversation],
+            [chatbot, box, conversation],
+            api_visibility="private",
+            concurrency_id="model",
+        )
+
+        def chosen_suggestion(history: list | None, state, chosen: gr.SelectData):
+            return suggestion_chosen(toolbox, brain, history, state, chosen)
+
+        chatbot.option_select(
+            page_only(chosen_suggestion),
+            [chatbot, conversation],
+            [chatbot, box, conversation],
+            api_visibility="private",
+            concurrency_id="model",
+        )
