@@ -143,7 +143,7 @@ def test_predict_the_same_upload_twice_with_each_model(page, example_paths):
     page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
     page.locator("#predict-button").click()
     page.locator("#predict-reading").get_by_text("The vgg16 model reads this slice").wait_for()
-    page.locator("#predict-model").get_by_text("cnn").click()
+    page.locator("#predict-model").get_by_text("Custom CNN (cnn)").click()
     page.locator("#predict-reading").get_by_text("The answer shown was the vgg16 model's; press Predict").wait_for()
     assert page.locator("#predict-overlay img").count() == 0, "the other model's overlay is not left on screen"
     page.locator("#predict-button").click()
@@ -393,6 +393,7 @@ def test_the_assistant_answers_from_its_tools(page, example_paths):
     _ask(page, "Show the evidence for pituitary", rows)
     chat.get_by_text("explain_class").first.wait_for(timeout=120_000)
     chat.get_by_text("a probability of").first.wait_for()
+    chat.screenshot(path=SHOTS / "assistant.png")
     rows = _rows(page)
     _ask(page, "How accurate is the vgg16 on meningiomas?", rows)
     chat.get_by_text("recall").first.wait_for(timeout=120_000)
@@ -404,4 +405,4 @@ def test_the_assistant_answers_from_its_tools(page, example_paths):
     chat.get_by_text("I can't give medical advice").first.wait_for(timeout=60_000)
     assert chat.locator("img").count() >= 4  # the slice, two comparison overlays, the pituitary evidence
     assert page.get_by_role("tab", name="About").is_visible() and not page.get_by_text("What the app keeps").is_visible()
-    chat.screenshot(path=SHOTS / "assistant.png")
+    chat.screenshot(path=SHOTS / "assistant_refusal.png")

@@ -191,7 +191,7 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
     probe = fit_probe(embeddings[train], statistics[train], groups[train], negatives)
     check.probe = probe.arrays
     passes = check.passes(statistics, check.distances(embeddings), embeddings)
-    by_bounds = check.passes(negatives.statistics, check.distances(negatives.embeddings))  # everything but the probe
+    by_bounds = check.passes_bounds(negatives.statistics, check.distances(negatives.embeddings))
     fitted = by_bounds & (check.probe_scores(negatives.embeddings, negatives.statistics) <= check.probe_threshold)
     left_out = ~(by_bounds & (probe.held_out_scores <= check.probe_threshold))
     chosen = negatives.original

@@ -22,7 +22,7 @@ import importlib.util
 import sys
 
 COMMANDS = {
-    "serve": ("tumor_ai.serve", "run the app (Predict, Compare, Batch, About) on your models"),
+    "serve": ("tumor_ai.serve", "run the app (Predict, Compare, Batch, Assistant, About; --mcp for agents) on your models"),
     "predict": ("tumor_ai.predict", "classify image files, folders and zips into a CSV, any number, in constant memory"),
     "train": ("training.train", "train a model (split run, or a refit on every image)"),
     "evaluate": ("training.evaluate", "score a model on a folder or on its validation split"),

@@ -176,17 +176,22 @@ class MriCheck:
     def probe_threshold(self) -> float:
         return float(self.probe["probe_threshold"]) if self.probe else np.inf
 
-    def probe_scores(self, embeddings: np.ndarray | None, statistics: np.ndarray) -> np.ndarray:
-        """The learned refusal's log-odds that each image is not a brain MRI (0 where there is no probe)."""
-        if not self.probe or embeddings is None:
+    def probe_scores(self, embeddings: np.ndarray, statistics: np.ndarray) -> np.ndarray:
+        """The learned refusal's log-odds that each image is not a brain MRI (0 where the check has none)."""
+        if not self.probe:
             return np.zeros(len(statistics), np.float32)
         probe = self.probe
         features = (probe_features(embeddings, statistics) - probe["probe_mean"]) / probe["probe_scale"]
         hidden = np.maximum(features @ probe["probe_hidden_weights"] + probe["probe_hidden_bias"], 0.0)
         return hidden @ probe["probe_weights"] + float(probe["probe_bias"])
 
-    def passes(self, statistics: np.ndarray, distances: np.ndarray, embeddings: np.ndarray | None = None) -> np.ndarray:
-        """Boolean per image: every test within its training bound (the learned one needs ``embeddings``)."""
+    def passes(self, statistics: np.ndarray, distances: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """Boolean per image: every test within its training bound, the learned refusal included."""
+        learned = self.probe_scores(embeddings, statistics) <= self.probe_threshold
+        return self.passes_bounds(statistics, distances) & learned
+
+    def passes_bounds(self, statistics: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """Boolean per image: the statistic bounds and the feature distance, without the learned refusal."""
         return (
             (statistics[:, 0] <= self.max_saturation)
             & (statistics[:, 1] >= self.min_contrast)
@@ -195,7 +200,6 @@ class MriCheck:
             & (statistics[:, 4] <= self.max_saturated_head)
             & (statistics[:, 5] <= self.max_flat_head)
             & (distances <= self.distance_threshold)
-            & (self.probe_scores(embeddings, statistics) <= self.probe_threshold)
         )
 
     def score(self, images: list[np.ndarray], embeddings: np.ndarray) -> list[tuple[bool, float]]:

@@ -247,7 +247,12 @@ def build_app(
             with gr.Row():
                 with gr.Column(scale=1):
                     p_image, p_other = _slice_input("MRI slice", "predict-image")
-                    p_model = gr.Radio(names, value=default, label="Model", elem_id="predict-model")
+                    p_model = gr.Radio(
+                        [(f"{predictors[name].metadata.title or name} ({name})", name) for name in names],
+                        value=default,
+                        label="Model",
+                        elem_id="predict-model",
+                    )
                     p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
                     p_opacity = gr.Slider(
                         0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity"
