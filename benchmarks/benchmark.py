@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     from tumor_ai.inference import Predictor, configure_threads
 
     configure_threads()
-    paths = sorted((ROOT / "examples").glob("*.jpg"))
+    paths = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg"))
     pixels = [read_image(path).pixels for path in paths]
     predictors = {name: Predictor.from_source(ROOT / "models" / name) for name in ("cnn", "vgg16")}
     results: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "processor": platform.processor()}}

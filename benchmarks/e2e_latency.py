@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.benchmark import free_port, start_app  # noqa: E402
 
-SLICES = sorted((ROOT / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
+SLICES = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
 TARGETS = {"predict_cnn_over_floor_ms": 40, "compare_over_floor_ms": 120, "start_to_first_200_s": 4.0}
 
 

@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> None:
             if time.time() > deadline or process.poll() is not None:
                 raise SystemExit("the app did not start") from None
             time.sleep(0.5)
-    examples = sorted((ROOT / "examples").glob("*.jpg"))
+    examples = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg"))
     bad = Path(tempfile.mkdtemp()) / "not_an_image.jpg"
     bad.write_text("plain text")
     runs = [drive(url, count, args.seconds, args.mix, examples, bad) for count in args.clients]

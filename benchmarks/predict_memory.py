@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run(count: int, model: str) -> dict:
-    examples = sorted((ROOT / "examples").glob("*.jpg"))
+    examples = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg"))
     with tempfile.TemporaryDirectory() as folder:
         archive = Path(folder) / "archive"
         archive.mkdir()

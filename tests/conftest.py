@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = ROOT / "examples"
+EXAMPLES = ROOT / "tumor_ai" / "examples"
 LABELS = ["glioma", "meningioma", "notumor", "pituitary"]
 BLOB_CENTRES = {"glioma": (0.35, 0.3), "meningioma": (0.3, 0.7), "notumor": None, "pituitary": (0.62, 0.5)}
 

@@ -13,7 +13,7 @@ import pytest
 from gradio_client import Client, handle_file
 from helpers import free_port, wait_for_http
 
-ROOT_EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT_EXAMPLES = Path(__file__).resolve().parent.parent / "tumor_ai" / "examples"
 
 
 @pytest.fixture(scope="module")

@@ -72,6 +72,24 @@ def browser(app_url):
         browser.close()
 
 
+@pytest.fixture(scope="module")
+def swept_app(tmp_path_factory):
+    """A second app whose sweep runs every 5 seconds and takes files older than 5 seconds: ``(url, log)``."""
+    log_path = tmp_path_factory.mktemp("swept") / "app.log"
+    port = free_port()
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, "app.py", "--port", str(port), "--sweep-every", "5", "--sweep-age", "5"]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_for_http(url, process, log=log_path)
+        yield url, log_path
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def _open(browser, app_url):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(60_000)
@@ -174,13 +192,23 @@ def test_a_bad_file_then_a_good_one_leaves_no_stale_answer(page, app_log, tmp_pa
     _upload(page, "predict-image", str(bad))
     page.locator("#predict-reading").get_by_text("it is a text file, not an image").wait_for()
     assert page.locator("#predict-overlay img").count() == 0, "the old overlay is cleared"
+    page.wait_for_function("() => !document.querySelector('#predict-image img')")  # no broken-image strip
     page.wait_for_timeout(500)  # let the message finish sliding in
+    assert "text file" in page.locator("#predict-reading").inner_text(), "the reason stays once the input is emptied"
     page.screenshot(path=SHOTS / "predict_error.png")
+    page.locator("#predict-button").click()  # Predict on nothing: one pop-up, one badge, the reason still there
+    page.locator(".toast-body").first.wait_for()
+    page.wait_for_timeout(500)
+    badges = page.locator("#predict-answer").get_by_text("Error", exact=True)
+    assert badges.count() <= 1, "one error badge, not one per pane"
+    assert "text file" in page.locator("#predict-reading").inner_text()
+    page.screenshot(path=SHOTS / "predict_error_then_predict.png")
     _upload(page, "predict-image", str(example_paths["pituitary"]))
     page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
     page.locator("#predict-button").click()
     page.locator("#predict-reading").get_by_text("Pituitary").first.wait_for()
     assert "text file" not in page.locator("#predict-reading").inner_text()
+    page.wait_for_function("() => document.querySelectorAll('.toast-body').length === 0")  # a good answer clears old errors
     assert "refused an upload: ImageError" in app_log.read_text() and "notes.png" not in app_log.read_text()
 
 
@@ -284,6 +312,100 @@ def test_batch_runs_again_after_files_are_added(page, example_paths):
     page.screenshot(path=SHOTS / "batch.png", full_page=True)
 
 
+def _distinct_slices(folder: Path, count: int, example_paths) -> list[str]:
+    """``count`` different pictures (each example at another contrast), so none is folded as a duplicate."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    sources = list(example_paths.values())
+    paths = []
+    for index in range(count):
+        pixels = np.asarray(Image.open(sources[index % len(sources)]).convert("L"), dtype=np.float32)
+        path = folder / f"slice_{index:02d}.png"
+        Image.fromarray(np.clip(pixels * (0.8 + 0.01 * index), 0, 255).astype(np.uint8)).save(path)
+        paths.append(str(path))
+    return paths
+
+
+def test_stop_ends_a_batch_and_keeps_what_is_done(page, app_log, tmp_path, example_paths):
+    _tab(page, "Batch")
+    clear = page.locator("#batch-files button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()  # the last test's files
+    _upload(page, "batch-files", _distinct_slices(tmp_path / "forty", 40, example_paths))
+    page.locator("#batch-files").get_by_text("slice_39", exact=True).wait_for(state="attached")
+    chunks = app_log.read_text().count("batch: ")
+    page.locator("#batch-button").click()
+    _wait_for_log(app_log, "batch: ", chunks + 1)
+    page.locator("#batch-summary").get_by_text("files so far").wait_for()
+    page.screenshot(path=SHOTS / "batch_running.png")
+    page.locator("#batch-stop").click()
+    page.locator("#batch-status").get_by_text("Stopped.").wait_for()
+    page.wait_for_timeout(6000)  # longer than a group of 8 files takes
+    assert app_log.read_text().count("batch: 40/40") == 0, "the batch did not run to its end"
+    rows = page.locator("#batch-table").inner_text().count("slice_")
+    assert 8 <= rows < 40, f"{rows} rows: the groups done before Stop"
+    page.locator("#batch-csv").get_by_text("tumor_ai_batch", exact=True).wait_for()
+    page.screenshot(path=SHOTS / "batch_stopped.png", full_page=True)
+
+
+def test_on_a_phone_the_answer_comes_into_view(browser, app_url, example_paths):
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.set_default_timeout(60_000)
+    phone.goto(app_url)
+    _upload(phone, "predict-image", str(example_paths["meningioma"]))
+    phone.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
+    phone.locator("#predict-button").click()
+    phone.locator("#predict-reading").get_by_text("reads this slice as").wait_for()
+    phone.wait_for_function("() => Math.abs(document.getElementById('predict-answer').getBoundingClientRect().top) < 200")
+    phone.screenshot(path=SHOTS / "phone_predict.png")
+    _tab(phone, "Batch")
+    _upload(phone, "batch-files", [str(path) for path in example_paths.values()])
+    phone.locator("#batch-button").click()
+    phone.locator("#batch-summary").get_by_text("4 files · 0 refused").wait_for()
+    for name in ("cnn", "vgg16"):
+        header = phone.locator("#batch-table th").filter(has_text=name).first
+        box = header.bounding_box()
+        assert box and box["x"] + box["width"] <= 390, f"the {name} column is on screen"
+    phone.locator("#batch-table").scroll_into_view_if_needed()
+    phone.screenshot(path=SHOTS / "phone_batch.png")
+    phone.get_by_role("button", name="More tabs").click()  # a phone folds the last tabs into a menu
+    phone.locator(".overflow-menu").get_by_text("About").click()
+    phone.get_by_text("What the app keeps").wait_for()
+    assert phone.get_by_text("never use it to make clinical decisions").count() == 1
+    phone.screenshot(path=SHOTS / "phone_about.png")
+    phone.close()
+
+
+def test_after_the_sweep_examples_matrices_and_a_long_batch_all_still_work(browser, swept_app, tmp_path, example_paths):
+    url, log = swept_app
+    page = _open(browser, url)
+    page.wait_for_timeout(11_000)  # past two sweeps of files older than 5 s
+    page.locator("button.gallery-item").first.click()  # an example, served from the package, never swept
+    page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
+    page.locator("#predict-button").click()
+    page.locator("#predict-reading").get_by_text("reads this slice as").wait_for()
+    _tab(page, "About")
+    page.get_by_text("Every 5 seconds the folder drops files older than 5 seconds").wait_for()
+    matrix = page.locator("#about-tab img").first
+    matrix.wait_for()
+    assert matrix.evaluate("img => img.complete && img.naturalWidth > 0"), "the confusion matrix loads after the sweep"
+    page.screenshot(path=SHOTS / "after_sweep_about.png", full_page=True)
+    # A batch that runs longer than the sweep's age: the sweep must not take inputs it has not read yet.
+    _tab(page, "Batch")
+    _upload(page, "batch-files", _distinct_slices(tmp_path / "thirty-two", 32, example_paths))
+    page.locator("#batch-files").get_by_text("slice_31", exact=True).wait_for(state="attached")
+    swept_before = log.read_text().count("file(s) older than")
+    page.locator("#batch-button").click()
+    page.locator("#batch-summary").get_by_text("32 files · 0 refused").wait_for(timeout=240_000)
+    assert log.read_text().count("file(s) older than") > swept_before, "the sweep ran and deleted files while the batch ran"
+    table = page.locator("#batch-table").inner_text()  # "0 refused" above: every one of the 32 was read
+    assert "not found" not in table and "expired" not in table
+    page.screenshot(path=SHOTS / "after_sweep_batch.png", full_page=True)
+    page.close()
+
+
 def test_two_people_send_the_same_slice_at_once(browser, app_url, example_paths):
     pages = [_open(browser, app_url) for _ in range(2)]
     for other in pages:
@@ -302,7 +424,8 @@ def test_about_tab(page):
     page.get_by_text("Intended use").first.wait_for()
     maps = page.locator("#about-maps").inner_text()
     assert "Can you trust the overlays?" in maps and maps.count("tumour class in") == 2  # each model's erased-tumour figure
-    assert page.locator("#about-tab").get_by_text("never use it to make clinical decisions").count() == 1
+    assert page.locator("#about-tab").get_by_text("never use it to make clinical decisions").count() == 0, "the header has it"
+    assert page.get_by_text("never use it to make clinical decisions").first.is_visible()
     assert page.locator("#about-tab").get_by_text("Model card: vgg16").is_visible()  # the default model's card comes first
     page.screenshot(path=SHOTS / "about.png", full_page=True)
 

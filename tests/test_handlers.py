@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import zipfile
 from pathlib import Path
 
@@ -10,8 +12,9 @@ import numpy as np
 import pytest
 
 from tumor_ai import handlers
-from tumor_ai.batch import check_limit, stream_rows
+from tumor_ai.batch import check_limit, folder_label, stream_rows
 from tumor_ai.inference import Prediction
+from tumor_ai.labels import display_name
 
 
 @pytest.fixture
@@ -82,12 +85,18 @@ def test_redraw_before_any_prediction_changes_nothing(slot_predictors):
 def test_a_new_bad_upload_clears_the_old_results_and_says_why(example_paths, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    state, message, *cleared = handlers.new_slice(_payload(bad), None, cleared=5)
+    shown, state, message, *cleared = handlers.new_slice(_payload(bad), None, cleared=5)
+    assert shown is None, "no broken picture stays in the input"
     assert state.image is None and "text file" in message and cleared == [None] * 5
     with pytest.raises(gr.Error, match="text file"):  # Predict on it says the same, without reading it again
         handlers.take_slice(_payload(bad), state)
-    state, message, *cleared = handlers.new_slice(_payload(example_paths["glioma"]), None, cleared=5)
-    assert state.image.pixels.ndim == 3 and message.startswith("Slice loaded") and cleared == [None] * 5
+    skip = type(gr.skip())
+    shown, after, message, *_ = handlers.new_slice(None, state, cleared=5)  # the input emptied by the line above
+    assert after is None and isinstance(message, skip), "the reason stays where the answer would be"
+    shown, state, message, *cleared = handlers.new_slice(_payload(example_paths["glioma"]), None, cleared=5)
+    assert isinstance(shown, skip) and state.image.pixels.ndim == 3 and message.startswith("Slice loaded")
+    assert cleared == [None] * 5
+    assert handlers.new_slice(None, state, cleared=5)[2] == "", "a good slice removed by hand clears its message"
 
 
 def test_a_file_opened_with_the_button_keeps_its_notes_when_shown(tmp_path):
@@ -100,7 +109,7 @@ def test_a_file_opened_with_the_button_keeps_its_notes_when_shown(tmp_path):
     assert state.key is None and "first frame" in message
     np.testing.assert_array_equal(_pixels(shown), state.image.pixels)
     shown = Path(shown)
-    adopted, *_ = handlers.new_slice(_payload(shown), state, cleared=2)
+    _, adopted, *_ = handlers.new_slice(_payload(shown), state, cleared=2)
     assert adopted is state and state.key == str(shown) and "first frame" in state.image.notes[0]
 
 
@@ -133,9 +142,13 @@ def test_compare_slider_recolours_without_a_model_call(slot_predictors, example_
     assert not np.array_equal(_pixels(faint[0]), _pixels(strong[0]))
 
 
+def _run_batch(predictors, paths) -> list[tuple]:
+    """Every yield of the Batch tab's generator (the last is the whole batch)."""
+    return list(handlers.batch(predictors, [str(path) for path in paths], 0.5, progress=lambda *a, **k: None))
+
+
 def test_batch_is_readable_and_its_csv_keeps_full_precision(slot_predictors, example_paths, no_model_calls):
-    paths = [str(path) for path in example_paths.values()]
-    text, table, pictures, csv_path, entries = handlers.batch(slot_predictors, paths, 0.5, progress=lambda *a, **k: None)
+    text, table, pictures, csv_path, entries = _run_batch(slot_predictors, example_paths.values())[-1]
     assert list(table.columns) == ["file", "cnn", "vgg16", "agree", "note"]
     assert all(cell.endswith("%") for cell in table["cnn"])
     assert text.startswith("4 files · 0 refused · cnn: ") and "the models disagree on" in text
@@ -145,6 +158,62 @@ def test_batch_is_readable_and_its_csv_keeps_full_precision(slot_predictors, exa
     assert len(confidence.split(".")[1]) > 4  # not rounded for display
     no_model_calls()
     assert len(handlers.recolour_batch(entries, 0.9)) == 8
+
+
+def test_batch_csv_carries_every_class_probability_of_each_model(slot_predictors, example_paths):
+    *_, csv_path, _ = _run_batch(slot_predictors, example_paths.values())[-1]
+    with open(csv_path) as handle:
+        rows = list(csv.DictReader(handle))
+    labels = slot_predictors["cnn"].labels
+    for row in rows:
+        for name in slot_predictors:
+            shares = [float(row[f"{name} p({label})"]) for label in labels]
+            assert sum(shares) == pytest.approx(1.0, abs=1e-4)
+            assert max(shares) == pytest.approx(float(row[f"{name} confidence"]), abs=1e-6)
+
+
+def test_batch_fills_in_as_it_goes_and_folds_duplicates_by_content(slot_predictors, example_paths, tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(handlers, "WEB_BATCH_SIZE", 2)
+    copy = tmp_path / "renamed copy.png"  # the same pixels under another name and format
+    Image.open(example_paths["glioma"]).save(copy)
+    paths = [*example_paths.values(), copy, example_paths["glioma"]]
+    steps = _run_batch(slot_predictors, paths)
+    assert [len(step[1]) for step in steps] == [2, 4, 4, 4]  # rows after each 2 files, then the whole batch again
+    assert steps[0][0].startswith("**2/6 files so far")
+    text, table, *_ = steps[-1]
+    assert "2 duplicates folded into the first copy's row" in text
+    glioma = table[table["file"] == "glioma.jpg"]["note"].item()
+    assert "also uploaded as renamed copy.png" in glioma and glioma.count("also uploaded as") == 2
+
+
+def test_a_labelled_zip_gets_accuracy_and_a_confusion_matrix(slot_predictors, example_paths, tmp_path):
+    from PIL import Image
+
+    archive = tmp_path / "labelled.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for label, path in example_paths.items():
+            folder = {"notumor": "no_tumor", "pituitary": "Pituitary_Tumour"}.get(label, label)
+            handle.write(path, f"set/{folder}/{label}.jpg")
+        mirrored = io.BytesIO()
+        Image.open(example_paths["glioma"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored, format="PNG")
+        handle.writestr("unlabelled.png", mirrored.getvalue())  # a new picture, in no class folder
+    text, table, *_ = _run_batch(slot_predictors, [archive])[-1]
+    assert "Labelled by folder: 4 of 5 files" in text
+    for name in slot_predictors:
+        rows = table[name].tolist()
+        right = sum(cell.startswith(display_name(label)) for cell, label in zip(rows, example_paths))
+        assert f"{name}: accuracy {right / 4:.1%} ({right} of 4 readable files)" in text
+        assert f"| {name}: folder ↓, read as → |" in text
+
+
+def test_the_folder_names_the_class_never_the_file_name():
+    labels = ["glioma", "meningioma", "notumor", "pituitary"]
+    assert folder_label("a.zip/Training/glioma_tumor/x.jpg", labels) == "glioma"
+    assert folder_label("no tumour/x.jpg", labels) == "notumor"
+    assert folder_label("glioma.jpg", labels) is None
+    assert folder_label("scans/x.jpg", labels) is None
 
 
 def test_batch_limit_is_checked_before_any_decoding(example_paths, tmp_path, monkeypatch):
@@ -233,3 +302,9 @@ def test_switching_the_model_clears_the_other_models_answer():
     kept = handlers.model_switched(explained, "vgg16")
     assert all(isinstance(value, type(gr.skip())) for value in kept), "the same model: nothing changes"
     assert all(isinstance(value, type(gr.skip())) for value in handlers.model_switched(None, "cnn"))
+
+
+def test_a_batch_whose_uploads_expired_says_so_before_any_work(slot_predictors, example_paths, tmp_path):
+    gone = tmp_path / "swept.jpg"
+    with pytest.raises(gr.Error, match="1 of the 2 uploaded files have expired"):
+        next(handlers.batch(slot_predictors, [str(example_paths["glioma"]), str(gone)], 0.5, progress=lambda *a, **k: None))

@@ -125,6 +125,32 @@ def test_a_killed_apps_folder_is_removed_by_the_next_start(tmp_path):
     assert not folder.exists() and mine.exists()
 
 
+def test_the_sweep_spares_a_file_a_running_event_reads(tmp_path):
+    from tumor_ai.workspace import in_use, sweep
+
+    old = [tmp_path / "batch" / f"{index}.jpg" for index in range(3)]
+    for path in old:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"slice")
+    with in_use([str(old[0]), str(old[1])]), in_use([str(old[1])]):
+        assert sweep(tmp_path, age=-1) == 1, "only the file no event reads goes"
+        assert old[0].exists() and old[1].exists() and not old[2].exists()
+    assert sweep(tmp_path, age=-1) == 2 and not any(path.exists() for path in old), "once the event ends, the sweep takes them"
+    assert not (tmp_path / "batch").exists()
+
+
+def test_the_sweep_is_a_setting_and_a_bad_value_is_one_sentence(monkeypatch, capsys):
+    from tumor_ai.serve import parse_args
+
+    monkeypatch.setenv("TUMOR_AI_SWEEP_EVERY", "5")
+    args = parse_args(["--sweep-age", "7"])
+    assert (args.sweep_every, args.sweep_age) == (5, 7)
+    monkeypatch.setenv("TUMOR_AI_SWEEP_AGE", "soon")
+    with pytest.raises(SystemExit):
+        parse_args([])
+    assert "'soon' is not a whole number of seconds" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "damage,said",
     [

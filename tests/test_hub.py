@@ -133,7 +133,8 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
         from gradio_client import Client, handle_file
 
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        details = client.predict(handle_file(str(ROOT / "examples" / "glioma.jpg")), "vgg16", 0.4, "top", api_name="/predict")[-1]
+        example = handle_file(str(ROOT / "tumor_ai" / "examples" / "glioma.jpg"))
+        details = client.predict(example, "vgg16", 0.4, "top", api_name="/predict")[-1]
         assert details["model"] == "vgg16"
     finally:
         process.terminate()

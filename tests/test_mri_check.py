@@ -1,8 +1,8 @@
 """The not-an-MRI check of the shipped models: held-out MRIs pass, other pictures are refused.
 
 These run the real models in models/ (committed): the MRIs are slices of the group-aware validation
-split (examples/ and tests/data/mri/), which the VGG16 never trained on and the CNN saw only in its
-refit on the whole folder; the other pictures ship with scikit-image or are drawn.
+split (tumor_ai/examples/ and tests/data/mri/), which neither shipped model trained on (both are
+split runs); the other pictures ship with scikit-image or are drawn.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from tumor_ai.imaging import read_image
 from tumor_ai.mri_check import MriCheck, image_statistics
 
 ROOT = Path(__file__).resolve().parent.parent
-HELD_OUT = sorted((ROOT / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
+HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
 
 
 @pytest.fixture(scope="module", params=["cnn", "vgg16"])

@@ -23,6 +23,8 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "tumor_ai/cli.py" in names and "training/train.py" in names
     assert not any(name.startswith(("models/", "tests/", "examples/")) for name in names), "no models or tests in the wheel"
+    shipped = {f"tumor_ai/examples/{path.name}" for path in (ROOT / "tumor_ai" / "examples").glob("*.jpg")}
+    assert len(shipped) == 4 and shipped <= set(names), "the app's examples are package data"
     assert wheel.stat().st_size < 1_000_000
     venv = tmp_path / "venv"
     _run(sys.executable, "-m", "venv", venv, cwd=tmp_path)
@@ -30,11 +32,15 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     command = venv / "bin" / "tumor-ai"
     assert "predict" in _run(command, "--help", cwd=tmp_path).stdout
     out = tmp_path / "results.csv"
-    _run(command, "predict", ROOT / "examples", "--models", ROOT / "models", "--out", out, "--quiet", cwd=tmp_path)
+    where = "import importlib.resources as r; print(r.files('tumor_ai') / 'examples')"
+    installed = Path(_run(venv / "bin" / "python", "-c", where, cwd=tmp_path).stdout.strip())
+    assert installed.is_relative_to(venv), "the installed package's own examples, not the repository's"
+    _run(command, "predict", installed, "--models", ROOT / "models", "--out", out, "--quiet", cwd=tmp_path)
     rows = out.read_text().splitlines()
-    assert rows[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,vgg16 class") and len(rows) == 5
+    assert rows[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,cnn p(glioma),") and len(rows) == 5
+    assert "vgg16 p(pituitary),agree,note" in rows[0]
     assert "Glioma" in next(row for row in rows if row.startswith("glioma.jpg"))
-    nowhere = _run(command, "predict", ROOT / "examples", cwd=tmp_path, check=False)
+    nowhere = _run(command, "predict", ROOT / "tumor_ai" / "examples", cwd=tmp_path, check=False)
     assert nowhere.returncode == 1 and "pass --models DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr
     extras = _run(command, "train", "--help", cwd=tmp_path, check=False)
     assert extras.returncode and "pip install 'tumor-ai[train]'" in extras.stderr

@@ -17,7 +17,7 @@ from tumor_ai.imaging import read_image
 from tumor_ai.precision import cpu_has_bfloat16, resolve_precision
 
 ROOT = Path(__file__).resolve().parent.parent
-HELD_OUT = sorted((ROOT / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
+HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
 CONFIDENCE_TOLERANCE = 0.05
 
 

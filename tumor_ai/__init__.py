@@ -6,3 +6,4 @@ DISCLAIMER = (
     "tumor-ai is a research and teaching tool. It is not a medical device and does not give a "
     "diagnosis: never use it to make clinical decisions."
 )
+NOT_A_DIAGNOSIS = "Not a diagnosis: tumor-ai is not a medical device."  # each answer's reminder; the page shows DISCLAIMER once

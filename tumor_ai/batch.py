@@ -219,11 +219,17 @@ def shown_label(prediction: Prediction) -> str:
 PLAUSIBLE = f"plausible at {SERVED_LEVEL:.0%}"  # the conformal set's column (tumor_ai.conformal)
 
 
-def columns(names: list[str]) -> list[str]:
-    """The result table's columns for these models, in order."""
+def probability_column(name: str, label: str) -> str:
+    """The CSV column with model ``name``'s calibrated probability of ``label``."""
+    return f"{name} p({label})"
+
+
+def columns(names: list[str], labels: list[str] = ()) -> list[str]:
+    """The result table's columns for these models, in order; with ``labels``, each class's probability too."""
     fields = ["file"]
     for name in names:
         fields += [f"{name} class", f"{name} confidence", f"{name} {PLAUSIBLE}"]
+        fields += [probability_column(name, label) for label in labels]
     return fields + (["agree"] if len(names) > 1 else []) + ["note"]
 
 
@@ -240,6 +246,8 @@ def result_rows(items: list[BatchItem], results: dict[str, list[Prediction | Non
             else:
                 row[f"{name} class"] = shown_label(prediction)
                 row[f"{name} confidence"] = prediction.confidence if prediction.is_mri else ""
+                if prediction.is_mri:
+                    row.update({probability_column(name, k): v for k, v in prediction.probabilities.items()})
                 shown.append(row[f"{name} class"])
             plausible = prediction.plausible if prediction is not None else None
             row[f"{name} {PLAUSIBLE}"] = " or ".join(display_name(label) for label in plausible or [])
@@ -261,6 +269,47 @@ def summary(rows: list[dict], names: list[str]) -> str:
         disagree = sum(1 for row in rows if row.get("agree") == "no")
         parts.append(f"the models disagree on {disagree}")
     return " · ".join(parts)
+
+
+def folder_label(name: str, labels: list[str]) -> str | None:
+    """The class a file's folder names (``glioma/x.jpg``, ``set.zip/no_tumor/y.png``), or None.
+
+    Students upload labelled sets; the folder is matched loosely (case, ``_``, "tumour"/"tumor",
+    a ``_tumor`` suffix as in older Kaggle sets), never the file name itself.
+    """
+
+    def plain_word(text: str) -> str:
+        return "".join(c for c in text.lower() if c.isalpha()).replace("tumour", "tumor")
+
+    wanted = {}
+    for label in labels:
+        for spelling in (label, display_name(label), f"{label}tumor"):
+            wanted[plain_word(spelling)] = label
+    found = [wanted[plain_word(part)] for part in name.split("/")[:-1] if plain_word(part) in wanted]
+    return found[-1] if found else None
+
+
+def labelled_report(rows: list[dict], names: list[str], labels: list[str]) -> str:
+    """For files whose folder names a class: each model's accuracy and confusion matrix (markdown); else ""."""
+    truths = [(row, folder_label(row["file"], labels)) for row in rows]
+    truths = [(row, truth) for row, truth in truths if truth is not None]
+    if not truths:
+        return ""
+    shown = [display_name(label) for label in labels]
+    lines = [f"**Labelled by folder: {len(truths)} of {len(rows)} files.**", ""]
+    for name in names:
+        read = [(row[f"{name} class"], display_name(truth)) for row, truth in truths if row[f"{name} class"] != "error"]
+        right = sum(predicted == truth for predicted, truth in read)
+        accuracy = f"{right / len(read):.1%}" if read else "–"
+        lines += [f"{name}: accuracy {accuracy} ({right} of {len(read)} readable files)", ""]
+        predicted_columns = [*shown, NOT_MRI]
+        lines.append(f"| {name}: folder ↓, read as → | " + " | ".join(predicted_columns) + " |")
+        lines.append("|---|" + "---:|" * len(predicted_columns))
+        counts = Counter(read)
+        for truth in shown:
+            lines.append(f"| {truth} | " + " | ".join(str(counts[(column, truth)]) for column in predicted_columns) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def rows_to_csv(rows: list[dict], fields: list[str] | None = None) -> str:

@@ -7,7 +7,7 @@
     tumor-ai localise --model models/cnn/split-run --data Training/ --masks masks/Training  # where the maps point
     tumor-ai audit --data Training/            # copies and near-copies in a dataset
     tumor-ai calibrate --model models/cnn --data Training/   # fit the not-an-MRI check
-    tumor-ai publish --model models/cnn --repo USER/tumor-ai-cnn
+    tumor-ai publish --space USER/tumor-ai   # both models to the Hub, and a Space that serves them
 
 ``tumor-ai COMMAND --help`` explains each. Serving and publishing need only ``pip install tumor-ai``;
 ``train``, ``evaluate``, ``localise``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
@@ -29,7 +29,7 @@ COMMANDS = {
     "localise": ("training.localise", "measure where a model's maps point and whether it needs the tumour (masks)"),
     "audit": ("training.audit", "find exact, mirrored and re-contrasted copies in a dataset"),
     "calibrate": ("training.fit_mri_check", "fit a model's not-an-MRI check on its training split"),
-    "publish": ("training.publish", "upload a model folder to the Hugging Face Hub"),
+    "publish": ("training.publish", "deploy both models and a Space serving them (or one model) to the Hub"),
 }
 TRAINING_EXTRAS = "pip install 'tumor-ai[train]'"
 EXTRA_MODULES = ("matplotlib", "sklearn", "skimage")  # what [train] adds; publish needs none of them

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from tumor_ai import DISCLAIMER
+from tumor_ai import NOT_A_DIAGNOSIS
 from tumor_ai.labels import describe, display_name
 
 DEFAULT_OPACITY = 0.45
@@ -148,4 +148,4 @@ def reading(
         text += "The classes are close: treat this reading as uncertain. "
     if plausible:
         text += f"**{plausible}** "
-    return text + caveat + DISCLAIMER
+    return text + caveat + NOT_A_DIAGNOSIS

@@ -10,27 +10,33 @@ the file, and the slider never calls a model.
 
 from __future__ import annotations
 
+import hashlib
 import io
+import itertools
 import logging
 import math
 import os
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import gradio as gr
 import numpy as np
 import pandas as pd
 
-from tumor_ai import DISCLAIMER
+from tumor_ai import NOT_A_DIAGNOSIS
 from tumor_ai.batch import (
     PLAUSIBLE,
     BatchItem,
     check_limit,
     columns,
-    iter_batches,
+    decode,
+    iter_inputs,
+    labelled_report,
     result_rows,
     rows_to_csv,
+    run_batch,
     shown_label,
     summary,
 )
@@ -44,6 +50,7 @@ from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
 from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.safe_text import html_text, markdown
+from tumor_ai.workspace import in_use
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
 TOP_CLASS = "top"  # "show evidence for" the model's own answer
@@ -54,6 +61,7 @@ HIDE_LESSON = (
     "A model that keeps its answer with the lesion hidden is not reading the lesion: it is reading something else in "
     "the slice. The region was filled smoothly from its surroundings, the same fill the published tumour-erased test uses."
 )
+BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
@@ -159,23 +167,26 @@ def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, Sessio
 def new_slice(payload, state: SessionSlice | None, cleared: int):
     """A new picture in an input: decode and check it now, and clear the ``cleared`` outputs that were about the old one.
 
-    A refused picture's reason goes where the answer would be. A picture that ``open_file`` has just
-    shown is adopted with the notes of its original file. Returns the state, a message, and
-    ``cleared`` empty values.
+    A refused picture leaves the input (a browser would draw a broken-image strip) and its reason
+    goes where the answer would be; the input's own change back to empty keeps that reason. A
+    picture that ``open_file`` has just shown is adopted with the notes of its original file.
+    Returns the input's value, the state, a message, and ``cleared`` values.
     """
     path = upload_path(payload)
     empty = [None] * cleared
     if path is None:
-        return None, "", *empty
+        if state is not None and state.image is None and state.key is not None:  # the refused file just removed
+            return gr.skip(), None, gr.skip(), *[gr.skip()] * cleared
+        return gr.skip(), None, "", *empty
     if state is not None and state.key in (None, path):  # just shown by open_file, or the same event again
         state.key = path
-        return state, gr.skip(), *[gr.skip()] * cleared
+        return gr.skip(), state, gr.skip(), *[gr.skip()] * cleared
     try:
         image = read_image(path)
     except ImageError as error:
         message = refused(error)
-        return SessionSlice(path, None, message), f"**{markdown(message)}**", *empty
-    return SessionSlice(path, image), _ready(image), *empty
+        return None, SessionSlice(path, None, message), f"**{markdown(message)}**", *empty
+    return gr.skip(), SessionSlice(path, image), _ready(image), *empty
 
 
 def open_file(path: str | None, cleared: int):
@@ -290,7 +301,8 @@ def predict(predictors: dict[str, Predictor], payload, model: str, opacity: floa
     display = display_copy(image.pixels)
     notes = "\n\n_Note: " + markdown("; ".join(image.notes)) + "._" if image.notes else ""
     if not prediction.is_mri:
-        return None, cache_picture(display, "slice.jpg"), None, f"**{NOT_MRI_MESSAGE}** {DISCLAIMER}{notes}", info, state, None
+        refusal_text = f"**{NOT_MRI_MESSAGE}** {NOT_A_DIAGNOSIS}{notes}"
+        return None, cache_picture(display, "slice.jpg"), None, refusal_text, info, state, None
     explained = Explained.of(model, predictor, prediction, image, display)
     picture, heat, text = draw(predictors, explained, opacity, evidence)
     return label_value(prediction), picture, heat, text + notes, info, state, explained
@@ -406,7 +418,7 @@ def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction 
         models = []
         for name, predictions in results.items():
             prediction = predictions[index]
-            score = f" {prediction.confidence:.0%}" if prediction.is_mri else ""
+            score = f" {_percent(prediction.confidence)}" if prediction.is_mri else ""  # as the table shows it
             models.append(
                 (f"{_short(item.name)} · {name}: {shown_label(prediction)}{score}", prediction.cam if prediction.is_mri else None)
             )
@@ -427,30 +439,111 @@ def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[str, str]]
 
 
 def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: float, progress=gr.Progress()):
-    """Batch tab and ``/batch``: a summary, the table, captioned overlays and the CSV (full precision)."""
+    """Batch tab and ``/batch``: a summary, the table, captioned overlays and the CSV (full precision).
+
+    A generator: the table and CSV fill in after every ``WEB_BATCH_SIZE`` files, so Stop (the
+    tab's ``cancels``) or a closed page (Gradio drops a gone client's generator between yields)
+    ends the work there and keeps what is done. API clients get the last yield, the whole batch.
+    """
     if not paths:
         raise gr.Error("Upload some images or a .zip of images first.", print_exception=False)
+    gone = sum(1 for path in paths if not Path(path).exists())
+    if gone:
+        raise gr.Error(
+            f"{gone} of the {len(paths)} uploaded files have expired from the app's cache (the About tab says how long "
+            "it keeps them); upload them again.",
+            print_exception=False,
+        )
     try:
         total = check_limit(paths)
     except ImageError as error:
         raise refusal(error) from None
     log.info("model call: batch of %d files", total)
-    progress(0.0, desc="starting")
-    rows: list[dict] = []
-    entries: list[dict] = []
-    readable = 0
-    for items, results in iter_batches(predictors, paths, batch_size=WEB_BATCH_SIZE):
-        rows += result_rows(items, results)  # only rows and the first thumbnails outlive the batch
-        entries += _gallery_entries(items, results, GALLERY_FILES - len(entries))
-        readable += sum(1 for item in items if item.image is not None)
-        progress(len(rows) / max(total, 1), desc=f"{len(rows)}/{total} files")
-    names = list(predictors)
-    text = summary(rows, names)
-    if readable > GALLERY_FILES:
+    with in_use(paths):  # the sweep must not take an input that the batch has not read yet
+        yield from _batch_steps(predictors, paths, total, opacity, progress)
+
+
+@dataclass
+class BatchSoFar:
+    """What a batch has produced: rows, gallery entries, and the first row of each picture (by content)."""
+
+    rows: list[dict] = field(default_factory=list)
+    entries: list[dict] = field(default_factory=list)
+    first_row: dict[str, int] = field(default_factory=dict)  # pixel hash -> row index
+    duplicates: int = 0
+    readable: int = 0
+
+
+def _fold_duplicates(items: list[BatchItem], done: BatchSoFar) -> tuple[list[BatchItem], dict[str, list[str]]]:
+    """Items whose picture was not seen yet, and the repeats within them (hash -> names) to note once their rows exist.
+
+    A repeat of an earlier row (same pixels, any name or format) becomes a note on that row at once.
+    """
+    fresh, pending = [], {}
+    for item in items:
+        key = hashlib.sha1(item.image.pixels.tobytes()).hexdigest() if item.image is not None else None
+        first = done.first_row.get(key) if key else None
+        if key and (first is not None or key in pending):
+            done.duplicates += 1
+            if first is not None:
+                _note_duplicate(done.rows[first], item.name)
+            else:
+                pending[key].append(item.name)
+            continue
+        if key:
+            pending[key] = []
+            done.first_row[key] = len(done.rows) + len(fresh)
+        fresh.append(item)
+    return fresh, pending
+
+
+def _note_duplicate(row: dict, name: str) -> None:
+    row["note"] = "; ".join(filter(None, [row["note"], f"the same picture was also uploaded as {name}"]))
+
+
+def _batch_steps(predictors, paths, total: int, opacity: float, progress):
+    """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far."""
+    names, labels = list(predictors), next(iter(predictors.values())).labels
+    done, read, modelled = BatchSoFar(), 0, 0  # half the bar reads files, half runs the models
+    inputs = iter_inputs(paths)
+    progress(0.0, desc=f"reading 1/{total}")
+    while chunk := list(itertools.islice(inputs, WEB_BATCH_SIZE)):
+        items = []
+        for name, source in chunk:
+            items.append(decode(name, source))
+            read += 1
+            progress(0.5 * (read + modelled) / total, desc=f"read {read}/{total}")
+        fresh, pending = _fold_duplicates(items, done)
+        step = partial(_model_step, progress, 0.5 * (read + modelled) / total, 0.5 * len(items) / total, total)
+        results = run_batch(predictors, fresh, WEB_BATCH_SIZE, progress=step)
+        modelled += len(items)
+        done.rows += result_rows(fresh, results)  # only rows and the first thumbnails outlive the batch
+        for key, repeats in pending.items():
+            for name in repeats:
+                _note_duplicate(done.rows[done.first_row[key]], name)
+        done.entries += _gallery_entries(fresh, results, GALLERY_FILES - len(done.entries))
+        done.readable += sum(1 for item in fresh if item.image is not None)
+        log.info("batch: %d/%d files", read, total)
+        yield _batch_outputs(done, names, labels, opacity, f"**{read}/{total} files so far…**")
+    yield _batch_outputs(done, names, labels, opacity, None)
+
+
+def _model_step(progress, base: float, span: float, total: int, fraction: float, text: str) -> None:
+    """``run_batch``'s progress ("cnn: 3/8 images") placed on the whole batch's bar."""
+    progress(base + span * fraction, desc=f"{text} (batch of {total})")
+
+
+def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacity: float, status: str | None):
+    """The tab's outputs for the rows so far: the summary (or ``status`` while running), table, gallery, CSV, entries."""
+    text = summary(done.rows, names)
+    if done.duplicates:
+        text += f" · {done.duplicates} duplicate{'s' * (done.duplicates != 1)} folded into the first copy's row (see its note)"
+    if done.readable > GALLERY_FILES:
         text += f" · overlays shown for the first {GALLERY_FILES} readable files; the table and CSV hold all"
-    csv_bytes = rows_to_csv(rows, columns(names)).encode()
-    csv_path = cache_file(csv_bytes, "tumor_ai_batch.csv")
-    return text, table_frame(rows, names), gallery(entries, opacity), csv_path, entries
+    report = labelled_report(done.rows, names, labels)
+    text = f"{status} {text}" if status else text + (f"\n\n{report}" if report else "")
+    csv_path = cache_file(rows_to_csv(done.rows, columns(names, labels)).encode(), "tumor_ai_batch.csv")
+    return text, table_frame(done.rows, names), gallery(done.entries, opacity), csv_path, done.entries
 
 
 def recolour_batch(entries: list[dict] | None, opacity: float):

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tumor_ai.card import model_card
 from tumor_ai.models import CARD_FILE, METADATA_FILE, load_model
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 EXTRA_FILES = ("mri_check.npz", "split.json", "validation_report.json", "history.png", "confusion_matrix.png")
 
@@ -38,6 +44,35 @@ def stage_repository(folder: str | Path, target: str | Path, repo_id: str) -> li
     return sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
 
 
+def hub_api(token: str | None = None) -> HfApi:
+    """An ``HfApi`` with a token that may write; no token is one sentence, before any request is made."""
+    from huggingface_hub import HfApi, get_token
+
+    token = token or get_token()
+    if not token:
+        raise HubError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can write.")
+    return HfApi(token=token, library_name="tumor-ai")
+
+
+@contextmanager
+def hub_errors(repo_id: str, action: str = "the upload to") -> Iterator[None]:
+    """Turn huggingface_hub's and the network's exceptions into one HubError sentence naming ``repo_id``."""
+    import httpx2  # huggingface_hub 2.x's HTTP client
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
+    try:
+        yield
+    except RepositoryNotFoundError:
+        raise HubError(f"{repo_id} was not found, or the token cannot see it.") from None
+    except HfHubHTTPError as error:
+        status = getattr(error.response, "status_code", None)
+        if status in (401, 403):
+            raise HubError(f"the token has no write permission on {repo_id} (HTTP {status}).") from None
+        raise HubError(f"the Hub refused {action} {repo_id}: {str(error).splitlines()[0]}") from None
+    except (OSError, httpx2.HTTPError) as error:
+        raise HubError(f"cannot reach the Hugging Face Hub ({type(error).__name__}); check the network or HF_ENDPOINT.") from None
+
+
 def push_model(
     folder: str | Path,
     repo_id: str,
@@ -46,16 +81,11 @@ def push_model(
     token: str | None = None,
 ) -> str:
     """Create (or reuse) ``repo_id`` and upload the staged model in one commit; returns the commit URL."""
-    import httpx2  # huggingface_hub 2.x's HTTP client
-    from huggingface_hub import CommitOperationAdd, HfApi, get_token
-    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub import CommitOperationAdd
 
-    token = token or get_token()
-    if not token:
-        raise HubError("no Hugging Face token: set HF_TOKEN or run `hf auth login` with a token that can write.")
-    api = HfApi(token=token, library_name="tumor-ai")
+    api = hub_api(token)
     message = commit_message or f"Upload tumor-ai model {Path(folder).name}"
-    try:
+    with hub_errors(repo_id):
         api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
         with tempfile.TemporaryDirectory() as staging:
             operations = [
@@ -63,13 +93,4 @@ def push_model(
                 for name in stage_repository(folder, staging, repo_id)
             ]
             commit = api.create_commit(repo_id=repo_id, operations=operations, commit_message=message, repo_type="model")
-    except RepositoryNotFoundError:
-        raise HubError(f"{repo_id} was not found, or the token cannot see it.") from None
-    except HfHubHTTPError as error:
-        status = getattr(error.response, "status_code", None)
-        if status in (401, 403):
-            raise HubError(f"the token has no write permission on {repo_id} (HTTP {status}).") from None
-        raise HubError(f"the Hub refused the upload to {repo_id}: {str(error).splitlines()[0]}") from None
-    except (OSError, httpx2.HTTPError) as error:
-        raise HubError(f"cannot reach the Hugging Face Hub ({type(error).__name__}); check the network or HF_ENDPOINT.") from None
     return str(getattr(commit, "commit_url", commit))

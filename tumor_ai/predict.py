@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     handle = sys.stdout if args.out == "-" else open(args.out, "a" if append else "w", newline="")  # noqa: SIM115
     refused = 0
     try:
-        writer = csv.DictWriter(handle, fieldnames=columns(names))
+        writer = csv.DictWriter(handle, fieldnames=columns(names, predictors[names[0]].labels))
         if not append:
             writer.writeheader()
         with tqdm(total=total, unit="img", desc="classifying", file=sys.stderr, disable=args.quiet) as bar:

@@ -19,6 +19,7 @@ import socket
 import warnings
 
 from tumor_ai.cli import prog
+from tumor_ai.workspace import CACHE_SWEEP
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -70,9 +71,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="an OpenAI-compatible server for --assistant-model, e.g. http://127.0.0.1:8080/v1 (env TUMOR_AI_ASSISTANT_BASE_URL)",
     )
     parser.add_argument(
+        "--sweep-every",
+        type=_seconds,
+        default=os.environ.get("TUMOR_AI_SWEEP_EVERY", str(CACHE_SWEEP[0])),  # a string: argparse checks it too
+        help=f"seconds between sweeps of the app's temporary folder (env TUMOR_AI_SWEEP_EVERY; default {CACHE_SWEEP[0]})",
+    )
+    parser.add_argument(
+        "--sweep-age",
+        type=_seconds,
+        default=os.environ.get("TUMOR_AI_SWEEP_AGE", str(CACHE_SWEEP[1])),
+        help="a sweep deletes uploads and drawn pictures older than this many seconds, except files a running request "
+        f"still reads (env TUMOR_AI_SWEEP_AGE; default {CACHE_SWEEP[1]}); the About tab states both",
+    )
+    parser.add_argument(
         "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
     )
     return parser.parse_args(argv)
+
+
+def _seconds(text: str | int) -> int:
+    """A positive whole number of seconds, or argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} seconds: it must be at least 1")
+    return value
 
 
 def port_problem(host: str, port: int) -> str | None:
@@ -94,9 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     problem = port_problem(args.host, args.port)
     if problem:
         raise SystemExit(f"error: {problem}")
-    from tumor_ai.workspace import CACHE_SWEEP, open_workspace
+    from tumor_ai.workspace import open_workspace
 
-    open_workspace(*CACHE_SWEEP)  # before Gradio is imported: every temporary file goes into the app's folder
+    cache_sweep = (args.sweep_every, args.sweep_age)
+    open_workspace(*cache_sweep)  # before Gradio is imported: every temporary file goes into the app's folder
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.models import ModelSourceError
     from tumor_ai.sources import local_fallbacks, model_sources
@@ -112,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"error: {error}") from None
     for predictor in predictors.values():
         predictor.share_passes()  # several users at once: one forward pass for their slices
-    app = build_app(predictors, loaded_from, fallback_reasons, brain=assistant_brain(args))
+    app = build_app(predictors, loaded_from, fallback_reasons, cache_sweep=cache_sweep, brain=assistant_brain(args))
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     # The page's own events keep their session state; they are API endpoints but not MCP tools (page_only).
     warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")

@@ -17,7 +17,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from tumor_ai import DISCLAIMER, handlers  # noqa: E402
+from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS, handlers  # noqa: E402
 from tumor_ai.assistant import Brain, Router  # noqa: E402
 from tumor_ai.cam import method_name  # noqa: E402
 from tumor_ai.card import localisation_summary, model_card  # noqa: E402
@@ -27,13 +27,24 @@ from tumor_ai.inference import Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
 from tumor_ai.tool_endpoints import page_only, register_tools  # noqa: E402
 from tumor_ai.tools import Toolbox  # noqa: E402
-from tumor_ai.workspace import CACHE_SWEEP  # noqa: E402
+from tumor_ai.workspace import CACHE_SWEEP, active_sweep  # noqa: E402
 
-EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # package data: the wheel serves them too
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM and TIFF above all
 BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
 MODEL_CONCURRENCY = 8  # Predict and Compare requests handled at once; their forward passes share batches
+BATCH_HELP = (
+    "A .zip with class folders (`glioma/`, `meningioma/`, `notumor/`, `pituitary/`) is a labelled set: each model's "
+    "accuracy and confusion matrix come with the table. The same picture uploaded twice is one row. Stop keeps what "
+    "is done; so does closing the page, which also ends the work."
+)
+# After an answer: close the error pop-ups of earlier attempts, and on a phone (one column) bring the
+# answer into view, since it lands below the inputs.
+SHOW_ANSWER_JS = """() => {
+  document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
+  if (window.innerWidth < 768) document.getElementById('ELEM_ID')?.scrollIntoView({block: 'start'});
+}"""
 CAM_CAVEAT = (
     "_The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a model "
     "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and not always the "
@@ -182,6 +193,18 @@ def _on_change(control, fn, inputs, outputs) -> None:
     )
 
 
+def _batch_widths(columns: list[str], names: list[str]) -> list[str]:
+    """Shares of the table's width: the models' columns take most, so a phone shows each without scrolling."""
+    shares = {"file": 20, "agree": 8, "note": 14}
+    rest = (100 - sum(shares[column] for column in columns if column in shares)) / len(names)
+    return [f"{shares.get(column, rest):g}%" for column in columns]
+
+
+def _show_answer(event, elem_id: str) -> None:
+    """After a good answer, in the browser only: old error pop-ups closed, the answer scrolled into view on a phone."""
+    event.success(None, None, None, js=SHOW_ANSWER_JS.replace("ELEM_ID", elem_id))
+
+
 def _wire_slice(image, other, state, message, cleared: list) -> None:
     """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one."""
     n = len(cleared)
@@ -196,7 +219,7 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
     image.change(
         partial(handlers.new_slice, cleared=n),
         [image, state],
-        [state, message, *cleared],
+        [image, state, message, *cleared],
         preprocess=False,
         api_visibility="private",
         concurrency_id="io",
@@ -230,7 +253,9 @@ def build_app(
     # cache the sweep empties: a visitor after the first sweep still gets them (no 403, no "file not found").
     gr.set_static_paths([EXAMPLES_DIR, *[p.folder for p in predictors.values() if p.folder is not None]])
 
-    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=cache_sweep) as app:
+    # The app's own sweeper (tumor_ai.workspace) spares files a running batch reads; Gradio's would not.
+    gradio_sweep = None if active_sweep() else cache_sweep
+    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=gradio_sweep) as app:
         gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
         serving = serving_text(predictors, sources, fallback_reasons or {})
         if fallback_reasons:
@@ -264,9 +289,9 @@ def build_app(
                         gr.Examples(
                             [[str(path)] for path in EXAMPLES],
                             inputs=[p_image],
-                            label="Examples (CC0, from the validation split)",
+                            label="Examples (CC0; from the validation split: neither model trained on them)",
                         )
-                with gr.Column(scale=2):
+                with gr.Column(scale=2, elem_id="predict-answer"):
                     p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
                     with gr.Row():
                         p_overlay = gr.Image(
@@ -288,7 +313,9 @@ def build_app(
                 preprocess=False,
                 concurrency_id="model",
                 concurrency_limit=MODEL_CONCURRENCY,
+                show_progress_on=[p_label],  # one spinner (or one error badge), not one per pane
             )
+            _show_answer(p_done, "predict-answer")
             _wire_hide(predictors, p_hide, p_slice, p_done)
             _on_change(p_model, handlers.model_switched, [p_explained, p_model], [*p_results, p_reading, p_details, p_explained])
             for control in (p_opacity, p_evidence):
@@ -309,7 +336,7 @@ def build_app(
                     )
                     if EXAMPLES:
                         gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
-                with gr.Column(scale=2):
+                with gr.Column(scale=2, elem_id="compare-answer"):
                     c_summary = gr.Markdown(elem_id="compare-summary")
                     c_outputs, c_overlays = [], []
                     with gr.Row():
@@ -337,7 +364,9 @@ def build_app(
                 preprocess=False,
                 concurrency_id="model",
                 concurrency_limit=MODEL_CONCURRENCY,
+                show_progress_on=[c_summary],
             )
+            _show_answer(c_done, "compare-answer")
             _wire_hide(predictors, c_hide, c_slice, c_done)
             _on_change(c_opacity, partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays)
         with gr.Tab("Batch", id="batch"):
@@ -349,9 +378,12 @@ def build_app(
                         file_count="multiple",
                         file_types=BATCH_TYPES,
                         type="filepath",
+                        height=260,  # a long list scrolls instead of pushing the buttons off the page
                         elem_id="batch-files",
                     )
-                    b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
+                    with gr.Row():
+                        b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
+                        b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
                     b_opacity = gr.Slider(
                         0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
                     )
@@ -359,21 +391,40 @@ def build_app(
                         gr.Examples(
                             [[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)"
                         )
-                    b_csv = gr.File(label="Results (CSV, full precision)", elem_id="batch-csv")
+                    gr.Markdown(BATCH_HELP)
+                    b_csv = gr.File(label="Results (CSV: every class's probability, full precision)", elem_id="batch-csv")
                 with gr.Column(scale=2):
+                    b_status = gr.Markdown(elem_id="batch-status")
                     b_summary = gr.Markdown(elem_id="batch-summary")
-                    b_table = gr.Dataframe(label="Results (calibrated confidence)", wrap=False, elem_id="batch-table")
+                    empty_table = handlers.table_frame([], names)
+                    b_table = gr.Dataframe(
+                        empty_table,
+                        label="Results (calibrated confidence)",
+                        wrap=True,
+                        column_widths=_batch_widths(list(empty_table.columns), names),  # on a phone too, every model shows
+                        elem_id="batch-table",
+                    )
                     b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
                     gr.Markdown(CAM_CAVEAT)
             b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
-            b_files.change(lambda: ("", None, None, None, None), None, b_outputs, api_visibility="private", queue=False)
+            b_files.change(
+                lambda: ("", "", empty_table, None, None, None),
+                None,
+                [b_status, *b_outputs],
+                api_visibility="private",
+                queue=False,
+            )
             batch = page_only(partial(handlers.batch, predictors))
-            b_button.click(batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch")
+            b_run = b_button.click(lambda: "", None, b_status, api_visibility="private", queue=False).then(
+                batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
+            )
+            # Stop ends the batch between two groups of files; the table and CSV keep what is done.
+            b_stop.click(lambda: handlers.BATCH_STOPPED, None, b_status, cancels=[b_run], api_visibility="private", queue=False)
             _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
         toolbox = Toolbox(predictors)
         _assistant_tab(toolbox, brain or Router(), session_state)
         with gr.Tab("About", id="about", elem_id="about-tab"):
-            gr.Markdown(f"> ⚠️ **{DISCLAIMER}**\n\n{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")
+            gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
             gr.Markdown(maps_text(predictors), elem_id="about-maps")
             for name in [default, *[n for n in names if n != default]]:
                 predictor = predictors[name]
@@ -396,7 +447,7 @@ def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:
         gr.Markdown(
             f"Drop one or more slices and ask: which model is surer, where each looked, the evidence for a class, how "
             f"accurate each model is, what Grad-CAM means. Answers come from the models' tools (each call is shown); "
-            f"the questions are matched to tools by {brain_name}. **{DISCLAIMER}**"
+            f"the questions are matched to tools by {brain_name}. **{NOT_A_DIAGNOSIS}**"
         )
         chatbot = gr.Chatbot(
             label="tumor-ai assistant",
