@@ -13,7 +13,8 @@ import pytest
 from gradio_client import Client, handle_file
 from helpers import free_port, wait_for_http
 
-ROOT_EXAMPLES = Path(__file__).resolve().parent.parent / "tumor_ai" / "examples"
+ROOT = Path(__file__).resolve().parent.parent
+ROOT_EXAMPLES = ROOT / "tumor_ai" / "examples"
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +200,7 @@ def test_a_busy_port_is_one_sentence(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT_EXAMPLES.parent, capture_output=True, text=True, timeout=120
+            [sys.executable, "app.py", "--port", str(port)], cwd=ROOT, capture_output=True, text=True, timeout=120
         )
     assert result.returncode != 0 and f"Port {port} on 127.0.0.1 is not free" in result.stderr
     assert "Traceback" not in result.stderr
@@ -230,7 +231,7 @@ def test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log(slot_models
         "--allow-no-mri-check",  # the small synthetic models have none
     ]
     with log_path.open("w") as log:
-        process = subprocess.Popen(command, cwd=ROOT_EXAMPLES.parent, stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/", process, timeout=120, log=log_path)
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)

@@ -312,6 +312,14 @@ def test_batch_runs_again_after_files_are_added(page, example_paths):
     page.screenshot(path=SHOTS / "batch.png", full_page=True)
 
 
+def _clear_batch(page) -> None:
+    """Remove files an earlier test left in the Batch input, as the input's Clear button does."""
+    clear = page.locator("#batch-files button[aria-label='Clear']")
+    if clear.count():
+        clear.first.click()
+        page.wait_for_function("() => !document.querySelector(\"#batch-files button[aria-label='Clear']\")")
+
+
 def _distinct_slices(folder: Path, count: int, example_paths) -> list[str]:
     """``count`` different pictures (each example at another contrast), so none is folded as a duplicate."""
     import numpy as np
@@ -330,9 +338,7 @@ def _distinct_slices(folder: Path, count: int, example_paths) -> list[str]:
 
 def test_stop_ends_a_batch_and_keeps_what_is_done(page, app_log, tmp_path, example_paths):
     _tab(page, "Batch")
-    clear = page.locator("#batch-files button[aria-label='Clear']")
-    if clear.count():
-        clear.first.click()  # the last test's files
+    _clear_batch(page)
     _upload(page, "batch-files", _distinct_slices(tmp_path / "forty", 40, example_paths))
     page.locator("#batch-files").get_by_text("slice_39", exact=True).wait_for(state="attached")
     chunks = app_log.read_text().count("batch: ")
@@ -348,6 +354,25 @@ def test_stop_ends_a_batch_and_keeps_what_is_done(page, app_log, tmp_path, examp
     assert 8 <= rows < 40, f"{rows} rows: the groups done before Stop"
     page.locator("#batch-csv").get_by_text("tumor_ai_batch", exact=True).wait_for()
     page.screenshot(path=SHOTS / "batch_stopped.png", full_page=True)
+
+
+def test_closing_the_page_ends_its_batch(browser, app_url, app_log, tmp_path, example_paths):
+    page = _open(browser, app_url)
+    _tab(page, "Batch")
+    _upload(page, "batch-files", _distinct_slices(tmp_path / "abandoned", 40, example_paths))
+    page.locator("#batch-files").get_by_text("slice_39", exact=True).wait_for(state="attached")
+    batches, chunks = app_log.read_text().count("model call: batch"), app_log.read_text().count("batch: ")
+    page.locator("#batch-button").click()
+    _wait_for_log(app_log, "batch: ", chunks + 1)
+    page.close()  # the person leaves mid-batch
+    page_gone = app_log.read_text().count("batch: ")
+    import time
+
+    time.sleep(10)  # room for three more groups of 8 if the batch went on
+    text = app_log.read_text()
+    assert text.count("model call: batch") == batches + 1
+    assert text.count("batch: ") <= page_gone + 1, "at most the group in flight finishes; then the work ends"
+    assert "batch: 40/40" not in text
 
 
 def test_on_a_phone_the_answer_comes_into_view(browser, app_url, example_paths):
@@ -474,6 +499,7 @@ def test_names_and_header_fields_are_shown_as_text_never_as_markup(page, tmp_pat
     assert reading.locator(MARKUP).count() == 0 and '<form action="https:evil.example">' in reading.inner_text()
 
     _tab(page, "Batch")
+    _clear_batch(page)
     archive = tmp_path / "hostile.zip"
     with zipfile.ZipFile(archive, "w") as handle:
         handle.write(example_paths["glioma"], f"{HOSTILE_NAME}.jpg")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_ai.batch import decode, iter_inputs, result_rows, rows_to_csv, run_batch
+from tumor_ai.batch import columns, decode, iter_inputs, result_rows, rows_to_csv, run_batch
 from tumor_ai.explain import focus_region, heatmap, jet, overlay, reading
 from tumor_ai.imaging import read_image
 from tumor_ai.inference import Predictor
@@ -135,10 +135,11 @@ def test_batch_rows_from_files_and_zip(tmp_path, slot_predictors, example_paths)
     rows = result_rows(items, results)
     assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
     assert isinstance(rows[0]["cnn confidence"], float)  # full precision; the app rounds only what it shows
-    assert (
-        rows_to_csv(rows).splitlines()[0]
-        == "file,cnn class,cnn confidence,cnn plausible at 95%,vgg16 class,vgg16 confidence,vgg16 plausible at 95%,agree,note"
-    )
+    shares = ",".join(f"p({label})" for label in slot_predictors["cnn"].labels)
+    header = rows_to_csv(rows).splitlines()[0]
+    each = "{0} class,{0} confidence,{0} plausible at 95%,{0} " + shares.replace(",", ",{0} ")
+    assert header == "file," + each.format("cnn") + "," + each.format("vgg16") + ",agree,note"
+    assert header == ",".join(columns(["cnn", "vgg16"], slot_predictors["cnn"].labels)), "the CLI's header, in order"
 
 
 def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path, capsys):
@@ -162,7 +163,7 @@ def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path
         ]
     )
     lines = out.read_text().splitlines()
-    assert lines[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,vgg16 class")
+    assert lines[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,cnn p(glioma),")
     assert len(lines) == 4 and "it is a text file" in out.read_text()
     assert "3 files, 1 refused" in capsys.readouterr().err
 

@@ -246,11 +246,11 @@ def result_rows(items: list[BatchItem], results: dict[str, list[Prediction | Non
             else:
                 row[f"{name} class"] = shown_label(prediction)
                 row[f"{name} confidence"] = prediction.confidence if prediction.is_mri else ""
-                if prediction.is_mri:
-                    row.update({probability_column(name, k): v for k, v in prediction.probabilities.items()})
                 shown.append(row[f"{name} class"])
             plausible = prediction.plausible if prediction is not None else None
             row[f"{name} {PLAUSIBLE}"] = " or ".join(display_name(label) for label in plausible or [])
+            if prediction is not None and prediction.is_mri:  # in the order of ``columns``
+                row.update({probability_column(name, k): v for k, v in prediction.probabilities.items()})
         if len(results) > 1:
             row["agree"] = "" if len(shown) < len(results) else ("yes" if len(set(shown)) == 1 else "no")
         row["note"] = item.error or "; ".join(item.image.notes if item.image else [])

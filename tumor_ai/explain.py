@@ -122,8 +122,12 @@ def reading(
     evidence: str | None = None,
     caveat: str = "",
     plausible: str = "",
+    reminder: str = NOT_A_DIAGNOSIS,
 ) -> str:
-    """A short plain-language reading of one prediction, ending with the not-a-diagnosis reminder.
+    """A short plain-language reading of one prediction, ending with the not-a-diagnosis ``reminder``.
+
+    The page shows the full disclaimer once in its header, so a reading ends with the short one;
+    an agent's tool result has no header around it and passes the full ``DISCLAIMER``.
 
     ``evidence`` is the class the map shows when it is not the model's answer; ``caveat`` says how far
     the map can be trusted (``tumor_ai.card.map_trust``); ``plausible`` is the conformal set's sentence.
@@ -148,4 +152,4 @@ def reading(
         text += "The classes are close: treat this reading as uncertain. "
     if plausible:
         text += f"**{plausible}** "
-    return text + caveat + NOT_A_DIAGNOSIS
+    return text + caveat + reminder

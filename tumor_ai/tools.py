@@ -88,6 +88,7 @@ class Toolbox:
             f"The {model} model",
             caveat=map_trust(predictor.metadata),
             plausible=_plausible(prediction),
+            reminder=DISCLAIMER,  # no page header around an agent's answer
         )
         return ToolResult(text, [overlay(display, prediction.cam, TOOL_OPACITY)], [_caption(model, prediction)])
 
@@ -121,6 +122,7 @@ class Toolbox:
                 chosen,
                 map_trust(predictor.metadata),
                 _plausible(prediction),
+                reminder=DISCLAIMER,
             )
         )
         caption = f"{model}: evidence for {display_name(chosen)} ({prediction.probabilities[chosen]:.0%})"
