@@ -59,7 +59,8 @@ def privacy_text(cache_sweep: tuple[int, int], session_seconds: int) -> str:
         "**What the app keeps.** An upload is stored in the app's own temporary folder, and the slice decoded from it, "
         "with its Grad-CAM maps, stays in your session's memory so that you can run it again, switch model and move "
         f"the sliders. Every {_duration(every)} the folder drops files older than {_duration(age)} (so an upload, and "
-        f"every picture or CSV the app drew for it, is gone within {_duration(every + age)}), and the app deletes the "
+        f"every picture or CSV the app drew for it, is gone within {_duration(every + age)}, or at the next sweep after "
+        "the batch reading it ends), and the app deletes the "
         f"whole folder when it stops. Session memory is dropped {_duration(session_seconds)} after your last action. "
         "The logs record the kind of a refused file, never its name or content."
     )
