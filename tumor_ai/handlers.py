@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -501,7 +502,7 @@ def _note_duplicate(row: dict, name: str) -> None:
     row["note"] = "; ".join(filter(None, [row["note"], f"the same picture was also uploaded as {name}"]))
 
 
-def _batch_steps(predictors, paths, total: int, opacity: float, progress):
+def _batch_steps(predictors: dict[str, Predictor], paths: list[str], total: int, opacity: float, progress) -> Iterator[tuple]:
     """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far."""
     names, labels = list(predictors), next(iter(predictors.values())).labels
     done, read, modelled = BatchSoFar(), 0, 0  # half the bar reads files, half runs the models
