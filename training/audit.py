@@ -22,7 +22,6 @@ import numpy as np
 
 from training.data import class_folders, load_folder
 from training.duplicates import find_duplicate_pairs, group_ids
-from tumor_ai.cli import prog
 
 FIELDS = ["kind", "scope", "path_a", "label_a", "path_b", "label_b", "correlation", "hash_distance", "label_conflict"]
 
@@ -108,9 +107,10 @@ def print_summary(summary: dict, rows: list[dict]) -> None:
         )
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.audit"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.audit", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", required=True, help="dataset folder (<class>/ sub-folders)")
     parser.add_argument("--test", help="optional test folder to check for images that also stand in --data")

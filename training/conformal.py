@@ -22,15 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.cli import prog
 from tumor_ai.conformal import LEVELS, METHODS, SERVED_LEVEL, cross_fit, scores, threshold
 
 REPEATS = 200  # random halvings the cross-fitted figures average over
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.conformal"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.conformal", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model folder to calibrate and write into, e.g. models/cnn")
     parser.add_argument("--data", required=True, help="the dataset the model was trained on (its validation split is used)")
@@ -64,8 +63,9 @@ def fit_sets(probabilities: np.ndarray, targets: np.ndarray, labels: list[str], 
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
     from training.evaluate import evaluate
     from tumor_ai.card import write_model_card
     from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError

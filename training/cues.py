@@ -22,7 +22,6 @@ from scipy import ndimage
 
 from training.data import load_folder
 from training.split import split_dataset
-from tumor_ai.cli import prog
 
 CUES = ("colour", "level", "contrast", "sharpness", "background noise")
 
@@ -76,9 +75,10 @@ def cue_auc(values: np.ndarray, is_notumor: np.ndarray, train_idx: np.ndarray, v
     return float(roc_auc_score(is_notumor[validation_idx], classifier.predict_proba(values[validation_idx])[:, 1]))
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.cues"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.cues", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data", required=True, help="dataset root with one sub-folder per class")
     parser.add_argument("--preprocessing", default="luminance", help="the network's normalisation (default luminance)")

@@ -24,12 +24,11 @@ from tqdm import tqdm
 
 from training.data import class_folders, list_images
 from training.metrics import classification_report, plot_confusion_matrix
-from tumor_ai.cli import prog
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.evaluate"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model folder, .keras file or hf://USER/REPO[@REVISION]")
     parser.add_argument("--data", required=True, help="folder with one sub-folder of images per class")
@@ -124,8 +123,9 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     return report
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
     from tumor_ai.models import ModelSourceError
 
     try:

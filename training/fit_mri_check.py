@@ -28,7 +28,6 @@ from training.data import load_folder
 from training.non_mri import Picture, general_pictures, medical_pictures, variant
 from training.split import split_dataset
 from tumor_ai.card import write_model_card
-from tumor_ai.cli import prog
 from tumor_ai.models import METADATA_FILE, ModelMetadata
 from tumor_ai.mri_check import STATISTICS_SIZE, MriCheck, image_statistics, probe_features
 
@@ -252,9 +251,10 @@ def describe(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.fit_mri_check"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.fit_mri_check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="local model folder written by training.train")
     parser.add_argument("--data", required=True, help="the dataset it was trained on (<class>/ folders)")

@@ -47,7 +47,6 @@ from training.localisation import (
     relevance_mass,
 )
 from tumor_ai.cam import CAM_METHODS, cam_function, method_name
-from tumor_ai.cli import prog
 from tumor_ai.erase import fill_region
 from tumor_ai.explain import place_in_frame, upsample
 from tumor_ai.preprocessing import channels
@@ -60,9 +59,9 @@ FINER_LAYERS = 1  # stage outputs finer than the metadata's layer to try
 SEED = 0
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.localise"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.localise", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--model", required=True, help="model folder (a split run, whose validation images are held out)")
     parser.add_argument("--data", required=True, help="folder with one sub-folder of images per class")
@@ -557,8 +556,9 @@ def write_into(folder: str | Path, block: dict, method: str, layer: str, carried
     write_model_card(folder)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
     from tumor_ai.models import ModelSourceError
 
     started = time.perf_counter()

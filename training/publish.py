@@ -21,16 +21,15 @@ import argparse
 import sys
 from pathlib import Path
 
-from tumor_ai.cli import prog
 from tumor_ai.hub import HubError, push_model
 from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError
 from tumor_ai.sources import models_dir
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     """Either --space (both models and the app) or --model with --repo (one model)."""
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.publish"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m training.publish", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--space", help="Space id, USER/NAME: push both models, then the app that serves them")
     parser.add_argument("--models", help="with --space: the folder holding cnn/ and vgg16/ (default: models/)")
@@ -83,8 +82,9 @@ def publish_model(args: argparse.Namespace) -> None:
     print(f"load it with: python app.py --{architecture} hf://{args.repo}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
     try:
         if args.space:
             publish_space(args)

@@ -7,14 +7,20 @@ Every copy and neighbouring slice of a validation image stays out of training (s
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from training.duplicates import find_duplicate_pairs, group_ids
 
-if TYPE_CHECKING:
-    from training.data import FolderDataset
+
+class Splittable(Protocol):
+    """What a split reads of a dataset (``training.data.FolderDataset`` has it), so neither module imports the other."""
+
+    paths: list[str]
+    targets: np.ndarray
+    signatures: dict[str, np.ndarray]
+    sha256: list[str]
 
 
 def group_split(
@@ -44,7 +50,7 @@ def group_split(
 
 
 def split_dataset(
-    dataset: FolderDataset, validation_fraction: float = 0.2, seed: int = 0
+    dataset: Splittable, validation_fraction: float = 0.2, seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group the dataset's copies and split by group: ``(train_idx, validation_idx, group_ids)``."""
     pairs = find_duplicate_pairs(dataset.signatures, dataset.sha256)

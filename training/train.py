@@ -38,7 +38,6 @@ from training import engine
 from training.data import load_folder
 from training.metrics import apply_temperature, classification_report, fit_temperature, plot_confusion_matrix
 from training.split import split_dataset
-from tumor_ai.cli import prog
 
 DEFAULTS = {
     "cnn": {
@@ -93,9 +92,9 @@ RECIPE_KEYS = (
 )
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=prog("python -m training.train"),
+        prog=prog or "python -m training.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -416,8 +415,9 @@ def write_model_folder(
     write_model_card(out)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
     import keras
 
     from tumor_ai.models import without_optimizer

@@ -33,16 +33,10 @@ COMMANDS = {
 }
 TRAINING_EXTRAS = "pip install 'tumor-ai[train]'"
 EXTRA_MODULES = ("matplotlib", "sklearn", "skimage")  # what [train] adds; publish needs none of them
-_running: str | None = None  # "tumor-ai train" while a subcommand runs, for its --help
-
-
-def prog(default: str) -> str:
-    """The name a command's ``--help`` shows: ``tumor-ai train`` under this entry point, else ``default``."""
-    return _running or default
 
 
 def main(argv: list[str] | None = None) -> None:
-    global _running
+    """Run one subcommand's ``main`` with its arguments, named ``tumor-ai COMMAND`` in its ``--help``."""
     parser = argparse.ArgumentParser(
         prog="tumor-ai",
         description=__doc__,
@@ -60,11 +54,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"error: tumor-ai {args.command} needs the training extras ({', '.join(missing)}): {TRAINING_EXTRAS}"
             )
     module = importlib.import_module(module_name)
-    _running = f"tumor-ai {args.command}"
-    try:
-        module.main(args.arguments)
-    finally:
-        _running = None
+    module.main(args.arguments, prog=f"tumor-ai {args.command}")  # the module never imports this one
 
 
 if __name__ == "__main__":

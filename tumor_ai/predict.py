@@ -26,13 +26,13 @@ import os
 import sys
 from pathlib import Path
 
-from tumor_ai.cli import prog
 from tumor_ai.safe_text import csv_row, from_csv_cell
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     parser = argparse.ArgumentParser(
-        prog=prog("python -m tumor_ai.predict"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m tumor_ai.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or .zip archives")
     parser.add_argument("--model", choices=["cnn", "vgg16", "both"], default="both", help="which model(s) to run (default both)")

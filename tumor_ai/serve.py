@@ -18,16 +18,15 @@ import os
 import socket
 import warnings
 
-from tumor_ai.cli import prog
 from tumor_ai.workspace import CACHE_SWEEP
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog=prog("python app.py"), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
         "--host",
@@ -113,8 +112,9 @@ def port_problem(host: str, port: int) -> str | None:
     return None
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     problem = port_problem(args.host, args.port)
     if problem:
