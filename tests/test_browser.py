@@ -339,6 +339,8 @@ def _distinct_slices(folder: Path, count: int, example_paths) -> list[str]:
 def test_stop_ends_a_batch_and_keeps_what_is_done(page, app_log, tmp_path, example_paths):
     _tab(page, "Batch")
     _clear_batch(page)
+    page.locator("#batch-stop").click()
+    page.locator("#batch-status").get_by_text("No batch is running").wait_for()  # Stop with nothing to stop
     _upload(page, "batch-files", _distinct_slices(tmp_path / "forty", 40, example_paths))
     page.locator("#batch-files").get_by_text("slice_39", exact=True).wait_for(state="attached")
     chunks = app_log.read_text().count("batch: ")

@@ -62,6 +62,7 @@ HIDE_LESSON = (
     "A model that keeps its answer with the lesion hidden is not reading the lesion: it is reading something else in "
     "the slice. The region was filled smoothly from its surroundings, the same fill the published tumour-erased test uses."
 )
+NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
 BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory

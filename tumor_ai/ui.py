@@ -416,11 +416,20 @@ def build_app(
                 queue=False,
             )
             batch = page_only(partial(handlers.batch, predictors))
-            b_run = b_button.click(lambda: "", None, b_status, api_visibility="private", queue=False).then(
+            b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
+            b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
                 batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
             )
+            b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
             # Stop ends the batch between two groups of files; the table and CSV keep what is done.
-            b_stop.click(lambda: handlers.BATCH_STOPPED, None, b_status, cancels=[b_run], api_visibility="private", queue=False)
+            b_stop.click(
+                lambda running: (handlers.BATCH_STOPPED if running else handlers.NO_BATCH_RUNNING, False),
+                b_running,
+                [b_status, b_running],
+                cancels=[b_run],
+                api_visibility="private",
+                queue=False,
+            )
             _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
         toolbox = Toolbox(predictors)
         _assistant_tab(toolbox, brain or Router(), session_state)
