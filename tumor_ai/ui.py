@@ -241,11 +241,7 @@ def build_app(
     ``fallback_reasons`` (name -> why its Hub source failed) puts a banner over the page; ``brain``
     answers in the Assistant tab (the deterministic ``Router`` unless a language model is given).
     """
-    names = list(predictors)
-    default = names[-1]
-    labels = predictors[default].labels
     sources = sources or {name: predictor.source for name, predictor in predictors.items()}
-    evidence_choices = [("Its answer", handlers.TOP_CLASS)] + [(display_name(label), label) for label in labels]
 
     def session_state():
         return gr.State(None, time_to_live=session_seconds)
@@ -268,183 +264,210 @@ def build_app(
                 "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
                 elem_id="no-mri-check-banner",
             )
-        with gr.Tab("Predict", id="predict"):
-            p_slice, p_explained = session_state(), session_state()
-            with gr.Row():
-                with gr.Column(scale=1):
-                    p_image, p_other = _slice_input("MRI slice", "predict-image")
-                    p_model = gr.Radio(
-                        [(f"{predictors[name].metadata.title or name} ({name})", name) for name in names],
-                        value=default,
-                        label="Model",
-                        elem_id="predict-model",
-                    )
-                    p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
-                    p_opacity = gr.Slider(
-                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity"
-                    )
-                    p_evidence = gr.Radio(
-                        evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
-                    )
-                    if EXAMPLES:
-                        gr.Examples(
-                            [[str(path)] for path in EXAMPLES],
-                            inputs=[p_image],
-                            label="Examples (CC0; from the validation split: neither model trained on them)",
-                        )
-                with gr.Column(scale=2, elem_id="predict-answer"):
-                    p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
-                    with gr.Row():
-                        p_overlay = gr.Image(
-                            label="Evidence overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
-                        )
-                        p_heatmap = gr.Image(label="Evidence heatmap", type="numpy", format="png", interactive=False)
-                    gr.Markdown(CAM_CAVEAT)
-                    p_reading = gr.Markdown(elem_id="predict-reading")
-                    with gr.Accordion("Details (JSON, as the API returns it)", open=False):
-                        p_details = gr.JSON()
-                    p_hide = _hide_block("predict")
-            p_results = [p_label, p_overlay, p_heatmap]
-            _wire_slice(p_image, p_other, p_slice, p_reading, [*p_results, p_details, p_explained, *p_hide.cleared])
-            p_done = p_button.click(
-                page_only(partial(handlers.predict, predictors)),
-                [p_image, p_model, p_opacity, p_evidence, p_slice],
-                [*p_results, p_reading, p_details, p_slice, p_explained],
-                api_name="predict",
-                preprocess=False,
-                concurrency_id="model",
-                concurrency_limit=MODEL_CONCURRENCY,
-                show_progress_on=[p_label],  # one spinner (or one error badge), not one per pane
-            )
-            _show_answer(p_done, "predict-answer")
-            _wire_hide(predictors, p_hide, p_slice, p_done)
-            _on_change(p_model, handlers.model_switched, [p_explained, p_model], [*p_results, p_reading, p_details, p_explained])
-            for control in (p_opacity, p_evidence):
-                _on_change(
-                    control,
-                    partial(handlers.redraw, predictors),
-                    [p_explained, p_opacity, p_evidence],
-                    [p_overlay, p_heatmap, p_reading, p_explained],
-                )
-        with gr.Tab("Compare", id="compare"):
-            c_slice, c_explained = session_state(), session_state()
-            with gr.Row():
-                with gr.Column(scale=1):
-                    c_image, c_other = _slice_input("MRI slice", "compare-image")
-                    c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-                    c_opacity = gr.Slider(
-                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity"
-                    )
-                    if EXAMPLES:
-                        gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
-                with gr.Column(scale=2, elem_id="compare-answer"):
-                    c_summary = gr.Markdown(elem_id="compare-summary")
-                    c_outputs, c_overlays = [], []
-                    with gr.Row():
-                        for name in names:
-                            with gr.Column(scale=1):
-                                c_outputs.append(gr.Label(num_top_classes=len(labels), label=f"{name} confidence"))
-                                c_overlays.append(
-                                    gr.Image(
-                                        label=f"{name}: {_map_name(predictors[name])}",
-                                        type="numpy",
-                                        format="png",
-                                        interactive=False,
-                                        elem_id=f"compare-{name}",
-                                    )
-                                )
-                                c_outputs.append(c_overlays[-1])
-                    gr.Markdown(CAM_CAVEAT)
-                    c_hide = _hide_block("compare")
-            _wire_slice(c_image, c_other, c_slice, c_summary, [*c_outputs, c_explained, *c_hide.cleared])
-            c_done = c_button.click(
-                page_only(partial(handlers.compare, predictors)),
-                [c_image, c_opacity, c_slice],
-                [*c_outputs, c_summary, c_slice, c_explained],
-                api_name="compare",
-                preprocess=False,
-                concurrency_id="model",
-                concurrency_limit=MODEL_CONCURRENCY,
-                show_progress_on=[c_summary],
-            )
-            _show_answer(c_done, "compare-answer")
-            _wire_hide(predictors, c_hide, c_slice, c_done)
-            _on_change(c_opacity, partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays)
-        with gr.Tab("Batch", id="batch"):
-            b_entries = session_state()
-            with gr.Row():
-                with gr.Column(scale=1):
-                    b_files = gr.File(
-                        label="Images or a .zip of images",
-                        file_count="multiple",
-                        file_types=BATCH_TYPES,
-                        type="filepath",
-                        height=260,  # a long list scrolls instead of pushing the buttons off the page
-                        elem_id="batch-files",
-                    )
-                    with gr.Row():
-                        b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
-                        b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
-                    b_opacity = gr.Slider(
-                        0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
-                    )
-                    if EXAMPLES:
-                        gr.Examples(
-                            [[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)"
-                        )
-                    gr.Markdown(BATCH_HELP)
-                    b_csv = gr.File(label="Results (CSV: every class's probability, full precision)", elem_id="batch-csv")
-                with gr.Column(scale=2):
-                    b_status = gr.Markdown(elem_id="batch-status")
-                    b_summary = gr.Markdown(elem_id="batch-summary")
-                    empty_table = handlers.table_frame([], names)
-                    b_table = gr.Dataframe(
-                        empty_table,
-                        label="Results (calibrated confidence)",
-                        wrap=True,
-                        column_widths=_batch_widths(list(empty_table.columns), names),  # on a phone too, every model shows
-                        elem_id="batch-table",
-                    )
-                    b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
-                    gr.Markdown(CAM_CAVEAT)
-            b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
-            b_files.change(
-                lambda: ("", "", empty_table, None, None, None),
-                None,
-                [b_status, *b_outputs],
-                api_visibility="private",
-                queue=False,
-            )
-            batch = page_only(partial(handlers.batch, predictors))
-            b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
-            b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
-                batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
-            )
-            b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
-            # Stop ends the batch between two groups of files; the table and CSV keep what is done.
-            b_stop.click(
-                lambda running: (handlers.BATCH_STOPPED if running else handlers.NO_BATCH_RUNNING, False),
-                b_running,
-                [b_status, b_running],
-                cancels=[b_run],
-                api_visibility="private",
-                queue=False,
-            )
-            _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+        _predict_tab(predictors, session_state)
+        _compare_tab(predictors, session_state)
+        _batch_tab(predictors, session_state)
         toolbox = Toolbox(predictors)
         _assistant_tab(toolbox, brain or Router(), session_state)
-        with gr.Tab("About", id="about", elem_id="about-tab"):
-            gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
-            gr.Markdown(maps_text(predictors), elem_id="about-maps")
-            for name in [default, *[n for n in names if n != default]]:
-                predictor = predictors[name]
-                with gr.Accordion(f"Model card: {name}", open=name == default):
-                    gr.Markdown(model_card(predictor.metadata, standalone=False))
-                    matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
-                    if matrix.exists():
-                        gr.Image(str(matrix), label=f"{name}: confusion matrix on the validation split", interactive=False)
+        _about_tab(predictors, serving, cache_sweep, session_seconds)
         register_tools(toolbox)  # after the last tab: a block between tabs would start a second tab bar
     return app
+
+
+def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
+    """One slice through the model of your choice: confidences, the Grad-CAM overlay and heatmap, a reading."""
+    names = list(predictors)
+    default = names[-1]
+    labels = predictors[default].labels
+    evidence_choices = [("Its answer", handlers.TOP_CLASS)] + [(display_name(label), label) for label in labels]
+    with gr.Tab("Predict", id="predict"):
+        p_slice, p_explained = session_state(), session_state()
+        with gr.Row():
+            with gr.Column(scale=1):
+                p_image, p_other = _slice_input("MRI slice", "predict-image")
+                p_model = gr.Radio(
+                    [(f"{predictors[name].metadata.title or name} ({name})", name) for name in names],
+                    value=default,
+                    label="Model",
+                    elem_id="predict-model",
+                )
+                p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
+                p_opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity"
+                )
+                p_evidence = gr.Radio(
+                    evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
+                )
+                if EXAMPLES:
+                    gr.Examples(
+                        [[str(path)] for path in EXAMPLES],
+                        inputs=[p_image],
+                        label="Examples (CC0; from the validation split: neither model trained on them)",
+                    )
+            with gr.Column(scale=2, elem_id="predict-answer"):
+                p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
+                with gr.Row():
+                    p_overlay = gr.Image(
+                        label="Evidence overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
+                    )
+                    p_heatmap = gr.Image(label="Evidence heatmap", type="numpy", format="png", interactive=False)
+                gr.Markdown(CAM_CAVEAT)
+                p_reading = gr.Markdown(elem_id="predict-reading")
+                with gr.Accordion("Details (JSON, as the API returns it)", open=False):
+                    p_details = gr.JSON()
+                p_hide = _hide_block("predict")
+        p_results = [p_label, p_overlay, p_heatmap]
+        _wire_slice(p_image, p_other, p_slice, p_reading, [*p_results, p_details, p_explained, *p_hide.cleared])
+        p_done = p_button.click(
+            page_only(partial(handlers.predict, predictors)),
+            [p_image, p_model, p_opacity, p_evidence, p_slice],
+            [*p_results, p_reading, p_details, p_slice, p_explained],
+            api_name="predict",
+            preprocess=False,
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+            show_progress_on=[p_label],  # one spinner (or one error badge), not one per pane
+        )
+        _show_answer(p_done, "predict-answer")
+        _wire_hide(predictors, p_hide, p_slice, p_done)
+        _on_change(p_model, handlers.model_switched, [p_explained, p_model], [*p_results, p_reading, p_details, p_explained])
+        for control in (p_opacity, p_evidence):
+            _on_change(
+                control,
+                partial(handlers.redraw, predictors),
+                [p_explained, p_opacity, p_evidence],
+                [p_overlay, p_heatmap, p_reading, p_explained],
+            )
+
+
+def _compare_tab(predictors: dict[str, Predictor], session_state) -> None:
+    """One slice through every model side by side, with the verdict that matters."""
+    names = list(predictors)
+    labels = predictors[names[-1]].labels
+    with gr.Tab("Compare", id="compare"):
+        c_slice, c_explained = session_state(), session_state()
+        with gr.Row():
+            with gr.Column(scale=1):
+                c_image, c_other = _slice_input("MRI slice", "compare-image")
+                c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                c_opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity"
+                )
+                if EXAMPLES:
+                    gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
+            with gr.Column(scale=2, elem_id="compare-answer"):
+                c_summary = gr.Markdown(elem_id="compare-summary")
+                c_outputs, c_overlays = [], []
+                with gr.Row():
+                    for name in names:
+                        with gr.Column(scale=1):
+                            c_outputs.append(gr.Label(num_top_classes=len(labels), label=f"{name} confidence"))
+                            c_overlays.append(
+                                gr.Image(
+                                    label=f"{name}: {_map_name(predictors[name])}",
+                                    type="numpy",
+                                    format="png",
+                                    interactive=False,
+                                    elem_id=f"compare-{name}",
+                                )
+                            )
+                            c_outputs.append(c_overlays[-1])
+                gr.Markdown(CAM_CAVEAT)
+                c_hide = _hide_block("compare")
+        _wire_slice(c_image, c_other, c_slice, c_summary, [*c_outputs, c_explained, *c_hide.cleared])
+        c_done = c_button.click(
+            page_only(partial(handlers.compare, predictors)),
+            [c_image, c_opacity, c_slice],
+            [*c_outputs, c_summary, c_slice, c_explained],
+            api_name="compare",
+            preprocess=False,
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+            show_progress_on=[c_summary],
+        )
+        _show_answer(c_done, "compare-answer")
+        _wire_hide(predictors, c_hide, c_slice, c_done)
+        _on_change(c_opacity, partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays)
+
+
+def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
+    """Many files or a zip: the table, overlays and CSV fill in as it runs; Stop keeps what is done."""
+    names = list(predictors)
+    with gr.Tab("Batch", id="batch"):
+        b_entries = session_state()
+        with gr.Row():
+            with gr.Column(scale=1):
+                b_files = gr.File(
+                    label="Images or a .zip of images",
+                    file_count="multiple",
+                    file_types=BATCH_TYPES,
+                    type="filepath",
+                    height=260,  # a long list scrolls instead of pushing the buttons off the page
+                    elem_id="batch-files",
+                )
+                with gr.Row():
+                    b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
+                    b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
+                b_opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
+                )
+                if EXAMPLES:
+                    gr.Examples([[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)")
+                gr.Markdown(BATCH_HELP)
+                b_csv = gr.File(label="Results (CSV: every class's probability, full precision)", elem_id="batch-csv")
+            with gr.Column(scale=2):
+                b_status = gr.Markdown(elem_id="batch-status")
+                b_summary = gr.Markdown(elem_id="batch-summary")
+                empty_table = handlers.table_frame([], names)
+                b_table = gr.Dataframe(
+                    empty_table,
+                    label="Results (calibrated confidence)",
+                    wrap=True,
+                    column_widths=_batch_widths(list(empty_table.columns), names),  # on a phone too, every model shows
+                    elem_id="batch-table",
+                )
+                b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
+                gr.Markdown(CAM_CAVEAT)
+        b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
+        b_files.change(
+            lambda: ("", "", empty_table, None, None, None),
+            None,
+            [b_status, *b_outputs],
+            api_visibility="private",
+            queue=False,
+        )
+        batch = page_only(partial(handlers.batch, predictors))
+        b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
+        b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
+            batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
+        )
+        b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
+        # Stop ends the batch between two groups of files; the table and CSV keep what is done.
+        b_stop.click(
+            lambda running: (handlers.BATCH_STOPPED if running else handlers.NO_BATCH_RUNNING, False),
+            b_running,
+            [b_status, b_running],
+            cancels=[b_run],
+            api_visibility="private",
+            queue=False,
+        )
+        _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+
+
+def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tuple[int, int], session_seconds: int) -> None:
+    """What the app keeps, which models serve, whether the maps can be trusted, and each model card."""
+    names = list(predictors)
+    default = names[-1]
+    with gr.Tab("About", id="about", elem_id="about-tab"):
+        gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
+        gr.Markdown(maps_text(predictors), elem_id="about-maps")
+        for name in [default, *[n for n in names if n != default]]:
+            predictor = predictors[name]
+            with gr.Accordion(f"Model card: {name}", open=name == default):
+                gr.Markdown(model_card(predictor.metadata, standalone=False))
+                matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
+                if matrix.exists():
+                    gr.Image(str(matrix), label=f"{name}: confusion matrix on the validation split", interactive=False)
 
 
 def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:
