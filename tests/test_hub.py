@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_http
+from helpers import free_port, git_commit, start_olah, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,17 +31,6 @@ print("RESULT " + json.dumps(result))
 """
 
 
-def _git(folder: Path, *args: str) -> None:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@t",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@t",
-    }
-    subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, env=env)
-
-
 @pytest.fixture(scope="module")
 def hub(slot_models, tmp_path_factory):
     """olah on a free port serving tester/tumor-ai-{cnn,vgg16} from git mirrors (branch main)."""
@@ -52,18 +41,8 @@ def hub(slot_models, tmp_path_factory):
         repo = base / "mirrors" / "models" / "tester" / f"tumor-ai-{name}"
         repo.mkdir(parents=True)
         stage_repository(folder, repo, f"tester/tumor-ai-{name}")
-        _git(repo, "init", "-q", "-b", "main")
-        _git(repo, "add", "-A")
-        _git(repo, "commit", "-qm", "publish")
-    port = free_port()
-    config = base / "olah.toml"
-    config.write_text(
-        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{base / "repos"}"\n'
-        f'mirrors-path = ["{base / "mirrors"}"]\n[accessibility]\noffline = true\n'
-    )
-    olah = Path(sys.executable).with_name("olah-cli")
-    process = subprocess.Popen([str(olah), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=base)
-    endpoint = f"http://127.0.0.1:{port}"
+        git_commit(repo)
+    process, endpoint = start_olah(base)
     try:
         wait_for_http(f"{endpoint}/api/models/tester/tumor-ai-cnn/revision/main", process, timeout=60)
     except RuntimeError:

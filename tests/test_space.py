@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import free_port, wait_for_http
+from helpers import git_commit, start_olah, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 REPOS = ["tester/tumor-ai-cnn", "tester/tumor-ai-vgg16"]
@@ -100,26 +100,11 @@ def models(slot_models, tmp_path) -> Path:
     return tmp_path / "models"
 
 
-def _git_commit(folder: Path) -> None:
-    names = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    env = {**os.environ, **names}
-    for args in (["init", "-q", "-b", "main"], ["add", "-A"], ["commit", "-qm", "publish"]):
-        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True, env=env)
-
-
 def _serve_with_olah(hub: FakeHub, base: Path) -> tuple[subprocess.Popen, str]:
     """olah on a free port, offline, serving the pushed model repos from git mirrors."""
     for repo in REPOS:
-        _git_commit(hub.write(("model", repo), base / "mirrors" / "models" / repo))
-    port = free_port()
-    config = base / "olah.toml"
-    config.write_text(
-        f'[basic]\nhost = "127.0.0.1"\nport = {port}\nrepos-path = "{base / "repos"}"\n'
-        f'mirrors-path = ["{base / "mirrors"}"]\n[accessibility]\noffline = true\n'
-    )
-    olah = Path(sys.executable).with_name("olah-cli")
-    process = subprocess.Popen([str(olah), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=base)
-    return process, f"http://127.0.0.1:{port}"
+        git_commit(hub.write(("model", repo), base / "mirrors" / "models" / repo))
+    return start_olah(base)
 
 
 def _load_on_the_space(hub: FakeHub, deployed: Path, tmp_path: Path) -> dict:
