@@ -154,6 +154,45 @@ def test_two_clients_sending_the_same_bytes_at_once_are_both_answered(app_url, e
     assert len(answers) == 12 and {details["label"] for details in answers} == {answers[0]["label"]}
 
 
+@pytest.fixture(scope="module")
+def three_predictors(slot_predictors, slot_models):
+    """The two slot models and a third served from the cnn slot's folder under its own name and title.
+
+    Loading a folder again is what serving a third model costs the app; the app must assume nothing about two.
+    """
+    from tumor_ai.inference import Predictor
+
+    third = Predictor.from_source(slot_models["cnn"], precision="float32")
+    third.metadata.title = "Third model"
+    return {**slot_predictors, "third": third}
+
+
+def test_three_models_get_a_column_each_in_compare_predict_and_batch(three_predictors, example_paths):
+    from tumor_ai.ui import build_app
+
+    names = list(three_predictors)
+    app = build_app(three_predictors)
+    labels = [props.get("label") for props in (component.get("props", {}) for component in app.config["components"])]
+    assert "Third model (third): confidence" in labels, "each Compare column is titled from its model's metadata"
+    app.queue()
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        *columns, summary = client.predict(handle_file(str(example_paths["glioma"])), 0.4, api_name="/compare")
+        assert len(columns) == 6 and all(label["label"] for label in columns[0::2]) and all(columns[1::2])
+        assert summary.startswith(("**All three", "**The models disagree")), summary
+        assert all(f"| {name} |" in summary for name in names)
+        details = client.predict(handle_file(str(example_paths["notumor"])), "third", 0.5, "top", api_name="/predict")[-1]
+        assert details["model"] == "third"
+        files = [handle_file(str(example_paths[label])) for label in ("glioma", "pituitary")]
+        batch_summary, table, gallery, _ = client.predict(files, 0.4, api_name="/batch")
+        assert table["headers"] == ["file", *names, "agree", "note"] and len(gallery) == 2 * 3
+        assert all(f"{name}: " in batch_summary for name in names)
+    finally:
+        app.close()
+
+
 def test_what_the_about_tab_promises_holds(slot_predictors, example_paths):
     """Uploads and drawn pictures leave the cache on the sweep, session state expires, all as the About tab says."""
     import time

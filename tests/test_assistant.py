@@ -85,14 +85,16 @@ def test_answers_about_a_slice_come_from_the_tools_and_keep_the_disclaimer(toolb
 
 
 def test_figures_are_the_metadata_s_own(toolbox, monkeypatch):
+    from tumor_ai.models import ClassScores, Metrics, Scores
+
     for predictor in toolbox.predictors.values():
         monkeypatch.setattr(
             predictor.metadata,
             "metrics",
-            {
-                "validation": {"images": 40, "accuracy": 0.875, "macro_f1": 0.861},
-                "validation_per_class": {"meningioma": {"precision": 0.9, "recall": 0.8125, "f1": 0.85, "support": 16}},
-            },
+            Metrics(
+                Scores(images=40, accuracy=0.875, macro_f1=0.861, ece=0.05, nll=0.4),
+                {"meningioma": ClassScores(precision=0.9, recall=0.8125, f1=0.85, support=16)},
+            ),
         )
     text = Router().answer(toolbox, Conversation(), "how good is the cnn on meningioma?").reply
     assert "accuracy 87.5%" in text and "macro-F1 86.1%" in text and "recall 81.2% (of 16 slices)" in text

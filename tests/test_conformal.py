@@ -90,7 +90,7 @@ def test_the_fitted_block_reaches_the_card_the_reading_the_api_and_the_csv(slot_
     assert "## Prediction sets" in card and "| 95% |" in card and "Reproduce" not in card
     state = None
     outputs = handlers.predict(slot_predictors, str(example_paths["glioma"]), "cnn", 0.5, "top", state)
-    text, details = outputs[3], outputs[4]
+    text, details = outputs.reading, outputs.details
     assert "Plausible at 95%" in text and "cannot tell" in text
     assert details["prediction_set"]["level"] == 0.95 and len(details["prediction_set"]["labels"]) == 4
     rows = list(stream_rows({"cnn": predictor}, [example_paths["glioma"]]))
@@ -111,4 +111,4 @@ def test_a_picture_the_mri_check_refuses_gets_no_set(slot_predictors, example_pa
     prediction = predictor.predict([np.zeros((64, 64, 3), np.uint8)])[0]
     assert not prediction.is_mri and prediction.plausible is None
     outputs = handlers.predict(slot_predictors, str(example_paths["glioma"]), "cnn", 0.5, "top", None)
-    assert outputs[4]["prediction_set"] is None and "Plausible" not in outputs[3]
+    assert outputs.details["prediction_set"] is None and "Plausible" not in outputs.reading

@@ -165,9 +165,9 @@ def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_
     metadata = ModelMetadata.read(shipped)  # real localisation figures
     metadata.training = {**metadata.training, "arguments": arguments}
     metadata.preprocessing = "luminance"
-    found, validation = metadata.localisation, metadata.metrics["validation"]
+    found, validation = metadata.localisation, metadata.metrics.validation
     card = model_card(metadata)
-    row = next(line for line in card.splitlines() if line.startswith(f"| {validation['accuracy']:.4f} |"))
+    row = next(line for line in card.splitlines() if line.startswith(f"| {validation.accuracy:.4f} |"))
     pointing, kept = found["pointing_game"]["value"], found["erased"]["tumour_kept"]["value"]
     assert row.endswith(f"| {pointing:.0%} | {kept:.0%} |"), "where it looks sits beside accuracy"
     assert "## Trained to need the tumour" in card and "one channel of luminance" in card
@@ -193,7 +193,7 @@ def test_cues_report_what_the_network_input_still_gives_away(dataset_dir, tmp_pa
 def test_each_architecture_takes_only_its_own_preprocessing(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_main(["--model", "vgg16", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--preprocessing", "luminance"])
-    assert "--model vgg16 takes ['vgg16', 'vgg16_luminance']" in capsys.readouterr().err
+    assert "--model vgg16 takes vgg16, vgg16_luminance" in capsys.readouterr().err
 
 
 def test_vgg16_luminance_is_grey_rgb_with_the_level_fixed():

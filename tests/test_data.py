@@ -91,3 +91,33 @@ def test_copy_groups_from_scipy_match_a_union_find_and_number_by_first_member():
         parent[max(a, b)] = min(a, b)
     expected = np.unique([find(i) for i in range(60)], return_inverse=True)[1]
     np.testing.assert_array_equal(group_ids(60, pairs), expected)
+
+
+def write_raw_png(path, value: int) -> None:
+    """An uncompressed PNG: its byte size depends on its shape only, so other pixels keep the same size."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((40, 40), value, np.uint8)).save(path, compress_level=0)
+
+
+def test_the_decode_cache_is_keyed_by_content(tmp_path):
+    """The same files in a renamed folder hit the cache; an edit that keeps the byte size misses it."""
+    import shutil
+
+    first = tmp_path / "data"
+    for label, value in (("a", 40), ("b", 90)):
+        write_raw_png(first / label / "one.png", value)
+    cache = tmp_path / "cache"
+    load_folder(first, sizes=[(8, 8)], cache_dir=cache)
+    renamed = tmp_path / "data-moved"
+    shutil.move(first, renamed)
+    again = load_folder(renamed, sizes=[(8, 8)], cache_dir=cache)
+    assert len(list(cache.iterdir())) == 1, "the same bytes under a new folder name hit the cache"
+    assert again.root == renamed and again.paths == ["a/one.png", "b/one.png"]
+    size = (renamed / "b" / "one.png").stat().st_size
+    write_raw_png(renamed / "b" / "one.png", 200)
+    assert (renamed / "b" / "one.png").stat().st_size == size
+    edited = load_folder(renamed, sizes=[(8, 8)], cache_dir=cache)
+    assert len(list(cache.iterdir())) == 2, "changed bytes of the same size miss it"
+    assert edited.images[(8, 8)][1].min() == 200 and again.images[(8, 8)][1].max() == 90

@@ -45,37 +45,37 @@ def test_same_upload_runs_again_from_the_session_even_when_its_file_is_gone(slot
     upload = tmp_path / "slice.jpg"
     upload.write_bytes(example_paths["glioma"].read_bytes())
     first = handlers.predict(slot_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
-    state = first[5]
+    state = first.slice
     upload.unlink()  # e.g. the cache sweep, or another session's copy of the same bytes
     second = handlers.predict(slot_predictors, _payload(upload), "vgg16", 0.5, handlers.TOP_CLASS, state)
-    assert first[4]["model"] == "cnn" and second[4]["model"] == "vgg16" and second[5] is state
+    assert first.details["model"] == "cnn" and second.details["model"] == "vgg16" and second.slice is state
     with pytest.raises(gr.Error, match="expired"):  # a new session has no copy: it is told what to do
         handlers.predict(slot_predictors, _payload(upload), "cnn", 0.5, handlers.TOP_CLASS, None)
 
 
 def test_opacity_redraws_without_a_model_call(slot_predictors, example_paths, no_model_calls):
     outputs = handlers.predict(slot_predictors, _payload(example_paths["meningioma"]), "cnn", 0.2, handlers.TOP_CLASS, None)
-    explained = outputs[6]
+    explained = outputs.explained
     no_model_calls()
-    faint, _, text, same = handlers.redraw(slot_predictors, explained, 0.2, handlers.TOP_CLASS)
-    strong, _, _, _ = handlers.redraw(slot_predictors, explained, 0.9, handlers.TOP_CLASS)
-    assert faint == outputs[1]  # the same picture Predict drew, the same cached file
-    assert same is explained and not np.array_equal(_pixels(faint), _pixels(strong))
-    assert "reads this slice as" in text
+    faint = handlers.redraw(slot_predictors, explained, 0.2, handlers.TOP_CLASS)
+    strong = handlers.redraw(slot_predictors, explained, 0.9, handlers.TOP_CLASS)
+    assert faint.overlay == outputs.overlay  # the same picture Predict drew, the same cached file
+    assert faint.explained is explained and not np.array_equal(_pixels(faint.overlay), _pixels(strong.overlay))
+    assert "reads this slice as" in faint.reading
 
 
 def test_evidence_for_another_class_costs_one_model_call_then_none(slot_predictors, example_paths, monkeypatch):
     outputs = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
-    explained = outputs[6]
+    explained = outputs.explained
     other = next(label for label in slot_predictors["cnn"].labels if label != explained.prediction.label)
     calls = []
     original = slot_predictors["cnn"].explain
     monkeypatch.setattr(slot_predictors["cnn"], "explain", lambda *args: calls.append(args) or original(*args))
-    picture, _, text, _ = handlers.redraw(slot_predictors, explained, 0.5, other)
-    again, _, _, _ = handlers.redraw(slot_predictors, explained, 0.5, other)
-    assert len(calls) == 1 and "instead" in text and "not the model's answer" in text
-    assert picture == again
-    assert not np.array_equal(_pixels(picture), _pixels(outputs[1]))
+    shown = handlers.redraw(slot_predictors, explained, 0.5, other)
+    again = handlers.redraw(slot_predictors, explained, 0.5, other)
+    assert len(calls) == 1 and "instead" in shown.reading and "not the model's answer" in shown.reading
+    assert shown.overlay == again.overlay
+    assert not np.array_equal(_pixels(shown.overlay), _pixels(outputs.overlay))
 
 
 def test_redraw_before_any_prediction_changes_nothing(slot_predictors):
@@ -85,18 +85,18 @@ def test_redraw_before_any_prediction_changes_nothing(slot_predictors):
 def test_a_new_bad_upload_clears_the_old_results_and_says_why(example_paths, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    shown, state, message, *cleared = handlers.new_slice(_payload(bad), None, cleared=5)
-    assert shown is None, "no broken picture stays in the input"
-    assert state.image is None and "text file" in message and cleared == [None] * 5
+    refused = handlers.new_slice(_payload(bad), None)
+    assert refused.picture is None, "no broken picture stays in the input"
+    assert refused.slice.image is None and "text file" in refused.message and refused.cleared is None
     with pytest.raises(gr.Error, match="text file"):  # Predict on it says the same, without reading it again
-        handlers.take_slice(_payload(bad), state)
+        handlers.take_slice(_payload(bad), refused.slice)
     skip = type(gr.skip())
-    shown, after, message, *_ = handlers.new_slice(None, state, cleared=5)  # the input emptied by the line above
-    assert after is None and isinstance(message, skip), "the reason stays where the answer would be"
-    shown, state, message, *cleared = handlers.new_slice(_payload(example_paths["glioma"]), None, cleared=5)
-    assert isinstance(shown, skip) and state.image.pixels.ndim == 3 and message.startswith("Slice loaded")
-    assert cleared == [None] * 5
-    assert handlers.new_slice(None, state, cleared=5)[2] == "", "a good slice removed by hand clears its message"
+    emptied = handlers.new_slice(None, refused.slice)  # the input emptied by the line above
+    assert emptied.slice is None and isinstance(emptied.message, skip), "the reason stays where the answer would be"
+    loaded = handlers.new_slice(_payload(example_paths["glioma"]), None)
+    assert isinstance(loaded.picture, skip) and loaded.slice.image.pixels.ndim == 3 and loaded.message.startswith("Slice loaded")
+    assert loaded.cleared is None
+    assert handlers.new_slice(None, loaded.slice).message == "", "a good slice removed by hand clears its message"
 
 
 def test_a_file_opened_with_the_button_keeps_its_notes_when_shown(tmp_path):
@@ -105,11 +105,12 @@ def test_a_file_opened_with_the_button_keeps_its_notes_when_shown(tmp_path):
     frames = [Image.fromarray(np.full((64, 64), value, np.uint8)) for value in (40, 200)]
     path = tmp_path / "two.tif"
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    shown, state, message, *_ = handlers.open_file(str(path), cleared=2)
-    assert state.key is None and "first frame" in message
-    np.testing.assert_array_equal(_pixels(shown), state.image.pixels)
-    shown = Path(shown)
-    _, adopted, *_ = handlers.new_slice(_payload(shown), state, cleared=2)
+    opened = handlers.open_file(str(path))
+    state = opened.slice
+    assert state.key is None and "first frame" in opened.message
+    np.testing.assert_array_equal(_pixels(opened.picture), state.image.pixels)
+    shown = Path(opened.picture)
+    adopted = handlers.new_slice(_payload(shown), state).slice
     assert adopted is state and state.key == str(shown) and "first frame" in state.image.notes[0]
 
 
@@ -132,37 +133,65 @@ def test_compare_verdict_says_what_matters(cnn, vgg16, expected):
     assert ("disagree" in text) == (cnn[0] != vgg16[0])
 
 
+THREE_VERDICTS = [
+    ([("glioma", 0.97), ("glioma", 0.99), ("glioma", 0.93)], "**All three agree: Glioma** (cnn 97%, vgg16 99%, small 93%)."),
+    ([("glioma", 0.97), ("glioma", 0.55), ("glioma", 0.6)], "**All three read Glioma, but vgg16 and small are unsure**"),
+    ([("glioma", 0.6), ("glioma", 0.55), ("glioma", 0.8)], "**All three read Glioma, with low confidence**"),
+    (
+        [("glioma", 0.97), ("glioma", 0.8), ("meningioma", 0.62)],
+        "**The models disagree**: 2 of 3 say Glioma (cnn 97%, vgg16 80%); small says Meningioma (62%).",
+    ),
+    (
+        [("glioma", 0.97), ("notumor", 0.8), ("meningioma", 0.62)],
+        "**The models disagree**: cnn Glioma (97%), vgg16 No tumour (80%), small Meningioma (62%).",
+    ),
+]
+
+
+@pytest.mark.parametrize("answers,expected", THREE_VERDICTS)
+def test_the_verdict_of_three_models_says_how_they_split(answers, expected):
+    text = handlers.verdict(dict(zip(["cnn", "vgg16", "small"], [_prediction(*answer) for answer in answers])))
+    assert expected in text
+
+
+def test_the_verdict_names_every_model_whose_check_refused_and_one_model_has_nothing_to_compare():
+    refused = _prediction("glioma", 0.9, is_mri=False)
+    text = handlers.verdict({"cnn": refused, "vgg16": refused, "small": _prediction("glioma", 0.9)})
+    assert text.endswith("(the MRI check of cnn and vgg16)")
+    assert handlers.verdict({"a": refused, "b": refused, "c": refused}).endswith("(the MRI check of a, b and c)")
+    alone = handlers.verdict({"cnn": _prediction("glioma", 0.9)})
+    assert alone.startswith("**cnn reads Glioma** (90%).") and "no second reading" in alone
+
+
 def test_compare_slider_recolours_without_a_model_call(slot_predictors, example_paths, no_model_calls):
     outputs = handlers.compare(slot_predictors, _payload(example_paths["pituitary"]), 0.3, None)
-    explained = outputs[-1]
     no_model_calls()
-    faint = handlers.recolour_compare(slot_predictors, explained, 0.3)
-    strong = handlers.recolour_compare(slot_predictors, explained, 1.0)
-    assert faint[0] == outputs[1]
-    assert not np.array_equal(_pixels(faint[0]), _pixels(strong[0]))
+    faint = handlers.recolour_compare(slot_predictors, outputs.explained, 0.3)
+    strong = handlers.recolour_compare(slot_predictors, outputs.explained, 1.0)
+    assert faint["cnn"] == outputs.models["cnn"].overlay
+    assert not np.array_equal(_pixels(faint["cnn"]), _pixels(strong["cnn"]))
 
 
-def _run_batch(predictors, paths) -> list[tuple]:
+def _run_batch(predictors, paths) -> list[handlers.BatchOutputs]:
     """Every yield of the Batch tab's generator (the last is the whole batch)."""
     return list(handlers.batch(predictors, [str(path) for path in paths], 0.5, progress=lambda *a, **k: None))
 
 
 def test_batch_is_readable_and_its_csv_keeps_full_precision(slot_predictors, example_paths, no_model_calls):
-    text, table, pictures, csv_path, entries = _run_batch(slot_predictors, example_paths.values())[-1]
-    assert list(table.columns) == ["file", "cnn", "vgg16", "agree", "note"]
-    assert all(cell.endswith("%") for cell in table["cnn"])
-    assert text.startswith("4 files · 0 refused · cnn: ") and "the models disagree on" in text
-    assert len(pictures) == 8 and all(" · cnn: " in caption or " · vgg16: " in caption for _, caption in pictures)
-    with open(csv_path) as handle:
+    done = _run_batch(slot_predictors, example_paths.values())[-1]
+    assert list(done.table.columns) == ["file", "cnn", "vgg16", "agree", "note"]
+    assert all(cell.endswith("%") for cell in done.table["cnn"])
+    assert done.summary.startswith("4 files · 0 refused · cnn: ") and "the models disagree on" in done.summary
+    assert len(done.gallery) == 8 and all(" · cnn: " in caption or " · vgg16: " in caption for _, caption in done.gallery)
+    with open(done.csv) as handle:
         confidence = handle.read().splitlines()[1].split(",")[2]
     assert len(confidence.split(".")[1]) > 4  # not rounded for display
     no_model_calls()
-    assert len(handlers.recolour_batch(entries, 0.9)) == 8
+    assert len(handlers.recolour_batch(done.entries, 0.9)) == 8
 
 
 def test_batch_csv_carries_every_class_probability_of_each_model(slot_predictors, example_paths):
-    *_, csv_path, _ = _run_batch(slot_predictors, example_paths.values())[-1]
-    with open(csv_path) as handle:
+    with open(_run_batch(slot_predictors, example_paths.values())[-1].csv) as handle:
         rows = list(csv.DictReader(handle))
     labels = slot_predictors["cnn"].labels
     for row in rows:
@@ -180,10 +209,10 @@ def test_batch_fills_in_as_it_goes_and_folds_duplicates_by_content(slot_predicto
     Image.open(example_paths["glioma"]).save(copy)
     paths = [*example_paths.values(), copy, example_paths["glioma"]]
     steps = _run_batch(slot_predictors, paths)
-    assert [len(step[1]) for step in steps] == [2, 4, 4, 4]  # rows after each 2 files, then the whole batch again
-    assert steps[0][0].startswith("**2/6 files so far")
-    text, table, *_ = steps[-1]
-    assert "2 duplicates folded into the first copy's row" in text
+    assert [len(step.table) for step in steps] == [2, 4, 4, 4]  # rows after each 2 files, then the whole batch again
+    assert steps[0].summary.startswith("**2/6 files so far")
+    assert "2 duplicates folded into the first copy's row" in steps[-1].summary
+    table = steps[-1].table
     glioma = table[table["file"] == "glioma.jpg"]["note"].item()
     assert "also uploaded as renamed copy.png" in glioma and glioma.count("also uploaded as") == 2
 
@@ -199,10 +228,11 @@ def test_a_labelled_zip_gets_accuracy_and_a_confusion_matrix(slot_predictors, ex
         mirrored = io.BytesIO()
         Image.open(example_paths["glioma"]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(mirrored, format="PNG")
         handle.writestr("unlabelled.png", mirrored.getvalue())  # a new picture, in no class folder
-    text, table, *_ = _run_batch(slot_predictors, [archive])[-1]
+    done = _run_batch(slot_predictors, [archive])[-1]
+    text = done.summary
     assert "Labelled by folder: 4 of 5 files" in text
     for name in slot_predictors:
-        rows = table[name].tolist()
+        rows = done.table[name].tolist()
         right = sum(cell.startswith(display_name(label)) for cell, label in zip(rows, example_paths))
         assert f"{name}: accuracy {right / 4:.1%} ({right} of 4 readable files)" in text
         assert f"| {name}: folder ↓, read as → |" in text
@@ -289,16 +319,17 @@ def test_a_zip_with_bad_members_gives_a_row_for_each_and_reads_the_rest(slot_pre
 def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
-    image, state, message, *rest = handlers.open_file(str(bad), cleared=2)
+    opened = handlers.open_file(str(bad))
     skip = type(gr.skip())
-    assert isinstance(image, skip) and isinstance(state, skip) and all(isinstance(value, skip) for value in rest)
-    assert message.startswith("**scan\\.dcm\\: "), "the file name is escaped: shown as itself, never markup"
+    assert isinstance(opened.picture, skip) and isinstance(opened.slice, skip) and isinstance(opened.cleared, skip)
+    assert opened.message.startswith("**scan\\.dcm\\: "), "the file name is escaped: shown as itself, never markup"
 
 
 def test_switching_the_model_clears_the_other_models_answer():
     explained = handlers.Explained(model="vgg16", prediction=None, pixels=None, display=None)
     cleared = handlers.model_switched(explained, "cnn")
-    assert cleared[:3] == (None, None, None) and "was the vgg16 model's" in cleared[3] and cleared[5] is None
+    assert (cleared.label, cleared.overlay, cleared.heatmap, cleared.details, cleared.explained) == (None,) * 5
+    assert "was the vgg16 model's" in cleared.reading and isinstance(cleared.slice, type(gr.skip())), "the slice stays"
     kept = handlers.model_switched(explained, "vgg16")
     assert all(isinstance(value, type(gr.skip())) for value in kept), "the same model: nothing changes"
     assert all(isinstance(value, type(gr.skip())) for value in handlers.model_switched(None, "cnn"))

@@ -104,3 +104,171 @@ def test_the_distance_is_to_the_nearest_class_mean():
     between = np.array([[0.0, 0.0]])  # the pooled mean: no MRI class lies here
     assert per_class.distances(between)[0] > per_class.distance_threshold
     assert pooled.distances(between)[0] < pooled.distance_threshold, "a single mean would let it through"
+
+
+def synthetic_check(rows: int = 200, seed: int = 0) -> tuple[MriCheck, np.ndarray, np.ndarray]:
+    """A check fitted on random features and random statistics rows (no images: fast), with what it was fitted on."""
+    from tumor_ai.mri_check import STATISTICS
+
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(rows, 4))
+    statistics = rng.uniform(0.2, 0.8, (rows, len(STATISTICS))).astype(np.float32)
+    return MriCheck.fit(embeddings, statistics), embeddings, statistics
+
+
+def test_each_row_of_the_table_is_a_test_of_its_statistic():
+    """Pushing one statistic past its bound, in the table's direction, refuses the image; nothing else does."""
+    from tumor_ai.mri_check import BOUNDS, DISTANCE, STATISTICS
+
+    check, embeddings, statistics = synthetic_check()
+    typical = np.median(statistics, axis=0, keepdims=True)
+    centre = check.means[:1]
+    assert check.passes_bounds(typical, check.distances(centre))[0]
+    assert [bound.key for bound in BOUNDS] == list(check.limits) and len(BOUNDS) == 7
+    for bound in BOUNDS:
+        statistics_row, features = typical.copy(), centre.copy()
+        push = 1.0 if bound.direction == "max" else -1.0
+        if bound.statistic == DISTANCE:
+            features = features + push * 100.0
+        else:
+            statistics_row[0, STATISTICS.index(bound.statistic)] = check.limits[bound.key] + push * 0.5
+        assert not check.passes_bounds(statistics_row, check.distances(features))[0], bound.key
+
+
+def test_the_file_the_metadata_and_the_card_name_the_tables_bounds(tmp_path, monkeypatch):
+    """A different table (one bound dropped, one added) changes the saved keys, the check and the card together."""
+    from tumor_ai import mri_check
+    from tumor_ai.card import mri_check_section
+
+    table = (*mri_check.BOUNDS[:-1], mri_check.Bound("head fraction", "min", None, "share of the frame the head fills"))
+    monkeypatch.setattr(mri_check, "BOUNDS", table)
+    check, embeddings, statistics = synthetic_check()
+    check.save(tmp_path)
+    with np.load(tmp_path / mri_check.CHECK_FILE) as stored:
+        assert set(stored.files) == {"format_version", "means", "precision", *(bound.key for bound in table)}
+    assert "min_head_fraction" in check.bounds() and "max_flat_head" not in check.bounds()
+    assert MriCheck.in_folder(tmp_path).bounds() == check.bounds()
+    small_head = np.median(statistics, axis=0, keepdims=True)
+    small_head[0, mri_check.STATISTICS.index("head fraction")] = 0.0
+    assert not check.passes_bounds(small_head, check.distances(check.means[:1]))[0]
+    card = "\n".join(mri_check_section(gate_report(check, 1.0) | {"method": mri_check.bounds_text(mri_check.Tails())}))
+    for bound in table:
+        assert card.count(bound.words) == 2, bound.words  # the method sentence and the table of bounds
+        assert f"| {bound.words} | {bound.side} {check.bounds()[bound.key]:g} |" in card
+    assert "flat share" not in card
+
+
+def test_a_check_without_a_format_version_is_version_one(tmp_path):
+    """The shipped files carry no version: they load, and a version-less copy of a new file reads the same."""
+    from tumor_ai.mri_check import CHECK_FILE
+
+    for name in ("cnn", "vgg16"):
+        with np.load(ROOT / "models" / name / CHECK_FILE) as stored:
+            assert "format_version" not in stored.files
+        assert MriCheck.in_folder(ROOT / "models" / name).limits
+    check, embeddings, statistics = synthetic_check()
+    check.save(tmp_path)
+    with np.load(tmp_path / CHECK_FILE) as stored:
+        arrays = {key: stored[key] for key in stored.files if key != "format_version"}
+    np.savez(tmp_path / CHECK_FILE, **arrays)
+    loaded = MriCheck.in_folder(tmp_path)
+    assert loaded.bounds() == check.bounds()
+    np.testing.assert_array_equal(loaded.passes_bounds(statistics, loaded.distances(embeddings)),
+                                  check.passes_bounds(statistics, check.distances(embeddings)))  # fmt: skip
+
+
+def test_a_check_newer_than_the_code_is_refused_in_one_sentence(tmp_path):
+    from tumor_ai.models import ModelSourceError
+    from tumor_ai.mri_check import CHECK_FILE, FORMAT_VERSION
+
+    check, _, _ = synthetic_check()
+    check.save(tmp_path)
+    with np.load(tmp_path / CHECK_FILE) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    np.savez(tmp_path / CHECK_FILE, **(arrays | {"format_version": np.array(FORMAT_VERSION + 1)}))
+    with pytest.raises(ModelSourceError, match=f"version {FORMAT_VERSION + 1} check, newer than this tumor-ai reads") as caught:
+        MriCheck.in_folder(tmp_path)
+    assert str(caught.value).count(". ") == 0 and str(caught.value).endswith(".")
+
+
+def test_serving_names_a_newer_check_rather_than_calling_it_damaged(tmp_path):
+    import shutil
+
+    from tumor_ai.inference import Predictor
+    from tumor_ai.models import ModelSourceError
+    from tumor_ai.mri_check import CHECK_FILE, FORMAT_VERSION
+
+    folder = tmp_path / "cnn"
+    shutil.copytree(ROOT / "models" / "cnn", folder)
+    with np.load(folder / CHECK_FILE) as stored:
+        arrays = {key: stored[key] for key in stored.files}
+    np.savez(folder / CHECK_FILE, **arrays, format_version=np.array(FORMAT_VERSION + 1))
+    with pytest.raises(ModelSourceError, match="newer than this tumor-ai reads"):
+        Predictor.from_source(folder, warm_up=False)
+
+
+def gate_folder(tmp_path: Path) -> Path:
+    """A model folder with the shipped CNN's metadata (no weights: the gate test never loads the model)."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "tumor_ai.json").write_bytes((ROOT / "models" / "cnn" / "tumor_ai.json").read_bytes())
+    return folder
+
+
+def gate_report(check: MriCheck, pass_rate: float) -> dict:
+    return {
+        "method": "synthetic", "bounds": check.bounds(), "validation_pass_rate": pass_rate, "validation_images": 200,
+        "validation_refused": [], "non_mri_images": 1, "non_mri_rejection_rate": 1.0, "medical_non_mri_images": 1,
+        "medical_non_mri_rejection_rate": 1.0, "families": {}, "non_mri_passed": [],
+    }  # fmt: skip
+
+
+def test_a_failed_gate_writes_nothing(tmp_path, monkeypatch):
+    from training import fit_mri_check
+
+    folder = gate_folder(tmp_path)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    check, _, _ = synthetic_check()
+    monkeypatch.setattr(fit_mri_check, "measure_check", lambda *args: (check, gate_report(check, 0.9)))
+    with pytest.raises(SystemExit, match="nothing was written"):
+        fit_mri_check.fit_mri_check(str(folder), "unused")
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+
+
+def test_a_passed_gate_writes_the_check_its_metadata_and_the_card(tmp_path, monkeypatch):
+    from training import fit_mri_check
+    from tumor_ai.models import ModelMetadata
+
+    folder = gate_folder(tmp_path)
+    check, _, _ = synthetic_check()
+    report = gate_report(check, 1.0)
+    monkeypatch.setattr(fit_mri_check, "measure_check", lambda *args: (check, report))
+    fit_mri_check.fit_mri_check(str(folder), "unused")
+    assert MriCheck.in_folder(folder).bounds() == check.bounds()
+    assert ModelMetadata.read(folder / "tumor_ai.json").mri_check == report
+    assert "| colour saturation | at most" in (folder / "README.md").read_text()
+
+
+def test_the_feature_cache_is_keyed_by_the_pixels_and_the_model(tmp_path, monkeypatch):
+    """Same images hit; other images of the same count and shape, or another model file, miss."""
+    from types import SimpleNamespace
+
+    from training import fit_mri_check
+
+    (tmp_path / "model.keras").write_bytes(b"weights one")
+    predictor = SimpleNamespace(
+        name="tiny", folder=tmp_path, metadata=SimpleNamespace(preprocessing="scale_0_1", embedding_layer="avg_pool")
+    )
+    runs = []
+    monkeypatch.setattr(fit_mri_check, "embeddings_of", lambda p, inputs, desc="": runs.append(1) or inputs.mean(axis=(1, 2)))
+    rng = np.random.default_rng(0)
+    first, second = (rng.integers(0, 255, (3, 8, 8, 3), dtype=np.uint8) for _ in range(2))
+    cache = tmp_path / "cache"
+    np.testing.assert_array_equal(fit_mri_check.cached_embeddings(predictor, first, cache), first.mean(axis=(1, 2)))
+    fit_mri_check.cached_embeddings(predictor, first.copy(), cache)
+    assert len(runs) == 1, "the same pixels hit the cache"
+    np.testing.assert_array_equal(fit_mri_check.cached_embeddings(predictor, second, cache), second.mean(axis=(1, 2)))
+    assert len(runs) == 2, "other pixels of the same count miss it"
+    (tmp_path / "model.keras").write_bytes(b"weights two")
+    fit_mri_check.cached_embeddings(predictor, first, cache)
+    assert len(runs) == 3, "another model misses it"

@@ -7,6 +7,8 @@ import sys
 import zipfile
 from pathlib import Path
 
+from tumor_ai import __version__
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,7 +23,10 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     _run(sys.executable, "-m", "build", "--wheel", "--outdir", tmp_path / "dist", ROOT, cwd=tmp_path)
     wheel = next((tmp_path / "dist").glob("tumor_ai-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
-    assert "tumor_ai/cli.py" in names and "training/train.py" in names
+    assert "tumor_ai/cli.py" in names and "tumor_ai/training/train.py" in names
+    top_level = {name.split("/")[0] for name in names if ".dist-info/" not in name}
+    assert top_level == {"tumor_ai"}, "the wheel adds one top-level name (training ships as tumor_ai.training)"
+    assert wheel.name.startswith(f"tumor_ai-{__version__}-"), "the wheel's version is tumor_ai.__version__, the one number"
     assert not any(name.startswith(("models/", "tests/", "examples/")) for name in names), "no models or tests in the wheel"
     shipped = {f"tumor_ai/examples/{path.name}" for path in (ROOT / "tumor_ai" / "examples").glob("*.jpg")}
     assert len(shipped) == 4 and shipped <= set(names), "the app's examples are package data"
@@ -42,5 +47,7 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     assert "Glioma" in next(row for row in rows if row.startswith("glioma.jpg"))
     nowhere = _run(command, "predict", ROOT / "tumor_ai" / "examples", cwd=tmp_path, check=False)
     assert nowhere.returncode == 1 and "pass --models DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr
+    recipe = "from tumor_ai import architectures as a; print(a.resolve('training.recipe:Recipe').__module__)"
+    assert _run(venv / "bin" / "python", "-c", recipe, cwd=tmp_path).stdout.strip() == "tumor_ai.training.recipe"
     extras = _run(command, "train", "--help", cwd=tmp_path, check=False)
     assert extras.returncode and "pip install 'tumor-ai[train]'" in extras.stderr

@@ -8,7 +8,7 @@ from conftest import synthetic_slice
 from PIL import Image
 
 from training.data import load_folder
-from tumor_ai.explain import place_in_frame
+from tumor_ai.cam import place_in_frame
 from tumor_ai.imaging import read_image
 from tumor_ai.preprocessing import crop_frame, head_frame, model_input
 

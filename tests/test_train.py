@@ -32,8 +32,8 @@ def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path)
     for name in ("model.keras", "tumor_ai.json", "README.md", "split.json", "validation_report.json", "history.png"):
         assert (out / name).exists(), name
     model, metadata = load_model(out)
-    assert metadata.dataset["validation_images"] + metadata.dataset["train_images"] == 4 * 43
-    assert len(json.loads((out / "split.json").read_text())["validation"]) == metadata.dataset["validation_images"]
+    assert metadata.dataset.validation_images + metadata.dataset.train_images == 4 * 43
+    assert len(json.loads((out / "split.json").read_text())["validation"]) == metadata.dataset.validation_images
     assert metadata.crop == "head" and metadata.training["precision"] == engine.resolve_precision("auto")
     assert metadata.training["throughput"]["images_per_second"] > 0
     assert 8 < metadata.training["epochs_run"]["cnn"] <= 12, "early stopping may not end the run before it starts watching"
@@ -41,7 +41,7 @@ def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path)
     history = _history_rows(tmp_path / "c", out)
     assert history["loss"][-1] < 0.75 * history["loss"][0], history["loss"]
     assert history["accuracy"][-1] >= 0.6, history["accuracy"]
-    assert metadata.metrics["validation"]["images"] == metadata.dataset["validation_images"]
+    assert metadata.metrics.validation.images == metadata.dataset.validation_images
     card = (out / "README.md").read_text()
     assert card.startswith("---\nlibrary_name: keras") and "not a medical device" in card
 
@@ -60,7 +60,7 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     assert metadata.test_time_flip == flip["adopted"] and set(flip) >= {"with", "without"}
     features = sorted((cache / "features").glob("*.npy"))
     assert len(features) == 3, "clean, mirrored and one augmented variant"
-    assert np.load(features[0], mmap_mode="r").shape == (metadata.dataset["images"], 4, 4, 256)
+    assert np.load(features[0], mmap_mode="r").shape == (metadata.dataset.images, 4, 4, 256)
     extraction = metadata.training["features"]
     # The split run computed the features (the card's test: at least half their time spent in this run).
     assert extraction["extraction_seconds"] > 0 and extraction["seconds_in_this_run"] >= extraction["extraction_seconds"] / 2
@@ -143,7 +143,7 @@ def test_refit_trains_on_everything_and_carries_the_split_runs_estimate(dataset_
     _, metadata = load_model(refit)
     assert metadata.training["refit"]["epochs"] == split_metadata.training["chosen_epochs"]
     assert metadata.training["epochs_run"]["cnn"] == split_metadata.training["chosen_epochs"]
-    assert metadata.dataset["train_images"] == 60 and metadata.dataset["validation_images"] == 0
+    assert metadata.dataset.train_images == 60 and metadata.dataset.validation_images == 0
     assert metadata.metrics == split_metadata.metrics
     assert metadata.calibration == split_metadata.calibration
     assert metadata.training["arguments"]["learning_rate"] == split_metadata.training["arguments"]["learning_rate"]

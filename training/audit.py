@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data import class_folders, load_folder
-from training.duplicates import find_duplicate_pairs, group_ids
+from .data import class_folders, load_folder
+from .duplicates import find_duplicate_pairs, group_ids
 
 FIELDS = ["kind", "scope", "path_a", "label_a", "path_b", "label_b", "correlation", "hash_distance", "label_conflict"]
 

@@ -66,9 +66,10 @@ def fit_sets(probabilities: np.ndarray, targets: np.ndarray, labels: list[str], 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     args = parse_args(argv, prog)
-    from training.evaluate import evaluate
     from tumor_ai.card import write_model_card
     from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError
+
+    from .evaluate import evaluate
 
     folder = Path(args.model)
     metadata = ModelMetadata.read(folder / METADATA_FILE)

@@ -26,10 +26,13 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from training.localisation import control_region, head_mask
 from tumor_ai.erase import fill_region
 from tumor_ai.imaging import read_image
 from tumor_ai.preprocessing import crop_frame, head_frame
+
+from .localisation import control_region, head_mask
+from .pipeline import Swaps
+from .recipe import Recipe
 
 ERASED, CONTROL = 0, 1
 FILLS = ("smooth", "textured", "mirrored")
@@ -181,3 +184,42 @@ def load_counterfactuals(
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **vars(variants))
     return variants
+
+
+def counterfactual_bank(recipe: Recipe, dataset, cache_dir: str):
+    """The ``--masks`` bank for this run's recipe (input size, crop, variants per image, seed, growth), and its id."""
+    if "notumor" not in dataset.labels:
+        raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
+    identity = (dataset, recipe.masks, recipe.size, recipe.crop, recipe.counterfactuals_per_image, recipe.seed)
+    grow = tuple(recipe.erase_grow)
+    return load_counterfactuals(*identity, Path(cache_dir), grow), bank_id(*identity, grow)
+
+
+def epoch_swaps(recipe: Recipe, dataset, bank, pixels: np.ndarray, train_idx: np.ndarray) -> Swaps:
+    """What an epoch may swap in for the training images; ``pixels[k]`` stands for the bank's variant ``k``.
+
+    The CNN swaps the variants' pixels, the VGG16 their cached block-3 features.
+    """
+    erased, control = bank.variants_of(len(dataset.paths))
+    print(
+        f"counterfactuals: {sum(map(len, erased))} tumour-erased and {sum(map(len, control))} control variants; "
+        f"an epoch erases {recipe.erase:.0%} of masked images and gives {recipe.control:.0%} of all images a control"
+    )
+    return Swaps(
+        pixels,
+        [erased[i] for i in train_idx],
+        [control[i] for i in train_idx],
+        dataset.labels.index("notumor"),
+        recipe.erase,
+        recipe.control,
+    )
+
+
+def counterfactual_swaps(
+    recipe: Recipe, dataset, train_idx: np.ndarray, cache_dir: str
+) -> tuple[Swaps | None, np.ndarray | None]:
+    """The erased and control variants of the training images and their tumour masks (``--masks``), or ``None``s."""
+    if not recipe.masks:
+        return None, None
+    bank, _ = counterfactual_bank(recipe, dataset, cache_dir)
+    return epoch_swaps(recipe, dataset, bank, bank.pixels, train_idx), bank.masks[train_idx]

@@ -20,8 +20,8 @@ import json
 import numpy as np
 from scipy import ndimage
 
-from training.data import load_folder
-from training.split import split_dataset
+from .data import load_folder
+from .split import split_dataset
 
 CUES = ("colour", "level", "contrast", "sharpness", "background noise")
 
@@ -48,8 +48,9 @@ def views(images: np.ndarray, preprocessing: str, seed: int, batch_size: int = 6
     """Cue values (N, len(CUES)) of the decoded images, the network's input, and that input after augmentation."""
     import tensorflow as tf
 
-    from training.pipeline import augmentation
     from tumor_ai.preprocessing import NORMALIZERS
+
+    from .pipeline import augmentation
 
     normalizer = NORMALIZERS[preprocessing]
     augmenter = augmentation(seed, acquisition=True)

@@ -1,8 +1,8 @@
 """Read a ``<root>/<class>/*`` image folder once into arrays, and show its group-aware split.
 
 Every image is decoded, oriented and brought to the model's input (crop and resize) once, and
-the arrays are cached under ``.cache/data`` keyed by the file list, sizes and crop, so an epoch
-reads no JPEG. The same pass computes each image's copy signature (``training.duplicates``).
+the arrays are cached under ``.cache/data`` keyed by the files' names and contents, sizes and crop,
+so an epoch reads no JPEG. The same pass computes each image's copy signature (``training.duplicates``).
 
 Run ``python -m training.data --data DIR`` to see the groups and the split.
 """
@@ -18,10 +18,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.duplicates import signature
-from training.split import split_dataset
 from tumor_ai.imaging import IMAGE_SUFFIXES, ImageError, read_image
 from tumor_ai.preprocessing import model_input
+
+from .duplicates import signature
+from .split import split_dataset
 
 
 @dataclass
@@ -81,14 +82,13 @@ def load_folder(
     """Decode every image once (any size/mode), crop and resize to each of ``sizes``; skip unreadable files.
 
     ``crop`` and the resize are ``tumor_ai.preprocessing.model_input``, exactly what serving does.
-    Results are cached under ``cache_dir`` keyed by the file list, sizes and crop, so the second
-    run of a script takes seconds.
+    Results are cached under ``cache_dir`` keyed by ``cache_key``, so the second run of a script
+    takes seconds.
     """
     root = Path(root)
     labels = labels or class_folders(root)
     items = list_images(root, labels)
-    key_src = json.dumps([str(root.resolve()), sizes, crop, labels, [(p, (root / p).stat().st_size) for p, _ in items]])
-    cache_file = Path(cache_dir) / f"{hashlib.sha256(key_src.encode()).hexdigest()[:16]}.npz" if cache_dir else None
+    cache_file = Path(cache_dir) / f"{cache_key(root, items, sizes, crop, labels)}.npz" if cache_dir else None
     if cache_file and cache_file.exists():
         return _from_cache(root, labels, sizes, cache_file)
     paths, targets, shas, skipped = [], [], [], []
@@ -123,6 +123,19 @@ def load_folder(
     if cache_file:
         _to_cache(dataset, cache_file)
     return dataset
+
+
+def cache_key(
+    root: Path, items: list[tuple[str, str]], sizes: list[tuple[int, int]], crop: str, labels: list[str]
+) -> str:
+    """What the decoded arrays depend on: each file's relative name, label and sha256 of its bytes, the sizes and crop.
+
+    Content, not size or time: an edited image of the same byte size misses, and the same files in a
+    moved or renamed dataset folder hit. Names stay in the key because the cache returns them
+    (``split.json`` refers to images by name). Hashing 5,712 JPEGs takes about a second.
+    """
+    files = [(path, label, hashlib.sha256((root / path).read_bytes()).hexdigest()) for path, label in items]
+    return hashlib.sha256(json.dumps([sizes, crop, labels, files]).encode()).hexdigest()[:32]
 
 
 def _to_cache(dataset: FolderDataset, cache_file: Path) -> None:

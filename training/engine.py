@@ -214,3 +214,13 @@ def machine() -> dict:
     import tensorflow as tf
 
     return {"cpu_cores": os.cpu_count(), "gpus": len(tf.config.list_physical_devices("GPU"))}
+
+
+def class_weights(counts: np.ndarray) -> dict[int, float] | None:
+    """Balanced weights from (expected) class counts when the largest outnumbers the smallest by more than 10%."""
+    counts = np.asarray(counts, dtype=float)
+    num_classes = len(counts)
+    if counts.min() == 0 or counts.max() / counts.min() <= 1.1:
+        return None
+    weights = counts.sum() / (num_classes * counts)
+    return {index: round(float(weight), 4) for index, weight in enumerate(weights)}

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.data import class_folders, list_images
-from training.metrics import classification_report, plot_confusion_matrix
+from .data import class_folders, list_images
+from .metrics import classification_report, plot_confusion_matrix
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:

@@ -70,8 +70,9 @@ def extract_variant(
     import tensorflow as tf
     from tqdm import tqdm
 
-    from training.pipeline import augmentation
     from tumor_ai.preprocessing import normalize
+
+    from .pipeline import augmentation
 
     progress, timing = path.with_suffix(".progress"), path.with_suffix(".seconds")
     done = int(progress.read_text()) if progress.exists() and path.exists() else 0

@@ -2,21 +2,21 @@
 
     python -m training.fit_mri_check --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
 
-Uses the model's own split (its ``split.json``) and fits on the training images: image-statistic
-bounds at the training MRIs' extremes (the flat share at the flattest plus 0.15), the
-feature-distance threshold at a high quantile (99.95% by default), and a learned refusal of other
-pictures (``tumor_ai.mri_check``), fitted against the pictures of ``training.non_mri``: photos and
-documents, generated pictures, pydicom's three CT slices at eight display windows, its four
-ultrasound clips, drawn radiographs and ultrasound frames, a head phantom and a bone scan, each with
-six varied copies. At least 99.5% of the validation MRIs must pass, or nothing is written. The
-rejection rates are reported per family of picture, both for the fitted check and for a fit that
-never saw the picture's source (out-of-fold). Writes ``mri_check.npz`` and the ``mri_check`` block
-of ``tumor_ai.json``, then rewrites the model card.
+Uses the model's own split (its ``split.json``) and fits on the training images: the bounds of
+``tumor_ai.mri_check.BOUNDS`` (image statistics at the training MRIs' extremes, the feature
+distance at a high quantile) and a learned refusal of other pictures, fitted against the pictures
+of ``training.non_mri``: photos and documents, generated pictures, pydicom's three CT slices at
+every display window, its four ultrasound clips, drawn radiographs and ultrasound frames, a head
+phantom and a bone scan, each with varied copies. Everything is measured first; only if enough
+validation MRIs pass are ``mri_check.npz``, the ``mri_check`` block of ``tumor_ai.json`` and the
+model card written (a failed gate writes nothing). The rejection rates are reported per family of
+picture, both for the fitted check and for a fit that never saw the picture's source (out-of-fold).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +24,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from training.data import load_folder
-from training.non_mri import Picture, general_pictures, medical_pictures, variant
-from training.split import split_dataset
 from tumor_ai.card import write_model_card
 from tumor_ai.models import METADATA_FILE, ModelMetadata
-from tumor_ai.mri_check import STATISTICS_SIZE, MriCheck, image_statistics, probe_features
+from tumor_ai.mri_check import STATISTICS, STATISTICS_SIZE, MriCheck, Tails, bounds_text, image_statistics, probe_features
+
+from .data import FolderDataset, load_folder
+from .non_mri import CT_WINDOWS, Picture, general_pictures, medical_pictures, variant
+from .split import split_dataset
 
 REQUIRED_PASS_RATE = 0.995
 BOUND_QUANTILE = 1.0  # image-statistic bounds at the training MRIs' extremes: the learned refusal does the rest
@@ -38,6 +39,7 @@ PROBE_PENALTY = 0.1  # its L2 penalty (scikit-learn's alpha)
 FOLDS = 5  # out-of-fold scores: MRIs grouped by copy group, other pictures by source
 VARIANTS = 6  # re-cropped, re-contrasted JPEG copies of each non-MRI picture in the fit
 DISTANCE_QUANTILE = 0.9995  # the CNN refit needs it above 0.999 to pass 99.5% of validation MRIs
+CACHE_DIR = ".cache"
 
 
 def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str = "features") -> np.ndarray:
@@ -52,14 +54,18 @@ def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str
 
 
 def cached_embeddings(predictor, inputs: np.ndarray, cache_dir: Path) -> np.ndarray:
-    """``embeddings_of``, stored under ``cache_dir`` by the model file's hash and the inputs' shape.
+    """``embeddings_of``, stored under ``cache_dir`` keyed by everything they depend on.
 
-    Refitting the check with other settings then costs seconds, not the forward passes.
+    That is the input pixels themselves (another set of images of the same count must miss), the
+    model file and the metadata that turns pixels into features. Refitting the check with other
+    settings then costs seconds, not the forward passes.
     """
-    import hashlib
-
-    digest = hashlib.sha256((predictor.folder / "model.keras").read_bytes()).hexdigest()[:16]
-    path = Path(cache_dir) / "embeddings" / f"{predictor.name}-{digest}-{'x'.join(map(str, inputs.shape))}.npy"
+    inputs = np.ascontiguousarray(inputs)
+    metadata = predictor.metadata
+    key = hashlib.sha256((predictor.folder / "model.keras").read_bytes())
+    key.update(repr((inputs.shape, inputs.dtype.str, metadata.preprocessing, metadata.embedding_layer)).encode())
+    key.update(inputs.data)
+    path = Path(cache_dir) / "embeddings" / f"{predictor.name}-{key.hexdigest()[:32]}.npy"
     if path.exists():
         return np.load(path)
     embeddings = embeddings_of(predictor, inputs, desc=f"{predictor.name} features")
@@ -158,54 +164,61 @@ def family_rates(families: np.ndarray, fitted: np.ndarray, left_out: np.ndarray)
     }
 
 
-def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_quantile: float = DISTANCE_QUANTILE) -> dict:
-    """Fit the check, and save it only if enough validation MRIs pass; returns the report written into the metadata."""
+def fit_mri_check(model: str, data: str, cache_dir: str = CACHE_DIR, distance_quantile: float = DISTANCE_QUANTILE) -> dict:
+    """Fit and measure the check, then write it only if enough validation MRIs pass; returns the report.
+
+    Nothing is written before the gate: a check that is too strict leaves the model folder as it was.
+    """
+    check, report = measure_check(model, data, Path(cache_dir), distance_quantile)
+    print(describe(report))
+    if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
+        raise SystemExit(
+            f"error: only {report['validation_pass_rate']:.2%} of validation MRIs pass (at least {REQUIRED_PASS_RATE:.1%} "
+            "needed); the check is too strict and nothing was written"
+        )
+    write_check(Path(model), check, report)
+    return report
+
+
+def write_check(folder: Path, check: MriCheck, report: dict) -> None:
+    """The check file, the metadata's ``mri_check`` block and the card, which all state the same check."""
+    metadata = ModelMetadata.read(folder / METADATA_FILE)  # read first: a broken folder fails before any write
+    metadata.mri_check = report
+    check.save(folder)
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+    write_model_card(folder)
+
+
+def read_training(predictor, data: str, cache_dir: Path) -> tuple[FolderDataset, np.ndarray, np.ndarray]:
+    """The dataset, the pooled features of its model inputs (crop included) and the statistics of its whole images."""
+    size = tuple(predictor.metadata.input_size)
+    crop = predictor.metadata.crop
+    dataset = load_folder(data, sizes=[size], labels=predictor.labels, cache_dir=cache_dir / "data", crop=crop)
+    whole = load_folder(data, sizes=[STATISTICS_SIZE], labels=predictor.labels, cache_dir=cache_dir / "data")
+    embeddings = cached_embeddings(predictor, dataset.images[size], cache_dir)
+    statistics = np.stack([image_statistics(image) for image in tqdm(whole.images[STATISTICS_SIZE], desc="statistics")])
+    return dataset, embeddings, statistics
+
+
+def measure_check(model: str, data: str, cache_dir: Path, distance_quantile: float) -> tuple[MriCheck, dict]:
+    """Fit the check on the training split and measure it on validation MRIs and non-MRI pictures; writes nothing."""
     from tumor_ai.inference import Predictor
 
-    folder = Path(model)
     predictor = Predictor.from_source(model, precision="float32")  # fitted at full width; bfloat16 serving is checked against it
     predictor.mri_check = None  # the features alone: an old check must not filter what the new one is fitted on
-    split = json.loads((folder / "split.json").read_text())
-    size = tuple(predictor.metadata.input_size)
-    # Model inputs exactly as trained (crop included) for the features; whole images for the statistics.
-    dataset = load_folder(
-        data, sizes=[size], labels=predictor.labels, cache_dir=Path(cache_dir) / "data", crop=predictor.metadata.crop
-    )
-    whole = load_folder(data, sizes=[STATISTICS_SIZE], labels=predictor.labels, cache_dir=Path(cache_dir) / "data")
-    validation = set(split["validation"])
+    validation = set(json.loads((Path(model) / "split.json").read_text())["validation"])
+    dataset, embeddings, statistics = read_training(predictor, data, cache_dir)
     is_validation = np.array([path in validation for path in dataset.paths])
-    embeddings = cached_embeddings(predictor, dataset.images[size], Path(cache_dir))
-    statistics = np.stack([image_statistics(image) for image in tqdm(whole.images[STATISTICS_SIZE], desc="statistics")])
     train = ~is_validation
     negatives = read_negatives(predictor, general_pictures() + medical_pictures())
-    check = MriCheck.fit(
-        embeddings[train],
-        statistics[train],
-        dataset.targets[train],
-        quantile=BOUND_QUANTILE,
-        white_quantile=BOUND_QUANTILE,
-        distance_quantile=distance_quantile,
-    )
+    tails = Tails(quantile=BOUND_QUANTILE, white_quantile=BOUND_QUANTILE, distance_quantile=distance_quantile)
+    check = MriCheck.fit(embeddings[train], statistics[train], dataset.targets[train], tails=tails)
     _, _, groups = split_dataset(dataset)  # copy groups: the probe's folds never split one
     probe = fit_probe(embeddings[train], statistics[train], groups[train], negatives)
     check.probe = probe.arrays
     passes = check.passes(statistics, check.distances(embeddings), embeddings)
-    by_bounds = check.passes_bounds(negatives.statistics, check.distances(negatives.embeddings))
-    fitted = by_bounds & (check.probe_scores(negatives.embeddings, negatives.statistics) <= check.probe_threshold)
-    left_out = ~(by_bounds & (probe.held_out_scores <= check.probe_threshold))
-    chosen = negatives.original
-    originals = negatives[chosen]
-    general = np.isin(originals.families, ["photo", "generated"])
     report = {
-        "method": (
-            "An image passes when its colour saturation, contrast, dark-background fraction, border brightness and "
-            "saturated-white share of the head lie within the range of the training MRIs, the flat share of the head "
-            "below the flattest training MRI's plus 0.15, the Mahalanobis distance of the model's pooled features to "
-            "the nearest class mean of the training features (shared shrunk covariance) below their "
-            f"{distance_quantile:.2%} quantile, and a small network on the pooled features and eleven image statistics, "
-            "fitted against CT at eight windows, radiographs, ultrasound, photos and drawn pictures "
-            f"({VARIANTS} varied copies of each), scores it no higher than any training MRI scored out of fold."
-        ),
+        "method": method_text(tails),
         "bounds": check.bounds(),
         "command": f"python -m training.fit_mri_check --model {model} --data DATA"
         + (f" --distance-quantile {distance_quantile}" if distance_quantile != DISTANCE_QUANTILE else ""),
@@ -213,6 +226,29 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
         "validation_pass_rate": round(float(passes[is_validation].mean()), 4),
         "validation_images": int(is_validation.sum()),
         "validation_refused": [path for path, ok in zip(dataset.paths, passes) if path in validation and not ok],
+        **rejections(check, probe, negatives),
+    }
+    return check, report
+
+
+def method_text(tails: Tails) -> str:
+    """The check in one sentence for the metadata and the card: the table's bounds, then the learned refusal."""
+    return (
+        f"{bounds_text(tails)}; and a small network on the pooled features and {len(STATISTICS)} image statistics, "
+        f"fitted against CT at {len(CT_WINDOWS)} windows, radiographs, ultrasound, photos and drawn pictures "
+        f"({VARIANTS} varied copies of each), scores it no higher than any training MRI scored out of fold."
+    )
+
+
+def rejections(check: MriCheck, probe: Probe, negatives: Negatives) -> dict:
+    """How many non-MRI pictures the check refuses, overall and per family, fitted and with their source left out."""
+    by_bounds = check.passes_bounds(negatives.statistics, check.distances(negatives.embeddings))
+    fitted = by_bounds & (check.probe_scores(negatives.embeddings, negatives.statistics) <= check.probe_threshold)
+    left_out = ~(by_bounds & (probe.held_out_scores <= check.probe_threshold))
+    chosen = negatives.original
+    originals = negatives[chosen]
+    general = np.isin(originals.families, ["photo", "generated"])
+    return {
         "non_mri_images": int(general.sum()),
         "non_mri_rejection_rate": round(float(1 - fitted[chosen][general].mean()), 4),
         "medical_non_mri_images": int((~general).sum()),
@@ -220,18 +256,6 @@ def fit_mri_check(model: str, data: str, cache_dir: str = ".cache", distance_qua
         "families": family_rates(originals.families, fitted[chosen], left_out[chosen]),
         "non_mri_passed": [name for name, ok in zip(originals.names, fitted[chosen]) if ok],
     }
-    print(describe(report))
-    if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
-        raise SystemExit(
-            f"error: only {report['validation_pass_rate']:.2%} of validation MRIs pass (at least {REQUIRED_PASS_RATE:.1%} "
-            "needed); the check is too strict and nothing was written"
-        )
-    check.save(folder)
-    metadata = ModelMetadata.read(folder / METADATA_FILE)
-    metadata.mri_check = report
-    (folder / METADATA_FILE).write_text(metadata.to_json())
-    write_model_card(folder)
-    return report
 
 
 def describe(report: dict) -> str:
@@ -258,7 +282,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     )
     parser.add_argument("--model", required=True, help="local model folder written by training.train")
     parser.add_argument("--data", required=True, help="the dataset it was trained on (<class>/ folders)")
-    parser.add_argument("--cache-dir", default=".cache", help="decoded-image cache (default .cache)")
+    parser.add_argument("--cache-dir", default=CACHE_DIR, help=f"decoded-image and feature cache (default {CACHE_DIR})")
     parser.add_argument(
         "--distance-quantile",
         type=float,

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tumor_ai.explain import upsample
+from tumor_ai.cam import upsample
 from tumor_ai.preprocessing import foreground
 
 TOLERANCE_AT_512 = 15  # pixels at 512 px, as Zhang et al.'s pointing game

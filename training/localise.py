@@ -34,9 +34,13 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from training.data import list_images
-from training.evaluate import select_subset
-from training.localisation import (
+from tumor_ai.cam import CAM_METHODS, cam_function, method_name, place_in_frame, upsample
+from tumor_ai.erase import fill_region
+from tumor_ai.preprocessing import channels
+
+from .data import list_images
+from .evaluate import select_subset
+from .localisation import (
     area_under,
     border_mass,
     control_region,
@@ -46,10 +50,6 @@ from training.localisation import (
     pointing_hit,
     relevance_mass,
 )
-from tumor_ai.cam import CAM_METHODS, cam_function, method_name
-from tumor_ai.erase import fill_region
-from tumor_ai.explain import place_in_frame, upsample
-from tumor_ai.preprocessing import channels
 
 # One configurable block: the defaults every published figure used.
 DELETION_IMAGES = 96  # images (stratified by class) that get the deletion and insertion curves: 33 passes each per map

@@ -11,7 +11,7 @@ from typing import Protocol
 
 import numpy as np
 
-from training.duplicates import find_duplicate_pairs, group_ids
+from .duplicates import find_duplicate_pairs, group_ids
 
 
 class Splittable(Protocol):

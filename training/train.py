@@ -30,153 +30,37 @@ import json
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from training import engine
-from training.data import load_folder
-from training.metrics import apply_temperature, classification_report, fit_temperature, plot_confusion_matrix
-from training.split import split_dataset
+from tumor_ai import architectures
 
-DEFAULTS = {
-    "cnn": {
-        "input_size": 256,
-        "epochs": 22,
-        "learning_rate": 2e-3,
-        "warmup_epochs": 2,
-        "crop": "head",
-        "early_stopping_from": 12,
-        "preprocessing": "luminance",
-    },
-    "vgg16": {
-        "input_size": 224,
-        "epochs": 5,
-        "learning_rate": 1e-4,
-        "warmup_epochs": 0.25,
-        "crop": "none",
-        "early_stopping_from": 0,
-        "preprocessing": "vgg16",
-    },
-}
-# The normalisations each architecture can be fed (tumor_ai.preprocessing): the VGG16 needs 3 channels.
-PREPROCESSING_FOR = {"cnn": ["luminance", "rescale_unit"], "vgg16": ["vgg16", "vgg16_luminance"]}
-# What a refit takes from its split run, so both train the same recipe.
-RECIPE_KEYS = (
-    "model",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "warmup_epochs",
-    "label_smoothing",
-    "input_size",
-    "crop",
-    "seed",
-    "validation_fraction",
-    "rand_augment",
-    "precision",
-    "head_learning_rate",
-    "feature_variants",
-    "feature_shift",
-    "backbone_weights",
-    "preprocessing",
-    "acquisition",
-    "masks",
-    "erase",
-    "control",
-    "counterfactuals_per_image",
-    "erase_grow",
-    "guidance",
-    "guidance_from",
-    "guidance_ramp",
-)
+from . import engine
+from .data import load_folder
+from .metrics import apply_temperature, classification_report, fit_temperature, plot_confusion_matrix
+from .recipe import Recipe, RunOptions, add_recipe_arguments, recipe_fields, recipe_from_namespace
+from .split import split_dataset
 
 
-def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+def recipe_classes() -> dict[str, type[Recipe]]:
+    """Each registered architecture's recipe class, by name."""
+    return {name: architectures.get(name).recipe_class() for name in architectures.names()}
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    """The flags: the run's own, then one per field of every registered recipe (``training.recipe``)."""
     parser = argparse.ArgumentParser(
         prog=prog or "python -m training.train",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--model", choices=["cnn", "vgg16"], help="architecture to train (a refit takes it from its split run)")
+    parser.add_argument(
+        "--model", choices=architectures.names(), help="architecture to train (a refit takes it from its split run)"
+    )
     parser.add_argument("--data", required=True, help="dataset root: one sub-folder of images per class")
     parser.add_argument("--out", required=True, help="output model folder, e.g. models/cnn")
-    parser.add_argument(
-        "--epochs", type=int, help="length of the learning-rate schedule in epochs (vgg16: of the fine-tuning); cnn 22, vgg16 5"
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="batch size (default 32)")
-    parser.add_argument(
-        "--learning-rate", type=float, help="peak Adam learning rate after warm-up; cnn 2e-3, vgg16 1e-4 (fine-tuning)"
-    )
-    parser.add_argument(
-        "--warmup-epochs", type=float, help="epochs (may be a fraction) of linear warm-up before the cosine; cnn 2, vgg16 0.25"
-    )
-    parser.add_argument("--label-smoothing", type=float, default=0.1, help="label smoothing of the loss (default 0.1)")
-    parser.add_argument("--input-size", type=int, help="square input side in pixels; cnn 256, vgg16 224")
-    parser.add_argument(
-        "--crop",
-        choices=["none", "head"],
-        help="crop each slice to the head's bounding square before resizing (recorded in the metadata, "
-        "so serving does the same); cnn head, vgg16 none",
-    )
-    parser.add_argument(
-        "--precision",
-        choices=["auto", "float32", "bfloat16"],
-        default="auto",
-        help="training precision: 'auto' is mixed bfloat16 where the CPU has AVX512-BF16 or AMX, else float32; "
-        "the saved model is float32 either way",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, augmentation and weights (default 0)")
-    parser.add_argument("--validation-fraction", type=float, default=0.2, help="share held out by group (default 0.2)")
-    parser.add_argument("--patience", type=int, default=3, help="early-stopping patience on validation loss (default 3)")
-    parser.add_argument(
-        "--early-stopping-from",
-        type=int,
-        help="first epoch (0-based) early stopping watches, past the noisy high-rate phase; cnn 12, vgg16 0",
-    )
-    parser.add_argument("--rand-augment", action="store_true", help="add keras.layers.RandAugment to the augmentation")
-    parser.add_argument(
-        "--preprocessing",
-        choices=sorted(PREPROCESSING_FOR["cnn"] + PREPROCESSING_FOR["vgg16"]),
-        help="what the network is fed (tumor_ai.preprocessing). cnn: 'luminance' (one channel, the head's mean "
-        "brightness brought to 0.5: no colour or level to tell collections apart; the default) or 'rescale_unit' "
-        "(RGB/255); vgg16: 'vgg16' (its caffe preprocess_input; the default) or 'vgg16_luminance' (luminance, as grey RGB)",
-    )
-    parser.add_argument(
-        "--acquisition",
-        action="store_true",
-        help="vary resolution, blur, noise and JPEG quality in training (training.pipeline.ACQUISITION; "
-        "vgg16: in its augmented feature variants)",
-    )
-    parser.add_argument(
-        "--masks",
-        help="tumour masks folder (<class>/<stem>.png, e.g. ../shared/data/brain-tumor-mri/masks/Training): "
-        "train on counterfactuals, tumours erased and relabelled no tumour, and same-size control erasures "
-        "(vgg16: cached as feature variants)",
-    )
-    parser.add_argument("--erase", type=float, default=0.2, help="with --masks: share of masked images an epoch erases (0.2)")
-    parser.add_argument(
-        "--control", type=float, default=0.2, help="with --masks: share of all images given a control erasure instead (0.2)"
-    )
-    parser.add_argument(
-        "--erase-grow",
-        type=int,
-        nargs=2,
-        default=[2, 8],
-        metavar=("MIN", "MAX"),
-        help="with --masks: pixels (of the input) an outline is grown by before it is erased, drawn per variant (2 8)",
-    )
-    parser.add_argument(
-        "--guidance",
-        type=float,
-        default=0.0,
-        help="with --masks: weight of the term that penalises Grad-CAM mass outside the tumour (training.guidance; 0: off)",
-    )
-    parser.add_argument("--guidance-from", type=int, default=2, help="first epoch (0-based) of the guidance term (2)")
-    parser.add_argument("--guidance-ramp", type=int, default=2, help="epochs over which its weight rises to --guidance (2)")
-    parser.add_argument(
-        "--counterfactuals-per-image", type=int, default=2, help="with --masks: erased and control variants made per image (2)"
-    )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its last epoch backup (same arguments)"
     )
@@ -192,30 +76,6 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         help="stop after this many epochs of the schedule (a refit sets it to the split run's choice)",
     )
     parser.add_argument(
-        "--backbone-weights",
-        default="imagenet",
-        help="vgg16 only: 'imagenet' (download, the default) or a path to vgg16 no-top weights (.weights.h5)",
-    )
-    parser.add_argument(
-        "--head-epochs",
-        type=int,
-        default=20,
-        help="vgg16 stage 1 (head on frozen blocks): most epochs, stopped early (default 20)",
-    )
-    parser.add_argument("--head-learning-rate", type=float, default=1e-3, help="vgg16 stage-1 Adam rate (default 1e-3)")
-    parser.add_argument(
-        "--feature-variants",
-        type=int,
-        default=3,
-        help="vgg16: cached block-3 variants per image: clean, mirrored, then seeded augmentations (default 3)",
-    )
-    parser.add_argument(
-        "--feature-shift",
-        type=int,
-        default=2,
-        help="vgg16: random shift of the cached feature map in cells of 8 px, per image and epoch (default 2)",
-    )
-    parser.add_argument(
         "--distribute",
         choices=["none", "mirrored", "multiworker"],
         default="none",
@@ -223,47 +83,59 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         "(reads TF_CONFIG; the chief writes --out)",
     )
     parser.add_argument("--cache-dir", default=".cache", help="where decoded images, features and run backups go")
+    add_recipe_arguments(parser.add_argument_group("recipe (a refit repeats its split run's)"), recipe_classes())
+    return parser
+
+
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> tuple[Recipe, RunOptions]:
+    """The typed recipe and run options the command line asks for; a contradiction is argparse's one line."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
+    run = RunOptions(args.data, args.out, args.cache_dir, args.resume, args.refit, args.stop_after_epochs, args.distribute)
+    all_fields = set(recipe_fields(recipe_classes()))
     if args.refit:
-        apply_split_run(args, parser)
-    if not args.model:
+        given = sorted("--" + key.replace("_", "-") for key in all_fields if getattr(args, key, None) is not None)
+        if given or args.model:
+            parser.error(f"--refit repeats its split run's recipe: drop {', '.join(given or ['--model'])}")
+        recipe = split_run_recipe(run, parser)
+    elif not args.model:
         parser.error("--model is required (or --refit SPLIT_RUN)")
-    if args.guidance and not args.masks:
-        parser.error("--guidance needs --masks: it steers the map towards the tumour outlines")
-    if args.guidance and args.distribute == "multiworker":
-        parser.error("--guidance trains with its own step (training.guidance); use --distribute none or mirrored")
-    if args.preprocessing is not None and args.preprocessing not in PREPROCESSING_FOR[args.model]:
-        parser.error(f"--preprocessing {args.preprocessing}: --model {args.model} takes {PREPROCESSING_FOR[args.model]}")
-    if args.model == "vgg16" and args.distribute != "none":
-        parser.error("--distribute is for --model cnn; the vgg16 trainer reads features cached on this machine")
-    for key, value in DEFAULTS[args.model].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    return args
+    else:
+        recipe, foreign = recipe_from_namespace(recipe_classes()[args.model], args.model, args, all_fields)
+        if foreign:
+            parser.error(f"{', '.join(foreign)}: not part of the {args.model} recipe")
+    problem = recipe.check()
+    if problem is None and run.distribute != "none" and not recipe.distributable:
+        problem = f"--distribute is not for --model {recipe.model}: its trainer reads features cached on this machine"
+    if problem is None and recipe.guidance and run.distribute == "multiworker":
+        problem = "--guidance trains with its own step (training.guidance); use --distribute none or mirrored"
+    if problem:
+        parser.error(problem)
+    return recipe, run
 
 
-def apply_split_run(args: argparse.Namespace, parser: argparse.ArgumentParser) -> None:
-    """Take the recipe and the chosen epoch count from the split run's metadata."""
+def split_run_recipe(run: RunOptions, parser: argparse.ArgumentParser) -> Recipe:
+    """The split run's recipe, read from its metadata; ``run`` takes its chosen epoch count."""
     from tumor_ai.models import METADATA_FILE, ModelMetadata
 
-    path = Path(args.refit) / METADATA_FILE
+    path = Path(run.refit) / METADATA_FILE
     if not path.exists():
-        parser.error(f"--refit {args.refit}: no {METADATA_FILE} there; run the split run first (same command without --refit)")
+        parser.error(f"--refit {run.refit}: no {METADATA_FILE} there; run the split run first (same command without --refit)")
     split_run = ModelMetadata.read(path)
     if split_run.training.get("refit"):
-        parser.error(f"--refit {args.refit} is itself a refit; point it at the split run")
-    for key in RECIPE_KEYS:
-        if key in split_run.training.get("arguments", {}):
-            setattr(args, key, split_run.training["arguments"][key])
-    args.preprocessing = split_run.preprocessing  # older split runs did not record it as an argument
-    args.stop_after_epochs = int(split_run.training["chosen_epochs"])
+        parser.error(f"--refit {run.refit} is itself a refit; point it at the split run")
+    arguments = dict(split_run.training.get("arguments", {}))
+    model = arguments.get("model") or split_run.architecture
+    arguments["preprocessing"] = split_run.preprocessing  # older split runs did not record it as an argument
     if "head" in split_run.training.get("stage_epochs", {}):
-        args.head_epochs = int(split_run.training["stage_epochs"]["head"])
+        arguments["head_epochs"] = int(split_run.training["stage_epochs"]["head"])
+    run.stop_after_epochs = int(split_run.training["chosen_epochs"])
+    return recipe_classes()[model].from_arguments({**arguments, "model": model})
 
 
 def validation_probabilities(model, images: np.ndarray, targets: np.ndarray, preprocessing: str) -> tuple[np.ndarray, np.ndarray]:
     """The saved (float32) model's softmax on the validation images, as served, and on their mirror images."""
-    from training.pipeline import make_pipeline
+    from .pipeline import make_pipeline
 
     outputs = []
     for pixels in (images, np.ascontiguousarray(images[:, :, ::-1])):
@@ -300,17 +172,38 @@ def test_time_flip_choice(probabilities: np.ndarray, mirrored: np.ndarray, targe
     }
 
 
-def build_metadata(args, argv, dataset, groups, train_idx, validation_idx, result, report, temperature, ece_after, seconds):
+@dataclass
+class Split:
+    """Which images trained and which were held out, and the duplicate group of every image."""
+
+    train: np.ndarray
+    validation: np.ndarray
+    groups: np.ndarray
+
+
+@dataclass
+class Validation:
+    """What the held-out images said of the saved model: nothing for a refit, which carries its split run's."""
+
+    report: dict | None = None
+    temperature: float = 1.0
+    ece_after: float | None = None
+
+
+def build_metadata(
+    recipe: Recipe, run: RunOptions, command: str, dataset, split: Split, result, validation: Validation, seconds: float
+):
     """Fill the model's metadata: how it was trained, on what, how well. The one place a model folder's JSON is made."""
-    from tumor_ai.models import library_versions
+    from tumor_ai.models import Calibration, ClassScores, DatasetRecord, Metrics, Scores, library_versions
 
     metadata = result.metadata
-    metadata.name = Path(args.out).name
+    metadata.name = Path(run.out).name
     metadata.training = {
         **metadata.training,
-        "command": "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv),
-        "arguments": {key: value for key, value in vars(args).items() if key not in ("data", "out", "cache_dir", "refit")},
-        "precision": engine.resolve_precision(args.precision),
+        "command": command,
+        "arguments": recipe.arguments(),
+        "distribute": run.distribute,
+        "precision": engine.resolve_precision(recipe.precision),
         "class_weights": result.class_weights,
         "epochs_run": {stage: len(history.get("loss", [])) for stage, history in result.histories.items()},
         "chosen_epochs": result.chosen_epochs,
@@ -319,50 +212,56 @@ def build_metadata(args, argv, dataset, groups, train_idx, validation_idx, resul
         "seconds": round(seconds),
         "machine": engine.machine(),
         "optimizer": "Adam",
-        "loss": f"sparse_categorical_crossentropy (label smoothing {args.label_smoothing})",
+        "loss": f"sparse_categorical_crossentropy (label smoothing {recipe.label_smoothing})",
     }
-    metadata.dataset = {
-        "name": "Brain Tumor MRI Dataset (Nickparvar, Kaggle), Training split",
-        "license": "CC0-1.0",
-        "root": Path(args.data).name,
-        "fingerprint_sha256": dataset.fingerprint(),
-        "images": len(dataset.paths),
-        "skipped": len(dataset.skipped),
-        "duplicate_groups": int(len(np.unique(groups))),
-        "split": "stratified by class, whole duplicate groups (exact, re-contrasted and mirrored copies) on one side",
-        "validation_fraction": args.validation_fraction,
-        "seed": args.seed,
-        "train_images": int(len(train_idx)),
-        "validation_images": int(len(validation_idx)),
-    }
+    metadata.dataset = DatasetRecord(
+        name="Brain Tumor MRI Dataset (Nickparvar, Kaggle), Training split",
+        license="CC0-1.0",
+        root=Path(run.data).name,
+        fingerprint_sha256=dataset.fingerprint(),
+        images=len(dataset.paths),
+        skipped=len(dataset.skipped),
+        duplicate_groups=int(len(np.unique(split.groups))),
+        split="stratified by class, whole duplicate groups (exact, re-contrasted and mirrored copies) on one side",
+        validation_fraction=recipe.validation_fraction,
+        seed=recipe.seed,
+        train_images=int(len(split.train)),
+        validation_images=int(len(split.validation)),
+    )
     metadata.libraries = library_versions()
-    if args.refit:
-        from tumor_ai.models import METADATA_FILE, ModelMetadata
+    if run.refit:
+        return carry_split_run_estimate(metadata, run.refit, result.chosen_epochs)
+    report = validation.report
+    metadata.metrics = Metrics(
+        Scores(**{key: report[key] for key in ("images", "accuracy", "macro_f1", "ece", "nll")}),
+        {label: ClassScores(**row) for label, row in report["per_class"].items()},
+    )
+    metadata.calibration = Calibration(
+        temperature=round(validation.temperature, 4),
+        ece_before=report["ece"],
+        ece_after=validation.ece_after,
+        fitted_on="validation split",
+    )
+    return metadata
 
-        split_run = ModelMetadata.read(Path(args.refit) / METADATA_FILE)
-        metadata.training["refit"] = {
-            "of": args.refit,
-            "split_run_command": split_run.training.get("command"),
-            "split_run_seconds": split_run.training.get("seconds"),
-            "epochs": result.chosen_epochs,
-            "note": "trained on every image of the folder; the validation metrics and temperature are the split run's",
-        }
-        metadata.metrics = split_run.metrics
-        metadata.calibration = split_run.calibration
-        metadata.test_time_flip = split_run.test_time_flip
-        if "test_time_flip" in split_run.training:
-            metadata.training["test_time_flip"] = split_run.training["test_time_flip"]
-        return metadata
-    metadata.metrics = {
-        "validation": {key: report[key] for key in ("images", "accuracy", "macro_f1", "ece", "nll")},
-        "validation_per_class": report["per_class"],
+
+def carry_split_run_estimate(metadata, refit: str, epochs: int):
+    """A refit's metadata: its split run's metrics, temperature and flip choice, and where they came from."""
+    from tumor_ai.models import METADATA_FILE, ModelMetadata
+
+    split_run = ModelMetadata.read(Path(refit) / METADATA_FILE)
+    metadata.training["refit"] = {
+        "of": refit,
+        "split_run_command": split_run.training.get("command"),
+        "split_run_seconds": split_run.training.get("seconds"),
+        "epochs": epochs,
+        "note": "trained on every image of the folder; the validation metrics and temperature are the split run's",
     }
-    metadata.calibration = {
-        "temperature": round(temperature, 4),
-        "ece_before": report["ece"],
-        "ece_after": ece_after,
-        "fitted_on": "validation split",
-    }
+    metadata.metrics = split_run.metrics
+    metadata.calibration = split_run.calibration
+    metadata.test_time_flip = split_run.test_time_flip
+    if "test_time_flip" in split_run.training:
+        metadata.training["test_time_flip"] = split_run.training["test_time_flip"]
     return metadata
 
 
@@ -393,94 +292,93 @@ def plot_history(histories: dict, path: Path, title: str) -> None:
 
 
 def write_model_folder(
-    out: Path, model, metadata, histories: dict, report: dict | None, validation_paths: list[str], args
+    out: Path, model, metadata, histories: dict, report: dict | None, validation_paths: list[str], recipe: Recipe, run: RunOptions
 ) -> None:
     """Everything a model folder holds, written in one place: weights, metadata, split, report, plots, card."""
     from tumor_ai.card import write_model_card
     from tumor_ai.models import save_model_folder
 
     save_model_folder(model, metadata, out)
-    split = {"seed": args.seed, "validation_fraction": args.validation_fraction, "validation": validation_paths}
+    split = {"seed": recipe.seed, "validation_fraction": recipe.validation_fraction, "validation": validation_paths}
     (out / "split.json").write_text(json.dumps(split, indent=0) + "\n")
     plot_history(
-        histories, out / "history.png", f"{out.name}: training history" + (" (refit, no validation)" if args.refit else "")
+        histories, out / "history.png", f"{out.name}: training history" + (" (refit, no validation)" if run.refit else "")
     )
-    if args.refit:
+    if run.refit:
         for name in ("validation_report.json", "confusion_matrix.png"):
-            if (Path(args.refit) / name).resolve() != (out / name).resolve():
-                shutil.copyfile(Path(args.refit) / name, out / name)
+            if (Path(run.refit) / name).resolve() != (out / name).resolve():
+                shutil.copyfile(Path(run.refit) / name, out / name)
     else:
         (out / "validation_report.json").write_text(json.dumps(report, indent=2) + "\n")
         plot_confusion_matrix(report, out / "confusion_matrix.png", f"{out.name} on the group-aware validation split")
     write_model_card(out)
 
 
+def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[int, int]) -> Validation:
+    """Score the saved model on the held-out images as served: the flip choice, the report and the temperature."""
+    if not len(validation_idx):
+        return Validation()
+    targets = dataset.targets[validation_idx]
+    pixels = dataset.images[size][validation_idx]
+    probabilities, mirrored = validation_probabilities(model, pixels, targets, metadata.preprocessing)
+    flip = test_time_flip_choice(probabilities, mirrored, targets, dataset.labels)
+    metadata.test_time_flip = flip["adopted"]
+    metadata.training["test_time_flip"] = flip
+    print(f"test-time flip: {flip}")
+    if flip["adopted"]:
+        probabilities = flip_averaged(probabilities, mirrored)
+    report = classification_report(probabilities, targets, dataset.labels)
+    temperature = fit_temperature(probabilities, targets)
+    ece_after = classification_report(apply_temperature(probabilities, temperature), targets, dataset.labels)["ece"]
+    return Validation(report, temperature, ece_after)
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
-    args = parse_args(argv, prog)
+    recipe, run = parse_args(argv, prog)
     import keras
 
     from tumor_ai.models import without_optimizer
 
-    policy = engine.resolve_precision(args.precision)
+    policy = engine.resolve_precision(recipe.precision)
     keras.mixed_precision.set_dtype_policy(policy)
-    keras.utils.set_random_seed(args.seed)
-    out = Path(args.out)
+    keras.utils.set_random_seed(recipe.seed)
+    out = Path(run.out)
     started = time.time()
-    size = (args.input_size, args.input_size)
-    dataset = load_folder(args.data, sizes=[size], cache_dir=Path(args.cache_dir) / "data", crop=args.crop)
+    dataset = load_folder(run.data, sizes=[recipe.size], cache_dir=Path(run.cache_dir) / "data", crop=recipe.crop)
     if len(dataset.labels) < 2:
         raise SystemExit("error: need at least two class folders")
-    train_idx, validation_idx, groups = split_dataset(dataset, args.validation_fraction, args.seed)
-    if args.refit:
-        train_idx, validation_idx = np.arange(len(dataset.paths)), np.array([], dtype=np.int64)
+    split = Split(*split_dataset(dataset, recipe.validation_fraction, recipe.seed))
+    if run.refit:
+        split.train, split.validation = np.arange(len(dataset.paths)), np.array([], dtype=np.int64)
     print(
-        f"{len(dataset.paths)} images in {len(np.unique(groups))} duplicate groups; train {len(train_idx)}, "
-        f"validation {len(validation_idx)}; precision {policy}"
-        + (f"; refit for {args.stop_after_epochs} epochs" if args.refit else "")
+        f"{len(dataset.paths)} images in {len(np.unique(split.groups))} duplicate groups; train {len(split.train)}, "
+        f"validation {len(split.validation)}; precision {policy}"
+        + (f"; refit for {run.stop_after_epochs} epochs" if run.refit else "")
     )
-    strategy = engine.distribution_strategy(args.distribute)
-    if args.model == "cnn":
-        from training.cnn import train_cnn as trainer
-    else:
-        from training.vgg16 import train_vgg16 as trainer
-    result = trainer(args, dataset, train_idx, validation_idx, strategy)
+    trainer = architectures.get(recipe.model).trainer()
+    result = trainer(recipe, run, dataset, split.train, split.validation, engine.distribution_strategy(run.distribute))
     keras.mixed_precision.set_dtype_policy("float32")
     model = without_optimizer(result.model)  # float32, as served
-
-    report, temperature, ece_after = None, 1.0, None
-    if len(validation_idx):
-        targets = dataset.targets[validation_idx]
-        probabilities, mirrored = validation_probabilities(
-            model, dataset.images[size][validation_idx], targets, result.metadata.preprocessing
-        )
-        flip = test_time_flip_choice(probabilities, mirrored, targets, dataset.labels)
-        result.metadata.test_time_flip = flip["adopted"]
-        result.metadata.training["test_time_flip"] = flip
-        print(f"test-time flip: {flip}")
-        if flip["adopted"]:
-            probabilities = flip_averaged(probabilities, mirrored)
-        report = classification_report(probabilities, targets, dataset.labels)
-        temperature = fit_temperature(probabilities, targets)
-        ece_after = classification_report(apply_temperature(probabilities, temperature), targets, dataset.labels)["ece"]
-    metadata = build_metadata(
-        args, argv, dataset, groups, train_idx, validation_idx, result, report, temperature, ece_after, time.time() - started
-    )
+    validation = validate(model, result.metadata, dataset, split.validation, recipe.size)
+    command = "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv)
+    metadata = build_metadata(recipe, run, command, dataset, split, result, validation, time.time() - started)
     if not engine.is_chief():
         print("worker done; the chief writes the model")
         return
-    split_source = Path(args.refit) / "split.json" if args.refit else None
+    split_source = Path(run.refit) / "split.json" if run.refit else None
     validation_paths = (
-        json.loads(split_source.read_text())["validation"] if split_source else [dataset.paths[i] for i in validation_idx]
+        json.loads(split_source.read_text())["validation"] if split_source else [dataset.paths[i] for i in split.validation]
     )
-    write_model_folder(out, model, metadata, result.histories, report, validation_paths, args)
-    if report:
+    write_model_folder(out, model, metadata, result.histories, validation.report, validation_paths, recipe, run)
+    if validation.report:
+        report = validation.report
         print(
             f"validation accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
-            f"ECE {report['ece']:.4f} -> {ece_after:.4f} at T={temperature:.2f}; saved {out}"
+            f"ECE {report['ece']:.4f} -> {validation.ece_after:.4f} at T={validation.temperature:.2f}; saved {out}"
         )
     else:
-        print(f"refit on {len(train_idx)} images for {result.chosen_epochs} epochs; saved {out}")
+        print(f"refit on {len(split.train)} images for {result.chosen_epochs} epochs; saved {out}")
 
 
 if __name__ == "__main__":

@@ -17,10 +17,34 @@ from pathlib import Path
 
 import numpy as np
 
-from training import engine
-from training.cnn import TrainResult, class_weights, counterfactual_bank, epoch_swaps
-from training.features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
-from training.pipeline import Swaps, epoch_order, epoch_seeds_callback
+from . import engine
+from .counterfactuals import counterfactual_bank, epoch_swaps
+from .features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
+from .pipeline import Swaps, epoch_order, epoch_seeds_callback
+from .recipe import Recipe, RunOptions, TrainResult, option
+
+
+@dataclass
+class Vgg16Recipe(Recipe):
+    """The VGG16's recipe: 224 px, caffe preprocessing, a short fine-tuning at a low rate, and its feature cache."""
+
+    preprocessings = ("vgg16", "vgg16_luminance")  # three channels, ImageNet-style
+    distributable = False  # it reads block-3 features cached on this machine
+
+    epochs: int = 5
+    learning_rate: float = 1e-4
+    warmup_epochs: float = 0.25
+    input_size: int = 224
+    crop: str = "none"
+    preprocessing: str = "vgg16"
+    early_stopping_from: int = 0
+    backbone_weights: str = option(
+        "imagenet", "'imagenet' (download, the default) or a path to vgg16 no-top weights (.weights.h5), or 'none'"
+    )
+    head_epochs: int = option(20, "stage 1 (head on frozen blocks): most epochs, stopped early")
+    head_learning_rate: float = option(1e-3, "stage-1 Adam rate")
+    feature_variants: int = option(3, "cached block-3 variants per image: clean, mirrored, then seeded augmentations")
+    feature_shift: int = option(2, "random shift of the cached feature map in cells of 8 px, per image and epoch")
 
 
 def chained_model(model, after_layer: str, up_to_layer: str | None = None):
@@ -137,30 +161,30 @@ GUIDED_MAP = ("block4_conv3", "layer_cam")
 
 
 def counterfactual_feature_swaps(
-    args, dataset, model, metadata, train_idx: np.ndarray, key: dict
+    recipe: Recipe, cache_dir: str, dataset, model, metadata, train_idx: np.ndarray, key: dict
 ) -> tuple[FeatureSwaps | None, Path | None]:
     """The erased and control slices of ``--masks`` as cached block-3 features, and the tumour cells (or ``None``s)."""
-    if not args.masks:
+    if not recipe.masks:
         return None, None
-    bank, identity = counterfactual_bank(args, dataset)
-    features, path = counterfactual_features(model, metadata.preprocessing, bank.pixels, identity, Path(args.cache_dir), key)
-    swaps = epoch_swaps(args, dataset, bank, features, train_idx)
-    size = (args.input_size, args.input_size)
+    bank, identity = counterfactual_bank(recipe, dataset, cache_dir)
+    features, path = counterfactual_features(model, metadata.preprocessing, bank.pixels, identity, Path(cache_dir), key)
+    swaps = epoch_swaps(recipe, dataset, bank, features, train_idx)
+    size = (recipe.input_size, recipe.input_size)
     grid = features.shape[1:3]
     masks = bank.masks[train_idx]
     cells = masks.reshape(len(masks), grid[0], size[0] // grid[0], grid[1], size[1] // grid[1]).any(axis=(2, 4))
     return FeatureSwaps(swaps, cells.astype(np.float32)), path
 
 
-def train_head(args, model, variants, train_idx, validation_idx, targets, weights_by_class) -> dict:
+def train_head(recipe: Recipe, model, variants, train_idx, validation_idx, targets, weights_by_class) -> dict:
     """Stage 1: the head alone on the pooled output of the frozen blocks 4-5 (clean variant, computed once)."""
     import keras
 
     frozen = chained_model(model, FEATURE_LAYER, up_to_layer="block5_pool")
     head = chained_model(model, "block5_pool")
     head.compile(
-        optimizer=keras.optimizers.Adam(args.head_learning_rate),
-        loss=engine.sparse_crossentropy(args.label_smoothing),
+        optimizer=keras.optimizers.Adam(recipe.head_learning_rate),
+        loss=engine.sparse_crossentropy(recipe.label_smoothing),
         metrics=["accuracy"],
     )
 
@@ -169,99 +193,113 @@ def train_head(args, model, variants, train_idx, validation_idx, targets, weight
         return frozen.predict(dataset.map(lambda x, y: x), verbose=0)
 
     validation = (pooled(validation_idx), targets[validation_idx]) if len(validation_idx) else None
-    callbacks = [engine.early_stopping(args.patience, 0)] if validation else []
+    callbacks = [engine.early_stopping(recipe.patience, 0)] if validation else []
     history = head.fit(
         pooled(train_idx),
         targets[train_idx],
         validation_data=validation,
-        epochs=args.head_epochs,
-        batch_size=args.batch_size,
+        epochs=recipe.head_epochs,
+        batch_size=recipe.batch_size,
         class_weight=weights_by_class,
         callbacks=callbacks,
         verbose=2,
     ).history
-    chosen = callbacks[0].best_epoch + 1 if callbacks and callbacks[0].best_weights is not None else args.head_epochs
+    chosen = callbacks[0].best_epoch + 1 if callbacks and callbacks[0].best_weights is not None else recipe.head_epochs
     return {"history": history, "chosen": chosen}
 
 
-def train_vgg16(args, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, strategy) -> TrainResult:
-    """Stage 1 (head) then stage 2 (blocks 4-5 and head); a refit runs each for the split run's epoch counts."""
-    import keras
-
-    from tumor_ai.models import build_vgg16
-
-    size = (args.input_size, args.input_size)
-    weights = None if args.backbone_weights == "none" else args.backbone_weights
-    model, metadata = build_vgg16(dataset.labels, input_size=size, weights=weights, preprocessing=args.preprocessing)
-    if args.guidance:
-        metadata.cam_layer, metadata.cam_method = GUIDED_MAP
-        metadata.training["guidance_map"] = {"layer": GUIDED_MAP[0], "method": GUIDED_MAP[1]}
+def cached_variants(recipe: Recipe, run: RunOptions, dataset, model, metadata, train_idx: np.ndarray):
+    """Block-3 features of every image's variants and of the ``--masks`` counterfactuals, from the cache or computed once."""
     key = {
         "fingerprint": dataset.fingerprint(),
-        "size": args.input_size,
-        "crop": args.crop,
-        "weights": weights_id(weights),
+        "size": recipe.input_size,
+        "crop": recipe.crop,
+        "weights": weights_id(backbone_weights(recipe)),
     }
     started = time.perf_counter()
     variants, paths = block3_features(
         model,
         metadata.preprocessing,
-        dataset.images[size],
-        args.feature_variants,
-        args.seed,
-        Path(args.cache_dir),
+        dataset.images[recipe.size],
+        recipe.feature_variants,
+        recipe.seed,
+        Path(run.cache_dir),
         key,
-        acquisition=args.acquisition,
+        acquisition=recipe.acquisition,
     )
-    counterfactual, counterfactual_path = counterfactual_feature_swaps(args, dataset, model, metadata, train_idx, key)
+    counterfactual, counterfactual_path = counterfactual_feature_swaps(
+        recipe, run.cache_dir, dataset, model, metadata, train_idx, key
+    )
     paths += [counterfactual_path] if counterfactual_path else []
     metadata.training["features"] = {
         "layer": FEATURE_LAYER,
-        "variants": args.feature_variants,
+        "variants": recipe.feature_variants,
         "counterfactual_variants": int(len(counterfactual.swaps.pixels)) if counterfactual else 0,
         "extraction_seconds": extraction_seconds(paths),
         "seconds_in_this_run": round(time.perf_counter() - started, 1),
         "note": "block-3 features are computed once per image and variant and reused by later runs (the refit)",
     }
+    return variants, counterfactual
+
+
+def backbone_weights(recipe: Recipe) -> str | None:
+    return None if recipe.backbone_weights == "none" else recipe.backbone_weights
+
+
+def train_vgg16(
+    recipe: Recipe, run: RunOptions, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, strategy
+) -> TrainResult:
+    """Stage 1 (head) then stage 2 (blocks 4-5 and head); a refit runs each for the split run's epoch counts."""
+    import keras
+
+    from tumor_ai.models import build_vgg16
+
+    model, metadata = build_vgg16(
+        dataset.labels, input_size=recipe.size, weights=backbone_weights(recipe), preprocessing=recipe.preprocessing
+    )
+    if recipe.guidance:
+        metadata.cam_layer, metadata.cam_method = GUIDED_MAP
+        metadata.training["guidance_map"] = {"layer": GUIDED_MAP[0], "method": GUIDED_MAP[1]}
+    variants, counterfactual = cached_variants(recipe, run, dataset, model, metadata, train_idx)
     targets = dataset.targets
     counts = np.bincount(targets[train_idx], minlength=len(dataset.labels))
     if counterfactual:
         counts = counterfactual.swaps.expected_targets(targets[train_idx], len(dataset.labels))
-    weights_by_class = class_weights(counts)
+    weights_by_class = engine.class_weights(counts)
 
-    head = train_head(args, model, variants, train_idx, validation_idx, targets, weights_by_class)
+    head = train_head(recipe, model, variants, train_idx, validation_idx, targets, weights_by_class)
 
     tail, graph = chained_graph(model, FEATURE_LAYER, None, metadata.cam_layer, metadata.logits_layer)
-    steps_per_epoch = math.ceil(len(train_idx) / args.batch_size)
+    steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
     schedule = engine.warmup_cosine(
-        args.learning_rate, round(args.warmup_epochs * steps_per_epoch), args.epochs * steps_per_epoch
+        recipe.learning_rate, round(recipe.warmup_epochs * steps_per_epoch), recipe.epochs * steps_per_epoch
     )
     fitted = tail
-    if args.guidance:
-        from training.guidance import GuidedModel
+    if recipe.guidance:
+        from .guidance import GuidedModel
 
         fitted = GuidedModel(tail, metadata.cam_layer, metadata.logits_layer, metadata.cam_method, graph)
     fitted.compile(
-        optimizer=keras.optimizers.Adam(schedule), loss=engine.sparse_crossentropy(args.label_smoothing), metrics=["accuracy"]
+        optimizer=keras.optimizers.Adam(schedule), loss=engine.sparse_crossentropy(recipe.label_smoothing), metrics=["accuracy"]
     )
-    if counterfactual and not args.guidance:
+    if counterfactual and not recipe.guidance:
         counterfactual = FeatureSwaps(counterfactual.swaps, None)
     train, epoch = feature_pipeline(
-        variants, train_idx, targets[train_idx], args.batch_size, True, args.seed, args.feature_shift, counterfactual
+        variants, train_idx, targets[train_idx], recipe.batch_size, True, recipe.seed, recipe.feature_shift, counterfactual
     )
     throughput = engine.throughput_callback(len(train_idx))
-    run_dir = engine.run_directory(args.cache_dir, args.out)
-    callbacks = [epoch_seeds_callback(epoch, None, args.seed), throughput, *engine.run_callbacks(run_dir, args.resume)]
-    if args.guidance:
-        from training.guidance import guidance_schedule
+    run_dir = engine.run_directory(run.cache_dir, run.out)
+    callbacks = [epoch_seeds_callback(epoch, None, recipe.seed), throughput, *engine.run_callbacks(run_dir, run.resume)]
+    if recipe.guidance:
+        from .guidance import guidance_schedule
 
-        callbacks.insert(0, guidance_schedule(fitted, args.guidance, args.guidance_from, args.guidance_ramp))
+        callbacks.insert(0, guidance_schedule(fitted, recipe.guidance, recipe.guidance_from, recipe.guidance_ramp))
     validation, stopping = None, None
     if len(validation_idx):
         validation, _ = feature_pipeline(variants[:1], validation_idx, targets[validation_idx], 64)
-        stopping = engine.early_stopping(args.patience, args.early_stopping_from)
+        stopping = engine.early_stopping(recipe.patience, recipe.early_stopping_from)
         callbacks.append(stopping)
-    epochs = args.stop_after_epochs or args.epochs
+    epochs = run.stop_after_epochs or recipe.epochs
     fitted.fit(train, validation_data=validation, epochs=epochs, class_weight=weights_by_class, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:

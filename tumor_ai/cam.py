@@ -16,11 +16,18 @@ weighted:
 Score-CAM (one forward pass per channel) is measured by ``training.localise`` but not served: it
 costs hundreds of passes per slice. The model's metadata names the method and the layer
 (``cam_method``, ``cam_layer``), chosen by ``tumor-ai localise`` on held-out images.
+
+``upsample`` and ``place_in_frame`` put a map computed on the model's input back over the whole
+upload; inference and the localisation study use them, the page only draws what they return
+(``tumor_ai.explain``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import numpy as np
+from PIL import Image
 
 DEFAULT_METHOD = "grad_cam"
 METHOD_NAMES = {
@@ -91,3 +98,35 @@ def cam_function(method: str) -> Callable:
         return CAM_METHODS[method]
     except KeyError:
         raise ValueError(f"unknown CAM method '{method}'; known: {sorted(CAM_METHODS)}") from None
+
+
+# The map's geometry: inference and the localisation study place a map computed on the model's input
+# (a crop, at the layer's grid) over the whole upload.
+
+
+def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A coarse CAM (h, w) in 0..1 to ``size`` = (height, width), bilinear."""
+    height, width = size
+    image = Image.fromarray(cam.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
+    return np.clip(np.asarray(image), 0.0, 1.0)
+
+
+def place_in_frame(cam: np.ndarray, frame: tuple[int, int, int, int], image_shape: tuple[int, int], grid: int = 64) -> np.ndarray:
+    """A CAM computed on a crop, placed where that crop lies in the whole image (zero elsewhere).
+
+    ``frame`` is ``(top, left, height, width)`` of the model's input in image pixels (it may reach
+    past the edges). The result covers the whole image at ``grid`` cells on its longer side, so the
+    overlay, the heatmap and the words about where the evidence lies all refer to the upload.
+    """
+    height, width = image_shape
+    if tuple(frame) == (0, 0, height, width):
+        return cam
+    scale = grid / max(height, width)
+    canvas = np.zeros((max(1, round(height * scale)), max(1, round(width * scale))), np.float32)
+    top, left = round(frame[0] * scale), round(frame[1] * scale)
+    placed = upsample(cam, (max(1, round(frame[2] * scale)), max(1, round(frame[3] * scale))))
+    rows = slice(max(top, 0), min(top + placed.shape[0], canvas.shape[0]))
+    cols = slice(max(left, 0), min(left + placed.shape[1], canvas.shape[1]))
+    if rows.stop > rows.start and cols.stop > cols.start:
+        canvas[rows, cols] = placed[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
+    return canvas

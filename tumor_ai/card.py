@@ -8,18 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tumor_ai import DISCLAIMER
+from huggingface_hub import EvalResult, ModelCardData
+
+from tumor_ai import DISCLAIMER, architectures
 from tumor_ai.cam import method_name
 from tumor_ai.labels import display_name
 from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata
 
 DATASET_ID = "masoudnickparvar/brain-tumor-mri-dataset"
-VGG16_BASE_MODEL = "keras/vgg_16_imagenet"  # the KerasHub preset of the same ImageNet weights
-VGG16_ATTRIBUTION = (
-    "The convolution base starts from the ImageNet VGG16 weights of K. Simonyan and A. Zisserman, "
-    '"Very Deep Convolutional Networks for Large-Scale Image Recognition", arXiv:1409.1556, '
-    "licensed CC BY 4.0; this model is a derivative of those weights and is shared under the same licence."
-)
 LIMITATIONS = [
     "Trained on one public Kaggle collection (figshare, SARTAJ and Br35H, mostly T1 contrast-enhanced "
     "slices); other scanners, sequences, orientations and populations will score lower.",
@@ -34,44 +30,31 @@ LIMITATIONS = [
 
 
 def front_matter(metadata: ModelMetadata, repo_id: str | None = None) -> str:
-    """YAML front matter that the Hugging Face Hub reads (library, task, licence, metrics)."""
-    validation = metadata.metrics.get("validation", {})
-    lines = [
-        "---",
-        "library_name: keras",
-        "pipeline_tag: image-classification",
-        f"license: {metadata.license}",
-        "datasets:",
-        f"- {DATASET_ID}",
-        "tags:",
-        "- keras",
-        "- image-classification",
-        "- brain-mri",
-        "- medical-imaging",
-        "- grad-cam",
-        "- tumor-ai",
-    ]
-    if metadata.architecture == "vgg16":
-        lines.append(f"base_model: {VGG16_BASE_MODEL}")
-    if validation:
-        lines += [
-            "model-index:",
-            f"- name: {repo_id or metadata.name}",
-            "  results:",
-            "  - task:",
-            "      type: image-classification",
-            "    dataset:",
-            "      name: Brain Tumor MRI Dataset (group-aware validation split of Training)",
-            f"      type: {DATASET_ID}",
-            "    metrics:",
-            "    - type: accuracy",
-            f"      value: {validation['accuracy']}",
-            "    - type: f1",
-            "      name: macro F1",
-            f"      value: {validation['macro_f1']}",
-        ]
-    lines.append("---")
-    return "\n".join(lines) + "\n"
+    """YAML front matter that the Hugging Face Hub reads (library, task, licence, base model, metrics)."""
+    scores = metadata.metrics.validation if metadata.metrics else None
+    architecture = architectures.find(metadata.architecture)
+    results = [
+        EvalResult(
+            task_type="image-classification",
+            dataset_type=DATASET_ID,
+            dataset_name="Brain Tumor MRI Dataset (group-aware validation split of Training)",
+            metric_type=metric,
+            metric_name=name,
+            metric_value=value,
+        )
+        for value, metric, name in ((scores.accuracy, "accuracy", None), (scores.macro_f1, "f1", "macro F1"))
+    ] if scores else []
+    data = ModelCardData(
+        library_name="keras",
+        pipeline_tag="image-classification",
+        license=metadata.license,
+        datasets=[DATASET_ID],
+        tags=["keras", "image-classification", "brain-mri", "medical-imaging", "grad-cam", "tumor-ai"],
+        base_model=architecture.base_model if architecture else None,
+        model_name=repo_id or metadata.name,
+        eval_results=results or None,
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: bool = True) -> str:
@@ -80,12 +63,8 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     ``standalone=False`` is the card as the app's About tab shows it: no front matter, no image
     links, and no disclaimer, which the tab states once above all the cards.
     """
-    validation = metadata.metrics.get("validation", {})
-    per_class = metadata.metrics.get("validation_per_class", {})
-    data = metadata.dataset
     training = metadata.training
-    calibration = metadata.calibration
-    title = metadata.title or metadata.architecture
+    title = metadata.title or architectures.title(metadata.architecture)
     parts = [
         front_matter(metadata, repo_id) if standalone else "",
         f"# tumor-ai {metadata.name}: {title} for brain-tumour MRI slices\n",
@@ -93,6 +72,25 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         "## Intended use\n",
         metadata.intended_use + "\n",
         "Out of scope: diagnosis, triage or any clinical decision; images other than single brain MRI slices.\n",
+        *model_section(metadata),
+        *data_section(metadata),
+    ]
+    guided = training.get("guidance_map", {"method": "grad_cam"})  # the CNN's run predates the record: Grad-CAM
+    parts += recipe_section(training.get("arguments", {}), method_name(guided["method"]), bool(training.get("features")))
+    parts += metrics_section(metadata, standalone)
+    parts += localisation_section(metadata)
+    parts += conformal_section(metadata)
+    parts += mri_check_section(metadata.mri_check)
+    if training.get("command"):
+        parts += _reproduce(metadata)
+    parts += ["## Limitations\n", *[f"- {item.format(count=len(metadata.labels))}" for item in LIMITATIONS], ""]
+    parts += licence_section(metadata)
+    return "\n".join(parts) + "\n"
+
+
+def model_section(metadata: ModelMetadata) -> list[str]:
+    """What the network is, what it takes and gives, and which map the app draws."""
+    return [
         "## Model\n",
         f"- Architecture: {metadata.description or metadata.architecture}",
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
@@ -103,76 +101,76 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         *_test_time_flip_text(metadata),
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
     ]
+
+
+def data_section(metadata: ModelMetadata) -> list[str]:
+    """The data and its group-aware split; for a refit, why the metrics are the split run's."""
+    data, training = metadata.dataset, metadata.training
+    parts = []
     if data:
         parts += [
             "## Data\n",
-            f"{data.get('name')} ({data.get('license')}): {data.get('images')} images, "
-            f"{data.get('duplicate_groups')} groups of copies. Split: {data.get('split')}; "
-            f"{data.get('train_images')} training and {data.get('validation_images')} validation images "
-            f"(seed {data.get('seed')}). Dataset fingerprint `{str(data.get('fingerprint_sha256'))[:16]}…`.\n",
+            f"{data.name} ({data.license}): {data.images} images, {data.duplicate_groups} groups of copies. "
+            f"Split: {data.split}; {data.train_images} training and {data.validation_images} validation images "
+            f"(seed {data.seed}). Dataset fingerprint `{data.fingerprint_sha256[:16]}…`.\n",
         ]
-    refit = training.get("refit")
-    if refit:
+    if training.get("refit"):
         parts += [
             "## These weights are a refit\n",
             f"After the split run chose {_epochs_text(training)} by early stopping on the group-aware validation "
-            f"split, the same recipe was trained for as many epochs on all {data.get('train_images')} images "
+            f"split, the same recipe was trained for as many epochs on all {data.train_images if data else '?'} images "
             "of the folder. No image is held out from these weights, so **the metrics below are the split run's**: "
             "the published estimate of how this recipe does on slices it has never seen. The temperature is the "
             "split run's too.\n",
         ]
-    guided = training.get("guidance_map", {"method": "grad_cam"})  # the CNN's run predates the record: Grad-CAM
-    parts += recipe_section(training.get("arguments", {}), method_name(guided["method"]))
-    if validation:
-        found = metadata.localisation
+    return parts
+
+
+def metrics_section(metadata: ModelMetadata, standalone: bool = True) -> list[str]:
+    """Accuracy, macro-F1 and calibration on the validation split, per class, with the measured localisation beside."""
+    if not metadata.metrics:
+        return []
+    scores, calibration, found = metadata.metrics.validation, metadata.calibration, metadata.localisation
+    beside = ("", "", "")
+    if found:
         beside = (
-            (
-                " map's peak on the tumour | tumour class kept with the tumour erased |",
-                "---:|---:|",
-                f" {found['pointing_game']['value']:.0%} | {found['erased']['tumour_kept']['value']:.0%} |",
-            )
-            if found
-            else ("", "", "")
+            " map's peak on the tumour | tumour class kept with the tumour erased |",
+            "---:|---:|",
+            f" {found['pointing_game']['value']:.0%} | {found['erased']['tumour_kept']['value']:.0%} |",
         )
-        parts += [
-            "## Metrics on the group-aware validation split" + (" (split run)" if refit else "") + "\n",
-            "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
-            "kept on the validation side"
-            + (
-                "; where the map points and whether the answer needs the tumour on those with a tumour outline (next section)"
-                if found
-                else ""
-            )
-            + ".\n",
-            f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.get('temperature')}) |{beside[0]}",
-            f"|---:|---:|---:|---:|{beside[1]}",
-            f"| {validation['accuracy']:.4f} | {validation['macro_f1']:.4f} "
-            f"| {calibration.get('ece_before', validation.get('ece'))} | {calibration.get('ece_after', '-')} |{beside[2]}\n",
-            "| class | precision | recall | F1 | images |",
-            "|---|---:|---:|---:|---:|",
-        ]
-        for label, row in per_class.items():
-            parts.append(
-                f"| {display_name(label)} | {row['precision']:.4f} | {row['recall']:.4f} | {row['f1']:.4f} | {row['support']} |"
-            )
-        if standalone:
-            parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
-    parts += localisation_section(metadata)
-    parts += conformal_section(metadata)
-    parts += mri_check_section(metadata.mri_check)
-    if training.get("command"):
-        parts += _reproduce(metadata)
-    parts += ["## Limitations\n", *[f"- {item.format(count=len(metadata.labels))}" for item in LIMITATIONS], ""]
-    parts += [
+    where = "; where the map points and whether the answer needs the tumour on those with a tumour outline (next section)"
+    ece_before = scores.ece if calibration.ece_before is None else calibration.ece_before
+    ece_after = "-" if calibration.ece_after is None else calibration.ece_after
+    parts = [
+        "## Metrics on the group-aware validation split" + (" (split run)" if metadata.training.get("refit") else "") + "\n",
+        "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
+        "kept on the validation side" + (where if found else "") + ".\n",
+        f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.temperature}) |{beside[0]}",
+        f"|---:|---:|---:|---:|{beside[1]}",
+        f"| {scores.accuracy:.4f} | {scores.macro_f1:.4f} | {ece_before} | {ece_after} |{beside[2]}\n",
+        "| class | precision | recall | F1 | images |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, row in metadata.metrics.validation_per_class.items():
+        parts.append(f"| {display_name(label)} | {row.precision:.4f} | {row.recall:.4f} | {row.f1:.4f} | {row.support} |")
+    if standalone:
+        parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
+    return parts
+
+
+def licence_section(metadata: ModelMetadata) -> list[str]:
+    """The model's licence, the data's, the credit its architecture's starting weights ask for, and the versions."""
+    parts = [
         "## Licence and attribution\n",
         f"Model licence: {metadata.license}. Data: Masoud Nickparvar, Brain Tumor MRI Dataset (Kaggle), CC0, "
         "built from figshare (Cheng et al., 2017), SARTAJ and Br35H.",
     ]
-    if metadata.architecture == "vgg16":
-        parts.append(VGG16_ATTRIBUTION)
+    architecture = architectures.find(metadata.architecture)
+    if architecture and architecture.attribution:
+        parts.append(architecture.attribution)
     if metadata.libraries:
         parts += ["", "Versions: " + ", ".join(f"{key} {value}" for key, value in metadata.libraries.items())]
-    return "\n".join(parts) + "\n"
+    return parts
 
 
 MRI_CHECK_FAMILIES = {
@@ -186,12 +184,19 @@ MRI_CHECK_FAMILIES = {
 
 
 def mri_check_section(mri_check: dict | None) -> list[str]:
-    """How the not-an-MRI check works, how many validation MRIs it lets through, and what it refuses, per family."""
+    """How the not-an-MRI check works, how many validation MRIs it lets through, and what it refuses, per family.
+
+    Its bounds are tabled by ``tumor_ai.mri_check.bounds_table``, from the same table that fits and applies them.
+    """
+    from tumor_ai.mri_check import bounds_table
+
     if not mri_check:
         return []
+    bounds = bounds_table(mri_check.get("bounds") or {})
     parts = [
         "## Not-an-MRI check\n",
         f"{mri_check.get('method', '')}\n",
+        *(["An image must meet every fitted bound:\n", *bounds, ""] if bounds else []),
         f"- validation MRIs passing: {mri_check.get('validation_pass_rate'):.2%} of {mri_check.get('validation_images')}"
         + (f" (refused: {', '.join(mri_check['validation_refused'])})" if mri_check.get("validation_refused") else ""),
     ]
@@ -274,13 +279,13 @@ PREPROCESSING_TEXT = {
 }
 
 
-def recipe_section(arguments: dict, guidance_map: str = "Grad-CAM") -> list[str]:
+def recipe_section(arguments: dict, guidance_map: str = "Grad-CAM", features: bool = False) -> list[str]:
     """How training took the collection cues away and made the model need the tumour, when it did.
 
-    ``guidance_map`` names the map the guidance term shaped (the trainer records it).
+    ``guidance_map`` names the map the guidance term shaped (the trainer records it); ``features``
+    says the trainer cached block-3 features (the VGG16's does).
     """
     steps = []
-    features = arguments.get("model") == "vgg16"
     if arguments.get("preprocessing") in ("luminance", "vgg16_luminance"):
         steps.append("fed luminance only, each slice brought to the same mean brightness (above)")
     if arguments.get("acquisition"):

@@ -17,9 +17,10 @@ Research and teaching only: not a diagnosis.
 from __future__ import annotations
 
 import argparse
-import importlib
 import importlib.util
 import sys
+
+from tumor_ai.architectures import import_training_aware
 
 COMMANDS = {
     "serve": ("tumor_ai.serve", "run the app (Predict, Compare, Batch, Assistant, About; --mcp for agents) on your models"),
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(
                 f"error: tumor-ai {args.command} needs the training extras ({', '.join(missing)}): {TRAINING_EXTRAS}"
             )
-    module = importlib.import_module(module_name)
+    module = import_training_aware(module_name)
     module.main(args.arguments, prog=f"tumor-ai {args.command}")  # the module never imports this one
 
 

@@ -1,7 +1,8 @@
-"""Class-activation maps turned into pictures and words: the colour map, the overlay, the reading.
+"""Class-activation maps turned into pictures and words, for the page: the colour map, the overlay, the reading.
 
 The maps themselves are computed inside the model's ``tf.function`` (``tumor_ai.inference``) by the
-method its metadata names (``tumor_ai.cam``); this module places them over the upload and draws them.
+method its metadata names, and placed in the upload's frame (``tumor_ai.cam``); this module only
+draws them and puts them into words, so nothing the model needs depends on how the page looks.
 """
 
 from __future__ import annotations
@@ -32,34 +33,6 @@ def jet(values: np.ndarray) -> np.ndarray:
     centres = np.array([0.75, 0.5, 0.25])  # red, green, blue peaks
     rgb = np.clip(1.5 - np.abs(4.0 * (values - centres)), 0.0, 1.0)
     return (rgb * 255).astype(np.uint8)
-
-
-def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """A coarse CAM (h, w) in 0..1 to ``size`` = (height, width), bilinear."""
-    height, width = size
-    image = Image.fromarray(cam.astype(np.float32), mode="F").resize((width, height), Image.Resampling.BILINEAR)
-    return np.clip(np.asarray(image), 0.0, 1.0)
-
-
-def place_in_frame(cam: np.ndarray, frame: tuple[int, int, int, int], image_shape: tuple[int, int], grid: int = 64) -> np.ndarray:
-    """A CAM computed on a crop, placed where that crop lies in the whole image (zero elsewhere).
-
-    ``frame`` is ``(top, left, height, width)`` of the model's input in image pixels (it may reach
-    past the edges). The result covers the whole image at ``grid`` cells on its longer side, so the
-    overlay, the heatmap and the words about where the evidence lies all refer to the upload.
-    """
-    height, width = image_shape
-    if tuple(frame) == (0, 0, height, width):
-        return cam
-    scale = grid / max(height, width)
-    canvas = np.zeros((max(1, round(height * scale)), max(1, round(width * scale))), np.float32)
-    top, left = round(frame[0] * scale), round(frame[1] * scale)
-    placed = upsample(cam, (max(1, round(frame[2] * scale)), max(1, round(frame[3] * scale))))
-    rows = slice(max(top, 0), min(top + placed.shape[0], canvas.shape[0]))
-    cols = slice(max(left, 0), min(left + placed.shape[1], canvas.shape[1]))
-    if rows.stop > rows.start and cols.stop > cols.start:
-        canvas[rows, cols] = placed[rows.start - top : rows.stop - top, cols.start - left : cols.stop - left]
-    return canvas
 
 
 def _resized(picture: np.ndarray, size: tuple[int, int], mode: str | None = None) -> Image.Image:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import gradio as gr
 import numpy as np
@@ -67,7 +68,10 @@ BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before S
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
+UNSURE, SURE = 0.7, 0.9  # confidence below which a model is unsure, and from which it is sure
+NUMBER_WORDS = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
 log = logging.getLogger("tumor_ai.ui")
+Outputs = TypeVar("Outputs", bound=tuple)
 
 
 @dataclass
@@ -97,6 +101,80 @@ class Explained:
     def top_cam(self, predictor: Predictor) -> np.ndarray:
         """The Grad-CAM of the model's answer."""
         return self.cams[predictor.labels.index(self.prediction.label)]
+
+
+# What each handler fills, by name. ``tumor_ai.ui`` builds the same type holding the components
+# (``outputs``), so a value can only land in the output of its own name; a field that holds a list of
+# components takes one value for all of them, one that holds a dict takes a value per model.
+# Any field may instead hold ``gr.skip()``: that output keeps what it shows.
+
+
+class SliceOutputs(NamedTuple):
+    """A new picture in an input (``new_slice``, ``open_file``)."""
+
+    picture: Any  # the image input's value: the decoded slice shown, None to empty it, or gr.skip()
+    slice: SessionSlice | None  # session state
+    message: str  # where the answer would be: "Slice loaded", or why the picture was refused
+    cleared: Any  # for every output about the old slice: None clears it, gr.skip() keeps it
+
+
+class PredictOutputs(NamedTuple):
+    """The Predict tab (and ``/predict``, whose client gets the fields that are not state, in this order)."""
+
+    label: dict[str, float] | None  # the confidences, display name -> probability
+    overlay: str | None  # the Grad-CAM over the slice (a cached picture)
+    heatmap: str | None
+    reading: str
+    details: dict | None  # the JSON an API user gets
+    slice: SessionSlice | None  # session state: the decoded upload
+    explained: Explained | None  # session state: the answer and the Grad-CAMs drawn so far
+
+
+class EvidenceOutputs(NamedTuple):
+    """What the opacity slider and the "show evidence for" choice redraw, without asking the model again."""
+
+    overlay: str
+    heatmap: str
+    reading: str
+    explained: Explained | None
+
+
+class CompareColumn(NamedTuple):
+    """One model's column in the Compare tab."""
+
+    label: dict[str, float] | None
+    overlay: str
+
+
+class CompareOutputs(NamedTuple):
+    """The Compare tab (and ``/compare``: each model's label and overlay in the predictors' order, then the summary)."""
+
+    models: dict[str, CompareColumn]  # model name -> its column
+    summary: str  # the verdict and the table of answers and timings
+    slice: SessionSlice | None
+    explained: dict[str, Explained]  # session state: each model's answer, for the slider
+
+
+class BatchOutputs(NamedTuple):
+    """The Batch tab (and ``/batch``), yielded again after every ``WEB_BATCH_SIZE`` files."""
+
+    summary: str
+    table: pd.DataFrame  # what a person reads: one column per model
+    gallery: list[tuple[str, str]] | None  # (overlay, caption) per file and model
+    csv: str | None  # full precision, every class's probability
+    entries: list[dict] | None  # session state: thumbnails and maps, for the slider
+
+
+class HideOutputs(NamedTuple):
+    """The "hide a region and ask again" answer."""
+
+    hidden: str  # the slice as the models saw it, with the region filled
+    answers: str  # each model's answer before and after
+
+
+def unchanged(outputs: type[Outputs]) -> Outputs:
+    """A result that leaves every output as it shows (an event that turned out to change nothing)."""
+    return outputs(*[gr.skip()] * len(outputs._fields))
 
 
 def cache_file(data: bytes, name: str) -> str:
@@ -166,43 +244,45 @@ def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, Sessio
     return image, SessionSlice(path, image)
 
 
-def new_slice(payload, state: SessionSlice | None, cleared: int):
-    """A new picture in an input: decode and check it now, and clear the ``cleared`` outputs that were about the old one.
+def new_slice(payload, state: SessionSlice | None) -> SliceOutputs:
+    """A new picture in an input: decode and check it now, and clear the outputs that were about the old one.
 
     A refused picture leaves the input (a browser would draw a broken-image strip) and its reason
     goes where the answer would be; the input's own change back to empty keeps that reason. A
     picture that ``open_file`` has just shown is adopted with the notes of its original file.
-    Returns the input's value, the state, a message, and ``cleared`` values.
     """
     path = upload_path(payload)
-    empty = [None] * cleared
     if path is None:
         if state is not None and state.image is None and state.key is not None:  # the refused file just removed
-            return gr.skip(), None, gr.skip(), *[gr.skip()] * cleared
-        return gr.skip(), None, "", *empty
+            return SliceOutputs(picture=gr.skip(), slice=None, message=gr.skip(), cleared=gr.skip())
+        return SliceOutputs(picture=gr.skip(), slice=None, message="", cleared=None)
     if state is not None and state.key in (None, path):  # just shown by open_file, or the same event again
         state.key = path
-        return gr.skip(), state, gr.skip(), *[gr.skip()] * cleared
+        return SliceOutputs(picture=gr.skip(), slice=state, message=gr.skip(), cleared=gr.skip())
     try:
         image = read_image(path)
     except ImageError as error:
         message = refused(error)
-        return None, SessionSlice(path, None, message), f"**{markdown(message)}**", *empty
-    return gr.skip(), SessionSlice(path, image), _ready(image), *empty
+        return SliceOutputs(
+            picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None
+        )
+    return SliceOutputs(picture=gr.skip(), slice=SessionSlice(path, image), message=_ready(image), cleared=None)
 
 
-def open_file(path: str | None, cleared: int):
+def open_file(path: str | None) -> SliceOutputs:
     """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input.
 
     A refused file leaves the slice on screen as it was, and says why where the answer would be.
     """
     if not path:
-        return gr.skip(), gr.skip(), gr.skip(), *[gr.skip()] * cleared
+        return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=gr.skip(), cleared=gr.skip())
     try:
         image = read_image(path)
     except ImageError as error:
-        return gr.skip(), gr.skip(), f"**{markdown(refused(error))}**", *[gr.skip()] * cleared
-    return cache_picture(image.pixels, "slice.png"), SessionSlice(None, image), _ready(image), *[None] * cleared
+        return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=f"**{markdown(refused(error))}**", cleared=gr.skip())
+    return SliceOutputs(
+        picture=cache_picture(image.pixels, "slice.png"), slice=SessionSlice(None, image), message=_ready(image), cleared=None
+    )
 
 
 def _ready(image: LoadedImage) -> str:
@@ -268,7 +348,7 @@ def evidence_index(predictor: Predictor, prediction: Prediction, evidence: str) 
     return predictor.labels.index(evidence)
 
 
-def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float, evidence: str = TOP_CLASS):
+def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float, evidence: str = TOP_CLASS) -> EvidenceOutputs:
     """Overlay, heatmap and reading for one class; only a class not drawn before costs a model call."""
     predictor = predictors[explained.model]
     index = evidence_index(predictor, explained.prediction, evidence)
@@ -286,14 +366,17 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
         map_trust(predictor.metadata),
         plausible_sentence(prediction),
     )
-    return (
-        cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
-        cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),
-        text,
+    return EvidenceOutputs(
+        overlay=cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
+        heatmap=cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),
+        reading=text,
+        explained=explained,
     )
 
 
-def predict(predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None):
+def predict(
+    predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
+) -> PredictOutputs:
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
     image, state = take_slice(payload, state)
     predictor = _model(predictors, model)
@@ -304,57 +387,105 @@ def predict(predictors: dict[str, Predictor], payload, model: str, opacity: floa
     notes = "\n\n_Note: " + markdown("; ".join(image.notes)) + "._" if image.notes else ""
     if not prediction.is_mri:
         refusal_text = f"**{NOT_MRI_MESSAGE}** {NOT_A_DIAGNOSIS}{notes}"
-        return None, cache_picture(display, "slice.jpg"), None, refusal_text, info, state, None
-    explained = Explained.of(model, predictor, prediction, image, display)
-    picture, heat, text = draw(predictors, explained, opacity, evidence)
-    return label_value(prediction), picture, heat, text + notes, info, state, explained
+        shown = cache_picture(display, "slice.jpg")
+        return PredictOutputs(
+            label=None, overlay=shown, heatmap=None, reading=refusal_text, details=info, slice=state, explained=None
+        )
+    drawn = draw(predictors, Explained.of(model, predictor, prediction, image, display), opacity, evidence)
+    return PredictOutputs(
+        label=label_value(prediction),
+        overlay=drawn.overlay,
+        heatmap=drawn.heatmap,
+        reading=drawn.reading + notes,
+        details=info,
+        slice=state,
+        explained=drawn.explained,
+    )
 
 
-def model_switched(explained: Explained | None, model: str):
+def model_switched(explained: Explained | None, model: str) -> PredictOutputs:
     """The model choice changed: an answer of the other model on screen is cleared, and the reading says so.
 
     Left in place it would read as the new model's answer; the new one costs a press of Predict.
+    The session's slice stays: Predict with the new model reads it again without the file.
     """
     if explained is None or explained.model == model:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return unchanged(PredictOutputs)
     message = f"The answer shown was the {explained.model} model's; press Predict to ask the {model} model."
-    return None, None, None, message, None, None
+    return PredictOutputs(label=None, overlay=None, heatmap=None, reading=message, details=None, slice=gr.skip(), explained=None)
 
 
-def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str):
+def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str) -> EvidenceOutputs:
     """The slider or the class choice moved: redraw from the cached Grad-CAM (no model call for opacity)."""
     if explained is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return *draw(predictors, explained, opacity, evidence), explained
+        return unchanged(EvidenceOutputs)
+    return draw(predictors, explained, opacity, evidence)
+
+
+def listed(names: list[str]) -> str:
+    """Names as a sentence lists them: "a", "a and b", "a, b and c"."""
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def verdict(predictions: dict[str, Prediction]) -> str:
-    """What matters when two models read one slice: agreement, and whether each is sure."""
+    """What matters when the models read one slice: whether each could, whether they agree, whether each is sure.
+
+    Two models keep the wording people know ("Both models read ..."); three or more say how the answers split.
+    """
     refused = [name for name, p in predictions.items() if not p.is_mri]
     if refused:
-        return f"**{NOT_MRI_MESSAGE}** (the MRI check of {' and '.join(refused)})"
-    said = {name: f"{name} {display_name(p.label)} ({p.confidence:.0%})" for name, p in predictions.items()}
-    if len({p.label for p in predictions.values()}) > 1:
+        return f"**{NOT_MRI_MESSAGE}** (the MRI check of {listed(refused)})"
+    if len(predictions) == 1:
+        name, prediction = next(iter(predictions.items()))
         return (
-            f"**The models disagree**: {', '.join(said.values())}. Treat this slice as uncertain, "
-            "and look at where each model found its evidence."
+            f"**{name} reads {display_name(prediction.label)}** ({prediction.confidence:.0%}). It is the only model "
+            "served, so there is no second reading to compare it with."
         )
+    if len({p.label for p in predictions.values()}) > 1:
+        return _disagreement(predictions)
+    return _agreement(predictions)
+
+
+def _agreement(predictions: dict[str, Prediction]) -> str:
+    """The models agree: say so, and whether any of them is unsure."""
     label = display_name(next(iter(predictions.values())).label)
-    unsure = [name for name, p in predictions.items() if p.confidence < 0.7]
-    sure = [name for name, p in predictions.items() if p.confidence >= 0.9]
+    everyone = "Both" if len(predictions) == 2 else f"All {NUMBER_WORDS.get(len(predictions), len(predictions))}"
+    unsure = [name for name, p in predictions.items() if p.confidence < UNSURE]
+    sure = [name for name, p in predictions.items() if p.confidence >= SURE]
     shares = ", ".join(f"{name} {p.confidence:.0%}" for name, p in predictions.items())
     if unsure and sure:
-        return f"**Both read {label}, but {' and '.join(unsure)} is unsure** ({shares})."
+        return f"**{everyone} read {label}, but {listed(unsure)} {'is' if len(unsure) == 1 else 'are'} unsure** ({shares})."
     if unsure:
-        return f"**Both read {label}, with low confidence** ({shares}): treat this reading as uncertain."
-    return f"**Both models read {label}** ({shares})."
+        return f"**{everyone} read {label}, with low confidence** ({shares}): treat this reading as uncertain."
+    if len(predictions) == 2:
+        return f"**Both models read {label}** ({shares})."
+    return f"**{everyone} agree: {label}** ({shares})."
 
 
-def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None):
+def _disagreement(predictions: dict[str, Prediction]) -> str:
+    """The models disagree: with three or more, how the answers split ("2 of 3 say ...; ... says ...")."""
+    advice = "Treat this slice as uncertain, and look at where each model found its evidence."
+    groups: dict[str, list[str]] = {}
+    for name, prediction in predictions.items():
+        groups.setdefault(prediction.label, []).append(name)
+    if len(predictions) == 2 or len(groups) == len(predictions):  # no two models agree: list every answer
+        said = ", ".join(f"{name} {display_name(p.label)} ({p.confidence:.0%})" for name, p in predictions.items())
+        return f"**The models disagree**: {said}. {advice}"
+    parts = []
+    for label, names in sorted(groups.items(), key=lambda group: -len(group[1])):  # the largest share first
+        if len(names) == 1:
+            parts.append(f"{names[0]} says {display_name(label)} ({predictions[names[0]].confidence:.0%})")
+        else:
+            shares = ", ".join(f"{name} {predictions[name].confidence:.0%}" for name in names)
+            parts.append(f"{len(names)} of {len(predictions)} say {display_name(label)} ({shares})")
+    return f"**The models disagree**: {'; '.join(parts)}. {advice}"
+
+
+def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None) -> CompareOutputs:
     """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
     image, state = take_slice(payload, state)
     display = display_copy(image.pixels)
-    outputs, timings, explained, predictions = [], [], {}, {}
+    answers, timings, explained, predictions = {}, [], {}, {}
     for name, predictor in predictors.items():
         log.info("model call: %s compare", name)
         prediction, seconds = predictor.predict_one(image.pixels)
@@ -362,25 +493,23 @@ def compare(predictors: dict[str, Predictor], payload, opacity: float, state: Se
         if prediction.is_mri:
             explained[name] = Explained.of(name, predictor, prediction, image, display)
         picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
-        outputs += [label_value(prediction), cache_picture(picture, f"{name}.jpg")]
+        answers[name] = CompareColumn(label=label_value(prediction), overlay=cache_picture(picture, f"{name}.jpg"))
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
         shown = " or ".join(display_name(label) for label in prediction.plausible or []) or "–"
         timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {shown} | {seconds * 1000:.0f} ms |")
     header = f"| model | reads the slice as | plausible at {SERVED_LEVEL:.0%} | inference time |\n|---|---|---|---:|\n"
     table = header + "\n".join(timings)
-    return (*outputs, f"{verdict(predictions)}\n\n{table}", state, explained)
+    return CompareOutputs(models=answers, summary=f"{verdict(predictions)}\n\n{table}", slice=state, explained=explained)
 
 
-def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float):
-    """The Compare slider moved: re-blend each cached Grad-CAM (no model call)."""
-    if not explained:
-        return [gr.skip()] * len(predictors)
-    return [
-        cache_picture(overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), f"{name}.jpg")
-        if name in explained
+def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float) -> dict[str, Any]:
+    """The Compare slider moved: re-blend each cached Grad-CAM (no model call); model name -> overlay, or gr.skip()."""
+    return {
+        name: cache_picture(overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), f"{name}.jpg")
+        if explained and name in explained
         else gr.skip()
         for name in predictors
-    ]
+    }
 
 
 def _percent(value) -> str:
@@ -440,7 +569,9 @@ def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[str, str]]
     ]
 
 
-def batch(predictors: dict[str, Predictor], paths: list[str] | None, opacity: float, progress=gr.Progress()):
+def batch(
+    predictors: dict[str, Predictor], paths: list[str] | None, opacity: float, progress=gr.Progress()
+) -> Iterator[BatchOutputs]:
     """Batch tab and ``/batch``: a summary, the table, captioned overlays and the CSV (full precision).
 
     A generator: the table and CSV fill in after every ``WEB_BATCH_SIZE`` files, so Stop (the
@@ -503,7 +634,9 @@ def _note_duplicate(row: dict, name: str) -> None:
     row["note"] = "; ".join(filter(None, [row["note"], f"the same picture was also uploaded as {name}"]))
 
 
-def _batch_steps(predictors: dict[str, Predictor], paths: list[str], total: int, opacity: float, progress) -> Iterator[tuple]:
+def _batch_steps(
+    predictors: dict[str, Predictor], paths: list[str], total: int, opacity: float, progress
+) -> Iterator[BatchOutputs]:
     """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far."""
     names, labels = list(predictors), next(iter(predictors.values())).labels
     done, read, modelled = BatchSoFar(), 0, 0  # half the bar reads files, half runs the models
@@ -535,7 +668,7 @@ def _model_step(progress, base: float, span: float, total: int, fraction: float,
     progress(base + span * fraction, desc=f"{text} (batch of {total})")
 
 
-def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacity: float, status: str | None):
+def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacity: float, status: str | None) -> BatchOutputs:
     """The tab's outputs for the rows so far: the summary (or ``status`` while running), table, gallery, CSV, entries."""
     text = summary(done.rows, names)
     if done.duplicates:
@@ -545,7 +678,13 @@ def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacit
     report = labelled_report(done.rows, names, labels)
     text = f"{status} {text}" if status else text + (f"\n\n{report}" if report else "")
     csv_path = cache_file(rows_to_csv(done.rows, columns(names, labels)).encode(), "tumor_ai_batch.csv")
-    return text, table_frame(done.rows, names), gallery(done.entries, opacity), csv_path, done.entries
+    return BatchOutputs(
+        summary=text,
+        table=table_frame(done.rows, names),
+        gallery=gallery(done.entries, opacity),
+        csv=csv_path,
+        entries=done.entries,
+    )
 
 
 def recolour_batch(entries: list[dict] | None, opacity: float):
@@ -608,7 +747,7 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
     return "".join(lines) + "\n\n" + "\n".join([header, rule, *rows]) + f"\n\n_{HIDE_LESSON}_"
 
 
-def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: SessionSlice | None):
+def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: SessionSlice | None) -> HideOutputs:
     """Hide a region and ask again: fill the painted region from its surroundings, and every model answers again."""
     if state is None or state.image is None:
         raise gr.Error(NO_SLICE_TO_HIDE, print_exception=False)
@@ -619,4 +758,6 @@ def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: S
     for name, predictor in predictors.items():
         log.info("model call: %s hide a region", name)
         answers[name] = (predictor.predict_one(pixels)[0], predictor.predict_one(hidden)[0])
-    return cache_picture(display_copy(hidden), "hidden.jpg"), hidden_reading(answers, float(region.mean()))
+    return HideOutputs(
+        hidden=cache_picture(display_copy(hidden), "hidden.jpg"), answers=hidden_reading(answers, float(region.mean()))
+    )

@@ -16,9 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from tumor_ai.calibration import softmax
-from tumor_ai.cam import cam_function
+from tumor_ai.cam import cam_function, place_in_frame
 from tumor_ai.conformal import plausible
-from tumor_ai.explain import place_in_frame
 from tumor_ai.models import ModelMetadata, load_model, resolve_source
 from tumor_ai.precision import resolve_precision, with_policy
 from tumor_ai.preprocessing import Frame, channels, model_input, normalize
@@ -64,7 +63,7 @@ class Predictor:
         self.metadata = metadata
         self.source = source
         self.labels = list(metadata.labels)
-        self.temperature = float(metadata.calibration.get("temperature", 1.0) or 1.0)
+        self.temperature = float(metadata.calibration.temperature or 1.0)
         self._cam = cam_function(metadata.cam_method)
         predictions = model.get_layer(metadata.logits_layer)
         outputs = [
@@ -105,6 +104,8 @@ class Predictor:
         except Exception as error:  # noqa: BLE001 - a truncated or foreign .npz: one sentence, not a traceback
             from tumor_ai.models import ModelSourceError
 
+            if isinstance(error, ModelSourceError):
+                raise  # already one sentence: a check newer than this code
             raise ModelSourceError(f"{source}: mri_check.npz is damaged and cannot be read ({type(error).__name__}).") from None
         if warm_up:
             predictor.warm_up()

@@ -24,6 +24,78 @@ DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on loa
 
 
 @dataclass
+class Calibration:
+    """The temperature that calibrates the softmax (``tumor_ai.calibration``), and the calibration error it left."""
+
+    temperature: float = 1.0
+    ece_before: float | None = None
+    ece_after: float | None = None
+    fitted_on: str = ""
+
+
+@dataclass
+class DatasetRecord:
+    """What a model was trained on and how it was split (``training.train``)."""
+
+    name: str = ""
+    license: str = ""
+    root: str = ""
+    fingerprint_sha256: str = ""
+    images: int = 0
+    skipped: int = 0
+    duplicate_groups: int = 0
+    split: str = ""
+    validation_fraction: float = 0.0
+    seed: int = 0
+    train_images: int = 0
+    validation_images: int = 0
+
+
+@dataclass
+class Scores:
+    """A model's figures on held-out images."""
+
+    images: int
+    accuracy: float
+    macro_f1: float
+    ece: float
+    nll: float
+
+
+@dataclass
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass
+class Metrics:
+    """The validation split's figures, overall and per class (labels in the metadata's order)."""
+
+    validation: Scores
+    validation_per_class: dict[str, ClassScores] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Metrics:
+        per_class = {label: ClassScores(**row) for label, row in data.get("validation_per_class", {}).items()}
+        return cls(Scores(**data["validation"]), per_class)
+
+
+def _typed_block(kind: type, data: Any) -> Any:
+    """A JSON block as its dataclass (an empty block is ``None``); keys the dataclass does not know are refused."""
+    if not data:
+        return None
+    if not isinstance(data, dict):
+        raise ModelSourceError(f"the model's metadata has a {type(data).__name__} where a block of figures belongs")
+    unknown = set(data) - set(kind.__dataclass_fields__)
+    if unknown:
+        raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
+    return kind.from_dict(data) if hasattr(kind, "from_dict") else kind(**data)
+
+
+@dataclass
 class ModelMetadata:
     """What serving needs to know about a trained model, written beside its weights."""
 
@@ -46,10 +118,10 @@ class ModelMetadata:
         "classes above and showing what the model looked at. Not a medical device; not a diagnosis."
     )
     license: str = "mit"
-    training: dict[str, Any] = field(default_factory=dict)
-    dataset: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    calibration: dict[str, Any] = field(default_factory=lambda: {"temperature": 1.0})
+    training: dict[str, Any] = field(default_factory=dict)  # the recipe, command, timings (training.train)
+    dataset: DatasetRecord | None = None
+    metrics: Metrics | None = None  # None: no held-out figures (a model trained without a split)
+    calibration: Calibration = field(default_factory=Calibration)
     mri_check: dict[str, Any] = field(default_factory=dict)
     localisation: dict[str, Any] = field(default_factory=dict)  # where the map points, measured (training.localise)
     conformal: dict[str, Any] = field(default_factory=dict)  # prediction-set thresholds (training.conformal)
@@ -84,7 +156,9 @@ class ModelMetadata:
         }
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "network_data_format": self.network_data_format()}, indent=2) + "\n"
+        """The file's JSON; an absent block is written ``{}``, as schema 4 always has."""
+        data = {key: {} if value is None and key in TYPED_BLOCKS else value for key, value in asdict(self).items()}
+        return json.dumps({**data, "network_data_format": self.network_data_format()}, indent=2) + "\n"
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
@@ -100,12 +174,19 @@ class ModelMetadata:
             raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
         known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
         known["input_size"] = tuple(known["input_size"])
+        for key, kind in TYPED_BLOCKS.items():
+            if key in known:
+                known[key] = _typed_block(kind, known[key])
+        known["calibration"] = known.get("calibration") or Calibration()
         known["schema_version"] = SCHEMA_VERSION  # older files load with today's defaults for the new keys
         return cls(**known)
 
     @classmethod
     def read(cls, path: str | Path) -> ModelMetadata:
         return cls.from_dict(json.loads(Path(path).read_text()))
+
+
+TYPED_BLOCKS: dict[str, type] = {"dataset": DatasetRecord, "metrics": Metrics, "calibration": Calibration}
 
 
 def library_versions() -> dict[str, str]:

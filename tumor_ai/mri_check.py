@@ -17,12 +17,13 @@ tests stand before the label:
   speckled ultrasound), how much of the frame the body fills, and the interior's spread;
 * feature distance: the Mahalanobis distance of the model's own pooled features to the nearest
   class mean of the training images (one shrunk covariance shared by the classes, as in Lee et
-  al., 2018), with a threshold set high in the training images' tail (99.9% by default;
-  ``training.fit_mri_check`` picks 99.95%).
+  al., 2018), with a threshold set high in the training images' tail (``Tails``).
 
-``training.fit_mri_check`` fits both on the training split and checks that at least 99.5% of the
-validation MRIs pass; the fitted values live beside the model (``mri_check.npz`` and the
-``mri_check`` block of ``tumor_ai.json``).
+The bounded tests are the rows of ``BOUNDS``: their names in the file and the metadata, their
+fit, the check of an image and their description on the model card all come from that table.
+``training.fit_mri_check`` fits the check on the training split and writes it only if enough
+validation MRIs pass; the fitted values live beside the model (``mri_check.npz``, versioned by
+``FORMAT_VERSION``, and the ``mri_check`` block of ``tumor_ai.json``).
 """
 
 from __future__ import annotations
@@ -33,27 +34,104 @@ from pathlib import Path
 import numpy as np
 
 CHECK_FILE = "mri_check.npz"
+FORMAT_VERSION = 2  # of CHECK_FILE; version 1 (the first shipped files) had no ``format_version`` array, else the same
 STATISTICS_SIZE = (224, 224)  # image statistics are taken on a copy this size
 HEAD_LEVEL = 0.08  # darker than this is background
 FLAT_STEP = 0.004  # a pixel whose neighbours differ by less than this (of the full range) is flat
-BOUND_KEYS = (
-    "distance_threshold",
-    "max_saturation",
-    "min_contrast",
-    "min_dark_fraction",
-    "max_border_brightness",
-    "max_saturated_head",
-    "max_flat_head",
-)
 RIM_WIDTH = 8  # pixels of the 224 px copy that count as the head's rim
 STATISTICS = (
     "saturation", "contrast", "dark fraction", "border brightness", "saturated head", "flat head",
     "rim to interior", "brightest in rim", "fine texture (log)", "head fraction", "interior spread (log)",
 )  # fmt: skip
+DISTANCE = "distance"  # the statistic name of the feature distance, which is not an image statistic
 PROBE_KEYS = (
     "probe_mean", "probe_scale", "probe_hidden_weights", "probe_hidden_bias", "probe_weights", "probe_bias", "probe_threshold",
 )  # fmt: skip
 MESSAGE = "This does not look like a brain MRI slice, so no tumour class is given."
+
+
+@dataclass(frozen=True)
+class Tails:
+    """How far into the training MRIs' tail the bounds sit: the quantiles a ``Bound.tail`` names.
+
+    Held-out MRIs lie a little farther from the training features than the training images
+    themselves, so the distance bound sits higher in the tail than the statistics' bounds.
+    """
+
+    quantile: float = 0.998  # the image-statistic bounds
+    white_quantile: float = 0.999  # the saturated-white share of the head
+    distance_quantile: float = 0.999  # the feature distance
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One test of the check: a statistic, the side of the training MRIs it bounds, and how the bound is fitted.
+
+    The bound is ``quantile(training values, q) * scale + offset``: q is the ``Tails`` field that
+    ``tail`` names (its complement for a ``min`` bound), or the training MRIs' extreme where ``tail``
+    is None. Everything that names or describes the bounds is generated from ``BOUNDS``.
+    """
+
+    statistic: str  # a name in ``STATISTICS``, or ``DISTANCE``
+    direction: str  # "max": an image passes at or below the bound; "min": at or above it
+    tail: str | None  # a ``Tails`` field; None: the training MRIs' extreme
+    words: str  # what it measures, for the metadata's method and the model card
+    scale: float = 1.0
+    offset: float = 0.0
+
+    @property
+    def key(self) -> str:
+        """Its name in ``mri_check.npz`` and in the metadata's ``bounds``."""
+        return "distance_threshold" if self.statistic == DISTANCE else f"{self.direction}_{self.statistic.replace(' ', '_')}"
+
+    def values(self, statistics: np.ndarray, distances: np.ndarray) -> np.ndarray:
+        """Its column of ``image_statistics`` rows, or the distances."""
+        return distances if self.statistic == DISTANCE else statistics[:, STATISTICS.index(self.statistic)]
+
+    def quantile(self, tails: Tails) -> float:
+        tail = getattr(tails, self.tail) if self.tail else 1.0
+        return tail if self.direction == "max" else 1 - tail
+
+    def fit(self, values: np.ndarray, tails: Tails) -> float:
+        return float(np.quantile(values, self.quantile(tails))) * self.scale + self.offset
+
+    def holds(self, values: np.ndarray, limit: float) -> np.ndarray:
+        return values <= limit if self.direction == "max" else values >= limit
+
+    @property
+    def side(self) -> str:
+        return "at most" if self.direction == "max" else "at least"
+
+    def rule(self, tails: Tails) -> str:
+        """How the bound is fitted, in words: "at most the training MRIs' highest plus 0.02"."""
+        quantile = self.quantile(tails)
+        level = f"{quantile:.2%} quantile" if 0 < quantile < 1 else ("highest" if quantile == 1 else "lowest")
+        scaled = f"{self.scale:g} × " if self.scale != 1 else ""
+        return f"{self.side} {scaled}the training MRIs' {level}" + (f" plus {self.offset:g}" if self.offset else "")
+
+
+BOUNDS = (
+    Bound(DISTANCE, "max", "distance_quantile", "feature distance (Mahalanobis, of the model's pooled features to the "
+          "nearest class mean of the training features, one shrunk covariance shared by the classes)"),
+    Bound("saturation", "max", "quantile", "colour saturation", offset=0.02),
+    Bound("contrast", "min", "quantile", "contrast", scale=0.8),
+    Bound("dark fraction", "min", "quantile", "dark-background fraction", scale=0.8),
+    Bound("border brightness", "max", "quantile", "border brightness", offset=0.02),
+    Bound("saturated head", "max", "white_quantile", "saturated-white share of the head (a CT window clips bone white)"),
+    # Some MRIs are smooth (upscaled from small originals): the flat share refuses drawn phantoms, not CT.
+    Bound("flat head", "max", None, "flat share of the head (drawn phantoms are smooth)", offset=0.15),
+)  # fmt: skip
+
+
+def bounds_text(tails: Tails) -> str:
+    """The bounded tests and how each bound was fitted, as the start of the metadata's ``method`` sentence."""
+    return "An image passes when " + "; ".join(f"its {bound.words} is {bound.rule(tails)}" for bound in BOUNDS)
+
+
+def bounds_table(bounds: dict[str, float]) -> list[str]:
+    """A Markdown table of the tests and their fitted bounds (``MriCheck.bounds``) for the model card; empty without any."""
+    rows = [f"| {bound.words} | {bound.side} {bounds[bound.key]:g} |" for bound in BOUNDS if bound.key in bounds]
+    return ["| test | an image passes when it is |", "|---|---|", *rows] if rows else []
 
 
 def image_statistics(pixels: np.ndarray) -> np.ndarray:
@@ -114,17 +192,11 @@ def _shape_statistics(gray: np.ndarray, ndimage) -> list[float]:
 
 @dataclass
 class MriCheck:
-    """Fitted bounds on the image statistics and the feature distance of training MRIs."""
+    """Fitted bounds (one per row of ``BOUNDS``) on the image statistics and feature distance of training MRIs."""
 
     means: np.ndarray  # (classes, features): each class's mean pooled feature
     precision: np.ndarray
-    distance_threshold: float
-    max_saturation: float
-    min_contrast: float
-    min_dark_fraction: float
-    max_border_brightness: float
-    max_saturated_head: float
-    max_flat_head: float
+    limits: dict[str, float]  # ``Bound.key``: its fitted bound
     probe: dict[str, np.ndarray] = field(default_factory=dict)  # ``PROBE_KEYS``; empty: no learned refusal
 
     @classmethod
@@ -133,19 +205,11 @@ class MriCheck:
         embeddings: np.ndarray,
         statistics: np.ndarray,
         targets: np.ndarray | None = None,
-        quantile: float = 0.998,
-        distance_quantile: float = 0.999,
-        white_quantile: float = 0.999,
-        flat_margin: float = 0.15,
+        tails: Tails = Tails(),
         shrinkage: float = 0.1,
     ) -> MriCheck:
-        """Fit on training images: bounds at ``quantile`` of their statistics, ``white_quantile`` of the
-        saturated share, ``distance_quantile`` of their distances.
+        """Fit on training images: each of ``BOUNDS`` by its rule, with the quantiles of ``tails``.
 
-        Held-out MRIs lie a little farther from the training features than the training images
-        themselves, so the distance bound sits higher in the tail than the statistics' bounds. Some
-        MRIs are smooth (upscaled from small originals), so the flat share is bounded only beyond
-        the flattest training MRI (by ``flat_margin``): it refuses drawn phantoms, not CT.
         ``targets`` (class indices) give one mean per class; without them there is one mean.
         """
         targets = np.zeros(len(embeddings), int) if targets is None else np.asarray(targets)
@@ -155,16 +219,14 @@ class MriCheck:
         covariance = centred.T @ centred / max(len(embeddings) - len(classes), 1)
         dimension = covariance.shape[0]
         covariance = (1 - shrinkage) * covariance + shrinkage * np.eye(dimension) * np.trace(covariance) / dimension
-        precision = np.linalg.inv(covariance)
-        check = cls(means.astype(np.float32), precision.astype(np.float32), *[0.0] * 7)
-        check.distance_threshold = float(np.quantile(check.distances(embeddings), distance_quantile))
-        check.max_saturation = float(np.quantile(statistics[:, 0], quantile)) + 0.02
-        check.min_contrast = float(np.quantile(statistics[:, 1], 1 - quantile)) * 0.8
-        check.min_dark_fraction = float(np.quantile(statistics[:, 2], 1 - quantile)) * 0.8
-        check.max_border_brightness = float(np.quantile(statistics[:, 3], quantile)) + 0.02
-        check.max_saturated_head = float(np.quantile(statistics[:, 4], white_quantile))
-        check.max_flat_head = float(statistics[:, 5].max()) + flat_margin
+        check = cls(means.astype(np.float32), np.linalg.inv(covariance).astype(np.float32), {})
+        distances = check.distances(embeddings)
+        check.limits = {bound.key: bound.fit(bound.values(statistics, distances), tails) for bound in BOUNDS}
         return check
+
+    @property
+    def distance_threshold(self) -> float:
+        return self.limits["distance_threshold"]
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each embedding to the nearest class mean."""
@@ -191,16 +253,9 @@ class MriCheck:
         return self.passes_bounds(statistics, distances) & learned
 
     def passes_bounds(self, statistics: np.ndarray, distances: np.ndarray) -> np.ndarray:
-        """Boolean per image: the statistic bounds and the feature distance, without the learned refusal."""
-        return (
-            (statistics[:, 0] <= self.max_saturation)
-            & (statistics[:, 1] >= self.min_contrast)
-            & (statistics[:, 2] >= self.min_dark_fraction)
-            & (statistics[:, 3] <= self.max_border_brightness)
-            & (statistics[:, 4] <= self.max_saturated_head)
-            & (statistics[:, 5] <= self.max_flat_head)
-            & (distances <= self.distance_threshold)
-        )
+        """Boolean per image: every row of ``BOUNDS`` holds, without the learned refusal."""
+        held = [bound.holds(bound.values(statistics, distances), self.limits[bound.key]) for bound in BOUNDS]
+        return np.logical_and.reduce(held)
 
     def score(self, images: list[np.ndarray], embeddings: np.ndarray) -> list[tuple[bool, float]]:
         """``(is_mri, distance / threshold)`` per image; a score above 1 is out of distribution."""
@@ -210,28 +265,32 @@ class MriCheck:
         return [(bool(ok), round(float(d / self.distance_threshold), 3)) for ok, d in zip(verdicts, distances)]
 
     def bounds(self) -> dict[str, float]:
-        return {
-            "distance_threshold": round(self.distance_threshold, 4),
-            "max_saturation": round(self.max_saturation, 4),
-            "min_contrast": round(self.min_contrast, 4),
-            "min_dark_fraction": round(self.min_dark_fraction, 4),
-            "max_border_brightness": round(self.max_border_brightness, 4),
-            "max_saturated_head": round(self.max_saturated_head, 4),
-            "max_flat_head": round(self.max_flat_head, 4),
-            **({"probe_threshold": round(self.probe_threshold, 4)} if self.probe else {}),
-        }
+        """The bounds as published (metadata, card) and saved: rounded to 4 decimals."""
+        rounded = {bound.key: round(self.limits[bound.key], 4) for bound in BOUNDS}
+        return rounded | ({"probe_threshold": round(self.probe_threshold, 4)} if self.probe else {})
 
     def save(self, folder: str | Path) -> Path:
         path = Path(folder) / CHECK_FILE
-        bounds = {key: np.array(value) for key, value in self.bounds().items() if key in BOUND_KEYS}
-        np.savez(path, means=self.means, precision=self.precision, **bounds, **self.probe)
+        rounded = self.bounds()  # saved as published, so the card states the bounds that serve
+        arrays = {"format_version": np.array(FORMAT_VERSION), "means": self.means, "precision": self.precision}
+        arrays |= {bound.key: np.array(rounded[bound.key]) for bound in BOUNDS}
+        np.savez(path, **arrays, **self.probe)
         return path
 
     @classmethod
     def load(cls, path: str | Path) -> MriCheck:
+        """Read a saved check; a file without ``format_version`` is version 1, one newer than this code is refused."""
         with np.load(path) as stored:
+            version = int(stored["format_version"]) if "format_version" in stored else 1
+            if version > FORMAT_VERSION:
+                from tumor_ai.models import ModelSourceError
+
+                raise ModelSourceError(
+                    f"{path} is a version {version} check, newer than this tumor-ai reads (up to version "
+                    f"{FORMAT_VERSION}); update tumor-ai to serve this model."
+                )
             probe = {key: stored[key] for key in PROBE_KEYS if key in stored}
-            return cls(stored["means"], stored["precision"], *[float(stored[key]) for key in BOUND_KEYS], probe=probe)
+            return cls(stored["means"], stored["precision"], {bound.key: float(stored[bound.key]) for bound in BOUNDS}, probe)
 
     @classmethod
     def in_folder(cls, folder: str | Path) -> MriCheck | None:

@@ -26,7 +26,9 @@ import os
 import sys
 from pathlib import Path
 
+from tumor_ai import architectures
 from tumor_ai.safe_text import csv_row, from_csv_cell
+from tumor_ai.sources import add_source_arguments
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
@@ -35,10 +37,13 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         prog=prog or "python -m tumor_ai.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or .zip archives")
-    parser.add_argument("--model", choices=["cnn", "vgg16", "both"], default="both", help="which model(s) to run (default both)")
-    parser.add_argument("--models", help="folder holding cnn/ and vgg16/ model folders (env TUMOR_AI_MODELS)")
-    parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN or models/cnn)")
-    parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16 or models/vgg16)")
+    parser.add_argument(
+        "--model",
+        choices=[*architectures.names(), "all", "both"],
+        default="all",
+        help="which model to run, or 'all' the served ones ('both' is the same; default all)",
+    )
+    add_source_arguments(parser, where="")
     parser.add_argument("--out", default="results.csv", help="CSV to write (default results.csv; '-' for stdout)")
     parser.add_argument("--batch-size", type=int, default=16, help="images per forward pass and in memory at once (default 16)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -61,16 +66,18 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from tumor_ai.batch import columns, count_inputs, stream_rows
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.models import ModelSourceError
-    from tumor_ai.sources import local_fallbacks, model_sources
+    from tumor_ai.sources import explicit_sources, local_fallbacks, model_sources
 
     missing = [path for path in args.inputs if not Path(path).exists()]
     if missing:
         parser.error(f"not found: {', '.join(missing)}")
-    names = ["cnn", "vgg16"] if args.model == "both" else [args.model]
     keep, done = _selection(args, parser)  # a bad --shard is reported before the models load
     configure_threads()
     try:
-        sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16}, args.models)
+        sources = model_sources(explicit_sources(args), args.models)
+        names = list(sources) if args.model in ("all", "both") else [args.model]
+        if args.model not in (*sources, "all", "both"):
+            raise ModelSourceError(f"{args.model} is not served by default: pass --{args.model} SOURCE")
         predictors, _, _ = load_predictors(
             {name: sources[name] for name in names},
             local_fallbacks(args.models),

@@ -4,7 +4,8 @@
     tumor-ai serve --share                 # plus a public *.gradio.live link
     tumor-ai serve --vgg16 hf://USER/tumor-ai-vgg16 --cnn hf://USER/tumor-ai-cnn@v1
 
-Model sources: a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
+One model per registered architecture (tumor_ai.architectures: cnn and vgg16), each from --NAME:
+a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
 variables TUMOR_AI_CNN and TUMOR_AI_VGG16; on a Hugging Face Space, the repos README.md preloads;
 else the cnn/ and vgg16/ folders of --models (env TUMOR_AI_MODELS; from a clone, its models/). A
 Hub source that cannot be loaded falls back to those folders, and the page says so.
@@ -18,6 +19,7 @@ import os
 import socket
 import warnings
 
+from tumor_ai.sources import add_source_arguments
 from tumor_ai.workspace import CACHE_SWEEP
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -35,9 +37,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default 7860)")
     parser.add_argument("--share", action="store_true", help="also open a public gradio.live link for a demo")
-    parser.add_argument("--models", help="folder holding cnn/ and vgg16/ model folders (env TUMOR_AI_MODELS)")
-    parser.add_argument("--cnn", help="CNN source (default: env TUMOR_AI_CNN, the Space's preloaded repo, or models/cnn)")
-    parser.add_argument("--vgg16", help="VGG16 source (default: env TUMOR_AI_VGG16, the Space's preloaded repo, or models/vgg16)")
+    add_source_arguments(parser)
     parser.add_argument(
         "--precision",
         choices=["auto", "float32", "bfloat16"],
@@ -125,12 +125,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     open_workspace(*cache_sweep)  # before Gradio is imported: every temporary file goes into the app's folder
     from tumor_ai.inference import configure_threads, load_predictors
     from tumor_ai.models import ModelSourceError
-    from tumor_ai.sources import local_fallbacks, model_sources
+    from tumor_ai.sources import explicit_sources, local_fallbacks, model_sources
     from tumor_ai.ui import build_app
 
     configure_threads()
     try:
-        sources = model_sources({"cnn": args.cnn, "vgg16": args.vgg16}, args.models)
+        sources = model_sources(explicit_sources(args), args.models)
         predictors, loaded_from, fallback_reasons = load_predictors(
             sources, local_fallbacks(args.models), args.precision, require_mri_check=not args.allow_no_mri_check
         )

@@ -15,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tumor_ai import DISCLAIMER
+from tumor_ai import DISCLAIMER, architectures
 from tumor_ai.hub import HubError, hub_api, hub_errors, push_model
 from tumor_ai.models import METADATA_FILE, ModelSourceError
-from tumor_ai.sources import MODEL_NAMES, ROOT
+from tumor_ai.sources import ROOT
 
 SPACE_FILES = ("app.py", "requirements.txt", ".gitattributes")  # beside the package
 LOCAL_ATTRIBUTES = "# This repository keeps its own binaries"  # .gitattributes' block for this repo only
@@ -37,26 +37,27 @@ class Deployment:
 
 
 def default_model_repos(space_id: str) -> dict[str, str]:
-    """``USER/tumor-ai-cnn`` and ``USER/tumor-ai-vgg16`` for the Space ``USER/NAME``."""
+    """``USER/tumor-ai-NAME`` for each served architecture (``cnn``, ``vgg16``) and the Space ``USER/SPACE``."""
     owner = space_id.split("/")[0]
-    return {name: f"{owner}/tumor-ai-{name}" for name in MODEL_NAMES}
+    return {name: f"{owner}/tumor-ai-{name}" for name in architectures.served_names()}
 
 
 def check_model_repos(model_repos: dict[str, str]) -> None:
     """Each slot's repo must end in ``-<slot>``: that suffix is how the Space finds which model is which."""
     for name, repo in model_repos.items():
-        if name not in MODEL_NAMES:
-            raise HubError(f"unknown model '{name}' in --model-repo: use one of {', '.join(MODEL_NAMES)}.")
+        if name not in architectures.names():
+            raise HubError(f"unknown model '{name}' in --model-repo: use one of {', '.join(architectures.names())}.")
         if repo.count("/") != 1 or not repo.endswith(f"-{name}"):
             raise HubError(f"the {name} repo must look like USER/NAME-{name} (the Space matches the suffix), not '{repo}'.")
 
 
 def model_folders(models: Path) -> dict[str, Path]:
-    """``<models>/cnn`` and ``<models>/vgg16``; a missing one is one sentence, before anything is pushed."""
-    folders = {name: models / name for name in MODEL_NAMES}
+    """``<models>/NAME`` for each served architecture; a missing one is one sentence, before anything is pushed."""
+    folders = {name: models / name for name in architectures.served_names()}
     missing = [str(folder) for folder in folders.values() if not (folder / METADATA_FILE).exists()]
     if missing:
-        raise ModelSourceError(f"no model at {', '.join(missing)}: pass --models DIR, a folder holding cnn/ and vgg16/.")
+        held = " and ".join(f"{name}/" for name in folders)
+        raise ModelSourceError(f"no model at {', '.join(missing)}: pass --models DIR, a folder holding {held}.")
     return folders
 
 

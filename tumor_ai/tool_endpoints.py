@@ -50,8 +50,7 @@ def _answer(run: Callable[[], ToolResult]) -> ToolResult:
 
 def tool_functions(toolbox: Toolbox) -> dict[str, Callable]:
     """One typed, documented function per tool, named as the tool (the MCP name comes from ``__name__``)."""
-    models, default = ", ".join(f'"{name}"' for name in toolbox.names), toolbox.names[-1]
-    labels = ", ".join(f'"{label}"' for label in toolbox.labels)
+    default = toolbox.names[-1]
 
     def classify_slice(image: str, model: str = default) -> tuple[str, str | None]:
         """Classify one brain MRI slice with one model: its class, calibrated confidence, the classes still plausible
@@ -123,14 +122,24 @@ def tool_functions(toolbox: Toolbox) -> dict[str, Callable]:
         """
         return _answer(toolbox.explain_grad_cam).text
 
-    for fn in (classify_slice, compare_models, explain_class, model_figures):
+    tools = (classify_slice, compare_models, explain_class, summarise_batch, model_figures, explain_grad_cam)
+    functions = {fn.__name__: fn for fn in tools}
+    _name_the_choices(functions, toolbox)
+    return functions
+
+
+def _name_the_choices(functions: dict[str, Callable], toolbox: Toolbox) -> None:
+    """Each tool's ``Args:`` lists the models and classes this app serves: an agent reads them there, not in a schema."""
+    models = ", ".join(f'"{name}"' for name in toolbox.names)
+    labels = ", ".join(f'"{label}"' for label in toolbox.labels)
+    for name in ("classify_slice", "compare_models", "explain_class", "model_figures"):
+        fn = functions[name]
         fn.__doc__ = fn.__doc__.replace("which model reads it.", f"which model reads it: one of {models}.").replace(
             "which model.", f"which model: one of {models}."
         )
+    explain_class, model_figures = functions["explain_class"], functions["model_figures"]
     explain_class.__doc__ = explain_class.__doc__.replace("the class whose evidence to show.", f"one of {labels}.")
     model_figures.__doc__ = model_figures.__doc__.replace("one class to report on", f"one of {labels}")
-    functions = (classify_slice, compare_models, explain_class, summarise_batch, model_figures, explain_grad_cam)
-    return {fn.__name__: fn for fn in functions}
 
 
 def register_tools(toolbox: Toolbox) -> None:

@@ -131,22 +131,21 @@ class Toolbox:
     def model_figures(self, model: str, label: str = "") -> ToolResult:
         """A model's validation figures (accuracy, macro-F1, per class), where its map points, and its prediction sets."""
         metadata = self.model(model).metadata
-        validation = (metadata.metrics or {}).get("validation")
-        if not validation:
+        if not metadata.metrics:
             return ToolResult(f"The {model} model's metadata holds no validation figures.")
-        per_class = metadata.metrics.get("validation_per_class", {})
+        validation, per_class = metadata.metrics.validation, metadata.metrics.validation_per_class
         chosen = [self.label(label)] if label else list(per_class)
         lines = [
-            f"**{metadata.title or model}** on its {validation['images']} held-out validation images (a split that keeps "
-            f"copies of one image on one side): accuracy {validation['accuracy']:.1%}, macro-F1 {validation['macro_f1']:.1%}."
+            f"**{metadata.title or model}** on its {validation.images} held-out validation images (a split that keeps "
+            f"copies of one image on one side): accuracy {validation.accuracy:.1%}, macro-F1 {validation.macro_f1:.1%}."
         ]
         pointing = ((metadata.localisation or {}).get("pointing_game") or {}).get("per_class", {})
         for name in chosen:
             figures = per_class.get(name)
             if figures:
                 line = (
-                    f"- {display_name(name)}: recall {figures['recall']:.1%} (of {figures['support']} slices), "
-                    f"precision {figures['precision']:.1%}, F1 {figures['f1']:.1%}"
+                    f"- {display_name(name)}: recall {figures.recall:.1%} (of {figures.support} slices), "
+                    f"precision {figures.precision:.1%}, F1 {figures.f1:.1%}"
                 )
                 if name in pointing:
                     line += f"; its map's peak lay on the tumour in {pointing[name]['value']:.0%} of outlined slices"

@@ -8,10 +8,12 @@ page are private.
 
 from __future__ import annotations
 
+import inspect
 import os
-from functools import partial
+from collections.abc import Callable
+from functools import partial, wraps
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -107,7 +109,7 @@ def _header(predictors: dict[str, Predictor]) -> str:
     """What the app does, from the models' own metadata: their classes and what they are."""
     labels = next(iter(predictors.values())).labels
     classes = [display_name(label).lower() for label in labels]
-    models = " and ".join(f"a {predictor.metadata.title or name}" for name, predictor in predictors.items())
+    models = handlers.listed([f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()])
     return (
         f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {models}, "
         "and see where each one looked (Grad-CAM)."
@@ -130,6 +132,65 @@ def _slice_input(label: str, elem_id: str) -> tuple[gr.Image, gr.UploadButton]:
     image = gr.Image(label=label, type="filepath", format="png", sources=["upload", "clipboard"], elem_id=elem_id, height=300)
     other = gr.UploadButton("Open DICOM, TIFF or another file", file_types=OTHER_TYPES, size="sm", elem_id=f"{elem_id}-other")
     return image, other
+
+
+def outputs(template: Any) -> list:
+    """The components a handler's named result fills, in the order its values reach Gradio.
+
+    ``template`` is the handler's result type (``tumor_ai.handlers.PredictOutputs``, ...) built with
+    components instead of values; a dict in it holds one component (or column) per model, a list
+    several components that take one value.
+    """
+    if isinstance(template, dict):
+        return [component for slot in template.values() for component in outputs(slot)]
+    if isinstance(template, tuple | list):
+        return [component for slot in template for component in outputs(slot)]
+    return [template]
+
+
+def _values(template: Any, result: Any) -> list:
+    """``result`` laid out as ``outputs(template)``: each value where the component of its name is."""
+    if isinstance(result, dict) and result == gr.skip() and isinstance(template, tuple | list | dict):
+        return [result] * len(outputs(template))  # a skip for a group: every output in it keeps what it shows
+    if isinstance(template, tuple) and type(result) is not type(template):
+        raise TypeError(f"expected a {type(template).__name__}, got a {type(result).__name__}")
+    if isinstance(template, tuple):
+        return [value for name, slot in zip(template._fields, template) for value in _values(slot, getattr(result, name))]
+    if isinstance(template, dict):
+        return [value for key, slot in template.items() for value in _values(slot, result[key])]
+    if isinstance(template, list):
+        return [value for slot in template for value in _values(slot, result)]
+    return [result]
+
+
+def named(fn: Callable, template: Any) -> Callable:
+    """``fn``, which returns (or yields) a named result, as Gradio calls it: its values in ``outputs(template)``'s order.
+
+    The wrapper keeps ``fn``'s signature (Gradio reads it for the API and for ``gr.Progress``).
+    """
+    if inspect.isgeneratorfunction(fn):
+
+        @wraps(fn)
+        def each(*args, **kwargs):
+            for result in fn(*args, **kwargs):
+                yield _values(template, result)
+
+        wrapper = each
+    else:
+
+        @wraps(fn)
+        def call(*args, **kwargs):
+            return _values(template, fn(*args, **kwargs))
+
+        wrapper = call
+    wrapper.__name__ = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "handler"))  # a partial has none
+    return wrapper
+
+
+def _model_title(name: str, predictor: Predictor) -> str:
+    """A model as a person picks it: its metadata's title and the name it serves under ("Custom CNN (cnn)")."""
+    title = predictor.metadata.title
+    return f"{title} ({name})" if title and title != name else name
 
 
 HIDE_HELP = (
@@ -177,10 +238,11 @@ def _hide_block(prefix: str) -> HideControls:
 def _wire_hide(predictors, controls: HideControls, state, shown_after) -> None:
     """The editor gets the slice once a model has answered; the button asks every model again."""
     shown_after.then(handlers.editable_slice, state, controls.editor, api_visibility="private", queue=False)
+    answer = handlers.HideOutputs(hidden=controls.hidden, answers=controls.answers)
     controls.button.click(
-        partial(handlers.hide_and_ask, predictors),
+        named(partial(handlers.hide_and_ask, predictors), answer),
         [controls.editor, state],
-        [controls.hidden, controls.answers],
+        outputs(answer),
         api_visibility="private",
         concurrency_id="model",
         concurrency_limit=MODEL_CONCURRENCY,
@@ -208,19 +270,19 @@ def _show_answer(event, elem_id: str) -> None:
 
 def _wire_slice(image, other, state, message, cleared: list) -> None:
     """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one."""
-    n = len(cleared)
+    shown = handlers.SliceOutputs(picture=image, slice=state, message=message, cleared=cleared)
     other.upload(
-        partial(handlers.open_file, cleared=n),
+        named(handlers.open_file, shown),
         other,
-        [image, state, message, *cleared],
+        outputs(shown),
         api_visibility="private",
         concurrency_id="io",
         concurrency_limit=4,
     )
     image.change(
-        partial(handlers.new_slice, cleared=n),
+        named(handlers.new_slice, shown),
         [image, state],
-        [image, state, message, *cleared],
+        outputs(shown),
         preprocess=False,
         api_visibility="private",
         concurrency_id="io",
@@ -260,7 +322,7 @@ def build_app(
         unchecked = [name for name, predictor in predictors.items() if predictor.mri_check is None]
         if unchecked:
             gr.Markdown(
-                f"> ⚠️ **The not-an-MRI check is off for {' and '.join(unchecked)}**: any picture, MRI or not, "
+                f"> ⚠️ **The not-an-MRI check is off for {handlers.listed(unchecked)}**: any picture, MRI or not, "
                 "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
                 elem_id="no-mri-check-banner",
             )
@@ -286,7 +348,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
             with gr.Column(scale=1):
                 p_image, p_other = _slice_input("MRI slice", "predict-image")
                 p_model = gr.Radio(
-                    [(f"{predictors[name].metadata.title or name} ({name})", name) for name in names],
+                    [(_model_title(name, predictors[name]), name) for name in names],
                     value=default,
                     label="Model",
                     elem_id="predict-model",
@@ -302,7 +364,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
                     gr.Examples(
                         [[str(path)] for path in EXAMPLES],
                         inputs=[p_image],
-                        label="Examples (CC0; from the validation split: neither model trained on them)",
+                        label="Examples (CC0; from the validation split: no model here trained on them)",
                     )
             with gr.Column(scale=2, elem_id="predict-answer"):
                 p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
@@ -316,12 +378,23 @@ def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
                 with gr.Accordion("Details (JSON, as the API returns it)", open=False):
                     p_details = gr.JSON()
                 p_hide = _hide_block("predict")
-        p_results = [p_label, p_overlay, p_heatmap]
-        _wire_slice(p_image, p_other, p_slice, p_reading, [*p_results, p_details, p_explained, *p_hide.cleared])
+        p_answer = handlers.PredictOutputs(
+            label=p_label,
+            overlay=p_overlay,
+            heatmap=p_heatmap,
+            reading=p_reading,
+            details=p_details,
+            slice=p_slice,
+            explained=p_explained,
+        )
+        p_redrawn = handlers.EvidenceOutputs(overlay=p_overlay, heatmap=p_heatmap, reading=p_reading, explained=p_explained)
+        _wire_slice(
+            p_image, p_other, p_slice, p_reading, [p_label, p_overlay, p_heatmap, p_details, p_explained, *p_hide.cleared]
+        )
         p_done = p_button.click(
-            page_only(partial(handlers.predict, predictors)),
+            page_only(named(partial(handlers.predict, predictors), p_answer)),
             [p_image, p_model, p_opacity, p_evidence, p_slice],
-            [*p_results, p_reading, p_details, p_slice, p_explained],
+            outputs(p_answer),
             api_name="predict",
             preprocess=False,
             concurrency_id="model",
@@ -330,13 +403,13 @@ def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
         )
         _show_answer(p_done, "predict-answer")
         _wire_hide(predictors, p_hide, p_slice, p_done)
-        _on_change(p_model, handlers.model_switched, [p_explained, p_model], [*p_results, p_reading, p_details, p_explained])
+        _on_change(p_model, named(handlers.model_switched, p_answer), [p_explained, p_model], outputs(p_answer))
         for control in (p_opacity, p_evidence):
             _on_change(
                 control,
-                partial(handlers.redraw, predictors),
+                named(partial(handlers.redraw, predictors), p_redrawn),
                 [p_explained, p_opacity, p_evidence],
-                [p_overlay, p_heatmap, p_reading, p_explained],
+                outputs(p_redrawn),
             )
 
 
@@ -357,28 +430,17 @@ def _compare_tab(predictors: dict[str, Predictor], session_state) -> None:
                     gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
             with gr.Column(scale=2, elem_id="compare-answer"):
                 c_summary = gr.Markdown(elem_id="compare-summary")
-                c_outputs, c_overlays = [], []
-                with gr.Row():
-                    for name in names:
-                        with gr.Column(scale=1):
-                            c_outputs.append(gr.Label(num_top_classes=len(labels), label=f"{name} confidence"))
-                            c_overlays.append(
-                                gr.Image(
-                                    label=f"{name}: {_map_name(predictors[name])}",
-                                    type="numpy",
-                                    format="png",
-                                    interactive=False,
-                                    elem_id=f"compare-{name}",
-                                )
-                            )
-                            c_outputs.append(c_overlays[-1])
+                with gr.Row():  # one column per model, in the order they were given; a narrow page wraps them
+                    c_columns = {name: _compare_column(name, predictors[name], len(labels)) for name in names}
                 gr.Markdown(CAM_CAVEAT)
                 c_hide = _hide_block("compare")
-        _wire_slice(c_image, c_other, c_slice, c_summary, [*c_outputs, c_explained, *c_hide.cleared])
+        c_answer = handlers.CompareOutputs(models=c_columns, summary=c_summary, slice=c_slice, explained=c_explained)
+        c_overlays = {name: column.overlay for name, column in c_columns.items()}
+        _wire_slice(c_image, c_other, c_slice, c_summary, [*outputs(c_columns), c_explained, *c_hide.cleared])
         c_done = c_button.click(
-            page_only(partial(handlers.compare, predictors)),
+            page_only(named(partial(handlers.compare, predictors), c_answer)),
             [c_image, c_opacity, c_slice],
-            [*c_outputs, c_summary, c_slice, c_explained],
+            outputs(c_answer),
             api_name="compare",
             preprocess=False,
             concurrency_id="model",
@@ -387,7 +449,22 @@ def _compare_tab(predictors: dict[str, Predictor], session_state) -> None:
         )
         _show_answer(c_done, "compare-answer")
         _wire_hide(predictors, c_hide, c_slice, c_done)
-        _on_change(c_opacity, partial(handlers.recolour_compare, predictors), [c_explained, c_opacity], c_overlays)
+        _on_change(
+            c_opacity,
+            named(partial(handlers.recolour_compare, predictors), c_overlays),
+            [c_explained, c_opacity],
+            outputs(c_overlays),
+        )
+
+
+def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.CompareColumn:
+    """One model's column in Compare: its confidences, titled from its metadata, and its map over the slice."""
+    with gr.Column(scale=1, min_width=220):
+        label = gr.Label(num_top_classes=classes, label=f"{_model_title(name, predictor)}: confidence")
+        overlay = gr.Image(
+            label=f"{name}: {_map_name(predictor)}", type="numpy", format="png", interactive=False, elem_id=f"compare-{name}"
+        )
+    return handlers.CompareColumn(label=label, overlay=overlay)
 
 
 def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
@@ -428,18 +505,18 @@ def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
                 )
                 b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
                 gr.Markdown(CAM_CAVEAT)
-        b_outputs = [b_summary, b_table, b_gallery, b_csv, b_entries]
-        b_files.change(
-            lambda: ("", "", empty_table, None, None, None),
+        b_answer = handlers.BatchOutputs(summary=b_summary, table=b_table, gallery=b_gallery, csv=b_csv, entries=b_entries)
+        b_files.change(  # new files: what was about the old ones goes
+            lambda: {b_status: "", b_summary: "", b_table: empty_table, b_gallery: None, b_csv: None, b_entries: None},
             None,
-            [b_status, *b_outputs],
+            [b_status, *outputs(b_answer)],
             api_visibility="private",
             queue=False,
         )
-        batch = page_only(partial(handlers.batch, predictors))
+        batch = page_only(named(partial(handlers.batch, predictors), b_answer))
         b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
         b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
-            batch, [b_files, b_opacity], b_outputs, api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
+            batch, [b_files, b_opacity], outputs(b_answer), api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
         )
         b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
         # Stop ends the batch between two groups of files; the table and CSV keep what is done.

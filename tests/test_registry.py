@@ -1,0 +1,123 @@
+"""A third architecture is one registry entry and its own code: it trains, is served beside the other two, is compared.
+
+The network, recipe and registration below stand for the one new file a contributor writes
+(e.g. ``training/resnet.py``) and its ``register`` call in ``tumor_ai/architectures.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from training.recipe import Recipe, option
+from tumor_ai import architectures
+from tumor_ai.architectures import Architecture
+
+
+def build_tiny(labels, input_size=(48, 48), *, crop="none", preprocessing="rescale_unit", width=4):
+    """One conv layer and the shared head: small enough to train in seconds."""
+    import keras
+
+    from tumor_ai.models import ModelMetadata, classification_head
+
+    inputs = keras.Input(shape=(*input_size, 3), name="image")
+    x = keras.layers.Conv2D(width, 3, strides=2, activation="relu", name="tiny_conv")(inputs)
+    model = keras.Model(inputs, classification_head(x, len(labels), 8, 0.1), name="tiny")
+    metadata = ModelMetadata(
+        name="tiny",
+        architecture="tiny",
+        labels=list(labels),
+        input_size=tuple(input_size),
+        preprocessing=preprocessing,
+        cam_layer="tiny_conv",
+        crop=crop,
+        title="Tiny test network",
+        description="one strided convolution and the shared dense head",
+    )
+    return model, metadata
+
+
+@dataclass
+class TinyRecipe(Recipe):
+    preprocessings = ("rescale_unit",)
+
+    epochs: int = 2
+    batch_size: int = 8
+    warmup_epochs: float = 0.5
+    input_size: int = 48
+    crop: str = "none"
+    preprocessing: str = "rescale_unit"
+    early_stopping_from: int = 0
+    width: int = option(4, "filters of the tiny network's one convolution")
+
+
+@pytest.fixture
+def tiny_architecture():
+    architectures.register(
+        Architecture(
+            name="tiny",
+            title="Tiny test network",
+            build=build_tiny,
+            recipe=TinyRecipe,
+            train="training.cnn:train_end_to_end",
+            served=False,
+        )
+    )
+    yield architectures.get("tiny")
+    architectures.unregister("tiny")
+
+
+def test_registering_adds_a_flag_a_recipe_and_nothing_served_by_default(tiny_architecture, capsys, tmp_path):
+    from training.train import main as train_main
+    from tumor_ai.serve import parse_args as serve_args
+    from tumor_ai.sources import model_sources
+
+    with pytest.raises(SystemExit):
+        train_main(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--model {cnn,vgg16,tiny}" in help_text and "--width WIDTH" in help_text and "tiny only, default 4" in help_text
+    assert serve_args(["--tiny", "hf://u/r-tiny"]).tiny == "hf://u/r-tiny"
+    (tmp_path / "cnn").mkdir(), (tmp_path / "vgg16").mkdir()
+    assert list(model_sources(models=tmp_path)) == ["cnn", "vgg16"], "served only when given a source"
+    with pytest.raises(SystemExit):
+        train_main(["--model", "cnn", "--width", "3", "--data", str(tmp_path), "--out", str(tmp_path / "o")])
+    assert "--width: not part of the cnn recipe" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="lower-case identifier"):
+        architectures.register(Architecture("Res-Net", "x", build_tiny, TinyRecipe, "training.cnn:train_end_to_end"))
+
+
+def test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two(
+    tiny_architecture, dataset_dir, slot_models, example_paths, tmp_path
+):
+    from training.train import main as train_main
+    from tumor_ai.inference import load_predictors
+    from tumor_ai.models import load_model
+    from tumor_ai.serve import parse_args as serve_args
+    from tumor_ai.sources import explicit_sources, model_sources
+
+    root, _ = dataset_dir
+    out = tmp_path / "tiny"
+    train_main(["--model", "tiny", "--data", str(root), "--out", str(out), "--cache-dir", str(tmp_path / "c"), "--width", "6"])
+    model, metadata = load_model(out)
+    assert metadata.architecture == "tiny"
+    assert model.get_layer("tiny_conv").filters == 6, "the recipe's own field reached the builder"
+    assert metadata.training["arguments"]["width"] == 6 and metadata.metrics.validation.images > 0
+    card = (out / "README.md").read_text()
+    assert "Tiny test network" in card and "base_model" not in card
+
+    args = serve_args(["--cnn", str(slot_models["cnn"]), "--vgg16", str(slot_models["vgg16"]), "--tiny", str(out)])
+    sources = model_sources(explicit_sources(args))
+    assert list(sources) == ["cnn", "vgg16", "tiny"]
+    predictors, _, _ = load_predictors(sources, precision="float32", require_mri_check=False)
+    assert predictors["tiny"].labels == predictors["cnn"].labels
+
+    from tumor_ai.handlers import compare
+    from tumor_ai.ui import build_app
+
+    app = build_app(predictors)
+    labels = [component.get("props", {}).get("label") for component in app.config["components"]]
+    assert "Tiny test network (tiny): confidence" in labels, "the third model has its own Compare column"
+    result = compare(predictors, str(example_paths["glioma"]), 0.4, None)
+    assert list(result.models) == ["cnn", "vgg16", "tiny"] and all(column.overlay for column in result.models.values())
+    assert result.summary.startswith(("**All three", "**The models disagree")) and "| tiny |" in result.summary
