@@ -42,6 +42,7 @@ SLOW_TESTS = {  # single tests over ~5 s on an idle 2-core machine: they train, 
     "test_serve_without_the_flag_stops_with_one_sentence",
     "test_a_damaged_model_folder_stops_the_app_with_one_sentence",
     "test_what_the_about_tab_promises_holds",
+    "test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two",
 }
 
 

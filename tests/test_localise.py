@@ -239,12 +239,13 @@ def test_hiding_the_painted_tumour_changes_the_answer_and_hiding_elsewhere_does_
     image, mask = slice_with(np.random.default_rng(5), tumour=True, stripe=False)
     state = handlers.SessionSlice("upload.png", LoadedImage(image))
     predictors = {"known": square_predictor}
-    picture, text = handlers.hide_and_ask(predictors, _painted(mask | np.roll(mask, 1, axis=0)), state)
+    answer = handlers.hide_and_ask(predictors, _painted(mask | np.roll(mask, 1, axis=0)), state)
+    picture, text = answer.hidden, answer.answers
     assert "**known changes its answer**: Glioma 100% → No tumour 98%" in text
     assert re.search(r"\| Glioma \| 99\.\d% → \d\.\d% \(-9\d\.\d%\) \|", text)  # before, after, change
     assert picture.endswith("hidden.jpg")
     elsewhere = control_region(mask, head_mask(image), np.random.default_rng(0))
-    _, text = handlers.hide_and_ask(predictors, _painted(elsewhere), state)
+    text = handlers.hide_and_ask(predictors, _painted(elsewhere), state).answers
     assert "**known keeps its answer**: Glioma 100% → Glioma 100%" in text
     with pytest.raises(gr.Error, match="Paint over the region"):
         handlers.hide_and_ask(predictors, _painted(np.zeros_like(mask)), state)

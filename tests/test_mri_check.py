@@ -30,7 +30,7 @@ def shipped(request):
 def test_the_card_states_the_check_that_serves(shipped):
     """The bounds the metadata (and so the card) publishes are the ones in the check file that serving loads."""
     assert shipped.mri_check is not None
-    assert shipped.metadata.mri_check["bounds"] == shipped.mri_check.bounds()
+    assert shipped.metadata.mri_check.bounds == shipped.mri_check.bounds()
     assert len(shipped.mri_check.means) == len(shipped.labels), "one feature mean per class"
     assert shipped.mri_check.means.shape[1] == shipped.model.get_layer(shipped.metadata.embedding_layer).output.shape[-1]
 
@@ -151,7 +151,9 @@ def test_the_file_the_metadata_and_the_card_name_the_tables_bounds(tmp_path, mon
     small_head = np.median(statistics, axis=0, keepdims=True)
     small_head[0, mri_check.STATISTICS.index("head fraction")] = 0.0
     assert not check.passes_bounds(small_head, check.distances(check.means[:1]))[0]
-    card = "\n".join(mri_check_section(gate_report(check, 1.0) | {"method": mri_check.bounds_text(mri_check.Tails())}))
+    report = gate_report(check, 1.0)
+    report.method = mri_check.bounds_text(mri_check.Tails())
+    card = "\n".join(mri_check_section(report))
     for bound in table:
         assert card.count(bound.words) == 2, bound.words  # the method sentence and the table of bounds
         assert f"| {bound.words} | {bound.side} {check.bounds()[bound.key]:g} |" in card
@@ -215,12 +217,13 @@ def gate_folder(tmp_path: Path) -> Path:
     return folder
 
 
-def gate_report(check: MriCheck, pass_rate: float) -> dict:
-    return {
-        "method": "synthetic", "bounds": check.bounds(), "validation_pass_rate": pass_rate, "validation_images": 200,
-        "validation_refused": [], "non_mri_images": 1, "non_mri_rejection_rate": 1.0, "medical_non_mri_images": 1,
-        "medical_non_mri_rejection_rate": 1.0, "families": {}, "non_mri_passed": [],
-    }  # fmt: skip
+def gate_report(check: MriCheck, pass_rate: float):
+    from tumor_ai.models import MriCheckRecord
+
+    return MriCheckRecord(
+        method="synthetic", bounds=check.bounds(), validation_pass_rate=pass_rate, validation_images=200,
+        non_mri_images=1, non_mri_rejection_rate=1.0, medical_non_mri_images=1, medical_non_mri_rejection_rate=1.0,
+    )  # fmt: skip
 
 
 def test_a_failed_gate_writes_nothing(tmp_path, monkeypatch):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 from conftest import write_dataset
+from huggingface_hub import ModelCard
 
 from training import engine
 from training.train import main as train_main
@@ -43,7 +44,7 @@ def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path)
     assert history["accuracy"][-1] >= 0.6, history["accuracy"]
     assert metadata.metrics.validation.images == metadata.dataset.validation_images
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: keras") and "not a medical device" in card
+    assert ModelCard(card).data.library_name == "keras" and "not a medical device" in card
 
 
 VGG_SMALL = ["--model", "vgg16", "--input-size", "32", "--batch-size", "8", "--backbone-weights", "none", "--head-epochs", "2"]

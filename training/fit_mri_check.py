@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tumor_ai.card import write_model_card
-from tumor_ai.models import METADATA_FILE, ModelMetadata
+from tumor_ai.models import METADATA_FILE, ModelMetadata, MriCheckRecord
 from tumor_ai.mri_check import STATISTICS, STATISTICS_SIZE, MriCheck, Tails, bounds_text, image_statistics, probe_features
 
 from .data import FolderDataset, load_folder
@@ -164,23 +164,25 @@ def family_rates(families: np.ndarray, fitted: np.ndarray, left_out: np.ndarray)
     }
 
 
-def fit_mri_check(model: str, data: str, cache_dir: str = CACHE_DIR, distance_quantile: float = DISTANCE_QUANTILE) -> dict:
+def fit_mri_check(
+    model: str, data: str, cache_dir: str = CACHE_DIR, distance_quantile: float = DISTANCE_QUANTILE
+) -> MriCheckRecord:
     """Fit and measure the check, then write it only if enough validation MRIs pass; returns the report.
 
     Nothing is written before the gate: a check that is too strict leaves the model folder as it was.
     """
     check, report = measure_check(model, data, Path(cache_dir), distance_quantile)
     print(describe(report))
-    if report["validation_pass_rate"] < REQUIRED_PASS_RATE:
+    if report.validation_pass_rate < REQUIRED_PASS_RATE:
         raise SystemExit(
-            f"error: only {report['validation_pass_rate']:.2%} of validation MRIs pass (at least {REQUIRED_PASS_RATE:.1%} "
+            f"error: only {report.validation_pass_rate:.2%} of validation MRIs pass (at least {REQUIRED_PASS_RATE:.1%} "
             "needed); the check is too strict and nothing was written"
         )
     write_check(Path(model), check, report)
     return report
 
 
-def write_check(folder: Path, check: MriCheck, report: dict) -> None:
+def write_check(folder: Path, check: MriCheck, report: MriCheckRecord) -> None:
     """The check file, the metadata's ``mri_check`` block and the card, which all state the same check."""
     metadata = ModelMetadata.read(folder / METADATA_FILE)  # read first: a broken folder fails before any write
     metadata.mri_check = report
@@ -200,7 +202,7 @@ def read_training(predictor, data: str, cache_dir: Path) -> tuple[FolderDataset,
     return dataset, embeddings, statistics
 
 
-def measure_check(model: str, data: str, cache_dir: Path, distance_quantile: float) -> tuple[MriCheck, dict]:
+def measure_check(model: str, data: str, cache_dir: Path, distance_quantile: float) -> tuple[MriCheck, MriCheckRecord]:
     """Fit the check on the training split and measure it on validation MRIs and non-MRI pictures; writes nothing."""
     from tumor_ai.inference import Predictor
 
@@ -217,17 +219,19 @@ def measure_check(model: str, data: str, cache_dir: Path, distance_quantile: flo
     probe = fit_probe(embeddings[train], statistics[train], groups[train], negatives)
     check.probe = probe.arrays
     passes = check.passes(statistics, check.distances(embeddings), embeddings)
-    report = {
-        "method": method_text(tails),
-        "bounds": check.bounds(),
-        "command": f"python -m training.fit_mri_check --model {model} --data DATA"
-        + (f" --distance-quantile {distance_quantile}" if distance_quantile != DISTANCE_QUANTILE else ""),
-        "train_pass_rate": round(float(passes[train].mean()), 4),
-        "validation_pass_rate": round(float(passes[is_validation].mean()), 4),
-        "validation_images": int(is_validation.sum()),
-        "validation_refused": [path for path, ok in zip(dataset.paths, passes) if path in validation and not ok],
-        **rejections(check, probe, negatives),
-    }
+    report = MriCheckRecord.from_dict(
+        {
+            "method": method_text(tails),
+            "bounds": check.bounds(),
+            "command": f"python -m training.fit_mri_check --model {model} --data DATA"
+            + (f" --distance-quantile {distance_quantile}" if distance_quantile != DISTANCE_QUANTILE else ""),
+            "train_pass_rate": round(float(passes[train].mean()), 4),
+            "validation_pass_rate": round(float(passes[is_validation].mean()), 4),
+            "validation_images": int(is_validation.sum()),
+            "validation_refused": [path for path, ok in zip(dataset.paths, passes) if path in validation and not ok],
+            **rejections(check, probe, negatives),
+        }
+    )
     return check, report
 
 
@@ -258,19 +262,19 @@ def rejections(check: MriCheck, probe: Probe, negatives: Negatives) -> dict:
     }
 
 
-def describe(report: dict) -> str:
+def describe(report: MriCheckRecord) -> str:
     """The report as a person reads it at the end of a fit."""
     lines = [
-        f"validation MRIs passing: {report['validation_pass_rate']:.2%} of {report['validation_images']} "
-        f"(refused: {', '.join(report['validation_refused']) or 'none'}); non-MRI pictures rejected: "
-        f"{report['non_mri_rejection_rate']:.2%} of {report['non_mri_images']}; medical non-MRI pictures rejected: "
-        f"{report['medical_non_mri_rejection_rate']:.2%} of {report['medical_non_mri_images']}"
-        + (f" (passed: {', '.join(report['non_mri_passed'])})" if report["non_mri_passed"] else "")
+        f"validation MRIs passing: {report.validation_pass_rate:.2%} of {report.validation_images} "
+        f"(refused: {', '.join(report.validation_refused) or 'none'}); non-MRI pictures rejected: "
+        f"{report.non_mri_rejection_rate:.2%} of {report.non_mri_images}; medical non-MRI pictures rejected: "
+        f"{report.medical_non_mri_rejection_rate:.2%} of {report.medical_non_mri_images}"
+        + (f" (passed: {', '.join(report.non_mri_passed)})" if report.non_mri_passed else "")
     ]
-    for family, rates in report["families"].items():
+    for family, rates in report.families.items():
         lines.append(
-            f"  {family}: {rates['pictures']} pictures, {rates['rejected']:.0%} rejected, "
-            f"{rates['rejected_source_left_out']:.0%} when the refusal never saw their source"
+            f"  {family}: {rates.pictures} pictures, {rates.rejected:.0%} rejected, "
+            f"{rates.rejected_source_left_out:.0%} when the refusal never saw their source"
         )
     return "\n".join(lines)
 

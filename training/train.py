@@ -1,4 +1,4 @@
-"""Train the custom CNN or the VGG16 transfer model on a ``<class>/`` image folder.
+"""Train a registered architecture (``tumor_ai.architectures``: the custom CNN, the VGG16) on a ``<class>/`` folder.
 
 The CNN recipe that produced models/cnn, a split run then a refit (README, "How the CNN is trained"):
 
@@ -21,6 +21,10 @@ Every run writes into ``--out``: ``model.keras`` (float32, no optimizer state), 
 (the metadata), ``split.json``, ``validation_report.json``, ``history.png``,
 ``confusion_matrix.png`` and the model card. An interrupted run continues with ``--resume``
 (same arguments). Fit the not-an-MRI check afterwards with ``python -m training.fit_mri_check``.
+
+The recipe flags are the fields of each architecture's typed ``Recipe`` (``training.recipe``; e.g.
+``training.cnn.CnnRecipe``): unset ones keep that architecture's default, listed below, and a flag
+only another architecture's recipe has is refused. The metadata records the recipe field for field.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from huggingface_hub import EvalResult, ModelCardData
 from tumor_ai import DISCLAIMER, architectures
 from tumor_ai.cam import method_name
 from tumor_ai.labels import display_name
-from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata
+from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata, MriCheckRecord
 
 DATASET_ID = "masoudnickparvar/brain-tumor-mri-dataset"
 LIMITATIONS = [
@@ -183,7 +183,7 @@ MRI_CHECK_FAMILIES = {
 }
 
 
-def mri_check_section(mri_check: dict | None) -> list[str]:
+def mri_check_section(mri_check: MriCheckRecord | None) -> list[str]:
     """How the not-an-MRI check works, how many validation MRIs it lets through, and what it refuses, per family.
 
     Its bounds are tabled by ``tumor_ai.mri_check.bounds_table``, from the same table that fits and applies them.
@@ -192,20 +192,20 @@ def mri_check_section(mri_check: dict | None) -> list[str]:
 
     if not mri_check:
         return []
-    bounds = bounds_table(mri_check.get("bounds") or {})
+    bounds = bounds_table(mri_check.bounds)
+    refused = f" (refused: {', '.join(mri_check.validation_refused)})" if mri_check.validation_refused else ""
     parts = [
         "## Not-an-MRI check\n",
-        f"{mri_check.get('method', '')}\n",
+        f"{mri_check.method}\n",
         *(["An image must meet every fitted bound:\n", *bounds, ""] if bounds else []),
-        f"- validation MRIs passing: {mri_check.get('validation_pass_rate'):.2%} of {mri_check.get('validation_images')}"
-        + (f" (refused: {', '.join(mri_check['validation_refused'])})" if mri_check.get("validation_refused") else ""),
+        f"- validation MRIs passing: {mri_check.validation_pass_rate:.2%} of {mri_check.validation_images}{refused}",
     ]
-    families = mri_check.get("families")
-    if not families:
+    if not mri_check.families:
+        medical = mri_check.medical_non_mri_rejection_rate
         parts.append(
-            f"- pictures that are not brain MRI rejected: {mri_check.get('non_mri_rejection_rate'):.2%} of "
-            f"{mri_check.get('non_mri_images')}; medical pictures that are not MRI: "
-            f"{mri_check.get('medical_non_mri_rejection_rate', float('nan')):.2%}\n"
+            f"- pictures that are not brain MRI rejected: {mri_check.non_mri_rejection_rate:.2%} of "
+            f"{mri_check.non_mri_images}; medical pictures that are not MRI: "
+            f"{float('nan') if medical is None else medical:.2%}\n"
         )
         return parts
     parts += [
@@ -213,12 +213,12 @@ def mri_check_section(mri_check: dict | None) -> list[str]:
         "| pictures that are not brain MRI | count | refused | refused by a fit that never saw their source |",
         "|---|---:|---:|---:|",
     ]
-    for family, rates in families.items():
+    for family, rates in mri_check.families.items():
         parts.append(
-            f"| {MRI_CHECK_FAMILIES.get(family, family)} | {rates['pictures']} | {rates['rejected']:.0%} | "
-            f"{rates['rejected_source_left_out']:.0%} |"
+            f"| {MRI_CHECK_FAMILIES.get(family, family)} | {rates.pictures} | {rates.rejected:.0%} | "
+            f"{rates.rejected_source_left_out:.0%} |"
         )
-    passed = ", ".join(mri_check.get("non_mri_passed") or []) or "none"
+    passed = ", ".join(mri_check.non_mri_passed) or "none"
     parts.append(
         f"\nStill passing the fitted check: {passed}. The last column is the honest one for kinds of picture nobody "
         "fitted against; the radiographs and drawn ultrasound frames are simple drawings, not real scans. A DICOM file "
@@ -535,7 +535,7 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     commands = [refit["split_run_command"]] if refit else []
     commands.append(training["command"])
     if metadata.mri_check:
-        commands.append(metadata.mri_check.get("command") or f"python -m training.fit_mri_check --model {folder} --data DATA")
+        commands.append(metadata.mri_check.command or f"python -m training.fit_mri_check --model {folder} --data DATA")
     evaluated = refit["of"] if refit else folder
     commands.append(f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json")
     throughput = training.get("throughput") or {}

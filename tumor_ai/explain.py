@@ -79,6 +79,11 @@ def focus_region(cam: np.ndarray) -> str:
     return f"{extent} in the {place} of the image"
 
 
+def listed(names: list[str]) -> str:
+    """Names as a sentence lists them: "a", "a and b", "a, b and c"."""
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
 def confidence_words(confidence: float) -> str:
     if confidence >= 0.9:
         return "high"

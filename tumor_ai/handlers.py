@@ -46,7 +46,7 @@ from tumor_ai.card import map_trust
 from tumor_ai.conformal import SERVED_LEVEL
 from tumor_ai.conformal import describe as describe_set
 from tumor_ai.erase import fill_region
-from tumor_ai.explain import display_copy, heatmap, overlay, reading
+from tumor_ai.explain import display_copy, heatmap, listed, overlay, reading
 from tumor_ai.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
@@ -420,11 +420,6 @@ def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacit
     if explained is None:
         return unchanged(EvidenceOutputs)
     return draw(predictors, explained, opacity, evidence)
-
-
-def listed(names: list[str]) -> str:
-    """Names as a sentence lists them: "a", "a and b", "a, b and c"."""
-    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def verdict(predictions: dict[str, Prediction]) -> str:

@@ -83,6 +83,40 @@ class Metrics:
         return cls(Scores(**data["validation"]), per_class)
 
 
+@dataclass
+class FamilyRates:
+    """How the check does on one family of pictures that are not brain MRI."""
+
+    pictures: int
+    rejected: float
+    rejected_source_left_out: float  # by a fit that never saw the family's source
+
+
+@dataclass
+class MriCheckRecord:
+    """How the not-an-MRI check was fitted and how it does (``training.fit_mri_check``; the bounds themselves
+    are ``tumor_ai.mri_check.BOUNDS``, fitted values in ``mri_check.npz``)."""
+
+    method: str = ""
+    bounds: dict[str, float] = field(default_factory=dict)
+    command: str = ""
+    train_pass_rate: float | None = None
+    validation_pass_rate: float = 0.0
+    validation_images: int = 0
+    validation_refused: list[str] = field(default_factory=list)
+    non_mri_images: int = 0
+    non_mri_rejection_rate: float = 0.0
+    medical_non_mri_images: int = 0
+    medical_non_mri_rejection_rate: float | None = None
+    families: dict[str, FamilyRates] = field(default_factory=dict)
+    non_mri_passed: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MriCheckRecord:
+        families = {name: FamilyRates(**rates) for name, rates in (data.get("families") or {}).items()}
+        return cls(**{**data, "families": families})
+
+
 def _typed_block(kind: type, data: Any) -> Any:
     """A JSON block as its dataclass (an empty block is ``None``); keys the dataclass does not know are refused."""
     if not data:
@@ -122,7 +156,7 @@ class ModelMetadata:
     dataset: DatasetRecord | None = None
     metrics: Metrics | None = None  # None: no held-out figures (a model trained without a split)
     calibration: Calibration = field(default_factory=Calibration)
-    mri_check: dict[str, Any] = field(default_factory=dict)
+    mri_check: MriCheckRecord | None = None
     localisation: dict[str, Any] = field(default_factory=dict)  # where the map points, measured (training.localise)
     conformal: dict[str, Any] = field(default_factory=dict)  # prediction-set thresholds (training.conformal)
     libraries: dict[str, str] = field(default_factory=dict)
@@ -186,7 +220,12 @@ class ModelMetadata:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
-TYPED_BLOCKS: dict[str, type] = {"dataset": DatasetRecord, "metrics": Metrics, "calibration": Calibration}
+TYPED_BLOCKS: dict[str, type] = {
+    "dataset": DatasetRecord,
+    "metrics": Metrics,
+    "calibration": Calibration,
+    "mri_check": MriCheckRecord,
+}
 
 
 def library_versions() -> dict[str, str]:

@@ -15,7 +15,7 @@ import numpy as np
 
 from tumor_ai import DISCLAIMER
 from tumor_ai.card import map_trust
-from tumor_ai.explain import display_copy, overlay, reading
+from tumor_ai.explain import display_copy, listed, overlay, reading
 from tumor_ai.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.inference import Prediction, Predictor
 from tumor_ai.labels import display_name
@@ -190,19 +190,20 @@ def read_slice(path: str | None) -> LoadedImage:
 
 
 def agreement(predictions: dict[str, Prediction]) -> str:
-    """Which models agree, and which is surer, in one sentence."""
+    """Which models agree, and which is surest, in one sentence."""
     refused = [name for name, p in predictions.items() if not p.is_mri]
     if refused:
-        return f"{NOT_MRI_MESSAGE} (the MRI check of {' and '.join(refused)})"
+        return f"{NOT_MRI_MESSAGE} (the MRI check of {listed(refused)})"
     labels = {p.label for p in predictions.values()}
     surest = max(predictions, key=lambda name: predictions[name].confidence)
+    word = "surer" if len(predictions) == 2 else "surest"
     if len(labels) > 1:
-        surer = f"{surest} is the surer ({predictions[surest].confidence:.0%})"
-        return f"The models disagree; {surer}. Treat this slice as uncertain."
+        surest_text = f"{surest} is the {word} ({predictions[surest].confidence:.0%})"
+        return f"The models disagree; {surest_text}. Treat this slice as uncertain."
     label = display_name(next(iter(labels)))
     if len(predictions) == 1:
         return f"The model reads {label}."
-    return f"All {len(predictions)} models read {label}; {surest} is the surer ({predictions[surest].confidence:.0%})."
+    return f"All {len(predictions)} models read {label}; {surest} is the {word} ({predictions[surest].confidence:.0%})."
 
 
 def _answer(prediction: Prediction) -> str:

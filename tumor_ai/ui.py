@@ -23,7 +23,7 @@ from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS, handlers  # noqa: E402
 from tumor_ai.assistant import Brain, Router  # noqa: E402
 from tumor_ai.cam import method_name  # noqa: E402
 from tumor_ai.card import localisation_summary, model_card  # noqa: E402
-from tumor_ai.explain import DEFAULT_OPACITY  # noqa: E402
+from tumor_ai.explain import DEFAULT_OPACITY, listed  # noqa: E402
 from tumor_ai.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.inference import Predictor  # noqa: E402
 from tumor_ai.labels import display_name  # noqa: E402
@@ -109,7 +109,7 @@ def _header(predictors: dict[str, Predictor]) -> str:
     """What the app does, from the models' own metadata: their classes and what they are."""
     labels = next(iter(predictors.values())).labels
     classes = [display_name(label).lower() for label in labels]
-    models = handlers.listed([f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()])
+    models = listed([f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()])
     return (
         f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {models}, "
         "and see where each one looked (Grad-CAM)."
@@ -322,7 +322,7 @@ def build_app(
         unchecked = [name for name, predictor in predictors.items() if predictor.mri_check is None]
         if unchecked:
             gr.Markdown(
-                f"> ⚠️ **The not-an-MRI check is off for {handlers.listed(unchecked)}**: any picture, MRI or not, "
+                f"> ⚠️ **The not-an-MRI check is off for {listed(unchecked)}**: any picture, MRI or not, "
                 "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
                 elem_id="no-mri-check-banner",
             )
