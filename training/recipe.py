@@ -135,13 +135,17 @@ class TrainResult:
 
 
 def recipe_fields(recipes: dict[str, type[Recipe]]) -> dict[str, dict[str, Any]]:
-    """Every field of the given recipes, once: its help (from the class that declared it) and each recipe's default."""
+    """Every field of the given recipes, once: its help (from the class that declared it) and each recipe's default.
+
+    A subclass that only changes a default (``epochs: int = 5``) keeps the help ``Recipe`` gives the field.
+    """
+    shared = {item.name: dict(item.metadata) for item in fields(Recipe)}
     found: dict[str, dict[str, Any]] = {}
     for name, recipe in recipes.items():
         for item in fields(recipe):
             if item.name == "model":
                 continue
-            entry = found.setdefault(item.name, {"type": item.type, "options": {}, "defaults": {}})
+            entry = found.setdefault(item.name, {"type": item.type, "options": shared.get(item.name, {}), "defaults": {}})
             if "help" in item.metadata and not entry["options"]:
                 entry["options"] = dict(item.metadata)
             entry["defaults"][name] = item.default if item.default is not MISSING else None
