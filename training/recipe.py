@@ -76,6 +76,12 @@ class Recipe:
     guidance_from: int = option(2, "first epoch (0-based) of the guidance term")
     guidance_ramp: int = option(2, "epochs over which its weight rises to --guidance")
 
+    def __post_init__(self) -> None:
+        # A pair read back from JSON metadata or from argparse's nargs=2 is a list; the recipe holds tuples.
+        for item in fields(self):
+            if isinstance(item.default, tuple):
+                setattr(self, item.name, tuple(getattr(self, item.name)))
+
     @property
     def size(self) -> tuple[int, int]:
         return (self.input_size, self.input_size)
@@ -102,10 +108,7 @@ class Recipe:
     def from_arguments(cls, arguments: dict[str, Any]) -> Recipe:
         """A recipe from recorded arguments (a split run's), ignoring keys this recipe does not have."""
         known = {item.name for item in fields(cls)}
-        values = {key: value for key, value in arguments.items() if key in known}
-        if "erase_grow" in values:
-            values["erase_grow"] = tuple(values["erase_grow"])
-        return cls(**values)
+        return cls(**{key: value for key, value in arguments.items() if key in known})
 
 
 @dataclass
@@ -163,14 +166,13 @@ def add_recipe_arguments(parser: argparse.ArgumentParser, recipes: dict[str, typ
             help_text += f" ({', '.join(f'{model} only, default {_shown(value)}' for model, value in defaults.items())})"
         elif len(values) > 1:
             help_text += f" ({', '.join(f'{model} {_shown(value)}' for model, value in defaults.items())})"
-        elif str(entry["type"]) != "bool":
+        elif entry["type"] != "bool":
             help_text += f" (default {next(iter(values))})"
         flag = "--" + name.replace("_", "-")
-        kind = str(entry["type"])
-        if kind == "bool":
+        if entry["type"] == "bool":
             parser.add_argument(flag, action="store_true", default=None, help=help_text)
             continue
-        converter = {"int": int, "float": float, "tuple[int, int]": int}.get(kind, str)
+        converter = {"int": int, "float": float, "tuple[int, int]": int}.get(entry["type"], str)
         parser.add_argument(flag, type=converter, default=None, help=help_text, **options)
 
 
@@ -187,7 +189,5 @@ def recipe_from_namespace(
     known = {item.name for item in fields(recipe_class)} - {"model"}
     given = {key: value for key, value in vars(args).items() if value is not None and key in all_fields}
     values = {key: value for key, value in given.items() if key in known}
-    if "erase_grow" in values:
-        values["erase_grow"] = tuple(values["erase_grow"])
     foreign = ["--" + key.replace("_", "-") for key in given if key not in known]
     return recipe_class(model=model, **values), foreign

@@ -117,15 +117,20 @@ class MriCheckRecord:
         return cls(**{**data, "families": families})
 
 
+def refuse_unknown_keys(data: dict[str, Any], known: set[str]) -> None:
+    """A key this tumor-ai does not know (a newer writer's) is refused in one sentence, never half-read."""
+    unknown = set(data) - known
+    if unknown:
+        raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
+
+
 def _typed_block(kind: type, data: Any) -> Any:
     """A JSON block as its dataclass (an empty block is ``None``); keys the dataclass does not know are refused."""
     if not data:
         return None
     if not isinstance(data, dict):
         raise ModelSourceError(f"the model's metadata has a {type(data).__name__} where a block of figures belongs")
-    unknown = set(data) - set(kind.__dataclass_fields__)
-    if unknown:
-        raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
+    refuse_unknown_keys(data, set(kind.__dataclass_fields__))
     return kind.from_dict(data) if hasattr(kind, "from_dict") else kind(**data)
 
 
@@ -203,9 +208,7 @@ class ModelMetadata:
                 f"this model's metadata is schema version {version}, newer than the {SCHEMA_VERSION} this tumor-ai "
                 "reads: upgrade tumor-ai to serve it"
             )
-        unknown = set(data) - set(cls.__dataclass_fields__) - DERIVED_KEYS
-        if unknown:
-            raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
+        refuse_unknown_keys(data, set(cls.__dataclass_fields__) | DERIVED_KEYS)
         known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
         known["input_size"] = tuple(known["input_size"])
         for key, kind in TYPED_BLOCKS.items():
