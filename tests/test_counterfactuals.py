@@ -174,20 +174,28 @@ def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_
 
 
 def test_cues_report_what_the_network_input_still_gives_away(dataset_dir, tmp_path):
-    from training.cues import CUES, cue_values
+    from test_partial import write_partial
+
+    from training.cues import ALL_CUES, cue_values
     from training.cues import main as cues_main
 
     pixels, _ = _slice_with_blob()
     tinted = np.clip(pixels * np.array([1.0, 0.9, 1.1]), 0, 255)
     assert cue_values(pixels.astype(np.float32))[0] == 0 and cue_values(tinted)[0] > 0, "colour is the channels' spread"
     root, _ = dataset_dir
+    other = tmp_path / "other"
+    write_partial(other, slices=6)
     out = tmp_path / "cues.json"
-    cues_main(["--data", str(root), "--input-size", "48", "--cache-dir", str(tmp_path / "c"), "--out", str(out)])
+    cues_main(["--data", str(root), "--input-size", "48", "--cache-dir", str(tmp_path / "c"), "--out", str(out),
+               "--other", str(other)])  # fmt: skip
     report = json.loads(out.read_text())
-    assert set(report["auc"]) == {"decoded", "network input", "augmented input"}
-    for table in report["auc"].values():
-        assert set(table) == {*CUES, "all together"} and all(0 <= value <= 1 for value in table.values())
-    assert report["auc"]["network input"]["colour"] == 0.5, "luminance leaves no colour to read"
+    assert set(report["auc"]) == {"decoded", "network input", "augmented input", "+ sequence remaps (30%)"}
+    assert report["other_slices"] == 6, "one file per distinct slice of the other collection"
+    for view, table in report["auc"].items():
+        assert set(table) == {*ALL_CUES, "all together"}
+        assert all(0 <= value <= 1 for found in table.values() for value in found.values())
+        assert ("across" in table["skewness"]) == (view in ("decoded", "network input")), "served views only"
+    assert report["auc"]["network input"]["colour"]["within"] == 0.5, "luminance leaves no colour to read"
 
 
 def test_each_architecture_takes_only_its_own_preprocessing(tmp_path, capsys):

@@ -16,8 +16,18 @@ import numpy as np
 
 from . import engine
 from .counterfactuals import counterfactual_swaps
+from .partial import (
+    describe,
+    load_partial,
+    mixed_training_set,
+    partial_fraction,
+    training_metrics,
+    tumour_classes,
+    weights_with_partial,
+)
 from .pipeline import make_pipeline
 from .recipe import Recipe, RunOptions, TrainResult
+from .sequence import SequenceRemap
 
 
 @dataclass
@@ -29,6 +39,7 @@ def compiled_model(recipe: Recipe, labels: list[str], steps_per_epoch: int, stra
     """The registered architecture's network and metadata, compiled with the recipe's schedule and loss.
 
     The fields an architecture's recipe adds to ``Recipe`` (e.g. a width) are its builder's keyword arguments.
+    With ``--partial`` the loss also reads the partial "tumour" target (``training.partial``).
     """
     import keras
 
@@ -45,8 +56,8 @@ def compiled_model(recipe: Recipe, labels: list[str], steps_per_epoch: int, stra
         )
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
-            loss=engine.sparse_crossentropy(recipe.label_smoothing),
-            metrics=["accuracy"],
+            loss=engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None),
+            metrics=training_metrics(labels, bool(recipe.partial)),
         )
     return model, metadata
 
@@ -59,11 +70,26 @@ def train_end_to_end(
     With no validation images (a refit) it runs exactly ``run.stop_after_epochs`` epochs.
     """
     images = dataset.images[recipe.size]
-    model, metadata = compiled_model(recipe, dataset.labels, math.ceil(len(train_idx) / recipe.batch_size), strategy)
+    num_classes = len(dataset.labels)
+    partial = (
+        load_partial(recipe.partial, recipe.size, recipe.crop, partial_fraction(recipe, run), recipe.seed, run.cache_dir)
+        if recipe.partial
+        else None
+    )
+    pixels, targets, added = mixed_training_set(
+        images[train_idx], dataset.targets[train_idx], partial, num_classes, recipe.partial_repeat
+    )
+    model, metadata = compiled_model(recipe, dataset.labels, math.ceil(len(targets) / recipe.batch_size), strategy)
+    if partial is not None:
+        metadata.training["partial"] = describe(partial, added, recipe.partial_repeat)
     swaps, masks = counterfactual_swaps(recipe, dataset, train_idx, run.cache_dir)
+    if added and swaps is not None:  # partial slices have no outline: no variants, an empty mask
+        swaps = swaps.extended(added)
+        masks = np.concatenate([masks, np.zeros((added, *masks.shape[1:]), dtype=masks.dtype)])
+    sequence = SequenceRemap(pixels, targets, recipe.sequence, recipe.seed) if recipe.sequence else None
     train, epoch_seeds = make_pipeline(
-        images[train_idx],
-        dataset.targets[train_idx],
+        pixels,
+        targets,
         metadata.preprocessing,
         recipe.batch_size,
         True,
@@ -72,6 +98,7 @@ def train_end_to_end(
         acquisition=recipe.acquisition,
         swaps=swaps,
         masks=masks if recipe.guidance else None,
+        sequence=sequence,
     )
     fitted = model
     if recipe.guidance:
@@ -79,8 +106,10 @@ def train_end_to_end(
 
         with strategy.scope():
             fitted = GuidedModel(model, metadata.cam_layer)
-            fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-    throughput = engine.throughput_callback(len(train_idx))
+            fitted.compile(
+                optimizer=model.optimizer, loss=model.loss, metrics=training_metrics(dataset.labels, bool(recipe.partial))
+            )
+    throughput = engine.throughput_callback(len(targets))
     epochs = run.stop_after_epochs or recipe.epochs
     if engine.is_multiworker(strategy):
         history = engine.fit_multiworker(model, train, epochs, strategy, recipe.batch_size, [epoch_seeds, throughput])
@@ -96,8 +125,9 @@ def train_end_to_end(
         validation, _ = make_pipeline(images[validation_idx], dataset.targets[validation_idx], metadata.preprocessing, 64)
         stopping = engine.early_stopping(recipe.patience, recipe.early_stopping_from)
         callbacks.append(stopping)
-    counts = np.bincount(dataset.targets[train_idx], minlength=len(dataset.labels))
-    weights = engine.class_weights(swaps.expected_targets(dataset.targets[train_idx], len(dataset.labels)) if swaps else counts)
+    counts = np.bincount(dataset.targets[train_idx], minlength=num_classes)
+    weights = engine.class_weights(swaps.expected_targets(dataset.targets[train_idx], num_classes) if swaps else counts)
+    weights = weights_with_partial(weights, num_classes, bool(added))
     fitted.fit(train, validation_data=validation, epochs=epochs, class_weight=weights, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:

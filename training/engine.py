@@ -104,18 +104,28 @@ def warmup_cosine(peak_rate: float, warmup_steps: int, total_steps: int):
     )
 
 
-def sparse_crossentropy(label_smoothing: float = 0.0):
-    """Sparse categorical cross-entropy on probabilities, with label smoothing.
+def sparse_crossentropy(label_smoothing: float = 0.0, partial_classes: list[int] | None = None):
+    """Sparse categorical cross-entropy on probabilities, with label smoothing and, optionally, partial labels.
 
     Keras's ``SparseCategoricalCrossentropy`` has no ``label_smoothing``; this is the same loss
     with the target mixed as ``(1 - e) * one_hot + e / classes``, without building one-hot labels.
+    With ``partial_classes`` (``training.partial``), the target ``classes`` (one past the last
+    class) means "one of these": its loss is ``-log`` of their total probability.
     """
     from keras import ops
 
     def loss(y_true, y_pred):
-        y_true = ops.cast(ops.reshape(y_true, (-1, 1)), "int32")
-        log_p = ops.log(ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0))
-        nll = -ops.take_along_axis(log_p, y_true, axis=1)[:, 0]
+        y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+        probabilities = ops.cast(y_pred, "float32")
+        log_p = ops.log(ops.clip(probabilities, 1e-7, 1.0))
+        classes = ops.shape(log_p)[-1]
+        known = y_true < classes
+        picked = ops.where(known, y_true, ops.zeros_like(y_true))
+        nll = -ops.take_along_axis(log_p, ops.expand_dims(picked, 1), axis=1)[:, 0]
+        if partial_classes is not None:
+            allowed = ops.sum(ops.one_hot(ops.convert_to_tensor(partial_classes), classes), axis=0)
+            mass = ops.sum(probabilities * allowed, axis=-1)
+            nll = ops.where(known, nll, -ops.log(ops.clip(mass, 1e-7, 1.0)))
         if not label_smoothing:
             return nll
         return (1.0 - label_smoothing) * nll - label_smoothing * ops.mean(log_p, axis=-1)

@@ -7,7 +7,13 @@
 Writes a JSON report (accuracy, macro-F1, per-class precision/recall/F1, confusion matrix,
 expected calibration error before and after the model's temperature, the MRI check's pass rate
 and one record per image: path relative to ``--data``, label, predicted, probabilities keyed by
-label) and the confusion matrix as a PNG beside it. ``--subset validation`` scores only the
+label) and the confusion matrix as a PNG beside it. A folder named ``tumour`` means "one of the
+tumour classes, type unknown" (``training.partial``): its images are scored for sensitivity (called
+any tumour class) and the split across classes, per image and, with ``--groups``, per distinct slice:
+
+    python -m training.evaluate --model models/cnn --data ../shared/data/br35h \\
+        --groups ../shared/data/br35h/groups.csv --out .cache/evaluate/cnn_br35h.json
+ ``--subset validation`` scores only the
 images of the model's own validation split (its ``split.json``), reproducing the model card; for
 a refit (trained on every image) point it at the split run the refit came from.
 """
@@ -24,6 +30,7 @@ from tqdm import tqdm
 
 from .data import class_folders, list_images
 from .metrics import classification_report, plot_confusion_matrix
+from .partial import PARTIAL_FOLDER, tumour_classes
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
@@ -40,6 +47,11 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         help="'all' images (default), or only the model's own validation/train split from its split.json",
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    parser.add_argument(
+        "--groups",
+        help="groups.csv (file, slice_group, representative) naming the copies of each slice: the 'tumour' folder's "
+        "sensitivity is then also given per distinct slice",
+    )
     return parser.parse_args(argv)
 
 
@@ -56,7 +68,21 @@ def select_subset(items: list[tuple[str, str]], model_source: str, subset: str) 
     return [item for item in items if (item[0] in validation) == (subset == "validation")]
 
 
-def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int = 32) -> dict:
+def tumour_report(records: list[dict], labels: list[str], groups: str | None) -> dict:
+    """Sensitivity of the ``tumour`` folder's images, per image and (with a groups file) per distinct slice."""
+    from .partial import read_groups, sensitivity
+
+    found = [record for record in records if record["label"] == PARTIAL_FOLDER]
+    probabilities = np.array([[record["probabilities"][label] for label in labels] for record in found])
+    report = {"per_image": sensitivity(probabilities, labels)}
+    if groups:
+        slices = read_groups(groups, [record["path"] for record in found])
+        report["per_slice"] = sensitivity(probabilities[slices.representative], labels)
+        report["groups"] = str(groups)
+    return report
+
+
+def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int = 32, groups: str | None = None) -> dict:
     """The report as a dict (see the module docstring)."""
     from tumor_ai.calibration import softmax
     from tumor_ai.imaging import ImageError, read_image
@@ -71,7 +97,9 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
         )
     labels = predictor.labels
     folders = class_folders(data)
-    unknown = [name for name in folders if name not in labels]
+    unknown = [name for name in folders if name not in labels and name != PARTIAL_FOLDER]
+    if PARTIAL_FOLDER in folders:
+        tumour_classes(labels)  # a clear error when the model has no no-tumour class
     if unknown:
         raise SystemExit(f"error: class folders {unknown} are not classes of this model ({labels})")
     items = select_subset(list_images(data, folders), model_source, subset)
@@ -103,11 +131,18 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
                     "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probabilities)},
                 }
             )
+    if not records:
+        raise SystemExit(f"error: none of the {len(items)} images under {data} could be read")
     probabilities = np.concatenate(outputs["probabilities"])
     logits = np.concatenate(outputs["logits"])
-    targets = np.array([labels.index(record["label"]) for record in records])
-    report = classification_report(probabilities, targets, labels)
-    report["ece_uncalibrated"] = classification_report(softmax(logits), targets, labels)["ece"]
+    labelled = np.array([record["label"] != PARTIAL_FOLDER for record in records])
+    report: dict = {"images": len(records)}
+    if labelled.any():
+        targets = np.array([labels.index(record["label"]) for record in records if record["label"] != PARTIAL_FOLDER])
+        report = classification_report(probabilities[labelled], targets, labels)
+        report["ece_uncalibrated"] = classification_report(softmax(logits[labelled]), targets, labels)["ece"]
+    if not labelled.all():
+        report[PARTIAL_FOLDER] = tumour_report(records, labels, groups)
     report["temperature"] = predictor.temperature
     if outputs["passes"]:
         report["mri_check_pass_rate"] = round(float(np.mean(outputs["passes"])), 4)
@@ -129,22 +164,41 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from tumor_ai.models import ModelSourceError
 
     try:
-        report = evaluate(args.model, args.data, args.subset, args.batch_size)
+        report = evaluate(args.model, args.data, args.subset, args.batch_size, args.groups)
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    plot_confusion_matrix(
-        report, out.with_suffix(".png"), f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})"
-    )
-    print(
-        f"{report['images']} images: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
-        f"ECE {report['ece_uncalibrated']:.4f} raw / {report['ece']:.4f} calibrated"
-        + (f", MRI check pass rate {report['mri_check_pass_rate']:.4f}" if "mri_check_pass_rate" in report else "")
-        + f"; wrote {out} and {out.with_suffix('.png')}"
-    )
+    print(summary(report, out))
+    if "accuracy" in report:
+        plot_confusion_matrix(
+            report, out.with_suffix(".png"), f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})"
+        )
+
+
+def summary(report: dict, out: Path) -> str:
+    """The report's headline in one line: accuracy for labelled classes, sensitivity for a tumour folder."""
+    parts = [f"{len(report['predictions'])} images"]
+    if "accuracy" in report:
+        parts.append(
+            f"accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}, "
+            f"ECE {report['ece_uncalibrated']:.4f} raw / {report['ece']:.4f} calibrated"
+        )
+    if PARTIAL_FOLDER in report:
+        tumour = report[PARTIAL_FOLDER]
+        for scope, name in (("per_image", "image"), ("per_slice", "distinct slice")):
+            if scope in tumour:
+                found = tumour[scope]
+                called = ", ".join(f"{label} {share:.3f}" for label, share in found["called"].items())
+                parts.append(
+                    f"'{PARTIAL_FOLDER}' sensitivity per {name} {found['sensitivity']:.4f} of {found['slices']} ({called})"
+                )
+    if "mri_check_pass_rate" in report:
+        parts.append(f"MRI check pass rate {report['mri_check_pass_rate']:.4f}")
+    written = f"wrote {out}" + (f" and {out.with_suffix('.png')}" if "accuracy" in report else "")
+    return "; ".join(parts) + f"; {written}"
 
 
 if __name__ == "__main__":

@@ -79,11 +79,14 @@ class GuidedModel(keras.Model):
         inputs, labels, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         images, masks = inputs
         labels = tf.cast(labels, tf.int32)
+        # A partial label (training.partial: one past the last class) has no outline and so no guidance;
+        # any class stands in for its map's score, which the empty mask then leaves out.
+        cam_labels = tf.minimum(labels, self.head.kernel.shape[-1] - 1)
         with tf.GradientTape() as tape:
             with tf.GradientTape() as inner:
                 features, penultimate, probabilities = self.graph(images, training=True)
                 logits = tf.matmul(tf.cast(penultimate, tf.float32), self.head.kernel) + self.head.bias
-                score = tf.reduce_sum(tf.gather(logits, labels, axis=1, batch_dims=1))
+                score = tf.reduce_sum(tf.gather(logits, cam_labels, axis=1, batch_dims=1))
             gradients = inner.gradient(score, features)
             features = tf.cast(features, tf.float32)
             gradients = tf.cast(gradients, tf.float32)

@@ -8,7 +8,7 @@ reads no JPEG. Each epoch's order and augmentation are a function of ``(seed, ep
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -235,6 +235,11 @@ class Swaps:
     erase: float = 0.2
     control_rate: float = 0.2
 
+    def extended(self, count: int) -> Swaps:
+        """The same swaps over ``count`` more images that have no variant (partial labels: no outline)."""
+        nothing = [np.zeros(0, dtype=np.int64)] * count
+        return replace(self, erased=[*self.erased, *nothing], control=[*self.control, *nothing])
+
     def expected_targets(self, targets: np.ndarray, num_classes: int) -> np.ndarray:
         """How many images of each class an epoch holds on average, after the swaps."""
         counts = np.bincount(targets, minlength=num_classes).astype(float)
@@ -284,6 +289,7 @@ def make_pipeline(
     acquisition: bool = False,
     swaps: Swaps | None = None,
     masks: np.ndarray | None = None,
+    sequence=None,
 ):
     """``(dataset, callback)``: a ``tf.data`` pipeline over ``uint8`` images and what keeps it reproducible.
 
@@ -293,7 +299,8 @@ def make_pipeline(
     ``swaps`` (training only) replaces some with their counterfactual variants. With ``masks``
     (tumour masks aligned with ``images``; training only) the pipeline yields ``((images, masks),
     labels)``, the masks moved by the same flips, turns and shifts as their images
-    (``training.guidance``); an erased tumour's mask is empty.
+    (``training.guidance``); an erased tumour's mask is empty. ``sequence``
+    (``training.sequence.SequenceRemap``; training only) remaps some images' intensities after the swaps.
     """
     import tensorflow as tf
 
@@ -310,10 +317,13 @@ def make_pipeline(
     swaps = swaps if training else None
 
     masks = masks if training else None
+    sequence = sequence if training else None
 
     def pick(indices: np.ndarray, epoch_now: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         batch, labels = images[indices], targets[indices]
         erased = swaps.apply(batch, labels, indices, seed, int(epoch_now)) if swaps is not None else np.zeros(len(indices), bool)
+        if sequence is not None:
+            sequence.apply(batch, labels, indices, int(epoch_now))
         shown = masks[indices] & ~erased[:, None, None] if masks is not None else np.zeros((len(indices), 1, 1), bool)
         return batch, labels, shown.astype(np.uint8)[..., None]
 

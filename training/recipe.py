@@ -55,9 +55,7 @@ class Recipe:
         "model is float32 either way",
         choices=("auto", "float32", "bfloat16"),
     )
-    acquisition: bool = option(
-        False, "vary resolution, blur, noise and JPEG quality in training (training.pipeline.ACQUISITION)"
-    )
+    acquisition: bool = option(False, "vary resolution, blur, noise and JPEG quality in training (training.pipeline.ACQUISITION)")
     masks: str | None = option(
         None,
         "tumour masks folder (<class>/<stem>.png, e.g. ../shared/data/brain-tumor-mri/masks/Training): train on "
@@ -66,12 +64,26 @@ class Recipe:
     erase: float = option(0.2, "with --masks: share of masked images an epoch erases")
     control: float = option(0.2, "with --masks: share of all images given a control erasure instead")
     erase_grow: tuple[int, int] = option(
-        (2, 8), "with --masks: pixels (of the input) an outline is grown by before it is erased, drawn per variant",
-        nargs=2, metavar=("MIN", "MAX"),
+        (2, 8),
+        "with --masks: pixels (of the input) an outline is grown by before it is erased, drawn per variant",
+        nargs=2,
+        metavar=("MIN", "MAX"),
     )
     counterfactuals_per_image: int = option(2, "with --masks: erased and control variants made per image")
     guidance: float = option(
         0.0, "with --masks: weight of the term that penalises map mass outside the tumour (training.guidance; 0: off)"
+    )
+    partial: str | None = option(
+        None,
+        "folder of slices labelled 'tumour, type unknown' (a tumour/ sub-folder and an optional groups.csv, e.g. "
+        "../shared/data/br35h): split by slice group like the main data; each training slice adds the loss of the "
+        "tumour classes' total probability (training.partial), the validation slices are scored for sensitivity",
+    )
+    partial_repeat: int = option(1, "with --partial: times each partial-label training slice appears in an epoch")
+    sequence: float = option(
+        0.0,
+        "share of training images whose intensities are remapped as another sequence or collection would show them "
+        "(training.sequence: histogram matched to a slice of another class, contrast inverted, random curve, bias field)",
     )
     guidance_from: int = option(2, "first epoch (0-based) of the guidance term")
     guidance_ramp: int = option(2, "epochs over which its weight rises to --guidance")
@@ -92,6 +104,10 @@ class Recipe:
             return f"--preprocessing {self.preprocessing}: --model {self.model} takes {', '.join(self.preprocessings)}"
         if self.guidance and not self.masks:
             return "--guidance needs --masks: it steers the map towards the tumour outlines"
+        if self.partial_repeat < 1:
+            return "--partial-repeat counts how often each partial slice appears in an epoch: 1 or more"
+        if not 0.0 <= self.sequence <= 1.0:
+            return "--sequence is the share of training images remapped: between 0 and 1"
         return None
 
     def own_fields(self) -> dict[str, Any]:

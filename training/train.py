@@ -337,6 +337,30 @@ def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[i
     return Validation(report, temperature, ece_after)
 
 
+def validate_partial(model, metadata, recipe: Recipe, run: RunOptions) -> dict | None:
+    """Sensitivity on the held-out partial-label slices (``--partial``), one file per distinct slice, as served."""
+    if not recipe.partial or run.refit:
+        return None
+    from .partial import load_partial, sensitivity
+
+    partial = load_partial(recipe.partial, recipe.size, recipe.crop, recipe.validation_fraction, recipe.seed, run.cache_dir)
+    rows = partial.validation_representatives
+    if not len(rows):
+        return None
+    probabilities, mirrored = validation_probabilities(
+        model, partial.images[rows], np.zeros(len(rows), np.int32), metadata.preprocessing
+    )
+    if metadata.test_time_flip:
+        probabilities = flip_averaged(probabilities, mirrored)
+    found = sensitivity(probabilities, metadata.labels)
+    metadata.training.setdefault("partial", {})["validation"] = found
+    print(
+        f"held-out {partial.root.name} tumour slices: sensitivity {found['sensitivity']:.4f} "
+        f"over {found['slices']} distinct slices"
+    )
+    return found
+
+
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     recipe, run = parse_args(argv, prog)
@@ -365,6 +389,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     keras.mixed_precision.set_dtype_policy("float32")
     model = without_optimizer(result.model)  # float32, as served
     validation = validate(model, result.metadata, dataset, split.validation, recipe.size)
+    validate_partial(model, result.metadata, recipe, run)
     command = "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv)
     metadata = build_metadata(recipe, run, command, dataset, split, result, validation, time.time() - started)
     if not engine.is_chief():

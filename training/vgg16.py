@@ -20,6 +20,7 @@ import numpy as np
 from . import engine
 from .counterfactuals import counterfactual_bank, epoch_swaps
 from .features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
+from .partial import describe, load_partial, partial_fraction, training_metrics, tumour_classes, weights_with_partial
 from .pipeline import Swaps, epoch_order, epoch_seeds_callback
 from .recipe import Recipe, RunOptions, TrainResult, option
 
@@ -176,7 +177,7 @@ def counterfactual_feature_swaps(
     return FeatureSwaps(swaps, cells.astype(np.float32)), path
 
 
-def train_head(recipe: Recipe, model, variants, train_idx, validation_idx, targets, weights_by_class) -> dict:
+def train_head(recipe: Recipe, model, variants, train_idx, validation_idx, targets, weights_by_class, labels) -> dict:
     """Stage 1: the head alone on the pooled output of the frozen blocks 4-5 (clean variant, computed once)."""
     import keras
 
@@ -184,7 +185,7 @@ def train_head(recipe: Recipe, model, variants, train_idx, validation_idx, targe
     head = chained_model(model, "block5_pool")
     head.compile(
         optimizer=keras.optimizers.Adam(recipe.head_learning_rate),
-        loss=engine.sparse_crossentropy(recipe.label_smoothing),
+        loss=engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None),
         metrics=["accuracy"],
     )
 
@@ -242,6 +243,64 @@ def cached_variants(recipe: Recipe, run: RunOptions, dataset, model, metadata, t
     return variants, counterfactual
 
 
+class RowConcat:
+    """Several row arrays read as one, without copying (the feature caches are memory-mapped and large)."""
+
+    def __init__(self, *parts: np.ndarray) -> None:
+        self.parts = parts
+        self.offsets = np.cumsum([0, *map(len, parts)])
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (int(self.offsets[-1]), *self.parts[0].shape[1:])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, row: int) -> np.ndarray:
+        part = int(np.searchsorted(self.offsets, row, side="right")) - 1
+        return self.parts[part][int(row) - int(self.offsets[part])]
+
+
+def with_partial_features(recipe: Recipe, run: RunOptions, dataset, model, metadata, training: tuple) -> tuple:
+    """``(variants, targets, train rows, counterfactual, class weights)`` with the ``--partial`` slices' features appended.
+
+    Their block-3 features are cached per variant like the dataset's; their rows come after the
+    dataset's, with the partial target ``len(labels)`` and no counterfactual variant or tumour cell.
+    """
+    variants, targets, train_idx, counterfactual, weights = training
+    if not recipe.partial:
+        return training
+    num_classes = len(dataset.labels)
+    partial = load_partial(recipe.partial, recipe.size, recipe.crop, partial_fraction(recipe, run), recipe.seed, run.cache_dir)
+    key = {
+        "fingerprint": partial.fingerprint,
+        "size": recipe.input_size,
+        "crop": recipe.crop,
+        "weights": weights_id(backbone_weights(recipe)),
+    }
+    extra, _ = block3_features(
+        model,
+        metadata.preprocessing,
+        partial.images,
+        recipe.feature_variants,
+        recipe.seed,
+        Path(run.cache_dir),
+        key,
+        acquisition=recipe.acquisition,
+    )
+    rows = len(dataset.paths) + np.tile(partial.train, recipe.partial_repeat)
+    metadata.training["partial"] = describe(partial, len(rows), recipe.partial_repeat)
+    variants = [RowConcat(own, more) for own, more in zip(variants, extra)]
+    targets = np.concatenate([targets, np.full(len(partial.paths), num_classes, dtype=targets.dtype)])
+    if counterfactual is not None:
+        cells = counterfactual.cells
+        if cells is not None:
+            cells = np.concatenate([cells, np.zeros((len(rows), *cells.shape[1:]), dtype=cells.dtype)])
+        counterfactual = FeatureSwaps(counterfactual.swaps.extended(len(rows)) if counterfactual.swaps else None, cells)
+    return variants, targets, np.concatenate([train_idx, rows]), counterfactual, weights_with_partial(weights, num_classes, True)
+
+
 def backbone_weights(recipe: Recipe) -> str | None:
     return None if recipe.backbone_weights == "none" else recipe.backbone_weights
 
@@ -266,8 +325,11 @@ def train_vgg16(
     if counterfactual:
         counts = counterfactual.swaps.expected_targets(targets[train_idx], len(dataset.labels))
     weights_by_class = engine.class_weights(counts)
+    variants, targets, train_idx, counterfactual, weights_by_class = with_partial_features(
+        recipe, run, dataset, model, metadata, (variants, targets, train_idx, counterfactual, weights_by_class)
+    )
 
-    head = train_head(recipe, model, variants, train_idx, validation_idx, targets, weights_by_class)
+    head = train_head(recipe, model, variants, train_idx, validation_idx, targets, weights_by_class, dataset.labels)
 
     tail, graph = chained_graph(model, FEATURE_LAYER, None, metadata.cam_layer, metadata.logits_layer)
     steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
@@ -279,8 +341,9 @@ def train_vgg16(
         from .guidance import GuidedModel
 
         fitted = GuidedModel(tail, metadata.cam_layer, metadata.logits_layer, metadata.cam_method, graph)
+    loss = engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(dataset.labels) if recipe.partial else None)
     fitted.compile(
-        optimizer=keras.optimizers.Adam(schedule), loss=engine.sparse_crossentropy(recipe.label_smoothing), metrics=["accuracy"]
+        optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=training_metrics(dataset.labels, bool(recipe.partial))
     )
     if counterfactual and not recipe.guidance:
         counterfactual = FeatureSwaps(counterfactual.swaps, None)
