@@ -231,15 +231,13 @@ def test_where_the_models_look_table():
     assert any(f"(an even map: {columns[0]['mask_share']['value']:.3f})" in label for label in labels)
     assert figures("tumour erased") == each(lambda found: with_interval(found["erased"]["tumour_kept"], pct))
     assert figures("tumour erased", 1) == each(lambda found: per_class(found["erased"]["tumour_kept"], pct))
-    assert figures("same-size region erased elsewhere") == each(
-        lambda found: with_interval(found["erased"]["control_kept"], pct)
-    )
-    assert figures("mean drop") == each(
-        lambda found: with_interval(found["erased"]["tumour_probability_drop"], "{:.3f}".format)
-    )
+    assert figures("same-size region erased elsewhere") == each(lambda found: with_interval(found["erased"]["control_kept"], pct))
+    assert figures("mean drop") == each(lambda found: with_interval(found["erased"]["tumour_probability_drop"], "{:.3f}".format))
     assert figures("deletion AUC / insertion AUC") == each(
-        lambda found: f"{found['deletion_auc']['value']:.3f} / {found['insertion_auc']['value']:.3f} "
-        f"({found['deletion_auc']['images']} images)"
+        lambda found: (
+            f"{found['deletion_auc']['value']:.3f} / {found['insertion_auc']['value']:.3f} "
+            f"({found['deletion_auc']['images']} images)"
+        )
     )
     assert figures("map mass in the outer tenth") == each(lambda found: f"{found['border_mass']['value']:.3f}")
     text = path.read_text()
