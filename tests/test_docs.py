@@ -1,0 +1,350 @@
+"""The docs cannot drift from the shipped models: their tables show exactly what each ``tumor_ai.json`` says.
+
+Every figure a table in ``README.md`` or ``docs/`` shows about a shipped model (accuracy, macro-F1, ECE and
+temperature, per-class recall, the not-an-MRI check's rates, where the maps point, the prediction sets,
+training time and throughput) is read here from ``models/NAME/tumor_ai.json`` and formatted as the docs
+round it; a retrained model whose docs were not updated fails here. Also: the README stays a front door
+(at most 250 lines; the Space shows all of it), and every relative link in the README, ``DEVELOPERS.md``
+and ``docs/`` points at a file (and heading) that exists. Plain files only: no TensorFlow, no network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+DOCS = ROOT / "docs"
+MODELS = ("cnn", "vgg16")
+README_MAX_LINES = 250
+LABEL_WORDS = {"glioma": "glioma", "meningioma": "meningioma", "notumor": "no tumour", "pituitary": "pituitary"}
+MAP_NAMES = {"grad_cam": "Grad-CAM", "grad_cam_plus_plus": "Grad-CAM++", "hires_cam": "HiResCAM", "layer_cam": "LayerCAM"}
+TUMOURS = ("glioma", "meningioma", "pituitary")  # the classes with outlines, in the docs' order
+
+
+@cache
+def meta(name: str) -> dict:
+    return json.loads((ROOT / "models" / name / "tumor_ai.json").read_text())
+
+
+def pct(value: float, places: int = 0) -> str:
+    """A share as the docs write it: ``0.866`` -> ``87%``; a whole 100% without decimals."""
+    return "100%" if value == 1 else format(value, f".{places}%")
+
+
+def with_interval(block: dict, fmt) -> str:
+    return f"{fmt(block['value'])} ({fmt(block['low'])}–{fmt(block['high'])})"
+
+
+def per_class(block: dict, fmt, labels=TUMOURS) -> str:
+    return " / ".join(fmt(block["per_class"][label]["value"]) for label in labels)
+
+
+def map_served(found: dict) -> str:
+    return f"{MAP_NAMES[found['method']]} at `{found['layer']}`"
+
+
+def _prose(text: str) -> list[str]:
+    """The lines of a Markdown file outside fenced code blocks."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+@cache
+def tables(path: Path) -> list[list[list[str]]]:
+    """Each Markdown table in the file as rows of stripped cells (header first, the ``---`` row dropped)."""
+    found, rows = [], []
+    for line in [*_prose(path.read_text()), ""]:
+        if line.startswith("|"):
+            cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+            if not set("".join(cells)) <= set("-: "):
+                rows.append(cells)
+        elif rows:
+            found.append(rows)
+            rows = []
+    return found
+
+
+def table(path: Path, header: str) -> list[list[str]]:
+    """The one table in ``path`` whose first header cell starts with ``header``."""
+    matches = [rows for rows in tables(path) if rows[0][0].startswith(header)]
+    assert len(matches) == 1, f"{path.name}: {len(matches)} tables whose header starts with {header!r}"
+    return matches[0]
+
+
+def row(rows: list[list[str]], *first: str) -> list[str]:
+    """The one row whose first cells start with ``first``."""
+    matches = [cells for cells in rows[1:] if all(cell.startswith(want) for cell, want in zip(cells, first))]
+    assert len(matches) == 1, f"{len(matches)} rows starting {first!r} in the table headed {rows[0][0]!r}"
+    return matches[0]
+
+
+def _title(name: str) -> str:
+    return {"cnn": "custom CNN", "vgg16": "VGG16"}[name]
+
+
+def lowest_recall(name: str) -> str:
+    recalls = {label: figures["recall"] for label, figures in meta(name)["metrics"]["validation_per_class"].items()}
+    label = min(recalls, key=recalls.get)
+    return f"{recalls[label]:.3f} ({LABEL_WORDS[label]})"
+
+
+def ece(name: str) -> str:
+    calibration = meta(name)["calibration"]
+    return f"{calibration['ece_before']:.4f} → {calibration['ece_after']:.4f} (T={calibration['temperature']:.2f})"
+
+
+def other_pictures(name: str) -> tuple[int, str]:
+    check = meta(name)["mri_check"]
+    general, medical = check["non_mri_images"], check["medical_non_mri_images"]
+    rejected = (general * check["non_mri_rejection_rate"] + medical * check["medical_non_mri_rejection_rate"]) / (
+        general + medical
+    )
+    return general + medical, pct(round(rejected, 3), 1)
+
+
+def model_size(name: str) -> str:
+    return f"{(ROOT / 'models' / name / 'model.keras').stat().st_size / 1e6:.2g} MB"
+
+
+def test_the_readme_is_a_front_door():
+    lines = README.read_text().splitlines()
+    assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; move detail into docs/"
+    assert lines[0] == "---", "the Hugging Face Space reads the README's front matter: keep it first"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_readme_models_table_is_the_shipped_metadata(name):
+    figures, conformal = meta(name)["metrics"]["validation"], meta(name)["conformal"]
+    rows = table(README, "model (validation split")
+    assert f"{figures['images']:,} images" in rows[0][0]
+    total, rejected = other_pictures(name)
+    assert f"(of {total})" in rows[0][-1]
+    served = conformal["cross_fit"][str(conformal["served_level"])]
+    assert row(rows, f"{'VGG16 transfer' if name == 'vgg16' else 'custom CNN'} (`models/{name}`)")[1:] == [
+        model_size(name),
+        f"**{figures['accuracy']:.4f}**",
+        f"{figures['macro_f1']:.4f}",
+        lowest_recall(name),
+        ece(name),
+        f"{pct(served['coverage'], 1)} / {served['set_size']:.2f}",
+        f"{pct(meta(name)['mri_check']['validation_pass_rate'], 2)} / {rejected}",
+    ]
+    assert f"{pct(conformal['served_level'])}: coverage" in rows[0][6]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_readme_says_where_the_models_look_as_measured(name):
+    found = meta(name)["localisation"]
+    erased = found["erased"]
+    rows = table(README, "model: where it looks")
+    assert f"an even map: {found['mask_share']['value']:.3f}" in rows[0][3]
+    assert row(rows, "VGG16 transfer" if name == "vgg16" else "custom CNN")[1:] == [
+        map_served(found),
+        f"{pct(found['pointing_game']['value'])} ({per_class(found['pointing_game'], pct)})",
+        f"{found['relevance_mass']['value']:.3f}",
+        f"{pct(erased['tumour_kept']['value'])} ({per_class(erased['tumour_kept'], pct)})",
+        pct(erased["control_kept"]["value"]),
+    ]
+    assert f"the {found['images']} validation images that have a tumour outline" in README.read_text()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_models_page_scores_table(name):
+    figures, found = meta(name)["metrics"]["validation"], meta(name)["localisation"]
+    rows = table(DOCS / "models.md", "model (group-aware validation split")
+    total, rejected = other_pictures(name)
+    assert f"{figures['images']:,} images" in rows[0][0] and f"(of {total}," in rows[0][5]
+    title = "VGG16 transfer" if name == "vgg16" else "custom CNN"
+    assert row(rows, f"{title} (`models/{name}`, {model_size(name)};")[1:] == [
+        f"**{figures['accuracy']:.4f}**",
+        f"{figures['macro_f1']:.4f}",
+        lowest_recall(name),
+        ece(name),
+        f"{pct(meta(name)['mri_check']['validation_pass_rate'], 2)} / {rejected}",
+        pct(found["pointing_game"]["value"]),
+        pct(found["erased"]["tumour_kept"]["value"]),
+    ]
+
+
+def test_the_two_networks_table_names_the_maps_served():
+    rows = next(rows for rows in tables(DOCS / "models.md") if rows[0][1:] == ["custom CNN", "VGG16 transfer"])
+    assert row(rows, "map served")[1:] == [map_served(meta("cnn")["localisation"]), map_served(meta("vgg16")["localisation"])]
+    assert [meta(name)["cam_method"] for name in MODELS] == [meta(name)["localisation"]["method"] for name in MODELS]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_calibration_table(name):
+    calibration = meta(name)["calibration"]
+    rows = next(rows for rows in tables(DOCS / "models.md") if rows[0][:2] == ["model", "temperature"])
+    assert row(rows, f"{_title(name)} (split run)")[1:] == [
+        f"{calibration['temperature']:.2f}",
+        f"{calibration['ece_before']:.4f}",
+        f"{calibration['ece_after']:.4f}",
+    ]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_prediction_sets_table(name):
+    conformal = meta(name)["conformal"]
+    method = conformal["method"]
+    (other,) = set(conformal["compared"]) - {method}
+    rows = table(DOCS / "models.md", "model (score kept)")
+    labels = list(LABEL_WORDS)
+    assert rows[0][4].endswith("(" + " / ".join(LABEL_WORDS[label] for label in labels) + ")")
+    for level, figures in conformal["cross_fit"].items():
+        assert row(rows, f"{_title(name)} ({method.upper()})", pct(float(level)))[2:] == [
+            pct(figures["coverage"], 1),
+            f"{figures['set_size']:.2f}",
+            " / ".join(pct(figures["per_class"][label]["coverage"], 1) for label in labels),
+            f"{other.upper()}: {conformal['compared'][other][level]['set_size']:.2f}",
+        ]
+
+
+def test_where_the_models_look_table():
+    path = DOCS / "where-the-models-look.md"
+    rows = table(path, "held-out tumour slices with an outline")
+    columns = [meta(name)["localisation"] for name in MODELS]
+    assert rows[0][1:3] == [_title(name) for name in MODELS]
+    labels = [cells[0] for cells in rows[1:]]
+
+    def figures(label: str, offset: int = 0) -> list[str]:
+        return rows[1 + labels.index(next(text for text in labels if text.startswith(label))) + offset][1:3]
+
+    def each(fmt) -> list[str]:
+        return [fmt(found) for found in columns]
+
+    assert figures("map served") == each(map_served)
+    assert figures("pointing game") == each(lambda found: with_interval(found["pointing_game"], pct))
+    assert figures("pointing game", 1) == each(lambda found: per_class(found["pointing_game"], pct))
+    assert figures("relevance mass") == each(lambda found: with_interval(found["relevance_mass"], "{:.3f}".format))
+    assert any(f"(an even map: {columns[0]['mask_share']['value']:.3f})" in label for label in labels)
+    assert figures("tumour erased") == each(lambda found: with_interval(found["erased"]["tumour_kept"], pct))
+    assert figures("tumour erased", 1) == each(lambda found: per_class(found["erased"]["tumour_kept"], pct))
+    assert figures("same-size region erased elsewhere") == each(lambda found: with_interval(found["erased"]["control_kept"], pct))
+    assert figures("mean drop") == each(lambda found: with_interval(found["erased"]["tumour_probability_drop"], "{:.3f}".format))
+    assert figures("deletion AUC / insertion AUC") == each(
+        lambda found: (
+            f"{found['deletion_auc']['value']:.3f} / {found['insertion_auc']['value']:.3f} "
+            f"({found['deletion_auc']['images']} images)"
+        )
+    )
+    assert figures("map mass in the outer tenth") == each(lambda found: f"{found['border_mass']['value']:.3f}")
+    text = path.read_text()
+    assert f"**{columns[0]['images']} validation images that have an outline** ({columns[0]['slices']} distinct" in text
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_recipe_tables_show_the_shipped_run(name):
+    figures, found = meta(name)["metrics"], meta(name)["localisation"]
+    per_class_figures = figures["validation_per_class"]
+    erased = found["erased"]
+    cells = next(
+        cells
+        for cells in table(DOCS / "models.md", f"{'VGG16' if name == 'vgg16' else 'CNN'} recipe")
+        if "**shipped**" in cells[0]
+    )
+    recall = (
+        lowest_recall(name) if name == "vgg16" else f"{per_class_figures['meningioma']['recall']:.3f}"
+    )  # the CNN's table shows its meningioma recall, the VGG16's its lowest
+    assert cells[1:9] == [
+        f"{figures['validation']['accuracy']:.4f}",
+        f"{figures['validation']['macro_f1']:.4f}",
+        recall,
+        f"{per_class_figures['notumor']['precision']:.3f}",
+        f"{pct(found['pointing_game']['value'])} ({per_class(found['pointing_game'], pct)})",
+        f"{found['relevance_mass']['value']:.{3 if name == 'vgg16' else 2}f}",
+        f"{pct(erased['tumour_kept']['value'])} ({per_class(erased['tumour_kept'], pct)})",
+        pct(erased["control_kept"]["value"]),
+    ]
+    if name == "cnn":
+        assert cells[9] == f"{round(meta(name)['training']['seconds'] / 60)} min"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_training_step_tables(name):
+    training = meta(name)["training"]
+    throughput = training["throughput"]
+    cells = row(table(DOCS / "models.md", f"{'VGG16' if name == 'vgg16' else 'CNN'} step"), "split run")
+    if name == "cnn":
+        seconds = training["seconds"]
+        assert cells[1:] == [
+            f"{training['epochs_run']['cnn']} (best: {training['chosen_epochs']})",
+            f"{seconds / 60:.1f} min ({seconds:,} s)",
+            f"{throughput['images_per_second']} ({throughput['median_epoch_seconds']:.1f} s)",
+        ]
+    else:
+        runs, best = training["epochs_run"], training["stage_epochs"]
+        assert cells[1] == (
+            f"head {runs['head']} (best {best['head']}), fine-tuning {runs['fine-tune']} (best {best['fine_tune']})"
+        )
+        assert cells[3] == f"{throughput['images_per_second']} ({throughput['median_epoch_seconds']:.0f} s)"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_not_an_mri_table(name):
+    check = meta(name)["mri_check"]
+    rows = table(DOCS / "robustness-and-safety.md", "pictures that are not brain MRI")
+    column = 2 if name == "vgg16" else 3
+    assert rows[0][column].startswith("VGG16" if name == "vgg16" else "CNN")
+    first_cells = {
+        "photo": "photos and documents",
+        "generated": "generated",
+        "ct": "CT",
+        "ultrasound": "ultrasound",
+        "radiograph": "radiographs",
+        "other medical": "a Shepp-Logan head phantom",
+    }
+    assert set(first_cells) == set(check["families"])
+    for family, first in first_cells.items():
+        figures = check["families"][family]
+        cells = row(rows, first)
+        assert cells[1] == str(figures["pictures"])
+        assert cells[column] == f"{pct(figures['rejected'])} / {pct(figures['rejected_source_left_out'])}"
+    cells = row(rows, "**validation MRIs passing**")
+    assert cells[0] == f"**validation MRIs passing** (of {check['validation_images']:,})"
+    assert cells[column] == pct(check["validation_pass_rate"], 2)
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub and the Hub give a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    return {_slug(line.lstrip("#")) for line in _prose(path.read_text()) if re.match(r"#{1,6} ", line)}
+
+
+LINKED = [README, ROOT / "DEVELOPERS.md", *sorted(DOCS.glob("*.md"))]
+
+
+@pytest.mark.parametrize("path", LINKED, ids=lambda path: str(path.relative_to(ROOT)))
+def test_every_relative_link_points_at_a_file_that_exists(path):
+    broken = []
+    for line in _prose(path.read_text()):
+        for target in re.findall(r"\]\(([^)\s]+)\)", re.sub(r"`[^`]*`", "", line)):
+            if re.match(r"[a-z]+:", target):
+                continue  # https:, mailto:
+            file, _, anchor = target.partition("#")
+            linked = (path.parent / file).resolve() if file else path
+            if not linked.exists():
+                broken.append(target)
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{target} (no such heading)")
+    assert not broken, f"{path.relative_to(ROOT)}: {broken}"
+
+
+def test_the_docs_pages_are_all_linked_from_the_readme():
+    text = README.read_text()
+    assert [page.name for page in sorted(DOCS.glob("*.md")) if f"(docs/{page.name}" not in text] == []
