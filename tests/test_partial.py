@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from training import engine
 from training.evaluate import main as evaluate_main
 from training.partial import PARTIAL_FOLDER, load_partial, read_groups, sensitivity, tumour_classes
 from training.sequence import SequenceRemap, head_region, match_histogram
+from tumor_ai.models import ModelMetadata
 
 
 def write_partial(root, slices: int = 10, seed: int = 3, notumor_like: bool = False) -> None:
@@ -114,7 +116,25 @@ def test_evaluate_scores_a_tumour_folder_per_distinct_slice(slot_models, tmp_pat
     called = [record["predicted"] for record in report["predictions"] if record["path"].endswith("a.png")]
     assert tumour["per_slice"]["sensitivity"] == pytest.approx(np.mean([label != "notumor" for label in called]), abs=1e-4)
     assert "accuracy" not in report, "no labelled class folder, no accuracy"
+    assert tumour["seen_in_training"] == "none"
     assert "sensitivity per distinct slice" in capsys.readouterr().out
+
+
+def test_evaluate_writes_the_figures_into_the_metadata_and_the_card(slot_models, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(slot_models["cnn"], model)
+    write_partial(tmp_path / "br35h", slices=4)
+    arguments = ["--model", str(model), "--data", str(tmp_path / "br35h"), "--out", str(tmp_path / "r.json"), "--write"]
+    with pytest.raises(SystemExit, match="--groups"):
+        evaluate_main(arguments)
+    evaluate_main([*arguments, "--groups", str(tmp_path / "br35h" / "groups.csv")])
+    record = ModelMetadata.read(model / "tumor_ai.json").other_collections["br35h"]
+    report = json.loads((tmp_path / "r.json").read_text())[PARTIAL_FOLDER]
+    assert record.slices == 4 and record.images == 8 and record.sensitivity == report["per_slice"]["sensitivity"]
+    assert record.command.startswith("python -m training.evaluate --model") and record.seen_in_training == "none"
+    card = (model / "README.md").read_text()
+    assert "## Tumours from another collection" in card
+    assert f"| br35h | 4 (8 images) | {record.sensitivity:.1%} |" in card
 
 
 def test_evaluate_mixes_labelled_folders_and_a_tumour_folder(dataset_dir, slot_models, tmp_path):

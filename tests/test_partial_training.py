@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import write_dataset
 from test_partial import write_partial
 
 from training import engine
+from training.evaluate import main as evaluate_main
 from training.partial import load_partial
 from training.train import main as train_main
 from training.train import validation_probabilities
@@ -53,3 +56,14 @@ def test_both_trainers_learn_from_partial_labels(recipe, tmp_path):
     with_partial = _partial_loss(tmp_path / "with", partial, cache)
     without = _partial_loss(tmp_path / "without", partial, cache)
     assert with_partial < without, (with_partial, without)
+    # Scored later, the folder it trained on counts only its held-out slice groups.
+    out = tmp_path / "report.json"
+    evaluate_main(["--model", str(tmp_path / "with"), "--data", str(partial), "--groups", str(partial / "groups.csv"),
+                   "--out", str(out)])  # fmt: skip
+    tumour = json.loads(out.read_text())["tumour"]
+    assert tumour["per_image"]["slices"] == record["validation_images"]
+    assert tumour["per_slice"]["slices"] == record["validation_slices"]
+    # The trainer's own held-out figure, within one slice (another batch composition may tip a near tie).
+    slack = 1.0 / record["validation_slices"] + 1e-6
+    assert abs(tumour["per_slice"]["sensitivity"] - record["validation"]["sensitivity"]) <= slack
+    assert tumour["seen_in_training"].startswith("the other slice groups of br35h")

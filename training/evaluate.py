@@ -48,6 +48,11 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     parser.add_argument(
+        "--write",
+        action="store_true",
+        help="store the 'tumour' folder's figures in the model folder's metadata (other_collections) and card",
+    )
+    parser.add_argument(
         "--groups",
         help="groups.csv (file, slice_group, representative) naming the copies of each slice: the 'tumour' folder's "
         "sensitivity is then also given per distinct slice",
@@ -66,6 +71,28 @@ def select_subset(items: list[tuple[str, str]], model_source: str, subset: str) 
         raise SystemExit(f"error: --subset {subset} needs {split_file}, written by training.train")
     validation = set(json.loads(split_file.read_text())["validation"])
     return [item for item in items if (item[0] in validation) == (subset == "validation")]
+
+
+def unseen_partial_slices(items: list[tuple[str, str]], metadata, data: str, groups: str | None) -> tuple[list, str]:
+    """A model that trained on part of this tumour folder (``--partial``) is scored on its held-out slice groups only.
+
+    Returns the items to score and what the model saw of the folder (``none`` when it saw nothing).
+    """
+    trained = metadata.training.get("partial") or {}
+    if trained.get("folder") != Path(data).name or not any(label == PARTIAL_FOLDER for _, label in items):
+        return items, "none"
+    if not groups:
+        raise SystemExit(
+            f"error: this model trained on part of {Path(data).name}; pass --groups so the held-out slice groups can be scored"
+        )
+    from .partial import read_groups
+
+    arguments = metadata.training.get("arguments", {})
+    paths = [path for path, label in items if label == PARTIAL_FOLDER]
+    held = read_groups(groups, paths).held_out(arguments.get("validation_fraction", 0.2), arguments.get("seed", 0))
+    kept = {path for path, keep in zip(paths, held) if keep}
+    seen = f"the other slice groups of {Path(data).name}: only its {len(kept)} held-out images are scored"
+    return [item for item in items if item[1] != PARTIAL_FOLDER or item[0] in kept], seen
 
 
 def tumour_report(records: list[dict], labels: list[str], groups: str | None) -> dict:
@@ -103,6 +130,7 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     if unknown:
         raise SystemExit(f"error: class folders {unknown} are not classes of this model ({labels})")
     items = select_subset(list_images(data, folders), model_source, subset)
+    items, seen = unseen_partial_slices(items, predictor.metadata, data, groups)
     if not items:
         raise SystemExit(f"error: no images found under {data} for subset '{subset}'")
     root = Path(data)
@@ -142,7 +170,10 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
         report = classification_report(probabilities[labelled], targets, labels)
         report["ece_uncalibrated"] = classification_report(softmax(logits[labelled]), targets, labels)["ece"]
     if not labelled.all():
-        report[PARTIAL_FOLDER] = tumour_report(records, labels, groups)
+        report[PARTIAL_FOLDER] = {**tumour_report(records, labels, groups), "seen_in_training": seen}
+        if outputs["passes"]:
+            passes = np.array(outputs["passes"], dtype=bool)[~labelled]
+            report[PARTIAL_FOLDER]["mri_check_pass_rate"] = round(float(passes.mean()), 4)
     report["temperature"] = predictor.temperature
     if outputs["passes"]:
         report["mri_check_pass_rate"] = round(float(np.mean(outputs["passes"])), 4)
@@ -161,6 +192,7 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     args = parse_args(argv, prog)
+    args.command = None if argv is None else " ".join(["python -m training.evaluate", *argv])
     from tumor_ai.models import ModelSourceError
 
     try:
@@ -168,6 +200,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
+    if args.write:
+        write_other_collection(args, report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
@@ -176,6 +210,35 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         plot_confusion_matrix(
             report, out.with_suffix(".png"), f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})"
         )
+
+
+def write_other_collection(args: argparse.Namespace, report: dict) -> None:
+    """Record the tumour folder's figures (per distinct slice) in the model folder's metadata and rewrite its card."""
+    from tumor_ai.card import write_model_card
+    from tumor_ai.models import METADATA_FILE, ModelMetadata, OtherCollectionRecord, resolve_source
+
+    found = report.get(PARTIAL_FOLDER)
+    if not found or "per_slice" not in found:
+        raise SystemExit(f"error: --write records a '{PARTIAL_FOLDER}' folder's figures per distinct slice: pass --groups")
+    folder = Path(args.model)
+    if not (folder / METADATA_FILE).exists() or resolve_source(args.model) != folder:
+        raise SystemExit(f"error: --write needs a local model folder, not {args.model}")
+    metadata = ModelMetadata.read(folder / METADATA_FILE)
+    name = Path(args.data).name
+    metadata.other_collections[name] = OtherCollectionRecord(
+        data=name,
+        command=" ".join(["python -m training.evaluate", *sys.argv[1:]]) if args.command is None else args.command,
+        images=found["per_image"]["slices"],
+        slices=found["per_slice"]["slices"],
+        sensitivity=found["per_slice"]["sensitivity"],
+        sensitivity_per_image=found["per_image"]["sensitivity"],
+        called=found["per_slice"]["called"],
+        mri_check_pass_rate=found.get("mri_check_pass_rate"),
+        seen_in_training=found["seen_in_training"],
+    )
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+    write_model_card(folder)
+    print(f"wrote the {name} figures into {folder / METADATA_FILE} and its card")
 
 
 def summary(report: dict, out: Path) -> str:

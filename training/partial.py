@@ -44,6 +44,17 @@ class SliceGroups:
 
     groups: np.ndarray  # (N,) int group id per file
     representative: np.ndarray  # (N,) bool
+    names: np.ndarray  # (N,) the group's name (the CSV's, or a copy group's number): what the split draws by
+
+    def held_out(self, fraction: float, seed: int) -> np.ndarray:
+        """Which files fall in the held-out share of groups: a seeded draw over the sorted group names.
+
+        Drawn by name, not by position, so the same groups are held out whether a few files were
+        unreadable or the folder is read by another command (``training.evaluate``).
+        """
+        order = np.random.default_rng(seed).permutation(sorted(set(self.names.tolist())))
+        held = set(order[: round(len(order) * fraction)].tolist())
+        return np.array([name in held for name in self.names], dtype=bool)
 
 
 def read_groups(table: str | Path | None, paths: list[str], dataset=None) -> SliceGroups:
@@ -56,10 +67,11 @@ def read_groups(table: str | Path | None, paths: list[str], dataset=None) -> Sli
         with Path(table).open(newline="") as stream:
             rows = {row["file"]: row for row in csv.DictReader(stream)}
         names: dict[str, int] = {}
-        groups, representative = [], []
+        groups, representative, group_names = [], [], []
         for path in paths:
             row = rows.get(path)
             group = row["slice_group"] if row else f"file:{path}"
+            group_names.append(group)
             groups.append(names.setdefault(group, len(names)))
             representative.append(bool(int(row.get("representative") or 0)) if row else True)
         groups_array = np.array(groups, dtype=np.int64)
@@ -69,7 +81,7 @@ def read_groups(table: str | Path | None, paths: list[str], dataset=None) -> Sli
             if chosen[members].sum() != 1:
                 chosen[members] = False
                 chosen[members[0]] = True
-        return SliceGroups(groups_array, chosen)
+        return SliceGroups(groups_array, chosen, np.array(group_names))
     from .duplicates import find_duplicate_pairs, group_ids
 
     if dataset is None:
@@ -78,7 +90,11 @@ def read_groups(table: str | Path | None, paths: list[str], dataset=None) -> Sli
     _, first = np.unique(groups_array, return_index=True)
     chosen = np.zeros(len(paths), dtype=bool)
     chosen[first] = True
-    return SliceGroups(groups_array, chosen)
+    return SliceGroups(
+        groups_array,
+        chosen,
+        np.array([f"copies:{paths[i]}" for i in first[np.searchsorted(np.unique(groups_array), groups_array)]]),
+    )
 
 
 @dataclass
@@ -112,9 +128,7 @@ def load_partial(
     if not dataset.paths:
         raise SystemExit(f"error: --partial {root}: no readable images in {PARTIAL_FOLDER}/")
     slices = read_groups(root / "groups.csv", dataset.paths, dataset)
-    order = np.random.default_rng(seed).permutation(np.unique(slices.groups))
-    held = set(order[: round(len(order) * validation_fraction)].tolist())
-    in_validation = np.array([group in held for group in slices.groups])
+    in_validation = slices.held_out(validation_fraction, seed)
     return PartialSet(
         root=root,
         paths=dataset.paths,

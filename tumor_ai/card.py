@@ -78,6 +78,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     guided = training.get("guidance_map", {"method": "grad_cam"})  # the CNN's run predates the record: Grad-CAM
     parts += recipe_section(training.get("arguments", {}), method_name(guided["method"]), bool(training.get("features")))
     parts += metrics_section(metadata, standalone)
+    parts += other_collections_section(metadata)
     parts += localisation_section(metadata)
     parts += conformal_section(metadata)
     parts += mri_check_section(metadata.mri_check)
@@ -141,13 +142,21 @@ def metrics_section(metadata: ModelMetadata, standalone: bool = True) -> list[st
     where = "; where the map points and whether the answer needs the tumour on those with a tumour outline (next section)"
     ece_before = scores.ece if calibration.ece_before is None else calibration.ece_before
     ece_after = "-" if calibration.ece_after is None else calibration.ece_after
+    other = ("", "", "")
+    for name, record in metadata.other_collections.items():
+        other = (
+            f" {name} tumour slices called a tumour |",
+            "---:|",
+            f" {record.sensitivity:.1%} of {record.slices} |",
+        )
+        break  # the first collection beside accuracy; all of them in their own section
     parts = [
         "## Metrics on the group-aware validation split" + (" (split run)" if metadata.training.get("refit") else "") + "\n",
         "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
         "kept on the validation side" + (where if found else "") + ".\n",
-        f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.temperature}) |{beside[0]}",
-        f"|---:|---:|---:|---:|{beside[1]}",
-        f"| {scores.accuracy:.4f} | {scores.macro_f1:.4f} | {ece_before} | {ece_after} |{beside[2]}\n",
+        f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.temperature}) |{other[0]}{beside[0]}",
+        f"|---:|---:|---:|---:|{other[1]}{beside[1]}",
+        f"| {scores.accuracy:.4f} | {scores.macro_f1:.4f} | {ece_before} | {ece_after} |{other[2]}{beside[2]}\n",
         "| class | precision | recall | F1 | images |",
         "|---|---:|---:|---:|---:|",
     ]
@@ -156,6 +165,32 @@ def metrics_section(metadata: ModelMetadata, standalone: bool = True) -> list[st
     if standalone:
         parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
     return parts
+
+
+def other_collections_section(metadata: ModelMetadata) -> list[str]:
+    """Tumour slices from other collections: does the model call a tumour a tumour wherever the slice came from?"""
+    if not metadata.other_collections:
+        return []
+    parts = [
+        "## Tumours from another collection\n",
+        "The no-tumour class of the training data came largely from the Br35H collection, but none of Br35H's tumour "
+        "slices did, so *looks like Br35H* can be learnt as *no tumour*. Tumour slices (type unknown) from such a "
+        "collection show whether the model learnt the tumour or the collection: the share of distinct slices it calls "
+        "any tumour class (sensitivity), and which classes it gives them.\n",
+        "| collection | distinct slices | called a tumour (per slice) | per image | called no tumour | passed the MRI check |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, record in metadata.other_collections.items():
+        passed = "-" if record.mri_check_pass_rate is None else f"{record.mri_check_pass_rate:.1%}"
+        parts.append(
+            f"| {name} | {record.slices} ({record.images} images) | {record.sensitivity:.1%} | "
+            f"{record.sensitivity_per_image:.1%} | {record.called.get('notumor', 0.0):.1%} | {passed} |"
+        )
+    parts.append("")
+    for name, record in metadata.other_collections.items():
+        seen = "none of them" if record.seen_in_training == "none" else record.seen_in_training
+        parts.append(f"- {name}: seen in training: {seen}. Reproduce: `{record.command}`")
+    return [*parts, ""]
 
 
 def licence_section(metadata: ModelMetadata) -> list[str]:

@@ -19,7 +19,8 @@ import keras
 METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
-SCHEMA_VERSION = 4  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal
+SCHEMA_VERSION = 5  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
+# 5: other_collections
 DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
 
 
@@ -117,6 +118,26 @@ class MriCheckRecord:
         return cls(**{**data, "families": families})
 
 
+@dataclass
+class OtherCollectionRecord:
+    """Tumour slices of unknown type from another collection, scored as served (``training.evaluate --write``).
+
+    The classes of the training data are confounded with their source collections; these slices
+    (e.g. Br35H's tumours, from the collection the no-tumour class came from) show whether the model
+    calls a tumour a tumour wherever the slice came from.
+    """
+
+    data: str = ""  # the folder's name
+    command: str = ""
+    images: int = 0
+    slices: int = 0  # distinct slices (one file each)
+    sensitivity: float = 0.0  # share of distinct slices called any tumour class
+    sensitivity_per_image: float = 0.0
+    called: dict[str, float] = field(default_factory=dict)  # per distinct slice, share called each class
+    mri_check_pass_rate: float | None = None  # share of the images the not-an-MRI check lets through
+    seen_in_training: str = "none"  # "none", or which share of the folder the model trained on
+
+
 def refuse_unknown_keys(data: dict[str, Any], known: set[str]) -> None:
     """A key this tumor-ai does not know (a newer writer's) is refused in one sentence, never half-read."""
     unknown = set(data) - known
@@ -164,6 +185,7 @@ class ModelMetadata:
     mri_check: MriCheckRecord | None = None
     localisation: dict[str, Any] = field(default_factory=dict)  # where the map points, measured (training.localise)
     conformal: dict[str, Any] = field(default_factory=dict)  # prediction-set thresholds (training.conformal)
+    other_collections: dict[str, OtherCollectionRecord] = field(default_factory=dict)  # by folder name
     libraries: dict[str, str] = field(default_factory=dict)
 
     def network_data_format(self) -> dict[str, Any]:
@@ -215,6 +237,10 @@ class ModelMetadata:
             if key in known:
                 known[key] = _typed_block(kind, known[key])
         known["calibration"] = known.get("calibration") or Calibration()
+        blocks = known.get("other_collections") or {}
+        if not isinstance(blocks, dict):
+            raise ModelSourceError("the model's metadata has other_collections that is not a block of figures by folder")
+        known["other_collections"] = {name: _typed_block(OtherCollectionRecord, block) for name, block in blocks.items()}
         known["schema_version"] = SCHEMA_VERSION  # older files load with today's defaults for the new keys
         return cls(**known)
 
