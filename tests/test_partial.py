@@ -148,3 +148,24 @@ def test_evaluate_mixes_labelled_folders_and_a_tumour_folder(dataset_dir, slot_m
     report = json.loads(out.read_text())
     assert report["images"] == 2 * 15 and report[PARTIAL_FOLDER]["per_image"]["slices"] == 6
     assert "per_slice" not in report[PARTIAL_FOLDER], "no groups file, no per-slice figure"
+
+
+def test_a_labelled_batch_reports_sensitivity_for_a_tumour_folder():
+    from tumor_ai.batch import ANY_TUMOUR, folder_label, labelled_report
+
+    labels = ["glioma", "meningioma", "notumor", "pituitary"]
+    assert folder_label("br35h.zip/Tumor/y1.jpg", labels) == ANY_TUMOUR
+    assert folder_label("set/no_tumour/x.jpg", labels) == "notumor", "no tumour is not a tumour folder"
+    rows = [
+        {"file": "set.zip/tumour/a.jpg", "cnn class": "Glioma"},
+        {"file": "set.zip/tumour/b.jpg", "cnn class": "No tumour"},
+        {"file": "set.zip/tumour/c.jpg", "cnn class": "Pituitary tumour"},
+        {"file": "set.zip/tumour/d.jpg", "cnn class": "error"},
+        {"file": "set.zip/glioma/e.jpg", "cnn class": "Glioma"},
+    ]
+    report = labelled_report(rows, ["cnn"], labels)
+    assert "Labelled by folder: 5 of 5 files" in report
+    assert "cnn: 66.7% of 3 readable files in a `tumour` folder" in report and "read as a tumour (2)" in report
+    assert "cnn: accuracy 100.0% (1 of 1 readable files)" in report, "the labelled classes keep their accuracy"
+    only_tumours = labelled_report(rows[:3], ["cnn"], labels)
+    assert "accuracy" not in only_tumours and "read as a tumour (2)" in only_tumours

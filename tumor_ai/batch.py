@@ -271,17 +271,21 @@ def summary(rows: list[dict], names: list[str]) -> str:
     return " · ".join(parts)
 
 
+ANY_TUMOUR = "tumour"  # a folder of this name: one of the tumour classes, type unknown (training.partial)
+
+
 def folder_label(name: str, labels: list[str]) -> str | None:
-    """The class a file's folder names (``glioma/x.jpg``, ``set.zip/no_tumor/y.png``), or None.
+    """The class a file's folder names (``glioma/x.jpg``, ``set.zip/no_tumor/y.png``), ``ANY_TUMOUR``, or None.
 
     Students upload labelled sets; the folder is matched loosely (case, ``_``, "tumour"/"tumor",
-    a ``_tumor`` suffix as in older Kaggle sets), never the file name itself.
+    a ``_tumor`` suffix as in older Kaggle sets), never the file name itself. A ``tumour`` (or
+    ``tumor``) folder means a tumour of unknown type, as in collections that never said which.
     """
 
     def plain_word(text: str) -> str:
         return "".join(c for c in text.lower() if c.isalpha()).replace("tumour", "tumor")
 
-    wanted = {}
+    wanted = {plain_word(ANY_TUMOUR): ANY_TUMOUR}
     for label in labels:
         for spelling in (label, display_name(label), f"{label}tumor"):
             wanted[plain_word(spelling)] = label
@@ -290,14 +294,21 @@ def folder_label(name: str, labels: list[str]) -> str | None:
 
 
 def labelled_report(rows: list[dict], names: list[str], labels: list[str]) -> str:
-    """For files whose folder names a class: each model's accuracy and confusion matrix (markdown); else ""."""
-    truths = [(row, folder_label(row["file"], labels)) for row in rows]
-    truths = [(row, truth) for row, truth in truths if truth is not None]
-    if not truths:
+    """For files whose folder names a class: each model's accuracy and confusion matrix (markdown); else "".
+
+    Files in a ``tumour`` folder (type unknown) get each model's sensitivity instead: the share read as
+    any tumour class.
+    """
+    found = [(row, folder_label(row["file"], labels)) for row in rows]
+    truths = [(row, truth) for row, truth in found if truth is not None and truth != ANY_TUMOUR]
+    unknown_type = [row for row, truth in found if truth == ANY_TUMOUR]
+    if not truths and not unknown_type:
         return ""
     shown = [display_name(label) for label in labels]
-    lines = [f"**Labelled by folder: {len(truths)} of {len(rows)} files.**", ""]
-    for name in names:
+    lines = [f"**Labelled by folder: {len(truths) + len(unknown_type)} of {len(rows)} files.**", ""]
+    if unknown_type:
+        lines += [*tumour_folder_lines(unknown_type, names, labels), ""]
+    for name in names if truths else []:
         read = [(row[f"{name} class"], display_name(truth)) for row, truth in truths if row[f"{name} class"] != "error"]
         right = sum(predicted == truth for predicted, truth in read)
         accuracy = f"{right / len(read):.1%}" if read else "–"
@@ -310,6 +321,21 @@ def labelled_report(rows: list[dict], names: list[str], labels: list[str]) -> st
             lines.append(f"| {truth} | " + " | ".join(str(counts[(column, truth)]) for column in predicted_columns) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def tumour_folder_lines(rows: list[dict], names: list[str], labels: list[str]) -> list[str]:
+    """Each model's sensitivity on files labelled "a tumour, type unknown": read as any tumour class."""
+    tumours = {display_name(label) for label in labels if label != "notumor"}
+    lines = []
+    for name in names:
+        read = [row[f"{name} class"] for row in rows if row[f"{name} class"] != "error"]
+        called = sum(label in tumours for label in read)
+        share = f"{called / len(read):.1%}" if read else "–"
+        lines.append(
+            f"- {name}: {share} of {len(read)} readable files in a `{ANY_TUMOUR}` folder (a tumour of unknown type) "
+            f"read as a tumour ({called}); the rest as no tumour or not an MRI"
+        )
+    return lines
 
 
 def rows_to_csv(rows: list[dict], fields: list[str] | None = None) -> str:
