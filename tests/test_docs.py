@@ -131,16 +131,19 @@ def test_the_readme_models_table_is_the_shipped_metadata(name):
     total, rejected = other_pictures(name)
     assert f"(of {total})" in rows[0][-1]
     served = conformal["cross_fit"][str(conformal["served_level"])]
+    other = meta(name)["other_collections"]["br35h"]
+    assert f"({other['slices']} distinct, another collection)" in rows[0][4]
     assert row(rows, f"{'VGG16 transfer' if name == 'vgg16' else 'custom CNN'} (`models/{name}`)")[1:] == [
         model_size(name),
         f"**{figures['accuracy']:.4f}**",
         f"{figures['macro_f1']:.4f}",
+        pct(other["sensitivity"], 1),
         lowest_recall(name),
         ece(name),
         f"{pct(served['coverage'], 1)} / {served['set_size']:.2f}",
         f"{pct(meta(name)['mri_check']['validation_pass_rate'], 2)} / {rejected}",
     ]
-    assert f"{pct(conformal['served_level'])}: coverage" in rows[0][6]
+    assert f"{pct(conformal['served_level'])}: coverage" in rows[0][7]
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -314,6 +317,44 @@ def test_the_not_an_mri_table(name):
     cells = row(rows, "**validation MRIs passing**")
     assert cells[0] == f"**validation MRIs passing** (of {check['validation_images']:,})"
     assert cells[column] == pct(check["validation_pass_rate"], 2)
+
+
+COLLECTIONS = DOCS / "tumours-from-any-collection.md"
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_the_other_collection_table_is_the_shipped_metadata(name):
+    found = meta(name)["other_collections"]["br35h"]
+    called = found["called"]
+    assert found["seen_in_training"] == "none", "the page says neither model has seen these slices"
+    assert row(table(COLLECTIONS, "model"), "VGG16 transfer" if name == "vgg16" else "custom CNN")[1:] == [
+        f"{found['slices']} ({found['images']} images)",
+        f"**{pct(found['sensitivity'], 1)}**",
+        pct(found["sensitivity_per_image"], 1),
+        " / ".join(pct(called[label], 1) for label in TUMOURS),
+        pct(called["notumor"], 1),
+        pct(found["mri_check_pass_rate"], 1),
+    ]
+    readme = " ".join(README.read_text().split())
+    assert pct(found["sensitivity"], 1) in readme
+
+
+def test_the_sequence_cue_table_is_the_committed_report():
+    report = json.loads((DOCS / "reports" / "sequence_cues.json").read_text())
+    rows = table(COLLECTIONS, "cue")
+    assert rows[0][1:] == list(report["auc"])
+    for cue, *cells in rows[1:]:
+        for view, cell in zip(report["auc"], cells):
+            found = report["auc"][view][cue]
+            assert cell == (f"{found['within']:.3f} / {found['across']:.3f}" if "across" in found else f"{found['within']:.3f}")
+    assert f"on the {report['other_slices']} Br35H tumour slices" in " ".join(COLLECTIONS.read_text().split())
+
+
+def test_the_probe_table_is_the_committed_report():
+    from training.probe import table as probe_table
+
+    report = json.loads((DOCS / "reports" / "collection_probe.json").read_text())
+    assert probe_table(report["arms"]) in COLLECTIONS.read_text()
 
 
 def _slug(heading: str) -> str:
