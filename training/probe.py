@@ -107,7 +107,7 @@ def score_arm(name: str, model_dir: Path, args: argparse.Namespace) -> dict:
         "flags": " ".join(ARMS[name]).replace("{partial}", Path(args.partial).name),
         "validation_accuracy": validation.accuracy,
         "validation_macro_f1": validation.macro_f1,
-        "recall": {label: scores.recall for label, scores in metadata.metrics.per_class.items()},
+        "recall": {label: scores.recall for label, scores in metadata.metrics.validation_per_class.items()},
         "other_collection": held_out_sensitivity(model_dir, args),
         "localisation": localisation(model_dir, args),
         "train_seconds": metadata.training.get("seconds"),
