@@ -148,15 +148,16 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
         result = predictor.run(predictor.prepare(images))
         outputs["logits"].append(result["logits"])
         outputs["probabilities"].append(result["probabilities"])
-        if predictor.mri_check:
-            outputs["passes"].extend(ok for ok, _ in predictor.mri_check.score(images, result["embedding"]))
-        for (relative, label), probabilities in zip(kept, result["probabilities"]):
+        passes = [ok for ok, _ in predictor.mri_check.score(images, result["embedding"])] if predictor.mri_check else []
+        outputs["passes"].extend(passes)
+        for index, ((relative, label), probabilities) in enumerate(zip(kept, result["probabilities"])):
             records.append(
                 {
                     "path": relative,
                     "label": label,
                     "predicted": labels[int(np.argmax(probabilities))],
                     "probabilities": {name: round(float(p), 6) for name, p in zip(labels, probabilities)},
+                    **({"passes_mri_check": bool(passes[index])} if passes else {}),
                 }
             )
     if not records:

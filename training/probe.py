@@ -28,8 +28,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 # The shipped CNN recipe, small and short; the erase growth halves with the input side.
 PROBE = ["--model", "cnn", "--input-size", "128", "--epochs", "6", "--warmup-epochs", "1", "--early-stopping-from", "6",
          "--acquisition", "--guidance", "1", "--erase-grow", "1", "2"]  # fmt: skip
@@ -66,20 +64,15 @@ def held_out_sensitivity(model_dir: Path, args: argparse.Namespace) -> dict:
     """Sensitivity on the held-out partial slices (the training split's validation groups), as served."""
     from tumor_ai.models import load_model
 
-    from .partial import load_partial, sensitivity
-    from .train import flip_averaged, validation_probabilities
+    from .partial import load_partial
+    from .train import partial_sensitivity
 
     model, metadata = load_model(model_dir)
     partial = load_partial(args.partial, tuple(metadata.input_size), metadata.crop, 0.2, 0, args.cache_dir)
-    found = {}
-    for scope, rows in (("per_slice", partial.validation_representatives), ("per_image", partial.validation)):
-        probabilities, mirrored = validation_probabilities(
-            model, partial.images[rows], np.zeros(len(rows), np.int32), metadata.preprocessing
-        )
-        if metadata.test_time_flip:
-            probabilities = flip_averaged(probabilities, mirrored)
-        found[scope] = sensitivity(probabilities, metadata.labels)
-    return found
+    return {
+        "per_slice": partial_sensitivity(model, metadata, partial.images[partial.validation_representatives]),
+        "per_image": partial_sensitivity(model, metadata, partial.images[partial.validation]),
+    }
 
 
 def localisation(model_dir: Path, args: argparse.Namespace) -> dict:
@@ -114,7 +107,7 @@ def score_arm(name: str, model_dir: Path, args: argparse.Namespace) -> dict:
         "flags": " ".join(ARMS[name]).replace("{partial}", Path(args.partial).name),
         "validation_accuracy": validation.accuracy,
         "validation_macro_f1": validation.macro_f1,
-        "recall": {label: scores.recall for label, scores in metadata.metrics.per_class.items()},
+        "recall": {label: scores.recall for label, scores in metadata.metrics.validation_per_class.items()},
         "other_collection": held_out_sensitivity(model_dir, args),
         "localisation": localisation(model_dir, args),
         "train_seconds": metadata.training.get("seconds"),

@@ -337,22 +337,27 @@ def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[i
     return Validation(report, temperature, ece_after)
 
 
+def partial_sensitivity(model, metadata, images: np.ndarray) -> dict:
+    """Sensitivity of the saved model on tumour slices of unknown type, as served (flip included when adopted)."""
+    from .partial import sensitivity
+
+    probabilities, mirrored = validation_probabilities(model, images, np.zeros(len(images), np.int32), metadata.preprocessing)
+    if metadata.test_time_flip:
+        probabilities = flip_averaged(probabilities, mirrored)
+    return sensitivity(probabilities, metadata.labels)
+
+
 def validate_partial(model, metadata, recipe: Recipe, run: RunOptions) -> dict | None:
     """Sensitivity on the held-out partial-label slices (``--partial``), one file per distinct slice, as served."""
     if not recipe.partial or run.refit:
         return None
-    from .partial import load_partial, sensitivity
+    from .partial import load_partial
 
     partial = load_partial(recipe.partial, recipe.size, recipe.crop, recipe.validation_fraction, recipe.seed, run.cache_dir)
     rows = partial.validation_representatives
     if not len(rows):
         return None
-    probabilities, mirrored = validation_probabilities(
-        model, partial.images[rows], np.zeros(len(rows), np.int32), metadata.preprocessing
-    )
-    if metadata.test_time_flip:
-        probabilities = flip_averaged(probabilities, mirrored)
-    found = sensitivity(probabilities, metadata.labels)
+    found = partial_sensitivity(model, metadata, partial.images[rows])
     metadata.training.setdefault("partial", {})["validation"] = found
     print(
         f"held-out {partial.root.name} tumour slices: sensitivity {found['sensitivity']:.4f} "
