@@ -104,7 +104,8 @@ def slot_models(tmp_path_factory) -> dict[str, Path]:
     """
     import keras
 
-    from tumor_ai.models import build_cnn, save_model_folder
+    from training.networks import build_cnn
+    from tumor_ai.model.folder import save_model_folder
 
     keras.utils.set_random_seed(0)
     folders = {}
@@ -117,7 +118,7 @@ def slot_models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def slot_predictors(slot_models):
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     return {name: Predictor.from_source(folder, precision="float32") for name, folder in slot_models.items()}
 

@@ -19,7 +19,7 @@ ROOT_EXAMPLES = ROOT / "tumor_ai" / "examples"
 
 @pytest.fixture(scope="module")
 def app_url(slot_predictors):
-    from tumor_ai.ui import build_app
+    from tumor_ai.app.ui import build_app
 
     app = build_app(slot_predictors)
     app.queue(default_concurrency_limit=1, max_size=8)
@@ -160,7 +160,7 @@ def three_predictors(slot_predictors, slot_models):
 
     Loading a folder again is what serving a third model costs the app; the app must assume nothing about two.
     """
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     third = Predictor.from_source(slot_models["cnn"], precision="float32")
     third.metadata.title = "Third model"
@@ -168,7 +168,7 @@ def three_predictors(slot_predictors, slot_models):
 
 
 def test_three_models_get_a_column_each_in_compare_predict_and_batch(three_predictors, example_paths):
-    from tumor_ai.ui import build_app
+    from tumor_ai.app.ui import build_app
 
     names = list(three_predictors)
     app = build_app(three_predictors)
@@ -199,7 +199,7 @@ def test_what_the_about_tab_promises_holds(slot_predictors, example_paths):
 
     from gradio.utils import get_upload_folder
 
-    from tumor_ai.ui import build_app, privacy_text
+    from tumor_ai.app.ui import build_app, privacy_text
 
     app = build_app(slot_predictors, cache_sweep=(1, 2), session_seconds=2)
     promise = privacy_text((1, 2), 2)

@@ -15,8 +15,8 @@ from training.counterfactuals import CONTROL, ERASED, FILLS, fill, make_variants
 from training.guidance import mask_cells, outside_share
 from training.pipeline import Swaps, make_pipeline
 from training.train import main as train_main
-from tumor_ai.models import load_model
-from tumor_ai.preprocessing import luminance
+from tumor_ai.core.preprocessing import luminance
+from tumor_ai.model.folder import load_model
 
 BLOB = 242  # synthetic_slice draws the planted "tumour" at 0.95 of full scale
 
@@ -153,8 +153,8 @@ def test_guidance_needs_masks(tmp_path, capsys):
 
 
 def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_accuracy():
-    from tumor_ai.card import model_card, recipe_section
-    from tumor_ai.models import ModelMetadata
+    from tumor_ai.model.metadata import ModelMetadata
+    from tumor_ai.publish.card import model_card, recipe_section
 
     assert recipe_section({"preprocessing": "rescale_unit"}) == [], "a plain recipe claims nothing"
     arguments = {"preprocessing": "luminance", "acquisition": True, "masks": "m", "erase": 0.2, "control": 0.2, "guidance": 0.5}
@@ -197,7 +197,7 @@ def test_each_architecture_takes_only_its_own_preprocessing(tmp_path, capsys):
 
 
 def test_vgg16_luminance_is_grey_rgb_with_the_level_fixed():
-    from tumor_ai.preprocessing import normalize
+    from tumor_ai.core.preprocessing import normalize
 
     pixels, _ = _slice_with_blob()
     batch = np.stack([pixels.astype(np.float32), pixels.astype(np.float32) * 0.5])

@@ -10,7 +10,7 @@ import sys
 
 from conftest import ROOT
 
-from tumor_ai.models import load_model
+from tumor_ai.model.folder import load_model
 
 
 def _free_ports(count: int) -> list[int]:

@@ -11,10 +11,10 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from tumor_ai import handlers
-from tumor_ai.batch import check_limit, folder_label, stream_rows
-from tumor_ai.inference import Prediction
-from tumor_ai.labels import display_name
+from tumor_ai.app import handlers
+from tumor_ai.core.batch import check_limit, folder_label, stream_rows
+from tumor_ai.core.inference import Prediction
+from tumor_ai.model.labels import display_name
 
 
 @pytest.fixture
@@ -251,13 +251,13 @@ def test_batch_limit_is_checked_before_any_decoding(example_paths, tmp_path, mon
     with zipfile.ZipFile(archive, "w") as handle:
         for label in ("glioma", "meningioma", "notumor"):
             handle.write(example_paths[label], f"{label}.jpg")
-    monkeypatch.setattr("tumor_ai.batch.read_image", lambda *a, **k: pytest.fail("decoded before the count"))
+    monkeypatch.setattr("tumor_ai.core.batch.read_image", lambda *a, **k: pytest.fail("decoded before the count"))
     with pytest.raises(Exception, match="3 images is more than the 2 one batch here takes"):
         check_limit([archive], limit=2)
 
 
 def test_stream_rows_holds_one_batch_at_a_time(slot_predictors, example_paths, tmp_path, monkeypatch):
-    import tumor_ai.batch as batch
+    import tumor_ai.core.batch as batch
 
     folder = tmp_path / "many"
     folder.mkdir()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_ai.batch import columns, decode, iter_inputs, result_rows, rows_to_csv, run_batch
-from tumor_ai.explain import focus_region, heatmap, jet, overlay, reading
-from tumor_ai.imaging import read_image
-from tumor_ai.inference import Predictor
-from tumor_ai.preprocessing import normalize, resize
+from tumor_ai.core.batch import columns, decode, iter_inputs, result_rows, rows_to_csv, run_batch
+from tumor_ai.core.explain import focus_region, heatmap, jet, overlay, reading
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.inference import Predictor
+from tumor_ai.core.preprocessing import normalize, resize
 
 
 def _encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -143,7 +143,7 @@ def test_batch_rows_from_files_and_zip(tmp_path, slot_predictors, example_paths)
 
 
 def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path, capsys):
-    from tumor_ai.predict import main
+    from tumor_ai.app.predict import main
 
     (tmp_path / "in").mkdir()
     for label in ("glioma", "notumor"):
@@ -169,7 +169,7 @@ def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path
 
 
 def test_test_time_flip_averages_the_logits_of_the_mirror_image(slot_models, example_paths):
-    from tumor_ai.models import load_model
+    from tumor_ai.model.folder import load_model
 
     model, metadata = load_model(slot_models["cnn"])
     plain = Predictor(model, metadata)

@@ -8,9 +8,9 @@ from conftest import synthetic_slice
 from PIL import Image
 
 from training.data import load_folder
-from tumor_ai.cam import place_in_frame
-from tumor_ai.imaging import read_image
-from tumor_ai.preprocessing import crop_frame, head_frame, model_input
+from tumor_ai.core.cam import place_in_frame
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.preprocessing import crop_frame, head_frame, model_input
 
 
 def _head_on_canvas(height: int, width: int, top: int, left: int, size: int = 96) -> np.ndarray:

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 import pytest
 
 from training.recipe import Recipe, option
-from tumor_ai import architectures
-from tumor_ai.architectures import Architecture
+from tumor_ai.model import registry as architectures
+from tumor_ai.model.registry import Architecture
 
 
 def build_tiny(labels, input_size=(48, 48), *, crop="none", preprocessing="rescale_unit", width=4):
     """One conv layer and the shared head: small enough to train in seconds."""
     import keras
 
-    from tumor_ai.models import ModelMetadata, classification_head
+    from training.networks import classification_head
+    from tumor_ai.model.metadata import ModelMetadata
 
     inputs = keras.Input(shape=(*input_size, 3), name="image")
     x = keras.layers.Conv2D(width, 3, strides=2, activation="relu", name="tiny_conv")(inputs)
@@ -70,8 +71,8 @@ def tiny_architecture():
 
 def test_registering_adds_a_flag_a_recipe_and_nothing_served_by_default(tiny_architecture, capsys, tmp_path):
     from training.train import main as train_main
-    from tumor_ai.serve import parse_args as serve_args
-    from tumor_ai.sources import model_sources
+    from tumor_ai.app.serve import parse_args as serve_args
+    from tumor_ai.model.sources import model_sources
 
     with pytest.raises(SystemExit):
         train_main(["--help"])
@@ -91,10 +92,10 @@ def test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two(
     tiny_architecture, dataset_dir, slot_models, example_paths, tmp_path
 ):
     from training.train import main as train_main
-    from tumor_ai.inference import load_predictors
-    from tumor_ai.models import load_model
-    from tumor_ai.serve import parse_args as serve_args
-    from tumor_ai.sources import explicit_sources, model_sources
+    from tumor_ai.app.serve import parse_args as serve_args
+    from tumor_ai.core.inference import load_predictors
+    from tumor_ai.model.folder import load_model
+    from tumor_ai.model.sources import explicit_sources, model_sources
 
     root, _ = dataset_dir
     out = tmp_path / "tiny"
@@ -112,8 +113,8 @@ def test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two(
     predictors, _, _ = load_predictors(sources, precision="float32", require_mri_check=False)
     assert predictors["tiny"].labels == predictors["cnn"].labels
 
-    from tumor_ai.handlers import compare
-    from tumor_ai.ui import build_app
+    from tumor_ai.app.handlers import compare
+    from tumor_ai.app.ui import build_app
 
     app = build_app(predictors)
     labels = [component.get("props", {}).get("label") for component in app.config["components"]]

@@ -25,8 +25,8 @@ REPOS = ["tester/tumor-ai-cnn", "tester/tumor-ai-vgg16"]
 
 LOAD_ON_THE_SPACE = """
 import json
-from tumor_ai.models import load_model
-from tumor_ai.sources import ROOT, model_sources
+from tumor_ai.model.folder import load_model
+from tumor_ai.model.sources import ROOT, model_sources
 sources = model_sources()
 names = {slot: load_model(source)[1].name for slot, source in sources.items()}
 print("RESULT " + json.dumps({"root": str(ROOT), "sources": sources, "names": names}))
@@ -163,7 +163,7 @@ def test_publish_space_pushes_both_models_and_a_space_that_loads_them(fake_hub, 
 
 
 def test_private_models_are_named_in_space_variables_not_preloaded(fake_hub, models):
-    from tumor_ai.space import deploy_space
+    from tumor_ai.publish.space import deploy_space
 
     deployment = deploy_space("tester/brains", models, {"cnn": "tester/mine-cnn"}, private=True)
     assert deployment.model_repos == {"cnn": "tester/mine-cnn", "vgg16": "tester/tumor-ai-vgg16"}

@@ -1,0 +1,758 @@
+"""What the app does when a person acts: top-level handlers over a dict of loaded predictors.
+
+Each handler takes the predictors first (``tumor_ai.app.ui.build_app`` binds them with
+``functools.partial``), so it can be tested without a server. An upload is never deleted here:
+Gradio stores one file per content hash, which two people may share, and the app's cache sweep
+removes it (``tumor_ai.app.workspace``). The decoded slice and its Grad-CAM maps live in session state, so
+running again, switching model, moving the opacity slider or choosing another class never re-reads
+the file, and the slider never calls a model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from tumor_ai import NOT_A_DIAGNOSIS
+from tumor_ai.app.workspace import in_use
+from tumor_ai.core.batch import (
+    PLAUSIBLE,
+    BatchItem,
+    check_limit,
+    columns,
+    decode,
+    iter_inputs,
+    labelled_report,
+    result_rows,
+    rows_to_csv,
+    run_batch,
+    shown_label,
+    summary,
+)
+from tumor_ai.core.conformal import SERVED_LEVEL
+from tumor_ai.core.conformal import describe as describe_set
+from tumor_ai.core.erase import fill_region
+from tumor_ai.core.explain import display_copy, heatmap, listed, overlay, reading
+from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
+from tumor_ai.core.inference import Prediction, Predictor
+from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
+from tumor_ai.core.safe_text import html_text, markdown
+from tumor_ai.model.labels import display_name
+from tumor_ai.publish.card import map_trust
+
+SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
+TOP_CLASS = "top"  # "show evidence for" the model's own answer
+NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
+NOTHING_PAINTED = "Paint over the region to hide first: drag the brush across the slice in the editor."
+NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then paint over a region and ask again."
+HIDE_LESSON = (
+    "A model that keeps its answer with the lesion hidden is not reading the lesion: it is reading something else in "
+    "the slice. The region was filled smoothly from its surroundings, the same fill the published tumour-erased test uses."
+)
+NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
+BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
+GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
+WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
+THUMBNAIL_SIDE = 256
+UNSURE, SURE = 0.7, 0.9  # confidence below which a model is unsure, and from which it is sure
+NUMBER_WORDS = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
+log = logging.getLogger("tumor_ai.app.ui")
+Outputs = TypeVar("Outputs", bound=tuple)
+
+
+@dataclass
+class SessionSlice:
+    """The slice a session is looking at, decoded once, or why it was refused; ``key`` is the upload's cache path."""
+
+    key: str | None
+    image: LoadedImage | None
+    error: str | None = None
+
+
+@dataclass
+class Explained:
+    """One model's answer for a slice, with the Grad-CAM of each class drawn so far (index -> map)."""
+
+    model: str
+    display: np.ndarray  # the slice at display size
+    prediction: Prediction
+    pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
+    cams: dict[int, np.ndarray] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, model: str, predictor: Predictor, prediction: Prediction, image: LoadedImage, display: np.ndarray) -> Explained:
+        """A fresh answer, with the Grad-CAM of the model's own class that came with the prediction."""
+        return cls(model, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
+
+    def top_cam(self, predictor: Predictor) -> np.ndarray:
+        """The Grad-CAM of the model's answer."""
+        return self.cams[predictor.labels.index(self.prediction.label)]
+
+
+# What each handler fills, by name. ``tumor_ai.app.ui`` builds the same type holding the components
+# (``outputs``), so a value can only land in the output of its own name; a field that holds a list of
+# components takes one value for all of them, one that holds a dict takes a value per model.
+# Any field may instead hold ``gr.skip()``: that output keeps what it shows.
+
+
+class SliceOutputs(NamedTuple):
+    """A new picture in an input (``new_slice``, ``open_file``)."""
+
+    picture: Any  # the image input's value: the decoded slice shown, None to empty it, or gr.skip()
+    slice: SessionSlice | None  # session state
+    message: str  # where the answer would be: "Slice loaded", or why the picture was refused
+    cleared: Any  # for every output about the old slice: None clears it, gr.skip() keeps it
+
+
+class PredictOutputs(NamedTuple):
+    """The Predict tab (and ``/predict``, whose client gets the fields that are not state, in this order)."""
+
+    label: dict[str, float] | None  # the confidences, display name -> probability
+    overlay: str | None  # the Grad-CAM over the slice (a cached picture)
+    heatmap: str | None
+    reading: str
+    details: dict | None  # the JSON an API user gets
+    slice: SessionSlice | None  # session state: the decoded upload
+    explained: Explained | None  # session state: the answer and the Grad-CAMs drawn so far
+
+
+class EvidenceOutputs(NamedTuple):
+    """What the opacity slider and the "show evidence for" choice redraw, without asking the model again."""
+
+    overlay: str
+    heatmap: str
+    reading: str
+    explained: Explained | None
+
+
+class CompareColumn(NamedTuple):
+    """One model's column in the Compare tab."""
+
+    label: dict[str, float] | None
+    overlay: str
+
+
+class CompareOutputs(NamedTuple):
+    """The Compare tab (and ``/compare``: each model's label and overlay in the predictors' order, then the summary)."""
+
+    models: dict[str, CompareColumn]  # model name -> its column
+    summary: str  # the verdict and the table of answers and timings
+    slice: SessionSlice | None
+    explained: dict[str, Explained]  # session state: each model's answer, for the slider
+
+
+class BatchOutputs(NamedTuple):
+    """The Batch tab (and ``/batch``), yielded again after every ``WEB_BATCH_SIZE`` files."""
+
+    summary: str
+    table: pd.DataFrame  # what a person reads: one column per model
+    gallery: list[tuple[str, str]] | None  # (overlay, caption) per file and model
+    csv: str | None  # full precision, every class's probability
+    entries: list[dict] | None  # session state: thumbnails and maps, for the slider
+
+
+class HideOutputs(NamedTuple):
+    """The "hide a region and ask again" answer."""
+
+    hidden: str  # the slice as the models saw it, with the region filled
+    answers: str  # each model's answer before and after
+
+
+def unchanged(outputs: type[Outputs]) -> Outputs:
+    """A result that leaves every output as it shows (an event that turned out to change nothing)."""
+    return outputs(*[gr.skip()] * len(outputs._fields))
+
+
+def cache_file(data: bytes, name: str) -> str:
+    """Bytes written into Gradio's cache where Gradio itself would put them, atomically.
+
+    Gradio's own ``save_pil_to_cache`` rewrites a file in place when two requests produce the same
+    bytes, so one client can download a half-written copy; a rename never exposes one. The file is
+    under the same sweep as every upload.
+    """
+    folder = Path(gr.utils.get_upload_folder()) / gr.processing_utils.hash_bytes(data)
+    target = folder / name
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(staging, target)
+    return str(target)
+
+
+def cache_picture(pixels: np.ndarray, name: str) -> str:
+    """A picture for an image output, cached (see ``cache_file``): JPEG for overlays (a tenth of PNG's encoding
+    time), PNG where the pixels must survive exactly (a decoded slice shown for another request to read)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    if name.endswith(".jpg"):
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+    else:
+        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
+    return cache_file(buffer.getvalue(), name)
+
+
+def refused(error: ImageError) -> str:
+    """A refusal's sentence for the page; the log gets its kind only, never the file name."""
+    log.info("refused an upload: %s", type(error).__name__)
+    return str(error)
+
+
+def refusal(error: ImageError) -> gr.Error:
+    """A refused upload as an error for the page (and an exception for API clients)."""
+    return gr.Error(html_text(refused(error)), print_exception=False)  # a pop-up renders HTML
+
+
+def upload_path(payload) -> str | None:
+    """The cache path of an upload, from Gradio's file payload (a dict) or a plain path."""
+    if not payload:
+        return None
+    return payload.get("path") if isinstance(payload, dict) else str(payload)
+
+
+def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, SessionSlice]:
+    """The session's decoded slice if this is the same upload, else the upload decoded now."""
+    path = upload_path(payload)
+    if not path:
+        raise gr.Error(NO_UPLOAD, print_exception=False)
+    if state is not None and state.key == path:
+        if state.image is None:
+            raise gr.Error(state.error, print_exception=False)
+        return state.image, state
+    try:
+        image = read_image(path)
+    except ImageError as error:
+        if not Path(path).exists():
+            raise gr.Error("That upload has expired from the app's cache; upload it again.", print_exception=False) from None
+        raise refusal(error) from None
+    return image, SessionSlice(path, image)
+
+
+def new_slice(payload, state: SessionSlice | None) -> SliceOutputs:
+    """A new picture in an input: decode and check it now, and clear the outputs that were about the old one.
+
+    A refused picture leaves the input (a browser would draw a broken-image strip) and its reason
+    goes where the answer would be; the input's own change back to empty keeps that reason. A
+    picture that ``open_file`` has just shown is adopted with the notes of its original file.
+    """
+    path = upload_path(payload)
+    if path is None:
+        if state is not None and state.image is None and state.key is not None:  # the refused file just removed
+            return SliceOutputs(picture=gr.skip(), slice=None, message=gr.skip(), cleared=gr.skip())
+        return SliceOutputs(picture=gr.skip(), slice=None, message="", cleared=None)
+    if state is not None and state.key in (None, path):  # just shown by open_file, or the same event again
+        state.key = path
+        return SliceOutputs(picture=gr.skip(), slice=state, message=gr.skip(), cleared=gr.skip())
+    try:
+        image = read_image(path)
+    except ImageError as error:
+        message = refused(error)
+        return SliceOutputs(
+            picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None
+        )
+    return SliceOutputs(picture=gr.skip(), slice=SessionSlice(path, image), message=_ready(image), cleared=None)
+
+
+def open_file(path: str | None) -> SliceOutputs:
+    """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input.
+
+    A refused file leaves the slice on screen as it was, and says why where the answer would be.
+    """
+    if not path:
+        return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=gr.skip(), cleared=gr.skip())
+    try:
+        image = read_image(path)
+    except ImageError as error:
+        return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=f"**{markdown(refused(error))}**", cleared=gr.skip())
+    return SliceOutputs(
+        picture=cache_picture(image.pixels, "slice.png"), slice=SessionSlice(None, image), message=_ready(image), cleared=None
+    )
+
+
+def _ready(image: LoadedImage) -> str:
+    notes = f" _Read with: {markdown('; '.join(image.notes))}._" if image.notes else ""
+    return f"Slice loaded ({image.pixels.shape[1]}x{image.pixels.shape[0]} px).{notes}"
+
+
+def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
+    if name not in predictors:
+        raise gr.Error(html_text(f"Unknown model '{name}'; choose one of {list(predictors)}."), print_exception=False)
+    return predictors[name]
+
+
+def details(model: str, prediction: Prediction, seconds: float, image: LoadedImage, checked: bool = True) -> dict:
+    """The JSON an API user gets: the class, or ``null`` and ``is_brain_mri: false``.
+
+    ``checked`` is whether the model has its not-an-MRI check; without it ``is_brain_mri`` is
+    ``null`` (nobody looked) and ``mri_check`` says ``"off"``.
+    """
+    ok = prediction.is_mri
+    return {
+        "model": model,
+        "is_brain_mri": ok if checked else None,
+        "mri_check": "on" if checked else "off: this model was served without its not-an-MRI check",
+        "label": prediction.label if ok else None,
+        "display_name": display_name(prediction.label) if ok else None,
+        "confidence": round(prediction.confidence, 4) if ok else None,
+        "probabilities": {k: round(v, 4) for k, v in prediction.probabilities.items()} if ok else None,
+        "prediction_set": prediction_set(prediction) if ok else None,
+        "mri_score": prediction.mri_score,
+        "message": None if ok else NOT_MRI_MESSAGE,
+        "seconds": round(seconds, 4),
+        "notes": image.notes,
+    }
+
+
+def plausible_sentence(prediction: Prediction) -> str:
+    """The set as a sentence ("Plausible at 95%: meningioma or pituitary."); nothing without a fitted set."""
+    if not prediction.plausible:
+        return ""
+    return describe_set(prediction.plausible, SERVED_LEVEL, len(prediction.probabilities), display_name)
+
+
+def prediction_set(prediction: Prediction) -> dict | None:
+    """The API's view of the conformal set: its level and labels."""
+    return {"level": SERVED_LEVEL, "labels": prediction.plausible} if prediction.plausible else None
+
+
+def label_value(prediction: Prediction) -> dict[str, float] | None:
+    """What ``gr.Label`` shows: display name -> probability, or nothing for a refused picture."""
+    if not prediction.is_mri:
+        return None
+    return {display_name(label): p for label, p in prediction.probabilities.items()}
+
+
+def evidence_index(predictor: Predictor, prediction: Prediction, evidence: str) -> int:
+    """The class whose Grad-CAM to draw: the model's answer, or a label the person chose."""
+    if not evidence or evidence == TOP_CLASS:
+        return predictor.labels.index(prediction.label)
+    if evidence not in predictor.labels:
+        message = f"Unknown class '{evidence}'; choose '{TOP_CLASS}' or one of {predictor.labels}."
+        raise gr.Error(html_text(message), print_exception=False)
+    return predictor.labels.index(evidence)
+
+
+def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float, evidence: str = TOP_CLASS) -> EvidenceOutputs:
+    """Overlay, heatmap and reading for one class; only a class not drawn before costs a model call."""
+    predictor = predictors[explained.model]
+    index = evidence_index(predictor, explained.prediction, evidence)
+    if index not in explained.cams:
+        log.info("model call: %s Grad-CAM of class %d", explained.model, index)
+        explained.cams[index] = predictor.explain(explained.pixels, index)
+    cam = explained.cams[index]
+    prediction = explained.prediction
+    text = reading(
+        prediction.label,
+        prediction.confidence,
+        cam,
+        f"The {explained.model} model",
+        predictor.labels[index],
+        map_trust(predictor.metadata),
+        plausible_sentence(prediction),
+    )
+    return EvidenceOutputs(
+        overlay=cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
+        heatmap=cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),
+        reading=text,
+        explained=explained,
+    )
+
+
+def predict(
+    predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
+) -> PredictOutputs:
+    """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
+    image, state = take_slice(payload, state)
+    predictor = _model(predictors, model)
+    log.info("model call: %s predict", model)
+    prediction, seconds = predictor.predict_one(image.pixels)
+    info = details(model, prediction, seconds, image, checked=predictor.mri_check is not None)
+    display = display_copy(image.pixels)
+    notes = "\n\n_Note: " + markdown("; ".join(image.notes)) + "._" if image.notes else ""
+    if not prediction.is_mri:
+        refusal_text = f"**{NOT_MRI_MESSAGE}** {NOT_A_DIAGNOSIS}{notes}"
+        shown = cache_picture(display, "slice.jpg")
+        return PredictOutputs(
+            label=None, overlay=shown, heatmap=None, reading=refusal_text, details=info, slice=state, explained=None
+        )
+    drawn = draw(predictors, Explained.of(model, predictor, prediction, image, display), opacity, evidence)
+    return PredictOutputs(
+        label=label_value(prediction),
+        overlay=drawn.overlay,
+        heatmap=drawn.heatmap,
+        reading=drawn.reading + notes,
+        details=info,
+        slice=state,
+        explained=drawn.explained,
+    )
+
+
+def model_switched(explained: Explained | None, model: str) -> PredictOutputs:
+    """The model choice changed: an answer of the other model on screen is cleared, and the reading says so.
+
+    Left in place it would read as the new model's answer; the new one costs a press of Predict.
+    The session's slice stays: Predict with the new model reads it again without the file.
+    """
+    if explained is None or explained.model == model:
+        return unchanged(PredictOutputs)
+    message = f"The answer shown was the {explained.model} model's; press Predict to ask the {model} model."
+    return PredictOutputs(label=None, overlay=None, heatmap=None, reading=message, details=None, slice=gr.skip(), explained=None)
+
+
+def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str) -> EvidenceOutputs:
+    """The slider or the class choice moved: redraw from the cached Grad-CAM (no model call for opacity)."""
+    if explained is None:
+        return unchanged(EvidenceOutputs)
+    return draw(predictors, explained, opacity, evidence)
+
+
+def verdict(predictions: dict[str, Prediction]) -> str:
+    """What matters when the models read one slice: whether each could, whether they agree, whether each is sure.
+
+    Two models keep the wording people know ("Both models read ..."); three or more say how the answers split.
+    """
+    refused = [name for name, p in predictions.items() if not p.is_mri]
+    if refused:
+        return f"**{NOT_MRI_MESSAGE}** (the MRI check of {listed(refused)})"
+    if len(predictions) == 1:
+        name, prediction = next(iter(predictions.items()))
+        return (
+            f"**{name} reads {display_name(prediction.label)}** ({prediction.confidence:.0%}). It is the only model "
+            "served, so there is no second reading to compare it with."
+        )
+    if len({p.label for p in predictions.values()}) > 1:
+        return _disagreement(predictions)
+    return _agreement(predictions)
+
+
+def _agreement(predictions: dict[str, Prediction]) -> str:
+    """The models agree: say so, and whether any of them is unsure."""
+    label = display_name(next(iter(predictions.values())).label)
+    everyone = "Both" if len(predictions) == 2 else f"All {NUMBER_WORDS.get(len(predictions), len(predictions))}"
+    unsure = [name for name, p in predictions.items() if p.confidence < UNSURE]
+    sure = [name for name, p in predictions.items() if p.confidence >= SURE]
+    shares = ", ".join(f"{name} {p.confidence:.0%}" for name, p in predictions.items())
+    if unsure and sure:
+        return f"**{everyone} read {label}, but {listed(unsure)} {'is' if len(unsure) == 1 else 'are'} unsure** ({shares})."
+    if unsure:
+        return f"**{everyone} read {label}, with low confidence** ({shares}): treat this reading as uncertain."
+    if len(predictions) == 2:
+        return f"**Both models read {label}** ({shares})."
+    return f"**{everyone} agree: {label}** ({shares})."
+
+
+def _disagreement(predictions: dict[str, Prediction]) -> str:
+    """The models disagree: with three or more, how the answers split ("2 of 3 say ...; ... says ...")."""
+    advice = "Treat this slice as uncertain, and look at where each model found its evidence."
+    groups: dict[str, list[str]] = {}
+    for name, prediction in predictions.items():
+        groups.setdefault(prediction.label, []).append(name)
+    if len(predictions) == 2 or len(groups) == len(predictions):  # no two models agree: list every answer
+        said = ", ".join(f"{name} {display_name(p.label)} ({p.confidence:.0%})" for name, p in predictions.items())
+        return f"**The models disagree**: {said}. {advice}"
+    parts = []
+    for label, names in sorted(groups.items(), key=lambda group: -len(group[1])):  # the largest share first
+        if len(names) == 1:
+            parts.append(f"{names[0]} says {display_name(label)} ({predictions[names[0]].confidence:.0%})")
+        else:
+            shares = ", ".join(f"{name} {predictions[name].confidence:.0%}" for name in names)
+            parts.append(f"{len(names)} of {len(predictions)} say {display_name(label)} ({shares})")
+    return f"**The models disagree**: {'; '.join(parts)}. {advice}"
+
+
+def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None) -> CompareOutputs:
+    """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
+    image, state = take_slice(payload, state)
+    display = display_copy(image.pixels)
+    answers, timings, explained, predictions = {}, [], {}, {}
+    for name, predictor in predictors.items():
+        log.info("model call: %s compare", name)
+        prediction, seconds = predictor.predict_one(image.pixels)
+        predictions[name] = prediction
+        if prediction.is_mri:
+            explained[name] = Explained.of(name, predictor, prediction, image, display)
+        picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
+        answers[name] = CompareColumn(label=label_value(prediction), overlay=cache_picture(picture, f"{name}.jpg"))
+        confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
+        shown = " or ".join(display_name(label) for label in prediction.plausible or []) or "–"
+        timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {shown} | {seconds * 1000:.0f} ms |")
+    header = f"| model | reads the slice as | plausible at {SERVED_LEVEL:.0%} | inference time |\n|---|---|---|---:|\n"
+    table = header + "\n".join(timings)
+    return CompareOutputs(models=answers, summary=f"{verdict(predictions)}\n\n{table}", slice=state, explained=explained)
+
+
+def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float) -> dict[str, Any]:
+    """The Compare slider moved: re-blend each cached Grad-CAM (no model call); model name -> overlay, or gr.skip()."""
+    return {
+        name: cache_picture(overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), f"{name}.jpg")
+        if explained and name in explained
+        else gr.skip()
+        for name in predictors
+    }
+
+
+def _percent(value) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and not math.isnan(value) else ""
+
+
+def _short(name: str, width: int = 28) -> str:
+    return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width // 2) :]
+
+
+def table_frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
+    """The batch table as a person reads it: one column per model ("Glioma 97.1%"), short headers."""
+    shown = []
+    for row in rows:
+        line = {"file": row["file"]}
+        for name in names:
+            line[name] = f"{row[f'{name} class']} {_percent(row[f'{name} confidence'])}".strip()
+            others = [label for label in row.get(f"{name} {PLAUSIBLE}", "").split(" or ") if label][1:]
+            if others:  # the set beyond the top class: what is still plausible
+                line[name] += " · or " + " or ".join(others)
+        if len(names) > 1:
+            line["agree"] = row["agree"]
+        line["note"] = row["note"]
+        shown.append(line)
+    return pd.DataFrame(shown, columns=["file", *names, *(["agree"] if len(names) > 1 else []), "note"])
+
+
+def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction | None]], room: int) -> list[dict]:
+    """What the gallery draws for up to ``room`` files: a thumbnail, and per model its caption and CAM."""
+    entries = []
+    for index, item in enumerate(items):
+        if item.image is None:
+            continue
+        if len(entries) == room:
+            break
+        thumbnail = display_copy(item.image.pixels, THUMBNAIL_SIDE)
+        models = []
+        for name, predictions in results.items():
+            prediction = predictions[index]
+            score = f" {_percent(prediction.confidence)}" if prediction.is_mri else ""  # as the table shows it
+            models.append(
+                (f"{_short(item.name)} · {name}: {shown_label(prediction)}{score}", prediction.cam if prediction.is_mri else None)
+            )
+        entries.append({"thumbnail": thumbnail, "models": models})
+    return entries
+
+
+def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[str, str]]:
+    """Each file's overlay per model, captioned with file, model and class."""
+    return [
+        (
+            cache_picture(overlay(entry["thumbnail"], cam, opacity) if cam is not None else entry["thumbnail"], "thumbnail.jpg"),
+            caption,
+        )
+        for entry in entries or []
+        for caption, cam in entry["models"]
+    ]
+
+
+def batch(
+    predictors: dict[str, Predictor], paths: list[str] | None, opacity: float, progress=gr.Progress()
+) -> Iterator[BatchOutputs]:
+    """Batch tab and ``/batch``: a summary, the table, captioned overlays and the CSV (full precision).
+
+    A generator: the table and CSV fill in after every ``WEB_BATCH_SIZE`` files, so Stop (the
+    tab's ``cancels``) or a closed page (Gradio drops a gone client's generator between yields)
+    ends the work there and keeps what is done. API clients get the last yield, the whole batch.
+    """
+    if not paths:
+        raise gr.Error("Upload some images or a .zip of images first.", print_exception=False)
+    gone = sum(1 for path in paths if not Path(path).exists())
+    if gone:
+        raise gr.Error(
+            f"{gone} of the {len(paths)} uploaded files have expired from the app's cache (the About tab says how long "
+            "it keeps them); upload them again.",
+            print_exception=False,
+        )
+    try:
+        total = check_limit(paths)
+    except ImageError as error:
+        raise refusal(error) from None
+    log.info("model call: batch of %d files", total)
+    with in_use(paths):  # the sweep must not take an input that the batch has not read yet
+        yield from _batch_steps(predictors, paths, total, opacity, progress)
+
+
+@dataclass
+class BatchSoFar:
+    """What a batch has produced: rows, gallery entries, and the first row of each picture (by content)."""
+
+    rows: list[dict] = field(default_factory=list)
+    entries: list[dict] = field(default_factory=list)
+    first_row: dict[str, int] = field(default_factory=dict)  # pixel hash -> row index
+    duplicates: int = 0
+    readable: int = 0
+
+
+def _fold_duplicates(items: list[BatchItem], done: BatchSoFar) -> tuple[list[BatchItem], dict[str, list[str]]]:
+    """Items whose picture was not seen yet, and the repeats within them (hash -> names) to note once their rows exist.
+
+    A repeat of an earlier row (same pixels, any name or format) becomes a note on that row at once.
+    """
+    fresh, pending = [], {}
+    for item in items:
+        key = hashlib.sha1(item.image.pixels.tobytes()).hexdigest() if item.image is not None else None
+        first = done.first_row.get(key) if key else None
+        if key and (first is not None or key in pending):
+            done.duplicates += 1
+            if first is not None:
+                _note_duplicate(done.rows[first], item.name)
+            else:
+                pending[key].append(item.name)
+            continue
+        if key:
+            pending[key] = []
+            done.first_row[key] = len(done.rows) + len(fresh)
+        fresh.append(item)
+    return fresh, pending
+
+
+def _note_duplicate(row: dict, name: str) -> None:
+    row["note"] = "; ".join(filter(None, [row["note"], f"the same picture was also uploaded as {name}"]))
+
+
+def _batch_steps(
+    predictors: dict[str, Predictor], paths: list[str], total: int, opacity: float, progress
+) -> Iterator[BatchOutputs]:
+    """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far."""
+    names, labels = list(predictors), next(iter(predictors.values())).labels
+    done, read, modelled = BatchSoFar(), 0, 0  # half the bar reads files, half runs the models
+    inputs = iter_inputs(paths)
+    progress(0.0, desc=f"reading 1/{total}")
+    while chunk := list(itertools.islice(inputs, WEB_BATCH_SIZE)):
+        items = []
+        for name, source in chunk:
+            items.append(decode(name, source))
+            read += 1
+            progress(0.5 * (read + modelled) / total, desc=f"read {read}/{total}")
+        fresh, pending = _fold_duplicates(items, done)
+        step = partial(_model_step, progress, 0.5 * (read + modelled) / total, 0.5 * len(items) / total, total)
+        results = run_batch(predictors, fresh, WEB_BATCH_SIZE, progress=step)
+        modelled += len(items)
+        done.rows += result_rows(fresh, results)  # only rows and the first thumbnails outlive the batch
+        for key, repeats in pending.items():
+            for name in repeats:
+                _note_duplicate(done.rows[done.first_row[key]], name)
+        done.entries += _gallery_entries(fresh, results, GALLERY_FILES - len(done.entries))
+        done.readable += sum(1 for item in fresh if item.image is not None)
+        log.info("batch: %d/%d files", read, total)
+        yield _batch_outputs(done, names, labels, opacity, f"**{read}/{total} files so far…**")
+    yield _batch_outputs(done, names, labels, opacity, None)
+
+
+def _model_step(progress, base: float, span: float, total: int, fraction: float, text: str) -> None:
+    """``run_batch``'s progress ("cnn: 3/8 images") placed on the whole batch's bar."""
+    progress(base + span * fraction, desc=f"{text} (batch of {total})")
+
+
+def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacity: float, status: str | None) -> BatchOutputs:
+    """The tab's outputs for the rows so far: the summary (or ``status`` while running), table, gallery, CSV, entries."""
+    text = summary(done.rows, names)
+    if done.duplicates:
+        text += f" · {done.duplicates} duplicate{'s' * (done.duplicates != 1)} folded into the first copy's row (see its note)"
+    if done.readable > GALLERY_FILES:
+        text += f" · overlays shown for the first {GALLERY_FILES} readable files; the table and CSV hold all"
+    report = labelled_report(done.rows, names, labels)
+    text = f"{status} {text}" if status else text + (f"\n\n{report}" if report else "")
+    csv_path = cache_file(rows_to_csv(done.rows, columns(names, labels)).encode(), "tumor_ai_batch.csv")
+    return BatchOutputs(
+        summary=text,
+        table=table_frame(done.rows, names),
+        gallery=gallery(done.entries, opacity),
+        csv=csv_path,
+        entries=done.entries,
+    )
+
+
+def recolour_batch(entries: list[dict] | None, opacity: float):
+    """The Batch slider moved: re-blend the cached thumbnails' Grad-CAMs (no model call)."""
+    return gr.skip() if entries is None else gallery(entries, opacity)
+
+
+def editable_slice(state: SessionSlice | None):
+    """The session's slice for the "hide a region" editor to paint on (after Predict or Compare)."""
+    if state is None or state.image is None:
+        return gr.skip()
+    return cache_picture(display_copy(state.image.pixels), "slice.png")
+
+
+def painted_region(editor: dict | None, shape: tuple[int, int]) -> np.ndarray:
+    """What a person painted in the editor (any layer, any colour) as a mask at the slice's own size."""
+    from PIL import Image
+
+    strokes = [np.asarray(layer)[..., 3] > 0 for layer in (editor or {}).get("layers") or [] if _is_rgba(layer)]
+    painted = np.logical_or.reduce([stroke for stroke in strokes if stroke.shape == strokes[0].shape]) if strokes else None
+    if painted is None or not painted.any():
+        raise gr.Error(NOTHING_PAINTED, print_exception=False)
+    if painted.shape != shape:
+        resized = Image.fromarray(painted.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+        painted = np.asarray(resized) > 127
+    return painted
+
+
+def _is_rgba(layer) -> bool:
+    """A paint layer as the editor sends it: height x width x RGBA, transparent where nothing was painted."""
+    return layer is not None and np.ndim(layer) == 3 and np.shape(layer)[-1] == 4
+
+
+def _shown(prediction: Prediction) -> str:
+    return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
+
+
+def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: float) -> str:
+    """Each model's answer before and after the region was hidden, and the change in every class's probability."""
+    lines = [f"You hid {share:.1%} of the slice. "]
+    for name, (before, after) in answers.items():
+        if not after.is_mri:
+            lines.append(f"**{name}**: the MRI check refuses the slice with the region hidden ({_shown(before)} before). ")
+        elif before.is_mri and before.label == after.label:
+            lines.append(f"**{name} keeps its answer**: {_shown(before)} → {_shown(after)}. ")
+        else:
+            lines.append(f"**{name} changes its answer**: {_shown(before)} → {_shown(after)}. ")
+    # One column per model ("99.5% → 1.8% (-97.7%)"), so the table stays readable in a phone-sized window.
+    header = "| class | " + " | ".join(f"{name}: before → after (change)" for name in answers) + " |"
+    rule = "|---|" + "---:|" * len(answers)
+    rows = []
+    labels = next(iter(answers.values()))[0].probabilities
+    for label in labels:
+        cells = []
+        for before, after in answers.values():
+            old, new = before.probabilities[label], after.probabilities[label]
+            change = f"{new - old:+.1%}"
+            cells.append(f"{old:.1%} → {new:.1%} ({'0.0%' if change in ('+0.0%', '-0.0%') else change})")
+        rows.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
+    return "".join(lines) + "\n\n" + "\n".join([header, rule, *rows]) + f"\n\n_{HIDE_LESSON}_"
+
+
+def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: SessionSlice | None) -> HideOutputs:
+    """Hide a region and ask again: fill the painted region from its surroundings, and every model answers again."""
+    if state is None or state.image is None:
+        raise gr.Error(NO_SLICE_TO_HIDE, print_exception=False)
+    pixels = state.image.pixels
+    region = painted_region(editor, pixels.shape[:2])
+    hidden = fill_region(pixels, region)
+    answers = {}
+    for name, predictor in predictors.items():
+        log.info("model call: %s hide a region", name)
+        answers[name] = (predictor.predict_one(pixels)[0], predictor.predict_one(hidden)[0])
+    return HideOutputs(
+        hidden=cache_picture(display_copy(hidden), "hidden.jpg"), answers=hidden_reading(answers, float(region.mean()))
+    )

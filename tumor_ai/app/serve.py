@@ -1,0 +1,184 @@
+"""Serve the app: load the models, build the Gradio app, launch it (``tumor-ai serve``, ``python app.py``).
+
+    tumor-ai serve --models models/        # http://127.0.0.1:7860
+    tumor-ai serve --share                 # plus a public *.gradio.live link
+    tumor-ai serve --vgg16 hf://USER/tumor-ai-vgg16 --cnn hf://USER/tumor-ai-cnn@v1
+
+One model per registered architecture (tumor_ai.model.registry: cnn and vgg16), each from --NAME:
+a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
+variables TUMOR_AI_CNN and TUMOR_AI_VGG16; on a Hugging Face Space, the repos README.md preloads;
+else the cnn/ and vgg16/ folders of --models (env TUMOR_AI_MODELS; from a clone, its models/). A
+Hub source that cannot be loaded falls back to those folders, and the page says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import warnings
+
+from tumor_ai.app.workspace import CACHE_SWEEP
+from tumor_ai.model.sources import add_source_arguments
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python app.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+        help="address to bind (default 127.0.0.1; 0.0.0.0 for a LAN)",
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)), help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also open a public gradio.live link for a demo")
+    add_source_arguments(parser)
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "float32", "bfloat16"],
+        default=os.environ.get("TUMOR_AI_PRECISION", "auto"),
+        help="compute precision: 'auto' is bfloat16 where the CPU has AVX512-BF16 or AMX (about 2x faster for VGG16), "
+        "else float32 (env TUMOR_AI_PRECISION)",
+    )
+    parser.add_argument(
+        "--allow-no-mri-check",
+        action="store_true",
+        help="serve a model that has no not-an-MRI check (mri_check.npz): any picture then gets a class, "
+        "and the page and the API say the check is off",
+    )
+    parser.add_argument(
+        "--mcp",
+        action=argparse.BooleanOptionalAction,
+        default=bool(os.environ.get("SPACE_ID")) or os.environ.get("GRADIO_MCP_SERVER", "").lower() == "true",
+        help="also serve the tools to MCP clients at /gradio_api/mcp/ (default: on in a Hugging Face Space, else off)",
+    )
+    parser.add_argument(
+        "--assistant-model",
+        default=os.environ.get("TUMOR_AI_ASSISTANT_MODEL"),
+        help="a chat model that picks the Assistant's tools and words its replies: a Hub model id served by the HF "
+        "Inference Providers (needs HF_TOKEN), or a model name on --assistant-base-url (env TUMOR_AI_ASSISTANT_MODEL; "
+        "default: none, the built-in keyword router)",
+    )
+    parser.add_argument(
+        "--assistant-base-url",
+        default=os.environ.get("TUMOR_AI_ASSISTANT_BASE_URL"),
+        help="an OpenAI-compatible server for --assistant-model, e.g. http://127.0.0.1:8080/v1 (env TUMOR_AI_ASSISTANT_BASE_URL)",
+    )
+    parser.add_argument(
+        "--sweep-every",
+        type=_seconds,
+        default=os.environ.get("TUMOR_AI_SWEEP_EVERY", str(CACHE_SWEEP[0])),  # a string: argparse checks it too
+        help=f"seconds between sweeps of the app's temporary folder (env TUMOR_AI_SWEEP_EVERY; default {CACHE_SWEEP[0]})",
+    )
+    parser.add_argument(
+        "--sweep-age",
+        type=_seconds,
+        default=os.environ.get("TUMOR_AI_SWEEP_AGE", str(CACHE_SWEEP[1])),
+        help="a sweep deletes uploads and drawn pictures older than this many seconds, except files a running request "
+        f"still reads (env TUMOR_AI_SWEEP_AGE; default {CACHE_SWEEP[1]}); the About tab states both",
+    )
+    parser.add_argument(
+        "--queue-size", type=int, default=16, help="requests that may wait; more are told the app is busy (default 16)"
+    )
+    return parser.parse_args(argv)
+
+
+def _seconds(text: str | int) -> int:
+    """A positive whole number of seconds, or argparse's one-line error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of seconds") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} seconds: it must be at least 1")
+    return value
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """One sentence when the port cannot be bound (taken, or not ours to take), else None."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            return (
+                f"Port {port} on {host} is not free ({error.strerror}): pass --port with another number, e.g. --port {port + 1}."
+            )
+    return None
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    args = parse_args(argv, prog)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        raise SystemExit(f"error: {problem}")
+    from tumor_ai.app.workspace import open_workspace
+
+    cache_sweep = (args.sweep_every, args.sweep_age)
+    open_workspace(*cache_sweep)  # before Gradio is imported: every temporary file goes into the app's folder
+    from tumor_ai.app.ui import build_app
+    from tumor_ai.core.inference import configure_threads, load_predictors
+    from tumor_ai.model.metadata import ModelSourceError
+    from tumor_ai.model.sources import explicit_sources, local_fallbacks, model_sources
+
+    configure_threads()
+    try:
+        sources = model_sources(explicit_sources(args), args.models)
+        predictors, loaded_from, fallback_reasons = load_predictors(
+            sources, local_fallbacks(args.models), args.precision, require_mri_check=not args.allow_no_mri_check
+        )
+    except ModelSourceError as error:
+        raise SystemExit(f"error: {error}") from None
+    for predictor in predictors.values():
+        predictor.share_passes()  # several users at once: one forward pass for their slices
+    app = build_app(predictors, loaded_from, fallback_reasons, cache_sweep=cache_sweep, brain=assistant_brain(args))
+    app.queue(default_concurrency_limit=1, max_size=args.queue_size)
+    # The page's own events keep their session state; they are API endpoints but not MCP tools (page_only).
+    warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
+    share = args.share and share_reachable(f"http://{args.host}:{args.port}/")
+    app.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=share,
+        max_file_size="100mb",
+        footer_links=["api"],
+        mcp_server=args.mcp,
+    )
+
+
+def assistant_brain(args: argparse.Namespace):
+    """The Assistant's brain: a language model when one is named, else the deterministic router."""
+    from tumor_ai.app.assistant import LanguageModel, Router
+
+    if not args.assistant_model:
+        if args.assistant_base_url:
+            raise SystemExit("error: --assistant-base-url needs --assistant-model (the model name that server serves)")
+        return Router()
+    logging.getLogger("tumor_ai.app").info("assistant: %s (%s)", args.assistant_model, args.assistant_base_url or "HF Inference")
+    return LanguageModel(args.assistant_model, args.assistant_base_url, os.environ.get("HF_TOKEN"))
+
+
+def share_reachable(local_url: str) -> bool:
+    """Whether Gradio's share service answers; offline, one sentence instead of Gradio's download advice."""
+    import httpx
+    from gradio.networking import GRADIO_API_SERVER
+
+    try:
+        httpx.get(GRADIO_API_SERVER, timeout=5).raise_for_status()
+        return True
+    except httpx.HTTPError:
+        logging.getLogger("tumor_ai.app").warning(
+            "no public link: Gradio's share service cannot be reached from here; the app still works at %s", local_url
+        )
+        return False
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,597 @@
+"""The Gradio app's layout: Predict, Compare, Batch, Assistant and About tabs wired to ``tumor_ai.app.handlers``.
+
+Named API endpoints: the page's ``/predict``, ``/compare``, ``/batch`` (see the README for a
+``gradio_client`` snippet), and the tools of ``tumor_ai.app.tool_endpoints`` (``/classify_slice``,
+``/compare_models``, ...), which are also the MCP tools. The events that only redraw or tidy the
+page are private.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from functools import partial, wraps
+from pathlib import Path
+from typing import Any, NamedTuple
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import gradio as gr  # noqa: E402
+
+from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS  # noqa: E402
+from tumor_ai.app import handlers  # noqa: E402
+from tumor_ai.app.assistant import Brain, Router  # noqa: E402
+from tumor_ai.app.tool_endpoints import page_only, register_tools  # noqa: E402
+from tumor_ai.app.tools import Toolbox  # noqa: E402
+from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep  # noqa: E402
+from tumor_ai.core.cam import method_name  # noqa: E402
+from tumor_ai.core.explain import DEFAULT_OPACITY, listed  # noqa: E402
+from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
+from tumor_ai.core.inference import Predictor  # noqa: E402
+from tumor_ai.model.labels import display_name  # noqa: E402
+from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"  # package data: the wheel serves them too
+EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
+OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM and TIFF above all
+BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
+MODEL_CONCURRENCY = 8  # Predict and Compare requests handled at once; their forward passes share batches
+BATCH_HELP = (
+    "A .zip with class folders (`glioma/`, `meningioma/`, `notumor/`, `pituitary/`) is a labelled set: each model's "
+    "accuracy and confusion matrix come with the table. The same picture uploaded twice is one row. Stop keeps what "
+    "is done; so does closing the page, which also ends the work."
+)
+# After an answer: close the error pop-ups of earlier attempts, and on a phone (one column) bring the
+# answer into view, since it lands below the inputs.
+SHOW_ANSWER_JS = """() => {
+  document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
+  if (window.innerWidth < 768) document.getElementById('ELEM_ID')?.scrollIntoView({block: 'start'});
+}"""
+CAM_CAVEAT = (
+    "_The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a model "
+    "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and not always the "
+    "tumour: the About tab says how often it is._"
+)
+
+
+def privacy_text(cache_sweep: tuple[int, int], session_seconds: int) -> str:
+    """What the app keeps and for how long, from the settings it really runs with."""
+    every, age = cache_sweep
+    return (
+        "**What the app keeps.** An upload is stored in the app's own temporary folder, and the slice decoded from it, "
+        "with its Grad-CAM maps, stays in your session's memory so that you can run it again, switch model and move "
+        f"the sliders. Every {_duration(every)} the folder drops files older than {_duration(age)} (so an upload, and "
+        f"every picture or CSV the app drew for it, is gone within {_duration(every + age)}, or at the next sweep after "
+        "the batch reading it ends), and the app deletes the "
+        f"whole folder when it stops. Session memory is dropped {_duration(session_seconds)} after your last action. "
+        "The logs record the kind of a refused file, never its name or content."
+    )
+
+
+def maps_text(predictors: dict[str, Predictor]) -> str:
+    """What the overlays can be trusted for, with each model's measured figures (``tumor-ai localise``)."""
+    lines = [
+        "### Can you trust the overlays? Measured, not assumed",
+        "On held-out tumour slices with the tumour outlined by the dataset's authors, each model's map was checked "
+        "against the outline, and each model was asked again with the tumour erased:",
+        "",
+        *[f"- {localisation_summary(predictor.metadata)}" for predictor in predictors.values()],
+        "",
+        "The classes of this dataset come from different source collections (every glioma and most meningiomas and "
+        "pituitary tumours from one; every no-tumour slice from others), so a model can score well without reading "
+        "the lesion. Try it yourself: *Hide a region and ask again* in Predict and Compare. Each model card below has "
+        "the full table.",
+    ]
+    return "\n".join(lines)
+
+
+def _map_name(predictor: Predictor) -> str:
+    """The map a model serves, as its metadata names it ("Grad-CAM++ at block4_out")."""
+    metadata = predictor.metadata
+    return f"{method_name(metadata.cam_method)} at {metadata.cam_layer}"
+
+
+def _duration(seconds: int) -> str:
+    return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
+
+
+def _shown_source(source: str) -> str:
+    """A local model path relative to the working directory (no machine paths on a public page)."""
+    if str(source).startswith("hf://"):
+        return str(source)
+    try:
+        return os.path.relpath(source)
+    except ValueError:
+        return Path(source).name
+
+
+def _header(predictors: dict[str, Predictor]) -> str:
+    """What the app does, from the models' own metadata: their classes and what they are."""
+    labels = next(iter(predictors.values())).labels
+    classes = [display_name(label).lower() for label in labels]
+    models = listed([f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()])
+    return (
+        f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {models}, "
+        "and see where each one looked (Grad-CAM)."
+    )
+
+
+def serving_text(predictors: dict[str, Predictor], sources: dict[str, str], fallback_reasons: dict[str, str]) -> str:
+    """Which model serves from where, and why where a Hub source fell back to a local folder."""
+    lines = []
+    for name, predictor in predictors.items():
+        line = f"`{name}` from `{_shown_source(sources.get(name, predictor.source))}`"
+        if name in fallback_reasons:
+            line += f", because {fallback_reasons[name]}"
+        lines.append(line)
+    return "Models serving: " + "; ".join(lines) + "."
+
+
+def _slice_input(label: str, elem_id: str) -> tuple[gr.Image, gr.UploadButton]:
+    """An image input that shows the slice, and a button for files a browser cannot show (DICOM, TIFF)."""
+    image = gr.Image(label=label, type="filepath", format="png", sources=["upload", "clipboard"], elem_id=elem_id, height=300)
+    other = gr.UploadButton("Open DICOM, TIFF or another file", file_types=OTHER_TYPES, size="sm", elem_id=f"{elem_id}-other")
+    return image, other
+
+
+def outputs(template: Any) -> list:
+    """The components a handler's named result fills, in the order its values reach Gradio.
+
+    ``template`` is the handler's result type (``tumor_ai.app.handlers.PredictOutputs``, ...) built with
+    components instead of values; a dict in it holds one component (or column) per model, a list
+    several components that take one value.
+    """
+    if isinstance(template, dict):
+        return [component for slot in template.values() for component in outputs(slot)]
+    if isinstance(template, tuple | list):
+        return [component for slot in template for component in outputs(slot)]
+    return [template]
+
+
+def _values(template: Any, result: Any) -> list:
+    """``result`` laid out as ``outputs(template)``: each value where the component of its name is."""
+    if isinstance(result, dict) and result == gr.skip() and isinstance(template, tuple | list | dict):
+        return [result] * len(outputs(template))  # a skip for a group: every output in it keeps what it shows
+    if isinstance(template, tuple) and type(result) is not type(template):
+        raise TypeError(f"expected a {type(template).__name__}, got a {type(result).__name__}")
+    if isinstance(template, tuple):
+        return [value for name, slot in zip(template._fields, template) for value in _values(slot, getattr(result, name))]
+    if isinstance(template, dict):
+        return [value for key, slot in template.items() for value in _values(slot, result[key])]
+    if isinstance(template, list):
+        return [value for slot in template for value in _values(slot, result)]
+    return [result]
+
+
+def named(fn: Callable, template: Any) -> Callable:
+    """``fn``, which returns (or yields) a named result, as Gradio calls it: its values in ``outputs(template)``'s order.
+
+    The wrapper keeps ``fn``'s signature (Gradio reads it for the API and for ``gr.Progress``).
+    """
+    if inspect.isgeneratorfunction(fn):
+
+        @wraps(fn)
+        def each(*args, **kwargs):
+            for result in fn(*args, **kwargs):
+                yield _values(template, result)
+
+        wrapper = each
+    else:
+
+        @wraps(fn)
+        def call(*args, **kwargs):
+            return _values(template, fn(*args, **kwargs))
+
+        wrapper = call
+    wrapper.__name__ = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "handler"))  # a partial has none
+    return wrapper
+
+
+def _model_title(name: str, predictor: Predictor) -> str:
+    """A model as a person picks it: its metadata's title and the name it serves under ("Custom CNN (cnn)")."""
+    title = predictor.metadata.title
+    return f"{title} ({name})" if title and title != name else name
+
+
+HIDE_HELP = (
+    "Paint over part of the slice (the tumour, say) and ask again: the painted region is filled smoothly from its "
+    "surroundings and every model answers. If a model keeps its answer with the lesion hidden, it was not reading the lesion."
+)
+
+
+class HideControls(NamedTuple):
+    """The "hide a region" block of one tab."""
+
+    editor: gr.ImageEditor
+    button: gr.Button
+    hidden: gr.Image
+    answers: gr.Markdown
+
+    @property
+    def cleared(self) -> list:
+        """What a new slice clears: the editor and the answers about the old slice."""
+        return [self.editor, self.hidden, self.answers]
+
+
+def _hide_block(prefix: str) -> HideControls:
+    """The "hide a region and ask again" controls: an editor to paint on, a button, the hidden slice and the answers."""
+    with gr.Accordion("Hide a region and ask again", open=False, elem_id=f"{prefix}-hide"):
+        gr.Markdown(HIDE_HELP)
+        with gr.Row():
+            editor = gr.ImageEditor(
+                label="Paint the region to hide",
+                type="numpy",
+                sources=(),
+                transforms=(),
+                layers=False,
+                brush=gr.Brush(colors=["#ff00ff"], color_mode="fixed", default_size=24),
+                eraser=gr.Eraser(default_size=24),
+                elem_id=f"{prefix}-editor",
+                height=360,
+            )
+            hidden = gr.Image(label="What the models saw", type="numpy", interactive=False, elem_id=f"{prefix}-hidden")
+        button = gr.Button("Hide it and ask again", elem_id=f"{prefix}-hide-button")
+        answers = gr.Markdown(elem_id=f"{prefix}-hide-answers")
+    return HideControls(editor, button, hidden, answers)
+
+
+def _wire_hide(predictors, controls: HideControls, state, shown_after) -> None:
+    """The editor gets the slice once a model has answered; the button asks every model again."""
+    shown_after.then(handlers.editable_slice, state, controls.editor, api_visibility="private", queue=False)
+    answer = handlers.HideOutputs(hidden=controls.hidden, answers=controls.answers)
+    controls.button.click(
+        named(partial(handlers.hide_and_ask, predictors), answer),
+        [controls.editor, state],
+        outputs(answer),
+        api_visibility="private",
+        concurrency_id="model",
+        concurrency_limit=MODEL_CONCURRENCY,
+    )
+
+
+def _on_change(control, fn, inputs, outputs) -> None:
+    """A slider or choice that only redraws: private, the latest value wins, beside (not behind) the model queue."""
+    control.change(
+        fn, inputs, outputs, api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4
+    )
+
+
+def _batch_widths(columns: list[str], names: list[str]) -> list[str]:
+    """Shares of the table's width: the models' columns take most, so a phone shows each without scrolling."""
+    shares = {"file": 20, "agree": 8, "note": 14}
+    rest = (100 - sum(shares[column] for column in columns if column in shares)) / len(names)
+    return [f"{shares.get(column, rest):g}%" for column in columns]
+
+
+def _show_answer(event, elem_id: str) -> None:
+    """After a good answer, in the browser only: old error pop-ups closed, the answer scrolled into view on a phone."""
+    event.success(None, None, None, js=SHOW_ANSWER_JS.replace("ELEM_ID", elem_id))
+
+
+def _wire_slice(image, other, state, message, cleared: list) -> None:
+    """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one."""
+    shown = handlers.SliceOutputs(picture=image, slice=state, message=message, cleared=cleared)
+    other.upload(
+        named(handlers.open_file, shown),
+        other,
+        outputs(shown),
+        api_visibility="private",
+        concurrency_id="io",
+        concurrency_limit=4,
+    )
+    image.change(
+        named(handlers.new_slice, shown),
+        [image, state],
+        outputs(shown),
+        preprocess=False,
+        api_visibility="private",
+        concurrency_id="io",
+        concurrency_limit=4,
+    )
+
+
+def build_app(
+    predictors: dict[str, Predictor],
+    sources: dict[str, str] | None = None,
+    fallback_reasons: dict[str, str] | None = None,
+    cache_sweep: tuple[int, int] = CACHE_SWEEP,
+    session_seconds: int = handlers.SESSION_SECONDS,
+    brain: Brain | None = None,
+) -> gr.Blocks:
+    """The five-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model.
+
+    ``fallback_reasons`` (name -> why its Hub source failed) puts a banner over the page; ``brain``
+    answers in the Assistant tab (the deterministic ``Router`` unless a language model is given).
+    """
+    sources = sources or {name: predictor.source for name, predictor in predictors.items()}
+
+    def session_state():
+        return gr.State(None, time_to_live=session_seconds)
+
+    # The examples and each model's pictures are served from where they are, never copied into the
+    # cache the sweep empties: a visitor after the first sweep still gets them (no 403, no "file not found").
+    gr.set_static_paths([EXAMPLES_DIR, *[p.folder for p in predictors.values() if p.folder is not None]])
+
+    # The app's own sweeper (tumor_ai.app.workspace) spares files a running batch reads; Gradio's would not.
+    gradio_sweep = None if active_sweep() else cache_sweep
+    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=gradio_sweep) as app:
+        gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
+        serving = serving_text(predictors, sources, fallback_reasons or {})
+        if fallback_reasons:
+            gr.Markdown(f"> ⚠️ **Not the requested models.** {serving}", elem_id="fallback-banner")
+        unchecked = [name for name, predictor in predictors.items() if predictor.mri_check is None]
+        if unchecked:
+            gr.Markdown(
+                f"> ⚠️ **The not-an-MRI check is off for {listed(unchecked)}**: any picture, MRI or not, "
+                "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
+                elem_id="no-mri-check-banner",
+            )
+        _predict_tab(predictors, session_state)
+        _compare_tab(predictors, session_state)
+        _batch_tab(predictors, session_state)
+        toolbox = Toolbox(predictors)
+        _assistant_tab(toolbox, brain or Router(), session_state)
+        _about_tab(predictors, serving, cache_sweep, session_seconds)
+        register_tools(toolbox)  # after the last tab: a block between tabs would start a second tab bar
+    return app
+
+
+def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
+    """One slice through the model of your choice: confidences, the Grad-CAM overlay and heatmap, a reading."""
+    names = list(predictors)
+    default = names[-1]
+    labels = predictors[default].labels
+    evidence_choices = [("Its answer", handlers.TOP_CLASS)] + [(display_name(label), label) for label in labels]
+    with gr.Tab("Predict", id="predict"):
+        p_slice, p_explained = session_state(), session_state()
+        with gr.Row():
+            with gr.Column(scale=1):
+                p_image, p_other = _slice_input("MRI slice", "predict-image")
+                p_model = gr.Radio(
+                    [(_model_title(name, predictors[name]), name) for name in names],
+                    value=default,
+                    label="Model",
+                    elem_id="predict-model",
+                )
+                p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
+                p_opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity"
+                )
+                p_evidence = gr.Radio(
+                    evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
+                )
+                if EXAMPLES:
+                    gr.Examples(
+                        [[str(path)] for path in EXAMPLES],
+                        inputs=[p_image],
+                        label="Examples (CC0; from the validation split: no model here trained on them)",
+                    )
+            with gr.Column(scale=2, elem_id="predict-answer"):
+                p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
+                with gr.Row():
+                    p_overlay = gr.Image(
+                        label="Evidence overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
+                    )
+                    p_heatmap = gr.Image(label="Evidence heatmap", type="numpy", format="png", interactive=False)
+                gr.Markdown(CAM_CAVEAT)
+                p_reading = gr.Markdown(elem_id="predict-reading")
+                with gr.Accordion("Details (JSON, as the API returns it)", open=False):
+                    p_details = gr.JSON()
+                p_hide = _hide_block("predict")
+        p_answer = handlers.PredictOutputs(
+            label=p_label,
+            overlay=p_overlay,
+            heatmap=p_heatmap,
+            reading=p_reading,
+            details=p_details,
+            slice=p_slice,
+            explained=p_explained,
+        )
+        p_redrawn = handlers.EvidenceOutputs(overlay=p_overlay, heatmap=p_heatmap, reading=p_reading, explained=p_explained)
+        _wire_slice(
+            p_image, p_other, p_slice, p_reading, [p_label, p_overlay, p_heatmap, p_details, p_explained, *p_hide.cleared]
+        )
+        p_done = p_button.click(
+            page_only(named(partial(handlers.predict, predictors), p_answer)),
+            [p_image, p_model, p_opacity, p_evidence, p_slice],
+            outputs(p_answer),
+            api_name="predict",
+            preprocess=False,
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+            show_progress_on=[p_label],  # one spinner (or one error badge), not one per pane
+        )
+        _show_answer(p_done, "predict-answer")
+        _wire_hide(predictors, p_hide, p_slice, p_done)
+        _on_change(p_model, named(handlers.model_switched, p_answer), [p_explained, p_model], outputs(p_answer))
+        for control in (p_opacity, p_evidence):
+            _on_change(
+                control,
+                named(partial(handlers.redraw, predictors), p_redrawn),
+                [p_explained, p_opacity, p_evidence],
+                outputs(p_redrawn),
+            )
+
+
+def _compare_tab(predictors: dict[str, Predictor], session_state) -> None:
+    """One slice through every model side by side, with the verdict that matters."""
+    names = list(predictors)
+    labels = predictors[names[-1]].labels
+    with gr.Tab("Compare", id="compare"):
+        c_slice, c_explained = session_state(), session_state()
+        with gr.Row():
+            with gr.Column(scale=1):
+                c_image, c_other = _slice_input("MRI slice", "compare-image")
+                c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
+                c_opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity"
+                )
+                if EXAMPLES:
+                    gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
+            with gr.Column(scale=2, elem_id="compare-answer"):
+                c_summary = gr.Markdown(elem_id="compare-summary")
+                with gr.Row():  # one column per model, in the order they were given; a narrow page wraps them
+                    c_columns = {name: _compare_column(name, predictors[name], len(labels)) for name in names}
+                gr.Markdown(CAM_CAVEAT)
+                c_hide = _hide_block("compare")
+        c_answer = handlers.CompareOutputs(models=c_columns, summary=c_summary, slice=c_slice, explained=c_explained)
+        c_overlays = {name: column.overlay for name, column in c_columns.items()}
+        _wire_slice(c_image, c_other, c_slice, c_summary, [*outputs(c_columns), c_explained, *c_hide.cleared])
+        c_done = c_button.click(
+            page_only(named(partial(handlers.compare, predictors), c_answer)),
+            [c_image, c_opacity, c_slice],
+            outputs(c_answer),
+            api_name="compare",
+            preprocess=False,
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+            show_progress_on=[c_summary],
+        )
+        _show_answer(c_done, "compare-answer")
+        _wire_hide(predictors, c_hide, c_slice, c_done)
+        _on_change(
+            c_opacity,
+            named(partial(handlers.recolour_compare, predictors), c_overlays),
+            [c_explained, c_opacity],
+            outputs(c_overlays),
+        )
+
+
+def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.CompareColumn:
+    """One model's column in Compare: its confidences, titled from its metadata, and its map over the slice."""
+    with gr.Column(scale=1, min_width=220):
+        label = gr.Label(num_top_classes=classes, label=f"{_model_title(name, predictor)}: confidence")
+        overlay = gr.Image(
+            label=f"{name}: {_map_name(predictor)}", type="numpy", format="png", interactive=False, elem_id=f"compare-{name}"
+        )
+    return handlers.CompareColumn(label=label, overlay=overlay)
+
+
+def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
+    """Many files or a zip: the table, overlays and CSV fill in as it runs; Stop keeps what is done."""
+    names = list(predictors)
+    with gr.Tab("Batch", id="batch"):
+        b_entries = session_state()
+        with gr.Row():
+            with gr.Column(scale=1):
+                b_files = gr.File(
+                    label="Images or a .zip of images",
+                    file_count="multiple",
+                    file_types=BATCH_TYPES,
+                    type="filepath",
+                    height=260,  # a long list scrolls instead of pushing the buttons off the page
+                    elem_id="batch-files",
+                )
+                with gr.Row():
+                    b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
+                    b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
+                b_opacity = gr.Slider(
+                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
+                )
+                if EXAMPLES:
+                    gr.Examples([[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)")
+                gr.Markdown(BATCH_HELP)
+                b_csv = gr.File(label="Results (CSV: every class's probability, full precision)", elem_id="batch-csv")
+            with gr.Column(scale=2):
+                b_status = gr.Markdown(elem_id="batch-status")
+                b_summary = gr.Markdown(elem_id="batch-summary")
+                empty_table = handlers.table_frame([], names)
+                b_table = gr.Dataframe(
+                    empty_table,
+                    label="Results (calibrated confidence)",
+                    wrap=True,
+                    column_widths=_batch_widths(list(empty_table.columns), names),  # on a phone too, every model shows
+                    elem_id="batch-table",
+                )
+                b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
+                gr.Markdown(CAM_CAVEAT)
+        b_answer = handlers.BatchOutputs(summary=b_summary, table=b_table, gallery=b_gallery, csv=b_csv, entries=b_entries)
+        b_files.change(  # new files: what was about the old ones goes
+            lambda: {b_status: "", b_summary: "", b_table: empty_table, b_gallery: None, b_csv: None, b_entries: None},
+            None,
+            [b_status, *outputs(b_answer)],
+            api_visibility="private",
+            queue=False,
+        )
+        batch = page_only(named(partial(handlers.batch, predictors), b_answer))
+        b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
+        b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
+            batch, [b_files, b_opacity], outputs(b_answer), api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
+        )
+        b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
+        # Stop ends the batch between two groups of files; the table and CSV keep what is done.
+        b_stop.click(
+            lambda running: (handlers.BATCH_STOPPED if running else handlers.NO_BATCH_RUNNING, False),
+            b_running,
+            [b_status, b_running],
+            cancels=[b_run],
+            api_visibility="private",
+            queue=False,
+        )
+        _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+
+
+def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tuple[int, int], session_seconds: int) -> None:
+    """What the app keeps, which models serve, whether the maps can be trusted, and each model card."""
+    names = list(predictors)
+    default = names[-1]
+    with gr.Tab("About", id="about", elem_id="about-tab"):
+        gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
+        gr.Markdown(maps_text(predictors), elem_id="about-maps")
+        for name in [default, *[n for n in names if n != default]]:
+            predictor = predictors[name]
+            with gr.Accordion(f"Model card: {name}", open=name == default):
+                gr.Markdown(model_card(predictor.metadata, standalone=False))
+                matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
+                if matrix.exists():
+                    gr.Image(str(matrix), label=f"{name}: confusion matrix on the validation split", interactive=False)
+
+
+def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:
+    """A chat over the tools: drop slices, ask, and see every tool call the answer came from."""
+    from tumor_ai.app.chat import respond, suggestion_chosen
+
+    brain_name = "a language model (" + getattr(brain, "model", "") + ")" if not isinstance(brain, Router) else "keywords"
+    with gr.Tab("Assistant", id="assistant"):
+        conversation = session_state()
+        gr.Markdown(
+            f"Drop one or more slices and ask: which model is surer, where each looked, the evidence for a class, how "
+            f"accurate each model is, what Grad-CAM means. Answers come from the models' tools (each call is shown); "
+            f"the questions are matched to tools by {brain_name}. **{NOT_A_DIAGNOSIS}**"
+        )
+        chatbot = gr.Chatbot(
+            label="tumor-ai assistant",
+            height=560,
+            elem_id="assistant-chat",
+            sanitize_html=True,
+            allow_tags=False,
+            feedback_options=None,
+            placeholder="Drop a brain MRI slice (or several) below, then ask about it.",
+        )
+        box = gr.MultimodalTextbox(
+            file_count="multiple",
+            file_types=BATCH_TYPES,
+            placeholder="Ask about the slice, or drop one here (JPG, PNG, DICOM, .zip)",
+            show_label=False,
+            elem_id="assistant-box",
+            sources=["upload"],
+        )
+        box.submit(
+            page_only(partial(respond, toolbox, brain)),
+            [box, chatbot, conversation],
+            [chatbot, box, conversation],
+            api_visibility="private",
+            concurrency_id="model",
+        )
+
+        def chosen_suggestion(history: list | None, state, chosen: gr.SelectData):
+            return suggestion_chosen(toolbox, brain, history, state, chosen)
+
+        chatbot.option_select(
+            page_only(chosen_suggestion),
+            [chatbot, conversation],
+            [chatbot, box, conversation],
+            api_visibility="private",
+            concurrency_id="model",
+        )

@@ -1,0 +1,271 @@
+"""Serve one model: preprocess as it was trained, then one ``tf.function`` gives probabilities and CAM.
+
+The function is traced once at start (``warm_up``) with a free batch dimension, so no user
+pays for tracing and single images and batches share it; there is no ``model.predict`` per
+request. Grad-CAM reads the layer that the model's metadata names, on the same forward pass,
+using the class *logit* (not the saturated softmax) as the score; the logits and the pooled
+features come from the layers the metadata names too.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tumor_ai.core.calibration import softmax
+from tumor_ai.core.cam import cam_function, place_in_frame
+from tumor_ai.core.conformal import plausible
+from tumor_ai.core.precision import resolve_precision, with_policy
+from tumor_ai.core.preprocessing import Frame, channels, model_input, normalize
+from tumor_ai.model.folder import load_model, resolve_source
+from tumor_ai.model.metadata import ModelMetadata
+
+
+def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
+    """Thread pools that suit a small CPU box: all cores inside an op, ops one at a time."""
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        pass  # already initialised: keep what is there
+
+
+@dataclass
+class Prediction:
+    """One image's result: calibrated probabilities, the CAM (over the whole image), and the MRI check."""
+
+    label: str
+    confidence: float
+    probabilities: dict[str, float]
+    cam: np.ndarray
+    is_mri: bool = True
+    mri_score: float | None = None
+    plausible: list[str] | None = None  # the conformal set at the served level (none without a fitted block, or not an MRI)
+
+
+class Predictor:
+    """A loaded model with its metadata and its compiled forward-and-CAM function."""
+
+    def __init__(
+        self, model, metadata: ModelMetadata, source: str = "", warm_up: bool = True, precision: str = "float32"
+    ) -> None:
+        """``precision`` is a Keras dtype policy (``float32`` or ``mixed_bfloat16``) to compute under."""
+        import keras
+        import tensorflow as tf
+
+        self.precision = precision
+        model = with_policy(model, precision, keep={metadata.logits_layer})
+        self.model = model
+        self.metadata = metadata
+        self.source = source
+        self.labels = list(metadata.labels)
+        self.temperature = float(metadata.calibration.temperature or 1.0)
+        self._cam = cam_function(metadata.cam_method)
+        predictions = model.get_layer(metadata.logits_layer)
+        outputs = [
+            model.get_layer(metadata.cam_layer).output,
+            predictions.input,
+            model.get_layer(metadata.embedding_layer).output,
+        ]
+        self._graph = keras.Model(model.input, outputs)
+        self._kernel, self._bias = predictions.kernel, predictions.bias
+        height, width = metadata.input_size
+        self._function = tf.function(
+            self._forward,
+            input_signature=[
+                tf.TensorSpec([None, height, width, channels(metadata.preprocessing)], tf.float32),
+                tf.TensorSpec([None], tf.int32),
+            ],
+        )
+        self.mri_check = None
+        self.folder: Path | None = None
+        self.batcher = None  # set by share_passes: concurrent predict_one calls run as one batch
+        if warm_up:
+            self.warm_up()
+
+    @classmethod
+    def from_source(cls, source: str | Path, warm_up: bool = True, precision: str = "auto") -> Predictor:
+        """Load from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]`` and compile.
+
+        ``precision``: ``auto`` (bfloat16 where the CPU has it), ``float32`` or ``bfloat16``.
+        """
+        from tumor_ai.core.mri_check import MriCheck
+
+        folder = resolve_source(source)  # one Hub round trip, then local files only
+        model, metadata = load_model(source if str(source).endswith(".keras") else folder)
+        predictor = cls(model, metadata, str(source), warm_up=False, precision=resolve_precision(precision))
+        predictor.folder = folder
+        try:
+            predictor.mri_check = MriCheck.in_folder(folder)
+        except Exception as error:  # noqa: BLE001 - a truncated or foreign .npz: one sentence, not a traceback
+            from tumor_ai.model.metadata import ModelSourceError
+
+            if isinstance(error, ModelSourceError):
+                raise  # already one sentence: a check newer than this code
+            raise ModelSourceError(f"{source}: mri_check.npz is damaged and cannot be read ({type(error).__name__}).") from None
+        if warm_up:
+            predictor.warm_up()
+        return predictor
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    def _forward(self, batch, classes):
+        """Logits, the Grad-CAM of each image's class (``-1``: its top class) and the pooled embedding."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            features, penultimate, embedding = self._graph(batch, training=False)
+            tape.watch(features)
+            logits = tf.matmul(tf.cast(penultimate, self._kernel.dtype), self._kernel) + self._bias
+            top = tf.argmax(logits, axis=1, output_type=tf.int32)
+            target = tf.where(classes < 0, top, classes)
+            score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+        gradients = tape.gradient(score, features)
+        cam = self._cam(tf.cast(features, tf.float32), tf.cast(gradients, tf.float32))
+        return logits, cam, tf.cast(embedding, tf.float32)
+
+    def warm_up(self) -> None:
+        """Trace the function now (start-up), not on the first user's request."""
+        height, width = self.metadata.input_size
+        self._function(self.prepare([np.zeros((height, width, 3), np.uint8)]), np.full(1, -1, np.int32))
+
+    def inputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Frame]]:
+        """RGB ``uint8`` images of any size to the model's normalised batch, and the frame each input covers.
+
+        Crop, resize and normalisation are the ones the metadata records, the same functions
+        training used (``tumor_ai.core.preprocessing.model_input``).
+        """
+        size = tuple(self.metadata.input_size)
+        prepared = [model_input(image, size, self.metadata.crop) for image in images]
+        batch = normalize(np.stack([pixels for pixels, _ in prepared]), self.metadata.preprocessing)
+        return batch, [frame for _, frame in prepared]
+
+    def prepare(self, images: list[np.ndarray]) -> np.ndarray:
+        """RGB ``uint8`` images of any size to the model's normalised input batch."""
+        return self.inputs(images)[0]
+
+    def run(self, batch: np.ndarray, test_time_flip: bool | None = None, class_index: int | None = None) -> dict[str, np.ndarray]:
+        """Raw outputs for a prepared batch: logits, calibrated probabilities, CAMs, embeddings.
+
+        ``test_time_flip`` overrides the metadata's choice; ``False`` suits callers that want only
+        the embeddings, which never include the mirror image. ``class_index`` picks the class whose
+        evidence the CAM shows (as keras-io's ``pred_index``); ``None`` is each image's top class.
+        """
+        flip = self.metadata.test_time_flip if test_time_flip is None else test_time_flip
+        count = len(batch)
+        if flip:
+            # The slice and its mirror image in one pass; the logits are averaged, the CAM and embedding are the slice's.
+            batch = np.concatenate([batch, batch[:, :, ::-1]])
+        classes = np.full(len(batch), -1 if class_index is None else class_index, np.int32)
+        logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch, classes))
+        if flip:
+            own_top = np.argmax(logits[:count], axis=1)
+            logits, cam, embedding = (logits[:count] + logits[count:]) / 2, cam[:count], embedding[:count]
+            top = np.argmax(logits, axis=1)
+            differ = np.flatnonzero(own_top != top) if class_index is None else np.array([], int)
+            if differ.size:
+                # The CAM explained the slice's own top class; where the mirror changed the verdict, explain the verdict.
+                cam = cam.copy()
+                cam[differ] = self._function(batch[differ], top[differ].astype(np.int32))[1].numpy()
+        probabilities = softmax(logits, self.temperature)
+        return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
+
+    def predict(self, images: list[np.ndarray], batch_size: int = 16) -> list[Prediction]:
+        """Predictions for RGB ``uint8`` images, run in batches of ``batch_size``."""
+        results: list[Prediction] = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            batch, frames = self.inputs(chunk)
+            outputs = self.run(batch)
+            checks = self.mri_check.score(chunk, outputs["embedding"]) if self.mri_check else [(True, None)] * len(chunk)
+            for index, (is_mri, score) in enumerate(checks):
+                probabilities = outputs["probabilities"][index]
+                top = int(np.argmax(probabilities))
+                by_label = {label: float(p) for label, p in zip(self.labels, probabilities)}
+                results.append(
+                    Prediction(
+                        label=self.labels[top],
+                        confidence=float(probabilities[top]),
+                        probabilities=by_label,
+                        cam=place_in_frame(outputs["cam"][index], frames[index], chunk[index].shape[:2]),
+                        is_mri=is_mri,
+                        mri_score=score,
+                        plausible=plausible(by_label, self.metadata.conformal) if is_mri else None,  # not an MRI: no set
+                    )
+                )
+        return results
+
+    def explain(self, image: np.ndarray, class_index: int) -> np.ndarray:
+        """The Grad-CAM of one class (not only the top one) over the whole image, 0..1."""
+        batch, frames = self.inputs([image])
+        cam = self.run(batch, class_index=class_index)["cam"][0]
+        return place_in_frame(cam, frames[0], image.shape[:2])
+
+    def share_passes(self, max_batch: int = 8, window: float = 0.0) -> None:
+        """Let concurrent ``predict_one`` calls (several users at once) share forward passes (``tumor_ai.core.microbatch``)."""
+        from tumor_ai.core.microbatch import MicroBatcher
+
+        self.batcher = MicroBatcher(self, max_batch, window)
+
+    def predict_one(self, image: np.ndarray) -> tuple[Prediction, float]:
+        """One image and the seconds it took (preprocess + forward + CAM, and any wait to share a batch)."""
+        if self.batcher is not None:
+            return self.batcher.predict_one(image)
+        started = time.perf_counter()
+        prediction = self.predict([image])[0]
+        return prediction, time.perf_counter() - started
+
+
+def load_predictors(
+    sources: dict[str, str],
+    fallbacks: dict[str, str] | None = None,
+    precision: str = "auto",
+    require_mri_check: bool = True,
+) -> tuple[dict[str, Predictor], dict[str, str], dict[str, str]]:
+    """Load each named source; a Hub source that fails falls back to its local folder, and says why.
+
+    Returns the predictors, the source each one really came from, and for each fallback the
+    reason in one line (for the log and the app's banner). A model without its not-an-MRI check
+    would give any picture a class, so it is refused unless ``require_mri_check`` is off (the
+    operator's ``--allow-no-mri-check``), and then the log, the page and the API say so.
+    """
+    import logging
+
+    log = logging.getLogger("tumor_ai.core.inference")
+    fallbacks = fallbacks or {}
+    predictors, loaded_from, reasons = {}, {}, {}
+    for name, source in sources.items():
+        try:
+            predictors[name] = Predictor.from_source(source, precision=precision)
+            loaded_from[name] = source
+        except Exception as error:  # noqa: BLE001 - any Hub/network failure: fall back, say why
+            fallback = fallbacks.get(name)
+            if not str(source).startswith("hf://") or not fallback:
+                raise
+            reasons[name] = f"{source} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+            log.warning("%s; falling back to %s", reasons[name], fallback)
+            predictors[name] = Predictor.from_source(fallback, precision=precision)
+            loaded_from[name] = fallback
+        log.info("loaded %s from %s (%s)", name, loaded_from[name], predictors[name].precision)
+        if predictors[name].mri_check is None:
+            if require_mri_check:
+                from tumor_ai.model.metadata import ModelSourceError
+
+                raise ModelSourceError(no_mri_check(name, loaded_from[name]) + " Pass --allow-no-mri-check to serve it anyway.")
+            log.warning("%s", no_mri_check(name, loaded_from[name]) + " Serving it anyway (--allow-no-mri-check).")
+    return predictors, loaded_from, reasons
+
+
+def no_mri_check(name: str, source: str) -> str:
+    """The sentence for a model that came without its not-an-MRI check."""
+    return (
+        f"The {name} model from {source} has no not-an-MRI check (mri_check.npz), so any picture would get a "
+        "tumour class; fit one with python -m training.fit_mri_check."
+    )
