@@ -4,9 +4,10 @@
 
 Every import counts, at module level or inside a function. ``tumor_ai`` itself (the disclaimer's
 words) sits below every wing; ``tumor_ai.cli`` above them all; ``training`` (``tumor_ai.training`` in
-the wheel) may import any wing and no wing may import it. A module left at an old flat path only to
-re-export a moved one (its docstring starts "Deprecated") is skipped. A flat module that is not such a
-shim is placed by ``FLAT`` (the wings it belongs to), so the check reads the layout before the move too.
+the wheel) may import any wing and no wing may import it. ``tumor_ai._moved`` (the import hook that
+answers the old flat paths for one release) is no wing and is skipped; importing an old path from inside
+``tumor_ai`` is a problem. A flat module is placed by ``FLAT`` (the wing it moved to), so the check reads
+the layout before the move too.
 """
 
 from __future__ import annotations
@@ -35,8 +36,18 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def is_shim(tree: ast.Module) -> bool:
-    return (ast.get_docstring(tree) or "").startswith("Deprecated")
+SKIPPED = {"tumor_ai._moved"}
+
+
+def old_paths() -> set[str]:
+    """The flat paths the import hook answers (none before the move)."""
+    path = ROOT / "tumor_ai" / "_moved.py"
+    if not path.exists():
+        return set()
+    sys.path.insert(0, str(ROOT))
+    from tumor_ai import _moved
+
+    return set(_moved.MOVED) | {_moved.MODELS}
 
 
 def wing(module: str) -> str | None:
@@ -75,13 +86,15 @@ def graph() -> dict[str, set[str]]:
     for path in paths:
         tree = ast.parse(path.read_text(), str(path))
         modules[module_name(path)] = (tree, path.name == "__init__.py")
+    old = old_paths()
     edges: dict[str, set[str]] = {}
     for module, (tree, is_package) in modules.items():
-        if is_shim(tree):
+        if module in SKIPPED:
             continue
-        targets = {name for name in imports(tree, module, is_package) if name in modules or wing(name) == "training"}
-        edges[module] = {name for name in targets if name != module and not (name in modules and is_shim(modules[name][0]))}
-        edges[module] |= {f"{name} (deprecated path)" for name in targets if name in modules and is_shim(modules[name][0])}
+        targets = imports(tree, module, is_package)
+        edges[module] = {name for name in targets if name != module and name not in SKIPPED and name not in old}
+        edges[module] = {name for name in edges[module] if name in modules or wing(name) == "training"}
+        edges[module] |= {f"{name} (deprecated path)" for name in targets & old}
     return edges
 
 

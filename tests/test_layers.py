@@ -72,6 +72,11 @@ def test_the_old_models_module_still_holds_the_contract_and_the_builders():
     assert (models.build_cnn, models.load_model, models.ModelMetadata) == (build_cnn, load_model, ModelMetadata)
 
 
+def test_an_old_path_still_runs_as_a_command():
+    result = subprocess.run([sys.executable, "-m", "tumor_ai.predict", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0 and "--shard" in result.stdout
+
+
 def test_the_registry_binds_the_builder_where_it_is_defined():
     from tumor_ai.model import registry
 

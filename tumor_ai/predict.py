@@ -1,5 +1,0 @@
-"""Deprecated: moved to ``tumor_ai.app.predict``; this path works until the next release."""
-
-from tumor_ai._moved import alias
-
-alias(__name__, "tumor_ai.app.predict")
