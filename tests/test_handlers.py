@@ -326,7 +326,7 @@ def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
 
 
 def test_switching_the_model_clears_the_other_models_answer():
-    explained = handlers.Explained(model="vgg16", prediction=None, pixels=None, display=None)
+    explained = handlers.Explained(model="vgg16", answer=None, pixels=None, display=None)
     cleared = handlers.model_switched(explained, "cnn")
     assert (cleared.label, cleared.overlay, cleared.heatmap, cleared.details, cleared.explained) == (None,) * 5
     assert "was the vgg16 model's" in cleared.reading and isinstance(cleared.slice, type(gr.skip())), "the slice stays"

@@ -44,7 +44,7 @@ def test_the_checker_sees_an_upward_import_and_a_circle():
 def test_the_contract_and_core_pieces_import_without_tensorflow_or_gradio():
     code = (
         "import sys, tumor_ai.model.metadata, tumor_ai.model.folder, tumor_ai.model.registry, tumor_ai.model.sources, "
-        "tumor_ai.model.labels, tumor_ai.core.cam, tumor_ai.core.explain; "
+        "tumor_ai.model.labels, tumor_ai.core.wording, tumor_ai.core.cam, tumor_ai.core.explain; "
         "print(sorted({'tensorflow', 'keras', 'gradio'} & set(sys.modules)))"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

@@ -49,7 +49,7 @@ HIDE_ANSWER = (
     'Hiding a region needs a brush: open the Predict or Compare tab, run the slice, and use "Hide a region and ask '
     'again" below the answer. Both models answer again with the region filled from its surroundings.'
 )
-log = logging.getLogger("tumor_ai.app.assistant")
+log = logging.getLogger("tumor_ai.assistant")
 
 
 @dataclass

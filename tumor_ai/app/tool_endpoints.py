@@ -31,7 +31,7 @@ def page_only(fn: Callable) -> Callable:
 
 def side_by_side(result: ToolResult) -> str | None:
     """The result's pictures as one image file in Gradio's cache (the MCP answer carries one image)."""
-    from tumor_ai.app.handlers import cache_picture
+    from tumor_ai.app.cache import cache_picture
 
     if not result.pictures:
         return None

@@ -26,9 +26,10 @@ from tumor_ai.app.tool_endpoints import page_only, register_tools  # noqa: E402
 from tumor_ai.app.tools import Toolbox  # noqa: E402
 from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep  # noqa: E402
 from tumor_ai.core.cam import method_name  # noqa: E402
-from tumor_ai.core.explain import DEFAULT_OPACITY, listed  # noqa: E402
+from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.core.inference import Predictor  # noqa: E402
+from tumor_ai.core.wording import listed  # noqa: E402
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 

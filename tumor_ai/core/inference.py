@@ -238,7 +238,7 @@ def load_predictors(
     """
     import logging
 
-    log = logging.getLogger("tumor_ai.core.inference")
+    log = logging.getLogger("tumor_ai.inference")
     fallbacks = fallbacks or {}
     predictors, loaded_from, reasons = {}, {}, {}
     for name, source in sources.items():

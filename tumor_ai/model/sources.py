@@ -74,11 +74,7 @@ def model_sources(explicit: dict[str, str | None] | None = None, models: str | P
         name: explicit.get(name) or os.environ.get(environment_variable(name)) or space.get(name)
         for name in architectures.names()
     }
-    sources = {
-        name: source or str(local / name)
-        for name, source in named.items()
-        if source or architectures.get(name).served
-    }
+    sources = {name: source or str(local / name) for name, source in named.items() if source or architectures.get(name).served}
     missing = [source for source in sources.values() if not source.startswith("hf://") and not Path(source).exists()]
     if missing:
         raise ModelSourceError(

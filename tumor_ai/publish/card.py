@@ -12,6 +12,7 @@ from huggingface_hub import EvalResult, ModelCardData
 
 from tumor_ai import DISCLAIMER
 from tumor_ai.core.cam import method_name
+from tumor_ai.core.wording import listed, map_trust  # noqa: F401 - map_trust moved to wording; for one release
 from tumor_ai.model import registry as architectures
 from tumor_ai.model.labels import display_name
 from tumor_ai.model.metadata import CARD_FILE, METADATA_FILE, ModelMetadata, MriCheckRecord
@@ -344,10 +345,10 @@ def localisation_summary(metadata: ModelMetadata) -> str:
     needed = [_plural(label) for label, figure in kept["per_class"].items() if figure["value"] < 0.5]
     if unneeded:
         text += (
-            f"So for {_and(unneeded)} it does **not** need the lesion: it reads something else that comes with "
+            f"So for {listed(unneeded)} it does **not** need the lesion: it reads something else that comes with "
             f"{'those classes' if len(unneeded) > 1 else 'that class'} in this dataset (the source collection, the slice "
             "level, the framing)"
-            + (f"; for {_and(needed)} it does. " if needed else ". ")
+            + (f"; for {listed(needed)} it does. " if needed else ". ")
             + "Treat the overlay as where this model looked, not as where the tumour is."
         )
     elif pointing["value"] < 0.75:
@@ -359,23 +360,6 @@ def localisation_summary(metadata: ModelMetadata) -> str:
 
 def _plural(label: str) -> str:
     return display_name(label).lower() + "s"
-
-
-def _and(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def map_trust(metadata: ModelMetadata) -> str:
-    """One sentence for every reading: which map this is, and how often such maps point at the tumour."""
-    method = method_name(metadata.cam_method)
-    found = metadata.localisation
-    if not found:
-        return f"The map is {method} at `{metadata.cam_layer}`; where it points has not been measured against tumour outlines. "
-    return (
-        f"The map is {method} at `{metadata.cam_layer}`: on held-out tumour slices its peak lay on the tumour in "
-        f"{found['pointing_game']['value']:.0%} of them, and with the tumour erased this model still named the tumour class "
-        f"in {found['erased']['tumour_kept']['value']:.0%} (About tab). "
-    )
 
 
 def localisation_section(metadata: ModelMetadata) -> list[str]:
