@@ -18,6 +18,8 @@ from helpers import free_port, wait_for_http
 
 from tumor_ai.app.tool_endpoints import TOOL_NAMES
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -16,6 +16,8 @@ from training.non_mri import general_pictures, medical_pictures
 from tumor_ai.core.imaging import read_image
 from tumor_ai.core.mri_check import MriCheck, image_statistics
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
 

@@ -16,6 +16,8 @@ from training.non_mri import general_pictures, medical_pictures
 from tumor_ai.core.imaging import read_image
 from tumor_ai.core.precision import cpu_has_bfloat16, resolve_precision
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
 CONFIDENCE_TOLERANCE = 0.05

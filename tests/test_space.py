@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 from helpers import git_commit, start_olah, wait_for_http
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 ROOT = Path(__file__).resolve().parent.parent
 REPOS = ["tester/tumor-ai-cnn", "tester/tumor-ai-vgg16"]
 

@@ -13,6 +13,8 @@ from training import engine
 from training.train import main as train_main
 from tumor_ai.model.folder import load_model
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 CNN_SMALL = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1"]
 
 
