@@ -48,7 +48,7 @@ def views(images: np.ndarray, preprocessing: str, seed: int, batch_size: int = 6
     """Cue values (N, len(CUES)) of the decoded images, the network's input, and that input after augmentation."""
     import tensorflow as tf
 
-    from tumor_ai.preprocessing import NORMALIZERS
+    from tumor_ai.core.preprocessing import NORMALIZERS
 
     from .pipeline import augmentation
 

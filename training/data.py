@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tumor_ai.imaging import IMAGE_SUFFIXES, ImageError, read_image
-from tumor_ai.preprocessing import model_input
+from tumor_ai.core.imaging import IMAGE_SUFFIXES, ImageError, read_image
+from tumor_ai.core.preprocessing import model_input
 
 from .duplicates import signature
 from .split import split_dataset

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tumor_ai.cam import upsample
-from tumor_ai.preprocessing import foreground
+from tumor_ai.core.cam import upsample
+from tumor_ai.core.preprocessing import foreground
 
 TOLERANCE_AT_512 = 15  # pixels at 512 px, as Zhang et al.'s pointing game
 DELETION_STEPS = 16
