@@ -146,7 +146,7 @@ def test_publish_space_pushes_both_models_and_a_space_that_loads_them(fake_hub, 
 
     space = fake_hub.repos[("space", "tester/tumor-ai")]
     assert {"app.py", "requirements.txt", ".gitattributes", "README.md"} <= set(space)
-    assert {"tumor_ai/__init__.py", "tumor_ai/sources.py", "tumor_ai/space.py"} <= set(space)
+    assert {"tumor_ai/__init__.py", "tumor_ai/model/sources.py", "tumor_ai/publish/space.py"} <= set(space)
     assert "tumor_ai/removed.py" not in space and "notes.txt" in space
     assert not any("__pycache__" in name or name.startswith(("models/", "tests/", "training/")) for name in space)
     assert b"*.keras filter=lfs" in space[".gitattributes"] and b"!filter" not in space[".gitattributes"]

@@ -20,7 +20,7 @@ from tumor_ai.app.reader import Reader, ReaderError
 from tumor_ai.core.explain import display_copy, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage
 from tumor_ai.core.inference import Prediction, Predictor
-from tumor_ai.core.wording import map_trust, not_mri, plausible_sentence, verdict
+from tumor_ai.core.wording import map_trust, not_mri, plausible_sentence, surest, verdict
 from tumor_ai.model.labels import display_name
 
 TOOL_OPACITY = 0.45  # the overlay's opacity in tool answers (the tabs have a slider)
@@ -93,7 +93,7 @@ class Toolbox:
             if answer.is_mri:
                 pictures.append(overlay(display, answer.prediction.cam, TOOL_OPACITY))
                 captions.append(_caption(name, answer.prediction))
-        return ToolResult(f"{comparison.verdict}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}", pictures, captions)
+        return ToolResult(f"{agreement(comparison.predictions)}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}", pictures, captions)
 
     def explain_class(self, image: LoadedImage, label: str, model: str) -> ToolResult:
         """Where one model found evidence for a class a person names, and that class's probability."""
@@ -163,7 +163,9 @@ def _as_tool_error() -> Iterator[None]:
         raise ToolError(str(error)) from None
 
 
-agreement = verdict  # the agents' word for the verdict, for one release
+def agreement(predictions: dict[str, Prediction]) -> str:
+    """What an agent is told of a comparison: the page's verdict, and which model is surest."""
+    return " ".join(filter(None, [verdict(predictions), surest(predictions)]))
 
 
 def _answer(prediction: Prediction) -> str:

@@ -134,6 +134,14 @@ def verdict(predictions: dict[str, Prediction]) -> str:
     return _agreement(predictions)
 
 
+def surest(predictions: dict[str, Prediction]) -> str:
+    """Which model is surest of its answer ("cnn is the surer (97%)."), for someone who asked; nothing when any was refused."""
+    if len(predictions) < 2 or not all(p.is_mri for p in predictions.values()):
+        return ""
+    name = max(predictions, key=lambda model: predictions[model].confidence)
+    return f"{name} is the {'surer' if len(predictions) == 2 else 'surest'} ({predictions[name].confidence:.0%})."
+
+
 def _agreement(predictions: dict[str, Prediction]) -> str:
     """The models agree: say so, and whether any of them is unsure."""
     label = display_name(next(iter(predictions.values())).label)
