@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from tumor_ai.explain import overlay  # noqa: E402
-from tumor_ai.imaging import read_image  # noqa: E402
+from tumor_ai.core.explain import overlay  # noqa: E402
+from tumor_ai.core.imaging import read_image  # noqa: E402
 
 TARGETS = {
     "compare_p50_ms": ("<=", 200),
@@ -59,7 +59,7 @@ def naive_predict_and_cam(model, metadata, pixels: np.ndarray):
     import keras
     import tensorflow as tf
 
-    from tumor_ai.preprocessing import normalize, resize
+    from tumor_ai.core.preprocessing import normalize, resize
 
     batch = normalize(resize(pixels, tuple(metadata.input_size))[None], metadata.preprocessing)
     probabilities = model.predict(batch, verbose=0)
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--skip-app", action="store_true", help="skip the cold-start and RSS measurements")
     args = parser.parse_args(argv)
 
-    from tumor_ai.inference import Predictor, configure_threads
+    from tumor_ai.core.inference import Predictor, configure_threads
 
     configure_threads()
     paths = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg"))

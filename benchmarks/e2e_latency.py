@@ -80,11 +80,11 @@ def endpoint_latencies(port: int, rounds: int, floor: bool) -> dict[str, dict]:
 
 def stage_breakdown(rounds: int) -> dict[str, dict[str, float]]:
     """Median milliseconds per stage of the Predict handler's work, per model, inside one process."""
-    from tumor_ai.cam import place_in_frame
-    from tumor_ai.explain import display_copy, heatmap, overlay
-    from tumor_ai.handlers import cache_picture
-    from tumor_ai.imaging import read_image
-    from tumor_ai.inference import Predictor, configure_threads
+    from tumor_ai.app.handlers import cache_picture
+    from tumor_ai.core.cam import place_in_frame
+    from tumor_ai.core.explain import display_copy, heatmap, overlay
+    from tumor_ai.core.imaging import read_image
+    from tumor_ai.core.inference import Predictor, configure_threads
 
     configure_threads()
     breakdown = {}

@@ -64,7 +64,7 @@ def rgba_png(side: int, seed: int) -> bytes:
 
 CONCURRENT_CHILD = """
 import json, sys, threading
-from tumor_ai.imaging import ImageError, read_image
+from tumor_ai.core.imaging import ImageError, read_image
 def status(key):
     return int(next(line for line in open('/proc/self/status') if line.startswith(key)).split()[1]) / 1024
 data = open(sys.argv[1], 'rb').read()

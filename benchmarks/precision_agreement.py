@@ -38,8 +38,8 @@ def throughput(predictor, images: list[np.ndarray], repeats: int = 5) -> float:
 
 
 def compare(name: str, data: Path, limit: int | None) -> dict:
-    from tumor_ai.imaging import read_image
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.imaging import read_image
+    from tumor_ai.core.inference import Predictor
 
     folder = ROOT / "models" / name
     paths = json.loads((folder / "split.json").read_text())["validation"][:limit]
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, help="only the first N validation images (a quick look)")
     parser.add_argument("--out", default="benchmarks/precision_agreement.json", help="JSON results")
     args = parser.parse_args(argv)
-    from tumor_ai.inference import configure_threads
-    from tumor_ai.precision import cpu_has_bfloat16
+    from tumor_ai.core.inference import configure_threads
+    from tumor_ai.core.precision import cpu_has_bfloat16
 
     configure_threads()
     report = {"cpu_has_bfloat16": cpu_has_bfloat16()}

@@ -1,4 +1,4 @@
-"""Peak memory of ``python -m tumor_ai.predict`` as the archive grows: it must stay flat.
+"""Peak memory of ``python -m tumor_ai.app.predict`` as the archive grows: it must stay flat.
 
     python benchmarks/predict_memory.py --counts 1000 20000
 
@@ -31,7 +31,7 @@ def run(count: int, model: str) -> dict:
         for index in range(count):
             (archive / f"{index:06d}.jpg").symlink_to(examples[index % len(examples)])
         out = Path(folder) / "out.csv"
-        command = [sys.executable, "-m", "tumor_ai.predict", str(archive), "--model", model, "--out", str(out), "--quiet"]
+        command = [sys.executable, "-m", "tumor_ai.app.predict", str(archive), "--model", model, "--out", str(out), "--quiet"]
         started = time.perf_counter()
         process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         watched, peak = psutil.Process(process.pid), 0

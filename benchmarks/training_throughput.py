@@ -39,8 +39,8 @@ def jpeg_pipeline(
     import tensorflow as tf
 
     from training.pipeline import augmentation
-    from tumor_ai.imaging import read_image
-    from tumor_ai.preprocessing import model_input
+    from tumor_ai.core.imaging import read_image
+    from tumor_ai.core.preprocessing import model_input
 
     files = np.array([str(root / path) for path in paths])
     augmenter = augmentation(seed)
@@ -66,7 +66,7 @@ def time_epochs(precision: str, dataset, labels: list[str], size: tuple[int, int
     import keras
 
     from training import engine
-    from tumor_ai.models import build_cnn
+    from training.networks import build_cnn
 
     keras.mixed_precision.set_dtype_policy(engine.PRECISIONS[precision])
     try:

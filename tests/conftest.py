@@ -22,37 +22,6 @@ LABELS = ["glioma", "meningioma", "notumor", "pituitary"]
 BLOB_CENTRES = {"glioma": (0.35, 0.3), "meningioma": (0.3, 0.7), "notumor": None, "pituitary": (0.62, 0.5)}
 
 
-# Modules whose tests start the app, a browser, a Hub server or a wheel build, or run the shipped
-# models: `scripts/test.sh --fast` (`-m "not slow"`) leaves them out; CI runs everything.
-SLOW_MODULES = {
-    "test_browser",
-    "test_mcp",
-    "test_package",
-    "test_hub",
-    "test_space",
-    "test_precision",
-    "test_mri_check",
-    "test_distributed",
-    "test_train",
-}
-SLOW_TESTS = {  # single tests over ~5 s on an idle 2-core machine: they train, or start `python app.py`
-    "test_a_guided_vgg16_swaps_cached_counterfactual_features",
-    "test_a_counterfactual_guided_run_records_its_recipe",
-    "test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log",
-    "test_serve_without_the_flag_stops_with_one_sentence",
-    "test_a_damaged_model_folder_stops_the_app_with_one_sentence",
-    "test_what_the_about_tab_promises_holds",
-    "test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two",
-}
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Mark the tests of ``SLOW_MODULES`` and ``SLOW_TESTS`` slow (one list, not decorators spread over files)."""
-    for item in items:
-        if item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES or item.originalname in SLOW_TESTS:
-            item.add_marker(pytest.mark.slow)
-
-
 def synthetic_slice(label: str, rng: np.random.Generator, size: int = 96) -> np.ndarray:
     """A grey 'head' (bright ring, textured inside) on black, with a bright blob placed by class."""
     rows, cols = np.mgrid[0:size, 0:size] / size
@@ -104,7 +73,8 @@ def slot_models(tmp_path_factory) -> dict[str, Path]:
     """
     import keras
 
-    from tumor_ai.models import build_cnn, save_model_folder
+    from training.networks import build_cnn
+    from tumor_ai.model.folder import save_model_folder
 
     keras.utils.set_random_seed(0)
     folders = {}
@@ -117,7 +87,7 @@ def slot_models(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def slot_predictors(slot_models):
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     return {name: Predictor.from_source(folder, precision="float32") for name, folder in slot_models.items()}
 

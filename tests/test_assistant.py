@@ -13,10 +13,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tumor_ai.assistant import ADVICE_REFUSAL, HELP, NEEDS_SLICE, Conversation, LanguageModel, Router, ToolCall, tool_schemas
-from tumor_ai.chat import respond
-from tumor_ai.imaging import read_image
-from tumor_ai.tools import Toolbox, ToolResult
+from tumor_ai.app.assistant import ADVICE_REFUSAL, HELP, NEEDS_SLICE, Conversation, LanguageModel, Router, ToolCall, tool_schemas
+from tumor_ai.app.chat import respond
+from tumor_ai.app.tools import Toolbox, ToolResult
+from tumor_ai.core.imaging import read_image
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_answers_about_a_slice_come_from_the_tools_and_keep_the_disclaimer(toolb
 
 
 def test_figures_are_the_metadata_s_own(toolbox, monkeypatch):
-    from tumor_ai.models import ClassScores, Metrics, Scores
+    from tumor_ai.model.metadata import ClassScores, Metrics, Scores
 
     for predictor in toolbox.predictors.values():
         monkeypatch.setattr(
@@ -183,7 +183,7 @@ def test_a_language_model_chooses_the_tools_through_inference_client(toolbox, wi
 def test_an_unreachable_language_model_falls_back_to_the_router(toolbox, with_slice):
     from helpers import free_port
 
-    from tumor_ai.chat import ask
+    from tumor_ai.app.chat import ask
 
     brain = LanguageModel("scripted-model", base_url=f"http://127.0.0.1:{free_port()}/v1", token="x")
     answer = ask(brain, toolbox, with_slice, "compare the models")

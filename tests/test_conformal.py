@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tumor_ai.conformal import METHODS, cross_fit, describe, plausible, prediction_sets, scores, threshold
+from tumor_ai.core.conformal import METHODS, cross_fit, describe, plausible, prediction_sets, scores, threshold
 
 LABELS = ["glioma", "meningioma", "notumor", "pituitary"]
 
@@ -76,9 +76,9 @@ def test_cross_fit_reports_every_class():
 
 def test_the_fitted_block_reaches_the_card_the_reading_the_api_and_the_csv(slot_predictors, example_paths, monkeypatch):
     from training.conformal import fit_sets
-    from tumor_ai import handlers
-    from tumor_ai.batch import rows_to_csv, stream_rows
-    from tumor_ai.card import model_card
+    from tumor_ai.app import handlers
+    from tumor_ai.core.batch import rows_to_csv, stream_rows
+    from tumor_ai.publish.card import model_card
 
     probabilities, targets = synthetic_model(300, 1.0, seed=5)
     block = fit_sets(probabilities, targets, LABELS, repeats=3)
@@ -99,7 +99,7 @@ def test_the_fitted_block_reaches_the_card_the_reading_the_api_and_the_csv(slot_
 
 
 def test_a_picture_the_mri_check_refuses_gets_no_set(slot_predictors, example_paths, monkeypatch):
-    from tumor_ai import handlers
+    from tumor_ai.app import handlers
 
     class RefusesEverything:
         def score(self, images, embeddings):

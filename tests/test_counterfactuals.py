@@ -7,16 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LABELS, write_dataset
-from PIL import Image
+from conftest import LABELS
 
-from training import engine
 from training.counterfactuals import CONTROL, ERASED, FILLS, fill, make_variants
 from training.guidance import mask_cells, outside_share
 from training.pipeline import Swaps, make_pipeline
 from training.train import main as train_main
-from tumor_ai.models import load_model
-from tumor_ai.preprocessing import luminance
+from tumor_ai.core.preprocessing import luminance
 
 BLOB = 242  # synthetic_slice draws the planted "tumour" at 0.95 of full scale
 
@@ -118,34 +115,6 @@ def test_outside_share_and_mask_cells():
     assert float(outside_share(np.zeros_like(cam), inside)[0]) == pytest.approx(1.0), "a vanished map is all outside"
 
 
-def _masks_for(root: Path, masks_root: Path) -> None:
-    """The planted blobs of the synthetic dataset as mask PNGs, as the figshare outlines are laid out."""
-    for path in sorted(root.glob("*/*.png")):
-        pixels = np.asarray(Image.open(path))
-        blob = pixels >= BLOB - 1
-        if path.parent.name != "notumor" and blob.sum() > 4:
-            (masks_root / path.parent.name).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(blob).save(masks_root / path.parent.name / path.name)
-
-
-def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
-    root, masks_root = tmp_path / "data", tmp_path / "masks"
-    write_dataset(root, per_class=12, seed=2)
-    _masks_for(root, masks_root)
-    out, cache = tmp_path / "cnn", tmp_path / "c"
-    arguments = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1", "--epochs", "3"]
-    recipe = ["--acquisition", "--masks", str(masks_root), "--guidance", "1", "--guidance-from", "1", "--guidance-ramp", "1"]
-    train_main([*arguments, *recipe, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
-    model, metadata = load_model(out)
-    assert model.input.shape[-1] == 1 and metadata.preprocessing == "luminance"
-    assert metadata.training["arguments"]["masks"] == str(masks_root) and metadata.training["arguments"]["guidance"] == 1
-    history = engine.read_history(engine.run_directory(cache, out))
-    assert history["guidance_weight"] == [0.0, 1.0, 1.0], "off, then on after --guidance-from"
-    assert all(0.0 <= value <= 1.0 for value in history["outside"])
-    assert "val_outside" not in history, "validation has no masks, so no such figure"
-    assert list((cache / "counterfactuals").glob("*.npz")), "the variants are made once and cached"
-
-
 def test_guidance_needs_masks(tmp_path, capsys):
     with pytest.raises(SystemExit):
         train_main(["--model", "cnn", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--guidance", "1"])
@@ -153,8 +122,8 @@ def test_guidance_needs_masks(tmp_path, capsys):
 
 
 def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_accuracy():
-    from tumor_ai.card import model_card, recipe_section
-    from tumor_ai.models import ModelMetadata
+    from tumor_ai.model.metadata import ModelMetadata
+    from tumor_ai.publish.card import model_card, recipe_section
 
     assert recipe_section({"preprocessing": "rescale_unit"}) == [], "a plain recipe claims nothing"
     arguments = {"preprocessing": "luminance", "acquisition": True, "masks": "m", "erase": 0.2, "control": 0.2, "guidance": 0.5}
@@ -205,7 +174,7 @@ def test_each_architecture_takes_only_its_own_preprocessing(tmp_path, capsys):
 
 
 def test_vgg16_luminance_is_grey_rgb_with_the_level_fixed():
-    from tumor_ai.preprocessing import normalize
+    from tumor_ai.core.preprocessing import normalize
 
     pixels, _ = _slice_with_blob()
     batch = np.stack([pixels.astype(np.float32), pixels.astype(np.float32) * 0.5])
@@ -214,42 +183,3 @@ def test_vgg16_luminance_is_grey_rgb_with_the_level_fixed():
     assert np.allclose(out[0], out[1], atol=1e-2), "a darker scan of the same head is the same input"
     grey = out[0] + np.array([103.939, 116.779, 123.68], np.float32)  # caffe means back: BGR channels equal
     assert np.allclose(grey[..., 0], grey[..., 2], atol=1e-3) and grey.max() <= 255.0
-
-
-def test_a_guided_vgg16_swaps_cached_counterfactual_features(tmp_path):
-    from training.vgg16 import FeatureSwaps, feature_pipeline
-
-    root, masks_root = tmp_path / "data", tmp_path / "masks"
-    write_dataset(root, per_class=10, seed=3)
-    _masks_for(root, masks_root)
-    out, cache = tmp_path / "vgg16", tmp_path / "c"
-    arguments = ["--model", "vgg16", "--input-size", "32", "--batch-size", "8", "--backbone-weights", "none"]
-    recipe = ["--preprocessing", "vgg16_luminance", "--acquisition", "--masks", str(masks_root), "--guidance", "1"]
-    schedule = ["--head-epochs", "1", "--epochs", "2", "--guidance-from", "1", "--guidance-ramp", "1"]
-    train_main([*arguments, *recipe, *schedule, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
-    model, metadata = load_model(out)
-    assert metadata.preprocessing == "vgg16_luminance" and model.input.shape[-1] == 3
-    assert (metadata.cam_layer, metadata.cam_method) == ("block4_conv3", "layer_cam"), "the guided map is the served one"
-    history = engine.read_history(engine.run_directory(cache, out))
-    assert history["guidance_weight"] == [0.0, 1.0] and all(0.0 <= value <= 1.0 for value in history["outside"])
-    features = metadata.training["features"]
-    assert features["counterfactual_variants"] > 0 and len(list((cache / "features").glob("*.npy"))) == 4
-
-    # The pipeline: an erased swap is labelled no tumour and guides nowhere; masks follow mirror and shift.
-    variants = [np.zeros((3, 4, 4, 2), np.float16), np.ones((3, 4, 4, 2), np.float16)]
-    bank = np.full((2, 4, 4, 2), 7, np.float16)  # row 0 erased (of image 0), row 1 a control (of image 1)
-    none = np.array([], int)
-    swaps = Swaps(bank, [np.array([0]), none, none], [none, np.array([1]), none], 2, 1.0, 1.0)
-    cells = np.zeros((3, 4, 4), np.float32)
-    cells[:, 0, 0] = 1
-    dataset, _ = feature_pipeline(variants, np.arange(3), np.array([0, 1, 1]), 3, True, 0, 0, FeatureSwaps(swaps, cells))
-    (batch, masks), labels = next(iter(dataset))
-    order = {tuple(np.asarray(row)[:1, 0, 0]) for row in batch.numpy()}
-    assert (7.0,) in order
-    for row, label, mask in zip(batch.numpy(), labels.numpy(), masks.numpy()[..., 0]):
-        if row[0, 0, 0] == 7 and label == 2:
-            assert mask.sum() == 0, "an erased tumour guides nowhere"
-        elif row[0, 0, 0] == 7:
-            assert label == 1 and mask[0, 0] == 1, "a control keeps its label and its tumour"
-        elif row[0, 0, 0] == 1:
-            assert mask[0, 3] == 1 and mask.sum() == 1, "the mirror variant's mask is mirrored"

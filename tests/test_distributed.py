@@ -8,9 +8,12 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT
 
-from tumor_ai.models import load_model
+from tumor_ai.model.folder import load_model
+
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
 
 
 def _free_ports(count: int) -> list[int]:

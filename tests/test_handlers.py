@@ -11,10 +11,8 @@ import gradio as gr
 import numpy as np
 import pytest
 
-from tumor_ai import handlers
-from tumor_ai.batch import check_limit, folder_label, stream_rows
-from tumor_ai.inference import Prediction
-from tumor_ai.labels import display_name
+from tumor_ai.app import handlers
+from tumor_ai.model.labels import display_name
 
 
 @pytest.fixture
@@ -114,55 +112,6 @@ def test_a_file_opened_with_the_button_keeps_its_notes_when_shown(tmp_path):
     assert adopted is state and state.key == str(shown) and "first frame" in state.image.notes[0]
 
 
-def _prediction(label: str, confidence: float, is_mri: bool = True) -> Prediction:
-    return Prediction(label, confidence, {label: confidence}, np.zeros((2, 2)), is_mri=is_mri)
-
-
-@pytest.mark.parametrize(
-    "cnn,vgg16,expected",
-    [
-        (("glioma", 0.97), ("meningioma", 0.62), "The models disagree"),
-        (("glioma", 0.97), ("glioma", 0.55), "but vgg16 is unsure"),
-        (("glioma", 0.6), ("glioma", 0.55), "with low confidence"),
-        (("glioma", 0.97), ("glioma", 0.99), "Both models read Glioma"),
-    ],
-)
-def test_compare_verdict_says_what_matters(cnn, vgg16, expected):
-    text = handlers.verdict({"cnn": _prediction(*cnn), "vgg16": _prediction(*vgg16)})
-    assert expected in text
-    assert ("disagree" in text) == (cnn[0] != vgg16[0])
-
-
-THREE_VERDICTS = [
-    ([("glioma", 0.97), ("glioma", 0.99), ("glioma", 0.93)], "**All three agree: Glioma** (cnn 97%, vgg16 99%, small 93%)."),
-    ([("glioma", 0.97), ("glioma", 0.55), ("glioma", 0.6)], "**All three read Glioma, but vgg16 and small are unsure**"),
-    ([("glioma", 0.6), ("glioma", 0.55), ("glioma", 0.8)], "**All three read Glioma, with low confidence**"),
-    (
-        [("glioma", 0.97), ("glioma", 0.8), ("meningioma", 0.62)],
-        "**The models disagree**: 2 of 3 say Glioma (cnn 97%, vgg16 80%); small says Meningioma (62%).",
-    ),
-    (
-        [("glioma", 0.97), ("notumor", 0.8), ("meningioma", 0.62)],
-        "**The models disagree**: cnn Glioma (97%), vgg16 No tumour (80%), small Meningioma (62%).",
-    ),
-]
-
-
-@pytest.mark.parametrize("answers,expected", THREE_VERDICTS)
-def test_the_verdict_of_three_models_says_how_they_split(answers, expected):
-    text = handlers.verdict(dict(zip(["cnn", "vgg16", "small"], [_prediction(*answer) for answer in answers])))
-    assert expected in text
-
-
-def test_the_verdict_names_every_model_whose_check_refused_and_one_model_has_nothing_to_compare():
-    refused = _prediction("glioma", 0.9, is_mri=False)
-    text = handlers.verdict({"cnn": refused, "vgg16": refused, "small": _prediction("glioma", 0.9)})
-    assert text.endswith("(the MRI check of cnn and vgg16)")
-    assert handlers.verdict({"a": refused, "b": refused, "c": refused}).endswith("(the MRI check of a, b and c)")
-    alone = handlers.verdict({"cnn": _prediction("glioma", 0.9)})
-    assert alone.startswith("**cnn reads Glioma** (90%).") and "no second reading" in alone
-
-
 def test_compare_slider_recolours_without_a_model_call(slot_predictors, example_paths, no_model_calls):
     outputs = handlers.compare(slot_predictors, _payload(example_paths["pituitary"]), 0.3, None)
     no_model_calls()
@@ -238,40 +187,6 @@ def test_a_labelled_zip_gets_accuracy_and_a_confusion_matrix(slot_predictors, ex
         assert f"| {name}: folder ↓, read as → |" in text
 
 
-def test_the_folder_names_the_class_never_the_file_name():
-    labels = ["glioma", "meningioma", "notumor", "pituitary"]
-    assert folder_label("a.zip/Training/glioma_tumor/x.jpg", labels) == "glioma"
-    assert folder_label("no tumour/x.jpg", labels) == "notumor"
-    assert folder_label("glioma.jpg", labels) is None
-    assert folder_label("scans/x.jpg", labels) is None
-
-
-def test_batch_limit_is_checked_before_any_decoding(example_paths, tmp_path, monkeypatch):
-    archive = tmp_path / "three.zip"
-    with zipfile.ZipFile(archive, "w") as handle:
-        for label in ("glioma", "meningioma", "notumor"):
-            handle.write(example_paths[label], f"{label}.jpg")
-    monkeypatch.setattr("tumor_ai.batch.read_image", lambda *a, **k: pytest.fail("decoded before the count"))
-    with pytest.raises(Exception, match="3 images is more than the 2 one batch here takes"):
-        check_limit([archive], limit=2)
-
-
-def test_stream_rows_holds_one_batch_at_a_time(slot_predictors, example_paths, tmp_path, monkeypatch):
-    import tumor_ai.batch as batch
-
-    folder = tmp_path / "many"
-    folder.mkdir()
-    for index in range(7):
-        (folder / f"{index}.jpg").write_bytes(example_paths["glioma"].read_bytes())
-    decoded = []
-    original = batch.read_image
-    monkeypatch.setattr(batch, "read_image", lambda *a, **k: decoded.append(1) or original(*a, **k))
-    rows = stream_rows(slot_predictors, [folder], batch_size=3)
-    first = next(rows)
-    assert first["file"] == "0.jpg" and len(decoded) == 3  # only the first batch was read
-    assert len([first, *rows]) == 7 and len(decoded) == 7
-
-
 def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path):
     from concurrent.futures import ThreadPoolExecutor
 
@@ -280,40 +195,6 @@ def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path)
         paths = list(pool.map(lambda _: handlers.cache_picture(pixels, "same.png"), range(32)))
     assert len(set(paths)) == 1 and not list(Path(paths[0]).parent.glob(".same.png.*"))
     np.testing.assert_array_equal(_pixels(paths[0]), pixels)
-
-
-def _zip_with_trouble(path: Path, good: bytes) -> None:
-    """A zip whose members are a good slice, an encrypted one, a corrupt one, one too big, a nested zip, a ..\\ name."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("good.jpg", good)
-        archive.writestr("locked.jpg", good)
-        archive.writestr("broken.jpg", good)
-        archive.writestr("huge.png", b"\0" * (41 * 2**20))
-        archive.writestr("inner.zip", b"PK\x05\x06" + b"\0" * 18)
-        archive.writestr("..\\..\\escaped.jpg", good)
-    data = bytearray(path.read_bytes())
-    start = data.index(b"broken.jpg") + len("broken.jpg") + 200  # inside its compressed bytes
-    data[start : start + 50] = bytes(50)
-    for signature, flags, name in ((b"PK\x03\x04", 6, 30), (b"PK\x01\x02", 8, 46)):  # mark locked.jpg encrypted
-        at = -1
-        while (at := data.find(signature, at + 1)) >= 0:
-            if data[at + name : at + name + 10] == b"locked.jpg":
-                data[at + flags] |= 0x1
-    path.write_bytes(bytes(data))
-
-
-def test_a_zip_with_bad_members_gives_a_row_for_each_and_reads_the_rest(slot_predictors, example_paths, tmp_path):
-    archive = tmp_path / "mixed.zip"
-    _zip_with_trouble(archive, example_paths["glioma"].read_bytes())
-    rows = {row["file"]: row for row in stream_rows(slot_predictors, [archive])}
-    assert set(rows) == {
-        f"mixed.zip/{name}" for name in ("good.jpg", "locked.jpg", "broken.jpg", "huge.png", "inner.zip", "../../escaped.jpg")
-    }
-    assert rows["mixed.zip/good.jpg"]["cnn class"] != "error" and rows["mixed.zip/../../escaped.jpg"]["cnn class"] != "error"
-    assert "encrypted" in rows["mixed.zip/locked.jpg"]["note"]
-    assert "corrupt" in rows["mixed.zip/broken.jpg"]["note"] or "truncated" in rows["mixed.zip/broken.jpg"]["note"]
-    assert "unpacks to 41 MB; the limit is 40 MB" in rows["mixed.zip/huge.png"]["note"]
-    assert "a zip inside a zip is not opened" in rows["mixed.zip/inner.zip"]["note"]
 
 
 def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
@@ -326,7 +207,7 @@ def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
 
 
 def test_switching_the_model_clears_the_other_models_answer():
-    explained = handlers.Explained(model="vgg16", prediction=None, pixels=None, display=None)
+    explained = handlers.Explained(model="vgg16", answer=None, pixels=None, display=None)
     cleared = handlers.model_switched(explained, "cnn")
     assert (cleared.label, cleared.overlay, cleared.heatmap, cleared.details, cleared.explained) == (None,) * 5
     assert "was the vgg16 model's" in cleared.reading and isinstance(cleared.slice, type(gr.skip())), "the slice stays"

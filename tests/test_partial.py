@@ -15,7 +15,7 @@ from training import engine
 from training.evaluate import main as evaluate_main
 from training.partial import PARTIAL_FOLDER, load_partial, read_groups, sensitivity, tumour_classes
 from training.sequence import SequenceRemap, head_region, match_histogram
-from tumor_ai.models import ModelMetadata
+from tumor_ai.model.metadata import ModelMetadata
 
 
 def write_partial(root, slices: int = 10, seed: int = 3, notumor_like: bool = False) -> None:
@@ -151,7 +151,7 @@ def test_evaluate_mixes_labelled_folders_and_a_tumour_folder(dataset_dir, slot_m
 
 
 def test_a_labelled_batch_reports_sensitivity_for_a_tumour_folder():
-    from tumor_ai.batch import ANY_TUMOUR, folder_label, labelled_report
+    from tumor_ai.core.batch import ANY_TUMOUR, folder_label, labelled_report
 
     labels = ["glioma", "meningioma", "notumor", "pituitary"]
     assert folder_label("br35h.zip/Tumor/y1.jpg", labels) == ANY_TUMOUR

@@ -14,7 +14,7 @@ from training.evaluate import main as evaluate_main
 from training.partial import load_partial
 from training.train import main as train_main
 from training.train import validation_probabilities
-from tumor_ai.models import load_model
+from tumor_ai.model.folder import load_model
 
 pytestmark = pytest.mark.slow  # trains two small networks
 

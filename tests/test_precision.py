@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 
 from training.non_mri import general_pictures, medical_pictures
-from tumor_ai.imaging import read_image
-from tumor_ai.precision import cpu_has_bfloat16, resolve_precision
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.precision import cpu_has_bfloat16, resolve_precision
+
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
 
 ROOT = Path(__file__).resolve().parent.parent
 HELD_OUT = sorted((ROOT / "tumor_ai" / "examples").glob("*.jpg")) + sorted((ROOT / "tests" / "data" / "mri").glob("*.jpg"))
@@ -23,7 +25,7 @@ CONFIDENCE_TOLERANCE = 0.05
 
 @pytest.mark.parametrize("name", ["cnn", "vgg16"])
 def test_bfloat16_serving_agrees_with_float32(name):
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     images = [read_image(path).pixels for path in HELD_OUT] + [p.pixels for p in general_pictures() + medical_pictures()]
     full, half = (Predictor.from_source(ROOT / "models" / name, precision=p) for p in ("float32", "bfloat16"))

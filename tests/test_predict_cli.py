@@ -1,4 +1,4 @@
-"""`python -m tumor_ai.predict` at scale: shards that cover an archive once, and a resume that skips finished rows."""
+"""`python -m tumor_ai.app.predict` at scale: shards that cover an archive once, and a resume that skips finished rows."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from tumor_ai.predict import main
+from tumor_ai.app.predict import main
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def test_shards_cover_every_file_exactly_once(folder, slot_models, tmp_path):
 
 
 def test_resume_keeps_finished_rows_and_classifies_only_the_rest(folder, slot_models, tmp_path, monkeypatch):
-    import tumor_ai.batch as batch
+    import tumor_ai.core.batch as batch
 
     whole = tmp_path / "whole.csv"
     _run(folder, slot_models, whole)

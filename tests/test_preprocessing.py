@@ -8,9 +8,8 @@ from conftest import synthetic_slice
 from PIL import Image
 
 from training.data import load_folder
-from tumor_ai.cam import place_in_frame
-from tumor_ai.imaging import read_image
-from tumor_ai.preprocessing import crop_frame, head_frame, model_input
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.preprocessing import crop_frame, head_frame, model_input
 
 
 def _head_on_canvas(height: int, width: int, top: int, left: int, size: int = 96) -> np.ndarray:
@@ -59,13 +58,6 @@ def test_full_bleed_image_is_kept_whole_with_the_margin():
 def test_unknown_crop_is_refused():
     with pytest.raises(ValueError, match="unknown crop"):
         model_input(np.zeros((8, 8, 3), np.uint8), (4, 4), "brain")
-
-
-def test_cam_is_placed_where_the_crop_was():
-    cam = np.ones((4, 4), np.float32)
-    placed = place_in_frame(cam, (32, 0, 32, 32), (64, 128), grid=64)
-    assert placed.shape == (32, 64)
-    assert placed[16:, :16].min() > 0.9 and placed[:16].max() == 0 and placed[:, 20:].max() == 0
 
 
 def test_cache_equals_decoding_directly_and_serving(tmp_path, slot_predictors):

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 import pytest
 
 from training.recipe import Recipe, option
-from tumor_ai import architectures
-from tumor_ai.architectures import Architecture
+from tumor_ai.model import registry as architectures
+from tumor_ai.model.registry import Architecture
 
 
 def build_tiny(labels, input_size=(48, 48), *, crop="none", preprocessing="rescale_unit", width=4):
     """One conv layer and the shared head: small enough to train in seconds."""
     import keras
 
-    from tumor_ai.models import ModelMetadata, classification_head
+    from training.networks import classification_head
+    from tumor_ai.model.metadata import ModelMetadata
 
     inputs = keras.Input(shape=(*input_size, 3), name="image")
     x = keras.layers.Conv2D(width, 3, strides=2, activation="relu", name="tiny_conv")(inputs)
@@ -70,8 +71,8 @@ def tiny_architecture():
 
 def test_registering_adds_a_flag_a_recipe_and_nothing_served_by_default(tiny_architecture, capsys, tmp_path):
     from training.train import main as train_main
-    from tumor_ai.serve import parse_args as serve_args
-    from tumor_ai.sources import model_sources
+    from tumor_ai.app.serve import parse_args as serve_args
+    from tumor_ai.model.sources import model_sources
 
     with pytest.raises(SystemExit):
         train_main(["--help"])
@@ -85,39 +86,3 @@ def test_registering_adds_a_flag_a_recipe_and_nothing_served_by_default(tiny_arc
     assert "--width: not part of the cnn recipe" in capsys.readouterr().err
     with pytest.raises(ValueError, match="lower-case identifier"):
         architectures.register(Architecture("Res-Net", "x", build_tiny, TinyRecipe, "training.cnn:train_end_to_end"))
-
-
-def test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two(
-    tiny_architecture, dataset_dir, slot_models, example_paths, tmp_path
-):
-    from training.train import main as train_main
-    from tumor_ai.inference import load_predictors
-    from tumor_ai.models import load_model
-    from tumor_ai.serve import parse_args as serve_args
-    from tumor_ai.sources import explicit_sources, model_sources
-
-    root, _ = dataset_dir
-    out = tmp_path / "tiny"
-    train_main(["--model", "tiny", "--data", str(root), "--out", str(out), "--cache-dir", str(tmp_path / "c"), "--width", "6"])
-    model, metadata = load_model(out)
-    assert metadata.architecture == "tiny"
-    assert model.get_layer("tiny_conv").filters == 6, "the recipe's own field reached the builder"
-    assert metadata.training["arguments"]["width"] == 6 and metadata.metrics.validation.images > 0
-    card = (out / "README.md").read_text()
-    assert "Tiny test network" in card and "base_model" not in card
-
-    args = serve_args(["--cnn", str(slot_models["cnn"]), "--vgg16", str(slot_models["vgg16"]), "--tiny", str(out)])
-    sources = model_sources(explicit_sources(args))
-    assert list(sources) == ["cnn", "vgg16", "tiny"]
-    predictors, _, _ = load_predictors(sources, precision="float32", require_mri_check=False)
-    assert predictors["tiny"].labels == predictors["cnn"].labels
-
-    from tumor_ai.handlers import compare
-    from tumor_ai.ui import build_app
-
-    app = build_app(predictors)
-    labels = [component.get("props", {}).get("label") for component in app.config["components"]]
-    assert "Tiny test network (tiny): confidence" in labels, "the third model has its own Compare column"
-    result = compare(predictors, str(example_paths["glioma"]), 0.4, None)
-    assert list(result.models) == ["cnn", "vgg16", "tiny"] and all(column.overlay for column in result.models.values())
-    assert result.summary.startswith(("**All three", "**The models disagree")) and "| tiny |" in result.summary

@@ -20,13 +20,15 @@ from pathlib import Path
 import pytest
 from helpers import git_commit, start_olah, wait_for_http
 
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
+
 ROOT = Path(__file__).resolve().parent.parent
 REPOS = ["tester/tumor-ai-cnn", "tester/tumor-ai-vgg16"]
 
 LOAD_ON_THE_SPACE = """
 import json
-from tumor_ai.models import load_model
-from tumor_ai.sources import ROOT, model_sources
+from tumor_ai.model.folder import load_model
+from tumor_ai.model.sources import ROOT, model_sources
 sources = model_sources()
 names = {slot: load_model(source)[1].name for slot, source in sources.items()}
 print("RESULT " + json.dumps({"root": str(ROOT), "sources": sources, "names": names}))
@@ -144,7 +146,7 @@ def test_publish_space_pushes_both_models_and_a_space_that_loads_them(fake_hub, 
 
     space = fake_hub.repos[("space", "tester/tumor-ai")]
     assert {"app.py", "requirements.txt", ".gitattributes", "README.md"} <= set(space)
-    assert {"tumor_ai/__init__.py", "tumor_ai/sources.py", "tumor_ai/space.py"} <= set(space)
+    assert {"tumor_ai/__init__.py", "tumor_ai/model/sources.py", "tumor_ai/publish/space.py"} <= set(space)
     assert "tumor_ai/removed.py" not in space and "notes.txt" in space
     assert not any("__pycache__" in name or name.startswith(("models/", "tests/", "training/")) for name in space)
     assert b"*.keras filter=lfs" in space[".gitattributes"] and b"!filter" not in space[".gitattributes"]
@@ -163,7 +165,7 @@ def test_publish_space_pushes_both_models_and_a_space_that_loads_them(fake_hub, 
 
 
 def test_private_models_are_named_in_space_variables_not_preloaded(fake_hub, models):
-    from tumor_ai.space import deploy_space
+    from tumor_ai.publish.space import deploy_space
 
     deployment = deploy_space("tester/brains", models, {"cnn": "tester/mine-cnn"}, private=True)
     assert deployment.model_repos == {"cnn": "tester/mine-cnn", "vgg16": "tester/tumor-ai-vgg16"}

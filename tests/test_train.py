@@ -11,7 +11,9 @@ from huggingface_hub import ModelCard
 
 from training import engine
 from training.train import main as train_main
-from tumor_ai.models import load_model
+from tumor_ai.model.folder import load_model
+
+pytestmark = pytest.mark.slow  # it starts a server, a browser, a Hub or a build, trains, or runs the shipped models
 
 CNN_SMALL = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1"]
 
@@ -85,7 +87,7 @@ def test_feature_extraction_resumes_to_the_same_file(tmp_path):
     import keras
 
     from training.features import extract_variant
-    from tumor_ai.models import build_vgg16
+    from training.networks import build_vgg16
 
     model, _ = build_vgg16(["a", "b"], input_size=(32, 32), weights=None)
     extractor = keras.Model(model.input, model.get_layer("block3_pool").output)

@@ -43,7 +43,7 @@ def compiled_model(recipe: Recipe, labels: list[str], steps_per_epoch: int, stra
     """
     import keras
 
-    from tumor_ai import architectures
+    from tumor_ai.model import registry as architectures
 
     with strategy.scope():
         build = architectures.get(recipe.model).builder()

@@ -5,7 +5,7 @@
 
 Scores the model's own validation images (its ``split.json``) through the path the app serves
 (``training.evaluate``: decode, preprocess, test-time flip, temperature), then for each method
-(``tumor_ai.conformal``: ``lac``, ``aps``) and level (90%, 95%) measures coverage and the average
+(``tumor_ai.core.conformal``: ``lac``, ``aps``) and level (90%, 95%) measures coverage and the average
 set size by cross-fitting: calibrate on one random half, measure on the other, swap, over many
 halvings. The method with the smaller sets is kept, its thresholds are fitted on the whole
 validation split, and the ``conformal`` block of ``tumor_ai.json`` and the card are rewritten.
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.conformal import LEVELS, METHODS, SERVED_LEVEL, cross_fit, scores, threshold
+from tumor_ai.core.conformal import LEVELS, METHODS, SERVED_LEVEL, cross_fit, scores, threshold
 
 REPEATS = 200  # random halvings the cross-fitted figures average over
 
@@ -66,8 +66,8 @@ def fit_sets(probabilities: np.ndarray, targets: np.ndarray, labels: list[str], 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     args = parse_args(argv, prog)
-    from tumor_ai.card import write_model_card
-    from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, ModelSourceError
+    from tumor_ai.publish.card import write_model_card
 
     from .evaluate import evaluate
 

@@ -26,9 +26,9 @@ from PIL import Image
 from scipy import ndimage
 from tqdm import tqdm
 
-from tumor_ai.erase import fill_region
-from tumor_ai.imaging import read_image
-from tumor_ai.preprocessing import crop_frame, head_frame
+from tumor_ai.core.erase import fill_region
+from tumor_ai.core.imaging import read_image
+from tumor_ai.core.preprocessing import crop_frame, head_frame
 
 from .localisation import control_region, head_mask
 from .pipeline import Swaps

@@ -69,7 +69,7 @@ def views(
     and (``sequence`` > 0) after the sequence remaps too, drawn as a training epoch would."""
     import tensorflow as tf
 
-    from tumor_ai.preprocessing import NORMALIZERS
+    from tumor_ai.core.preprocessing import NORMALIZERS
 
     from .pipeline import augmentation
     from .sequence import SequenceRemap
@@ -97,7 +97,7 @@ def views(
 
 def decoded_and_fed(images: np.ndarray, preprocessing: str) -> dict[str, np.ndarray]:
     """Cue values of images as decoded and as the network is fed (no augmentation: what serving sees)."""
-    from tumor_ai.preprocessing import NORMALIZERS
+    from tumor_ai.core.preprocessing import NORMALIZERS
 
     fed = np.asarray(NORMALIZERS[preprocessing](images.astype(np.float32)))
     return {

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tumor_ai.imaging import IMAGE_SUFFIXES, ImageError, read_image
-from tumor_ai.preprocessing import model_input
+from tumor_ai.core.imaging import IMAGE_SUFFIXES, ImageError, read_image
+from tumor_ai.core.preprocessing import model_input
 
 from .duplicates import signature
 from .split import split_dataset
@@ -81,7 +81,7 @@ def load_folder(
 ) -> FolderDataset:
     """Decode every image once (any size/mode), crop and resize to each of ``sizes``; skip unreadable files.
 
-    ``crop`` and the resize are ``tumor_ai.preprocessing.model_input``, exactly what serving does.
+    ``crop`` and the resize are ``tumor_ai.core.preprocessing.model_input``, exactly what serving does.
     Results are cached under ``cache_dir`` keyed by ``cache_key``, so the second run of a script
     takes seconds.
     """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.precision import PRECISIONS, cpu_has_bfloat16, resolve_precision  # noqa: F401 - re-exported
+from tumor_ai.core.precision import PRECISIONS, cpu_has_bfloat16, resolve_precision  # noqa: F401 - re-exported
 
 
 def distribution_strategy(name: str):

@@ -64,7 +64,7 @@ def select_subset(items: list[tuple[str, str]], model_source: str, subset: str) 
     """Keep the images of the model's validation (or train) split, by relative path."""
     if subset == "all":
         return items
-    from tumor_ai.models import resolve_source
+    from tumor_ai.model.folder import resolve_source
 
     split_file = resolve_source(model_source) / "split.json"
     if not split_file.exists():
@@ -111,9 +111,9 @@ def tumour_report(records: list[dict], labels: list[str], groups: str | None) ->
 
 def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int = 32, groups: str | None = None) -> dict:
     """The report as a dict (see the module docstring)."""
-    from tumor_ai.calibration import softmax
-    from tumor_ai.imaging import ImageError, read_image
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.calibration import softmax
+    from tumor_ai.core.imaging import ImageError, read_image
+    from tumor_ai.core.inference import Predictor
 
     predictor = Predictor.from_source(model_source, precision="float32")  # the published figures are float32
     refit = predictor.metadata.training.get("refit")
@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     args = parse_args(argv, prog)
     args.command = None if argv is None else " ".join(["python -m training.evaluate", *argv])
-    from tumor_ai.models import ModelSourceError
+    from tumor_ai.model.metadata import ModelSourceError
 
     try:
         report = evaluate(args.model, args.data, args.subset, args.batch_size, args.groups)
@@ -215,8 +215,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
 def write_other_collection(args: argparse.Namespace, report: dict) -> None:
     """Record the tumour folder's figures (per distinct slice) in the model folder's metadata and rewrite its card."""
-    from tumor_ai.card import write_model_card
-    from tumor_ai.models import METADATA_FILE, ModelMetadata, OtherCollectionRecord, resolve_source
+    from tumor_ai.model.folder import resolve_source
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, OtherCollectionRecord
+    from tumor_ai.publish.card import write_model_card
 
     found = report.get(PARTIAL_FOLDER)
     if not found or "per_slice" not in found:

@@ -70,7 +70,7 @@ def extract_variant(
     import tensorflow as tf
     from tqdm import tqdm
 
-    from tumor_ai.preprocessing import normalize
+    from tumor_ai.core.preprocessing import normalize
 
     from .pipeline import augmentation
 

@@ -3,7 +3,7 @@
     python -m training.fit_mri_check --model models/vgg16 --data ../shared/data/brain-tumor-mri/Training
 
 Uses the model's own split (its ``split.json``) and fits on the training images: the bounds of
-``tumor_ai.mri_check.BOUNDS`` (image statistics at the training MRIs' extremes, the feature
+``tumor_ai.core.mri_check.BOUNDS`` (image statistics at the training MRIs' extremes, the feature
 distance at a high quantile) and a learned refusal of other pictures, fitted against the pictures
 of ``training.non_mri``: photos and documents, generated pictures, pydicom's three CT slices at
 every display window, its four ultrasound clips, drawn radiographs and ultrasound frames, a head
@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from tumor_ai.card import write_model_card
-from tumor_ai.models import METADATA_FILE, ModelMetadata, MriCheckRecord
-from tumor_ai.mri_check import STATISTICS, STATISTICS_SIZE, MriCheck, Tails, bounds_text, image_statistics, probe_features
+from tumor_ai.core.mri_check import STATISTICS, STATISTICS_SIZE, MriCheck, Tails, bounds_text, image_statistics, probe_features
+from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, MriCheckRecord
+from tumor_ai.publish.card import write_model_card
 
 from .data import FolderDataset, load_folder
 from .non_mri import CT_WINDOWS, Picture, general_pictures, medical_pictures, variant
@@ -44,7 +44,7 @@ CACHE_DIR = ".cache"
 
 def embeddings_of(predictor, inputs: np.ndarray, batch_size: int = 32, desc: str = "features") -> np.ndarray:
     """Pooled features of images that are already the model's ``uint8`` inputs (cropped and resized)."""
-    from tumor_ai.preprocessing import normalize
+    from tumor_ai.core.preprocessing import normalize
 
     outputs = []
     for start in tqdm(range(0, len(inputs), batch_size), desc=desc, unit="batch"):
@@ -204,7 +204,7 @@ def read_training(predictor, data: str, cache_dir: Path) -> tuple[FolderDataset,
 
 def measure_check(model: str, data: str, cache_dir: Path, distance_quantile: float) -> tuple[MriCheck, MriCheckRecord]:
     """Fit the check on the training split and measure it on validation MRIs and non-MRI pictures; writes nothing."""
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     predictor = Predictor.from_source(model, precision="float32")  # fitted at full width; bfloat16 serving is checked against it
     predictor.mri_check = None  # the features alone: an old check must not filter what the new one is fitted on

@@ -17,7 +17,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-CAM_METHODS = ("grad_cam", "layer_cam")  # the maps serving can read (tumor_ai.cam), as the metadata names them
+CAM_METHODS = ("grad_cam", "layer_cam")  # the maps serving can read (tumor_ai.core.cam), as the metadata names them
 EMPTY_MAP = 1e-3  # a map with about this much mass or less counts as pointing nowhere: all outside
 
 

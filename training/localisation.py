@@ -3,7 +3,7 @@
 Each is a few lines of NumPy over one image's map and mask, so they are written here rather than
 taken from ``quantus``: its pointing game has no distance tolerance (Zhang et al. allow 15 px), and
 its deletion and insertion wrap the model in a framework of its own, outside the crop, flip and
-temperature that ``tumor_ai.preprocessing`` and ``tumor_ai.inference`` apply when the app serves.
+temperature that ``tumor_ai.core.preprocessing`` and ``tumor_ai.core.inference`` apply when the app serves.
 
 - ``pointing_hit`` (Zhang et al., 2016): the map's peak lies on the tumour, within a tolerance.
 - ``relevance_mass`` (Arras et al., 2022): the share of the map's mass inside the tumour; a map
@@ -22,8 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from tumor_ai.cam import upsample
-from tumor_ai.preprocessing import foreground
+from tumor_ai.core.cam import upsample
+from tumor_ai.core.preprocessing import foreground
 
 TOLERANCE_AT_512 = 15  # pixels at 512 px, as Zhang et al.'s pointing game
 DELETION_STEPS = 16

@@ -6,11 +6,11 @@
 For every image of the model's validation split that has a mask (``--subset validation``), with
 the map of the *true* class placed over the whole image as the app draws it:
 
-- for each CAM method (``tumor_ai.cam``) at the metadata's layer and at finer layers: the pointing
+- for each CAM method (``tumor_ai.core.cam``) at the metadata's layer and at finer layers: the pointing
   game, the relevance mass against the tumour's share of the image, the map's mass in the border of
   the model's input, deletion and insertion AUC (on ``--deletion-images`` of them) and the serving
   cost of that map;
-- the tumour-erased test: the tumour filled from its surroundings (``tumor_ai.erase``, the fill the
+- the tumour-erased test: the tumour filled from its surroundings (``tumor_ai.core.erase``, the fill the
   app's "hide a region" uses) and the share of images that still get their tumour class, beside a
   same-size region filled elsewhere in the head (the control: does any erasure change the answer?).
 
@@ -34,9 +34,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from tumor_ai.cam import CAM_METHODS, cam_function, method_name, place_in_frame, upsample
-from tumor_ai.erase import fill_region
-from tumor_ai.preprocessing import channels
+from tumor_ai.core.cam import CAM_METHODS, cam_function, method_name, place_in_frame, upsample
+from tumor_ai.core.erase import fill_region
+from tumor_ai.core.preprocessing import channels
 
 from .data import list_images
 from .evaluate import select_subset
@@ -99,7 +99,7 @@ class Sample:
 
 def load_samples(data: str, masks: str, model: str, labels: list[str], subset: str, limit: int | None) -> list[Sample]:
     """The images of the chosen subset that have a mask, read as the app reads them."""
-    from tumor_ai.imaging import read_image
+    from tumor_ai.core.imaging import read_image
 
     masks_root = Path(masks)
     groups = {}
@@ -208,8 +208,8 @@ class MapReader:
 
     def probabilities(self, pixels: np.ndarray, batch_size: int = 32) -> np.ndarray:
         """Calibrated probabilities for model-input ``uint8`` images, with the served test-time flip."""
-        from tumor_ai.calibration import softmax
-        from tumor_ai.preprocessing import normalize
+        from tumor_ai.core.calibration import softmax
+        from tumor_ai.core.preprocessing import normalize
 
         metadata = self.predictor.metadata
         out = []
@@ -224,7 +224,7 @@ class MapReader:
 
 def serving_cost_ms(predictor, layer: str, method: str, repeats: int = 7) -> float:
     """Median milliseconds of the served forward-and-CAM pass for one slice with this map (the app's path)."""
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     variant = Predictor(
         predictor.model, replace(predictor.metadata, cam_layer=layer, cam_method=method), precision=predictor.precision
@@ -256,7 +256,7 @@ def score_cam(reader: MapReader, pixels: np.ndarray, features: np.ndarray, targe
 
 def measure(args: argparse.Namespace) -> dict:
     """Run every measurement; the report as a dict (see the module docstring)."""
-    from tumor_ai.inference import Predictor
+    from tumor_ai.core.inference import Predictor
 
     predictor = Predictor.from_source(args.model, warm_up=False, precision="float32")  # the published figures are float32
     metadata = predictor.metadata
@@ -285,7 +285,7 @@ def localise(
     batch_size: int = 16,
 ) -> dict:
     """Every map's figures, the tumour-erased test, each map's serving cost and the map to serve, for ``samples``."""
-    from tumor_ai.preprocessing import model_input, normalize
+    from tumor_ai.core.preprocessing import model_input, normalize
 
     metadata = predictor.metadata
     reader = MapReader(predictor, layers)
@@ -363,7 +363,7 @@ def map_entry(
 
 def time_score_cam(predictor, samples: list[Sample], count: int) -> dict:
     """Score-CAM's pointing game and cost on a few images, at the served layer: why it is not served."""
-    from tumor_ai.preprocessing import model_input, normalize
+    from tumor_ai.core.preprocessing import model_input, normalize
 
     metadata = predictor.metadata
     layer = metadata.cam_layer
@@ -545,8 +545,8 @@ def table(report: dict) -> str:
 
 def write_into(folder: str | Path, block: dict, method: str, layer: str, carried_from: str | None = None) -> None:
     """Store the figures and the chosen map in a model folder's metadata, and rewrite its card."""
-    from tumor_ai.card import write_model_card
-    from tumor_ai.models import METADATA_FILE, ModelMetadata
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
+    from tumor_ai.publish.card import write_model_card
 
     path = Path(folder) / METADATA_FILE
     metadata = ModelMetadata.read(path)
@@ -559,7 +559,7 @@ def write_into(folder: str | Path, block: dict, method: str, layer: str, carried
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     args = parse_args(argv, prog)
-    from tumor_ai.models import ModelSourceError
+    from tumor_ai.model.metadata import ModelSourceError
 
     started = time.perf_counter()
     if args.report:

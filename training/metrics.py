@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tumor_ai.calibration import rescale
+from tumor_ai.core.calibration import rescale
 
 
 def expected_calibration_error(probabilities: np.ndarray, targets: np.ndarray, bins: int = 15) -> float:
@@ -53,7 +53,7 @@ def classification_report(probabilities: np.ndarray, targets: np.ndarray, labels
 
 
 def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """Soften (T > 1) or sharpen (T < 1) softmax outputs, with serving's own softmax (``tumor_ai.calibration``)."""
+    """Soften (T > 1) or sharpen (T < 1) softmax outputs, with serving's own softmax (``tumor_ai.core.calibration``)."""
     return rescale(probabilities, temperature)
 
 
@@ -74,7 +74,7 @@ def plot_confusion_matrix(report: dict, path, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tumor_ai.labels import display_name
+    from tumor_ai.model.labels import display_name
 
     labels = [display_name(label) for label in report["confusion_matrix"]["labels"]]
     matrix = np.array(report["confusion_matrix"]["matrix"])

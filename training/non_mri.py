@@ -122,7 +122,7 @@ def ultrasound_files() -> list[Picture]:
     """pydicom's four ultrasound clips (one frame each), decoded as tumor-ai decodes DICOM, and a grey copy of each."""
     import pydicom
 
-    from tumor_ai.imaging import read_image
+    from tumor_ai.core.imaging import read_image
 
     pictures = []
     for name in ULTRASOUND_FILES:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.batch import ANY_TUMOUR
+from tumor_ai.core.batch import ANY_TUMOUR
 
 PARTIAL_FOLDER = ANY_TUMOUR  # a folder of this name means "one of the tumour classes" (the batch reads it too)
 NO_TUMOUR = "notumor"

@@ -304,7 +304,7 @@ def make_pipeline(
     """
     import tensorflow as tf
 
-    from tumor_ai.preprocessing import NORMALIZERS
+    from tumor_ai.core.preprocessing import NORMALIZERS
 
     normalizer = NORMALIZERS[preprocessing]
     count = len(targets)

@@ -62,7 +62,7 @@ def train_arm(name: str, args: argparse.Namespace) -> Path:
 
 def held_out_sensitivity(model_dir: Path, args: argparse.Namespace) -> dict:
     """Sensitivity on the held-out partial slices (the training split's validation groups), as served."""
-    from tumor_ai.models import load_model
+    from tumor_ai.model.folder import load_model
 
     from .partial import load_partial
     from .train import partial_sensitivity
@@ -77,7 +77,7 @@ def held_out_sensitivity(model_dir: Path, args: argparse.Namespace) -> dict:
 
 def localisation(model_dir: Path, args: argparse.Namespace) -> dict:
     """The served map's pointing game and the tumour-erased test on the validation slices with outlines."""
-    from tumor_ai.models import ModelMetadata
+    from tumor_ai.model.metadata import ModelMetadata
 
     metadata = ModelMetadata.read(model_dir / "tumor_ai.json")
     report_path = model_dir / "localise.json"
@@ -98,7 +98,7 @@ def localisation(model_dir: Path, args: argparse.Namespace) -> dict:
 
 
 def score_arm(name: str, model_dir: Path, args: argparse.Namespace) -> dict:
-    from tumor_ai.models import ModelMetadata
+    from tumor_ai.model.metadata import ModelMetadata
 
     metadata = ModelMetadata.read(model_dir / "tumor_ai.json")
     validation = metadata.metrics.validation

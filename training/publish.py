@@ -21,9 +21,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from tumor_ai.hub import HubError, push_model
-from tumor_ai.models import METADATA_FILE, ModelMetadata, ModelSourceError
-from tumor_ai.sources import models_dir
+from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, ModelSourceError
+from tumor_ai.model.sources import models_dir
+from tumor_ai.publish.hub import HubError, push_model
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
@@ -63,7 +63,7 @@ def publish_space(args: argparse.Namespace) -> None:
     """Deploy both models and the Space; print where each went and what is left to do."""
     from huggingface_hub import constants
 
-    from tumor_ai.space import deploy_space
+    from tumor_ai.publish.space import deploy_space
 
     overrides = dict(entry.split("=", 1) for entry in args.model_repo)
     deployment = deploy_space(args.space, models_dir(args.models), overrides, args.private, args.commit_message)

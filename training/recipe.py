@@ -40,7 +40,7 @@ class Recipe:
     )
     preprocessing: str = option(
         "luminance",
-        "what the network is fed (tumor_ai.preprocessing): 'luminance' is one channel with the head's mean brightness "
+        "what the network is fed (tumor_ai.core.preprocessing): 'luminance' is one channel with the head's mean brightness "
         "brought to 0.5 (no colour or level to tell collections apart), 'rescale_unit' RGB/255, 'vgg16' VGG16's caffe "
         "preprocess_input, 'vgg16_luminance' luminance as grey RGB",
     )

@@ -1,4 +1,4 @@
-"""Train a registered architecture (``tumor_ai.architectures``: the custom CNN, the VGG16) on a ``<class>/`` folder.
+"""Train a registered architecture (``tumor_ai.model.registry``: the custom CNN, the VGG16) on a ``<class>/`` folder.
 
 The CNN recipe that produced models/cnn, a split run then a refit (README, "How the CNN is trained"):
 
@@ -39,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai import architectures
+from tumor_ai.model import registry as architectures
 
 from . import engine
 from .data import load_folder
@@ -120,7 +120,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> tuple[
 
 def split_run_recipe(run: RunOptions, parser: argparse.ArgumentParser) -> Recipe:
     """The split run's recipe, read from its metadata; ``run`` takes its chosen epoch count."""
-    from tumor_ai.models import METADATA_FILE, ModelMetadata
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
 
     path = Path(run.refit) / METADATA_FILE
     if not path.exists():
@@ -154,7 +154,7 @@ def flip_averaged(probabilities: np.ndarray, mirrored: np.ndarray) -> np.ndarray
     ``log p`` is the logits less a per-row constant, so the mean of the log-probabilities gives
     the same softmax as the mean of the logits.
     """
-    from tumor_ai.calibration import softmax
+    from tumor_ai.core.calibration import softmax
 
     return softmax((np.log(np.clip(probabilities, 1e-12, 1)) + np.log(np.clip(mirrored, 1e-12, 1))) / 2)
 
@@ -198,7 +198,8 @@ def build_metadata(
     recipe: Recipe, run: RunOptions, command: str, dataset, split: Split, result, validation: Validation, seconds: float
 ):
     """Fill the model's metadata: how it was trained, on what, how well. The one place a model folder's JSON is made."""
-    from tumor_ai.models import Calibration, ClassScores, DatasetRecord, Metrics, Scores, library_versions
+    from tumor_ai.model.folder import library_versions
+    from tumor_ai.model.metadata import Calibration, ClassScores, DatasetRecord, Metrics, Scores
 
     metadata = result.metadata
     metadata.name = Path(run.out).name
@@ -251,7 +252,7 @@ def build_metadata(
 
 def carry_split_run_estimate(metadata, refit: str, epochs: int):
     """A refit's metadata: its split run's metrics, temperature and flip choice, and where they came from."""
-    from tumor_ai.models import METADATA_FILE, ModelMetadata
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
 
     split_run = ModelMetadata.read(Path(refit) / METADATA_FILE)
     metadata.training["refit"] = {
@@ -299,8 +300,8 @@ def write_model_folder(
     out: Path, model, metadata, histories: dict, report: dict | None, validation_paths: list[str], recipe: Recipe, run: RunOptions
 ) -> None:
     """Everything a model folder holds, written in one place: weights, metadata, split, report, plots, card."""
-    from tumor_ai.card import write_model_card
-    from tumor_ai.models import save_model_folder
+    from tumor_ai.model.folder import save_model_folder
+    from tumor_ai.publish.card import write_model_card
 
     save_model_folder(model, metadata, out)
     split = {"seed": recipe.seed, "validation_fraction": recipe.validation_fraction, "validation": validation_paths}
@@ -371,7 +372,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     recipe, run = parse_args(argv, prog)
     import keras
 
-    from tumor_ai.models import without_optimizer
+    from tumor_ai.model.folder import without_optimizer
 
     policy = engine.resolve_precision(recipe.precision)
     keras.mixed_precision.set_dtype_policy(policy)

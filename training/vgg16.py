@@ -311,7 +311,7 @@ def train_vgg16(
     """Stage 1 (head) then stage 2 (blocks 4-5 and head); a refit runs each for the split run's epoch counts."""
     import keras
 
-    from tumor_ai.models import build_vgg16
+    from training.networks import build_vgg16
 
     model, metadata = build_vgg16(
         dataset.labels, input_size=recipe.size, weights=backbone_weights(recipe), preprocessing=recipe.preprocessing

@@ -7,3 +7,7 @@ DISCLAIMER = (
     "diagnosis: never use it to make clinical decisions."
 )
 NOT_A_DIAGNOSIS = "Not a diagnosis: tumor-ai is not a medical device."  # each answer's reminder; the page shows DISCLAIMER once
+
+from tumor_ai import _moved  # noqa: E402 - the old flat module paths, for one release
+
+_moved.install()

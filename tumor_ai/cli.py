@@ -20,11 +20,11 @@ import argparse
 import importlib.util
 import sys
 
-from tumor_ai.architectures import import_training_aware
+from tumor_ai.model.registry import import_training_aware
 
 COMMANDS = {
-    "serve": ("tumor_ai.serve", "run the app (Predict, Compare, Batch, Assistant, About; --mcp for agents) on your models"),
-    "predict": ("tumor_ai.predict", "classify image files, folders and zips into a CSV, any number, in constant memory"),
+    "serve": ("tumor_ai.app.serve", "run the app (Predict, Compare, Batch, Assistant, About; --mcp for agents) on your models"),
+    "predict": ("tumor_ai.app.predict", "classify image files, folders and zips into a CSV, any number, in constant memory"),
     "train": ("training.train", "train a model (split run, or a refit on every image)"),
     "evaluate": ("training.evaluate", "score a model on a folder or on its validation split"),
     "localise": ("training.localise", "measure where a model's maps point and whether it needs the tumour (masks)"),

@@ -2,7 +2,7 @@
 
 Every method here needs only what one forward and one backward pass give (the layer's
 activations ``A`` and ``dy/dA``), so any of them can be served inside the model's
-``tf.function`` (``tumor_ai.inference``) at the same cost. They differ in how channels are
+``tf.function`` (``tumor_ai.core.inference``) at the same cost. They differ in how channels are
 weighted:
 
 - ``grad_cam`` (Selvaraju et al., 2017): each channel by its mean gradient.
@@ -19,7 +19,7 @@ costs hundreds of passes per slice. The model's metadata names the method and th
 
 ``upsample`` and ``place_in_frame`` put a map computed on the model's input back over the whole
 upload; inference and the localisation study use them, the page only draws what they return
-(``tumor_ai.explain``).
+(``tumor_ai.core.explain``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The tools as the app's public endpoints: named for ``gradio_client``, listed as MCP tools.
 
 Gradio names an MCP tool after its function and describes it from the docstring and type hints,
-so each endpoint is a small typed function with an ``Args:`` block over a ``tumor_ai.tools.Toolbox``
+so each endpoint is a small typed function with an ``Args:`` block over a ``tumor_ai.app.tools.Toolbox``
 method. Files (a slice, or several for a batch) come in through ``gr.File`` inputs, so MCP clients
 may send a URL or a base64 data URL and Gradio fetches it; pictures go out as one image file (the
 overlays side by side), which MCP returns as an image beside the text. The page's own events are
@@ -16,8 +16,8 @@ from collections.abc import Callable
 import gradio as gr
 import numpy as np
 
-from tumor_ai.safe_text import html_text
-from tumor_ai.tools import Toolbox, ToolError, ToolResult, read_slice
+from tumor_ai.app.tools import Toolbox, ToolError, ToolResult, read_slice
+from tumor_ai.core.safe_text import html_text
 
 TOOL_CALLS = threading.BoundedSemaphore(4)  # tool calls answered at once (they bypass the queue; see register_tools)
 TOOL_NAMES = ("classify_slice", "compare_models", "explain_class", "summarise_batch", "model_figures", "explain_grad_cam")
@@ -31,7 +31,7 @@ def page_only(fn: Callable) -> Callable:
 
 def side_by_side(result: ToolResult) -> str | None:
     """The result's pictures as one image file in Gradio's cache (the MCP answer carries one image)."""
-    from tumor_ai.handlers import cache_picture
+    from tumor_ai.app.cache import cache_picture
 
     if not result.pictures:
         return None

@@ -142,7 +142,7 @@ def image_statistics(pixels: np.ndarray) -> np.ndarray:
     """
     from scipy import ndimage
 
-    from tumor_ai.preprocessing import resize
+    from tumor_ai.core.preprocessing import resize
 
     small = resize(pixels, STATISTICS_SIZE).astype(np.float32) / 255.0
     saturation = float((small.max(axis=-1) - small.min(axis=-1)).mean())
@@ -283,7 +283,7 @@ class MriCheck:
         with np.load(path) as stored:
             version = int(stored["format_version"]) if "format_version" in stored else 1
             if version > FORMAT_VERSION:
-                from tumor_ai.models import ModelSourceError
+                from tumor_ai.model.metadata import ModelSourceError
 
                 raise ModelSourceError(
                     f"{path} is a version {version} check, newer than this tumor-ai reads (up to version "

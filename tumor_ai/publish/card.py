@@ -10,10 +10,12 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from tumor_ai import DISCLAIMER, architectures
-from tumor_ai.cam import method_name
-from tumor_ai.labels import display_name
-from tumor_ai.models import CARD_FILE, METADATA_FILE, ModelMetadata, MriCheckRecord
+from tumor_ai import DISCLAIMER
+from tumor_ai.core.cam import method_name
+from tumor_ai.core.wording import listed, map_trust  # noqa: F401 - map_trust moved to wording; for one release
+from tumor_ai.model import registry as architectures
+from tumor_ai.model.labels import display_name
+from tumor_ai.model.metadata import CARD_FILE, METADATA_FILE, ModelMetadata, MriCheckRecord
 
 DATASET_ID = "masoudnickparvar/brain-tumor-mri-dataset"
 LIMITATIONS = [
@@ -97,7 +99,7 @@ def model_section(metadata: ModelMetadata) -> list[str]:
         f"- Classes: {', '.join(f'`{label}` ({display_name(label)})' for label in metadata.labels)}",
         f"- Input: {_crop_text(metadata)}{metadata.input_size[0]}x{metadata.input_size[1]} RGB, 0..255, then "
         f"`{metadata.preprocessing}` preprocessing{PREPROCESSING_TEXT.get(metadata.preprocessing, '')} (see "
-        "`tumor_ai/preprocessing.py`; serving and training call the same code)",
+        "`tumor_ai/core/preprocessing.py`; serving and training call the same code)",
         f"- Map shown by the app: {method_name(metadata.cam_method)} at `{metadata.cam_layer}`",
         *_test_time_flip_text(metadata),
         f"- Files: `model.keras` (Keras 3, no optimizer state), `{METADATA_FILE}` (labels, preprocessing, metrics, versions)\n",
@@ -221,9 +223,9 @@ MRI_CHECK_FAMILIES = {
 def mri_check_section(mri_check: MriCheckRecord | None) -> list[str]:
     """How the not-an-MRI check works, how many validation MRIs it lets through, and what it refuses, per family.
 
-    Its bounds are tabled by ``tumor_ai.mri_check.bounds_table``, from the same table that fits and applies them.
+    Its bounds are tabled by ``tumor_ai.core.mri_check.bounds_table``, from the same table that fits and applies them.
     """
-    from tumor_ai.mri_check import bounds_table
+    from tumor_ai.core.mri_check import bounds_table
 
     if not mri_check:
         return []
@@ -272,7 +274,7 @@ def conformal_section(metadata: ModelMetadata) -> list[str]:
     lines = [
         "## Prediction sets\n",
         f"Besides its top class the app shows the classes still **plausible at {block['served_level']:.0%}**: a "
-        f"split-conformal set (`tumor_ai/conformal.py`; {method}) that holds the true class in at least that share "
+        f"split-conformal set (`tumor_ai/core/conformal.py`; {method}) that holds the true class in at least that share "
         f"of slices like the {block['calibrated_on']} it was calibrated on, whatever the model. A set of one class "
         "is the model sure at that level; three or four is the model unable to tell. A picture the MRI check "
         "refuses gets no set. The guarantee is over all slices, not per class: the columns show where a class "
@@ -378,10 +380,10 @@ def localisation_summary(metadata: ModelMetadata) -> str:
     needed = [_plural(label) for label, figure in kept["per_class"].items() if figure["value"] < 0.5]
     if unneeded:
         text += (
-            f"So for {_and(unneeded)} it does **not** need the lesion: it reads something else that comes with "
+            f"So for {listed(unneeded)} it does **not** need the lesion: it reads something else that comes with "
             f"{'those classes' if len(unneeded) > 1 else 'that class'} in this dataset (the source collection, the slice "
             "level, the framing)"
-            + (f"; for {_and(needed)} it does. " if needed else ". ")
+            + (f"; for {listed(needed)} it does. " if needed else ". ")
             + "Treat the overlay as where this model looked, not as where the tumour is."
         )
     elif pointing["value"] < 0.75:
@@ -393,23 +395,6 @@ def localisation_summary(metadata: ModelMetadata) -> str:
 
 def _plural(label: str) -> str:
     return display_name(label).lower() + "s"
-
-
-def _and(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
-
-
-def map_trust(metadata: ModelMetadata) -> str:
-    """One sentence for every reading: which map this is, and how often such maps point at the tumour."""
-    method = method_name(metadata.cam_method)
-    found = metadata.localisation
-    if not found:
-        return f"The map is {method} at `{metadata.cam_layer}`; where it points has not been measured against tumour outlines. "
-    return (
-        f"The map is {method} at `{metadata.cam_layer}`: on held-out tumour slices its peak lay on the tumour in "
-        f"{found['pointing_game']['value']:.0%} of them, and with the tumour erased this model still named the tumour class "
-        f"in {found['erased']['tumour_kept']['value']:.0%} (About tab). "
-    )
 
 
 def localisation_section(metadata: ModelMetadata) -> list[str]:
@@ -449,7 +434,7 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         parts.append(f"| {name} | {_interval(figure, percent)} | " + " | ".join(cells) + " |")
     parts += [
         "",
-        "The erasure fills the outlined tumour smoothly from its surroundings (`tumor_ai/erase.py`, the fill the app's "
+        "The erasure fills the outlined tumour smoothly from its surroundings (`tumor_ai/core/erase.py`, the fill the app's "
         "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
         "changes only when the tumour goes shows that the model reads the tumour, not the erasure. The outlines are the "
         "figshare authors'; some cover only part of a visible lesion, so the pointing game is a floor.\n",

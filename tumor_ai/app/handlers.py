@@ -1,9 +1,9 @@
 """What the app does when a person acts: top-level handlers over a dict of loaded predictors.
 
-Each handler takes the predictors first (``tumor_ai.ui.build_app`` binds them with
+Each handler takes the predictors first (``tumor_ai.app.ui.build_app`` binds them with
 ``functools.partial``), so it can be tested without a server. An upload is never deleted here:
 Gradio stores one file per content hash, which two people may share, and the app's cache sweep
-removes it (``tumor_ai.workspace``). The decoded slice and its Grad-CAM maps live in session state, so
+removes it (``tumor_ai.app.workspace``). The decoded slice and its Grad-CAM maps live in session state, so
 running again, switching model, moving the opacity slider or choosing another class never re-reads
 the file, and the slider never calls a model.
 """
@@ -11,12 +11,8 @@ the file, and the slider never calls a model.
 from __future__ import annotations
 
 import hashlib
-import io
-import itertools
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
@@ -27,14 +23,15 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from tumor_ai import NOT_A_DIAGNOSIS
-from tumor_ai.batch import (
+from tumor_ai.app.cache import cache_file, cache_picture, upload_path  # noqa: F401 - re-exported for one release
+from tumor_ai.app.reader import Answer, Reader, ReaderError
+from tumor_ai.app.workspace import in_use
+from tumor_ai.core.batch import (
     PLAUSIBLE,
     BatchItem,
     check_limit,
     columns,
-    decode,
-    iter_inputs,
+    iter_decoded,
     labelled_report,
     result_rows,
     rows_to_csv,
@@ -42,35 +39,26 @@ from tumor_ai.batch import (
     shown_label,
     summary,
 )
-from tumor_ai.card import map_trust
-from tumor_ai.conformal import SERVED_LEVEL
-from tumor_ai.conformal import describe as describe_set
-from tumor_ai.erase import fill_region
-from tumor_ai.explain import display_copy, heatmap, listed, overlay, reading
-from tumor_ai.imaging import ImageError, LoadedImage, read_image
-from tumor_ai.inference import Prediction, Predictor
-from tumor_ai.labels import display_name
-from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
-from tumor_ai.safe_text import html_text, markdown
-from tumor_ai.workspace import in_use
+from tumor_ai.core.conformal import SERVED_LEVEL
+from tumor_ai.core.explain import display_copy, heatmap, overlay
+from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
+from tumor_ai.core.inference import Prediction, Predictor
+from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
+from tumor_ai.core.safe_text import html_text, markdown
+from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
+from tumor_ai.model.labels import display_name
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
 TOP_CLASS = "top"  # "show evidence for" the model's own answer
 NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 NOTHING_PAINTED = "Paint over the region to hide first: drag the brush across the slice in the editor."
 NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then paint over a region and ask again."
-HIDE_LESSON = (
-    "A model that keeps its answer with the lesion hidden is not reading the lesion: it is reading something else in "
-    "the slice. The region was filled smoothly from its surroundings, the same fill the published tumour-erased test uses."
-)
 NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
 BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
-UNSURE, SURE = 0.7, 0.9  # confidence below which a model is unsure, and from which it is sure
-NUMBER_WORDS = {3: "three", 4: "four", 5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine", 10: "ten"}
-log = logging.getLogger("tumor_ai.ui")
+log = logging.getLogger("tumor_ai.app.ui")
 Outputs = TypeVar("Outputs", bound=tuple)
 
 
@@ -89,21 +77,26 @@ class Explained:
 
     model: str
     display: np.ndarray  # the slice at display size
-    prediction: Prediction
+    answer: Answer  # the reader's answer: the prediction, and what its reading says beside the class
     pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
     cams: dict[int, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model: str, predictor: Predictor, prediction: Prediction, image: LoadedImage, display: np.ndarray) -> Explained:
+    def of(cls, answer: Answer, predictor: Predictor, image: LoadedImage, display: np.ndarray) -> Explained:
         """A fresh answer, with the Grad-CAM of the model's own class that came with the prediction."""
-        return cls(model, display, prediction, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
+        prediction = answer.prediction
+        return cls(answer.model, display, answer, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
+
+    @property
+    def prediction(self) -> Prediction:
+        return self.answer.prediction
 
     def top_cam(self, predictor: Predictor) -> np.ndarray:
         """The Grad-CAM of the model's answer."""
         return self.cams[predictor.labels.index(self.prediction.label)]
 
 
-# What each handler fills, by name. ``tumor_ai.ui`` builds the same type holding the components
+# What each handler fills, by name. ``tumor_ai.app.ui`` builds the same type holding the components
 # (``outputs``), so a value can only land in the output of its own name; a field that holds a list of
 # components takes one value for all of them, one that holds a dict takes a value per model.
 # Any field may instead hold ``gr.skip()``: that output keeps what it shows.
@@ -177,37 +170,6 @@ def unchanged(outputs: type[Outputs]) -> Outputs:
     return outputs(*[gr.skip()] * len(outputs._fields))
 
 
-def cache_file(data: bytes, name: str) -> str:
-    """Bytes written into Gradio's cache where Gradio itself would put them, atomically.
-
-    Gradio's own ``save_pil_to_cache`` rewrites a file in place when two requests produce the same
-    bytes, so one client can download a half-written copy; a rename never exposes one. The file is
-    under the same sweep as every upload.
-    """
-    folder = Path(gr.utils.get_upload_folder()) / gr.processing_utils.hash_bytes(data)
-    target = folder / name
-    if not target.exists():
-        folder.mkdir(parents=True, exist_ok=True)
-        handle, staging = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(staging, target)
-    return str(target)
-
-
-def cache_picture(pixels: np.ndarray, name: str) -> str:
-    """A picture for an image output, cached (see ``cache_file``): JPEG for overlays (a tenth of PNG's encoding
-    time), PNG where the pixels must survive exactly (a decoded slice shown for another request to read)."""
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    if name.endswith(".jpg"):
-        Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
-    else:
-        Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
-    return cache_file(buffer.getvalue(), name)
-
-
 def refused(error: ImageError) -> str:
     """A refusal's sentence for the page; the log gets its kind only, never the file name."""
     log.info("refused an upload: %s", type(error).__name__)
@@ -217,13 +179,6 @@ def refused(error: ImageError) -> str:
 def refusal(error: ImageError) -> gr.Error:
     """A refused upload as an error for the page (and an exception for API clients)."""
     return gr.Error(html_text(refused(error)), print_exception=False)  # a pop-up renders HTML
-
-
-def upload_path(payload) -> str | None:
-    """The cache path of an upload, from Gradio's file payload (a dict) or a plain path."""
-    if not payload:
-        return None
-    return payload.get("path") if isinstance(payload, dict) else str(payload)
 
 
 def take_slice(payload, state: SessionSlice | None) -> tuple[LoadedImage, SessionSlice]:
@@ -290,10 +245,16 @@ def _ready(image: LoadedImage) -> str:
     return f"Slice loaded ({image.pixels.shape[1]}x{image.pixels.shape[0]} px).{notes}"
 
 
+def reader(predictors: dict[str, Predictor]) -> Reader:
+    """The reader over the page's predictors; every model call it makes is logged (the browser tests count them)."""
+    return Reader(predictors, on_call=lambda model, what: log.info("model call: %s %s", model, what))
+
+
 def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
-    if name not in predictors:
-        raise gr.Error(html_text(f"Unknown model '{name}'; choose one of {list(predictors)}."), print_exception=False)
-    return predictors[name]
+    try:
+        return Reader(predictors).model(name)
+    except ReaderError as error:
+        raise gr.Error(html_text(str(error)), print_exception=False) from None
 
 
 def details(model: str, prediction: Prediction, seconds: float, image: LoadedImage, checked: bool = True) -> dict:
@@ -317,13 +278,6 @@ def details(model: str, prediction: Prediction, seconds: float, image: LoadedIma
         "seconds": round(seconds, 4),
         "notes": image.notes,
     }
-
-
-def plausible_sentence(prediction: Prediction) -> str:
-    """The set as a sentence ("Plausible at 95%: meningioma or pituitary."); nothing without a fitted set."""
-    if not prediction.plausible:
-        return ""
-    return describe_set(prediction.plausible, SERVED_LEVEL, len(prediction.probabilities), display_name)
 
 
 def prediction_set(prediction: Prediction) -> dict | None:
@@ -353,23 +307,12 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
     predictor = predictors[explained.model]
     index = evidence_index(predictor, explained.prediction, evidence)
     if index not in explained.cams:
-        log.info("model call: %s Grad-CAM of class %d", explained.model, index)
-        explained.cams[index] = predictor.explain(explained.pixels, index)
+        explained.cams[index] = reader(predictors).evidence(explained.model, explained.pixels, index)
     cam = explained.cams[index]
-    prediction = explained.prediction
-    text = reading(
-        prediction.label,
-        prediction.confidence,
-        cam,
-        f"The {explained.model} model",
-        predictor.labels[index],
-        map_trust(predictor.metadata),
-        plausible_sentence(prediction),
-    )
     return EvidenceOutputs(
         overlay=cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
         heatmap=cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),
-        reading=text,
+        reading=reader(predictors).reading(explained.answer, cam, predictor.labels[index]),
         explained=explained,
     )
 
@@ -380,18 +323,17 @@ def predict(
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
     image, state = take_slice(payload, state)
     predictor = _model(predictors, model)
-    log.info("model call: %s predict", model)
-    prediction, seconds = predictor.predict_one(image.pixels)
-    info = details(model, prediction, seconds, image, checked=predictor.mri_check is not None)
+    answer = reader(predictors).classify(image, model)
+    prediction = answer.prediction
+    info = details(model, prediction, answer.seconds, image, checked=answer.checked)
     display = display_copy(image.pixels)
     notes = "\n\n_Note: " + markdown("; ".join(image.notes)) + "._" if image.notes else ""
     if not prediction.is_mri:
-        refusal_text = f"**{NOT_MRI_MESSAGE}** {NOT_A_DIAGNOSIS}{notes}"
         shown = cache_picture(display, "slice.jpg")
         return PredictOutputs(
-            label=None, overlay=shown, heatmap=None, reading=refusal_text, details=info, slice=state, explained=None
+            label=None, overlay=shown, heatmap=None, reading=not_mri() + notes, details=info, slice=state, explained=None
         )
-    drawn = draw(predictors, Explained.of(model, predictor, prediction, image, display), opacity, evidence)
+    drawn = draw(predictors, Explained.of(answer, predictor, image, display), opacity, evidence)
     return PredictOutputs(
         label=label_value(prediction),
         overlay=drawn.overlay,
@@ -422,79 +364,24 @@ def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacit
     return draw(predictors, explained, opacity, evidence)
 
 
-def verdict(predictions: dict[str, Prediction]) -> str:
-    """What matters when the models read one slice: whether each could, whether they agree, whether each is sure.
-
-    Two models keep the wording people know ("Both models read ..."); three or more say how the answers split.
-    """
-    refused = [name for name, p in predictions.items() if not p.is_mri]
-    if refused:
-        return f"**{NOT_MRI_MESSAGE}** (the MRI check of {listed(refused)})"
-    if len(predictions) == 1:
-        name, prediction = next(iter(predictions.items()))
-        return (
-            f"**{name} reads {display_name(prediction.label)}** ({prediction.confidence:.0%}). It is the only model "
-            "served, so there is no second reading to compare it with."
-        )
-    if len({p.label for p in predictions.values()}) > 1:
-        return _disagreement(predictions)
-    return _agreement(predictions)
-
-
-def _agreement(predictions: dict[str, Prediction]) -> str:
-    """The models agree: say so, and whether any of them is unsure."""
-    label = display_name(next(iter(predictions.values())).label)
-    everyone = "Both" if len(predictions) == 2 else f"All {NUMBER_WORDS.get(len(predictions), len(predictions))}"
-    unsure = [name for name, p in predictions.items() if p.confidence < UNSURE]
-    sure = [name for name, p in predictions.items() if p.confidence >= SURE]
-    shares = ", ".join(f"{name} {p.confidence:.0%}" for name, p in predictions.items())
-    if unsure and sure:
-        return f"**{everyone} read {label}, but {listed(unsure)} {'is' if len(unsure) == 1 else 'are'} unsure** ({shares})."
-    if unsure:
-        return f"**{everyone} read {label}, with low confidence** ({shares}): treat this reading as uncertain."
-    if len(predictions) == 2:
-        return f"**Both models read {label}** ({shares})."
-    return f"**{everyone} agree: {label}** ({shares})."
-
-
-def _disagreement(predictions: dict[str, Prediction]) -> str:
-    """The models disagree: with three or more, how the answers split ("2 of 3 say ...; ... says ...")."""
-    advice = "Treat this slice as uncertain, and look at where each model found its evidence."
-    groups: dict[str, list[str]] = {}
-    for name, prediction in predictions.items():
-        groups.setdefault(prediction.label, []).append(name)
-    if len(predictions) == 2 or len(groups) == len(predictions):  # no two models agree: list every answer
-        said = ", ".join(f"{name} {display_name(p.label)} ({p.confidence:.0%})" for name, p in predictions.items())
-        return f"**The models disagree**: {said}. {advice}"
-    parts = []
-    for label, names in sorted(groups.items(), key=lambda group: -len(group[1])):  # the largest share first
-        if len(names) == 1:
-            parts.append(f"{names[0]} says {display_name(label)} ({predictions[names[0]].confidence:.0%})")
-        else:
-            shares = ", ".join(f"{name} {predictions[name].confidence:.0%}" for name in names)
-            parts.append(f"{len(names)} of {len(predictions)} say {display_name(label)} ({shares})")
-    return f"**The models disagree**: {'; '.join(parts)}. {advice}"
-
-
 def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None) -> CompareOutputs:
     """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
     image, state = take_slice(payload, state)
     display = display_copy(image.pixels)
-    answers, timings, explained, predictions = {}, [], {}, {}
-    for name, predictor in predictors.items():
-        log.info("model call: %s compare", name)
-        prediction, seconds = predictor.predict_one(image.pixels)
-        predictions[name] = prediction
+    comparison = reader(predictors).compare(image)
+    answers, timings, explained = {}, [], {}
+    for name, answer in comparison.answers.items():
+        prediction = answer.prediction
         if prediction.is_mri:
-            explained[name] = Explained.of(name, predictor, prediction, image, display)
+            explained[name] = Explained.of(answer, predictors[name], image, display)
         picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
         answers[name] = CompareColumn(label=label_value(prediction), overlay=cache_picture(picture, f"{name}.jpg"))
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
         shown = " or ".join(display_name(label) for label in prediction.plausible or []) or "–"
-        timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {shown} | {seconds * 1000:.0f} ms |")
+        timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {shown} | {answer.seconds * 1000:.0f} ms |")
     header = f"| model | reads the slice as | plausible at {SERVED_LEVEL:.0%} | inference time |\n|---|---|---|---:|\n"
     table = header + "\n".join(timings)
-    return CompareOutputs(models=answers, summary=f"{verdict(predictions)}\n\n{table}", slice=state, explained=explained)
+    return CompareOutputs(models=answers, summary=f"{comparison.verdict}\n\n{table}", slice=state, explained=explained)
 
 
 def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float) -> dict[str, Any]:
@@ -635,14 +522,14 @@ def _batch_steps(
     """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far."""
     names, labels = list(predictors), next(iter(predictors.values())).labels
     done, read, modelled = BatchSoFar(), 0, 0  # half the bar reads files, half runs the models
-    inputs = iter_inputs(paths)
     progress(0.0, desc=f"reading 1/{total}")
-    while chunk := list(itertools.islice(inputs, WEB_BATCH_SIZE)):
-        items = []
-        for name, source in chunk:
-            items.append(decode(name, source))
-            read += 1
-            progress(0.5 * (read + modelled) / total, desc=f"read {read}/{total}")
+
+    def one_read(item: BatchItem) -> None:
+        nonlocal read
+        read += 1
+        progress(0.5 * (read + modelled) / total, desc=f"read {read}/{total}")
+
+    for items in iter_decoded(paths, WEB_BATCH_SIZE, read=one_read):
         fresh, pending = _fold_duplicates(items, done)
         step = partial(_model_step, progress, 0.5 * (read + modelled) / total, 0.5 * len(items) / total, total)
         results = run_batch(predictors, fresh, WEB_BATCH_SIZE, progress=step)
@@ -713,46 +600,10 @@ def _is_rgba(layer) -> bool:
     return layer is not None and np.ndim(layer) == 3 and np.shape(layer)[-1] == 4
 
 
-def _shown(prediction: Prediction) -> str:
-    return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
-
-
-def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: float) -> str:
-    """Each model's answer before and after the region was hidden, and the change in every class's probability."""
-    lines = [f"You hid {share:.1%} of the slice. "]
-    for name, (before, after) in answers.items():
-        if not after.is_mri:
-            lines.append(f"**{name}**: the MRI check refuses the slice with the region hidden ({_shown(before)} before). ")
-        elif before.is_mri and before.label == after.label:
-            lines.append(f"**{name} keeps its answer**: {_shown(before)} → {_shown(after)}. ")
-        else:
-            lines.append(f"**{name} changes its answer**: {_shown(before)} → {_shown(after)}. ")
-    # One column per model ("99.5% → 1.8% (-97.7%)"), so the table stays readable in a phone-sized window.
-    header = "| class | " + " | ".join(f"{name}: before → after (change)" for name in answers) + " |"
-    rule = "|---|" + "---:|" * len(answers)
-    rows = []
-    labels = next(iter(answers.values()))[0].probabilities
-    for label in labels:
-        cells = []
-        for before, after in answers.values():
-            old, new = before.probabilities[label], after.probabilities[label]
-            change = f"{new - old:+.1%}"
-            cells.append(f"{old:.1%} → {new:.1%} ({'0.0%' if change in ('+0.0%', '-0.0%') else change})")
-        rows.append(f"| {display_name(label)} | " + " | ".join(cells) + " |")
-    return "".join(lines) + "\n\n" + "\n".join([header, rule, *rows]) + f"\n\n_{HIDE_LESSON}_"
-
-
 def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: SessionSlice | None) -> HideOutputs:
     """Hide a region and ask again: fill the painted region from its surroundings, and every model answers again."""
     if state is None or state.image is None:
         raise gr.Error(NO_SLICE_TO_HIDE, print_exception=False)
     pixels = state.image.pixels
-    region = painted_region(editor, pixels.shape[:2])
-    hidden = fill_region(pixels, region)
-    answers = {}
-    for name, predictor in predictors.items():
-        log.info("model call: %s hide a region", name)
-        answers[name] = (predictor.predict_one(pixels)[0], predictor.predict_one(hidden)[0])
-    return HideOutputs(
-        hidden=cache_picture(display_copy(hidden), "hidden.jpg"), answers=hidden_reading(answers, float(region.mean()))
-    )
+    hidden = reader(predictors).hide(pixels, painted_region(editor, pixels.shape[:2]))
+    return HideOutputs(hidden=cache_picture(display_copy(hidden.pixels), "hidden.jpg"), answers=hidden.text)

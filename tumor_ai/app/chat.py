@@ -12,13 +12,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from tumor_ai.assistant import Answer, Brain, Conversation, Router, suggestions
-from tumor_ai.handlers import cache_picture, upload_path
-from tumor_ai.safe_text import markdown
-from tumor_ai.tools import Toolbox, ToolResult
+from tumor_ai.app.assistant import Answer, Brain, Conversation, Router, suggestions
+from tumor_ai.app.cache import cache_picture, upload_path
+from tumor_ai.app.tools import Toolbox, ToolResult
+from tumor_ai.core.safe_text import markdown
 
 ARCHIVES = (".zip",)
-log = logging.getLogger("tumor_ai.assistant")
+log = logging.getLogger("tumor_ai.app.assistant")
 
 
 def adopt_files(conversation: Conversation, payloads: list) -> list[str]:

@@ -16,6 +16,7 @@ strings, imported only when asked for: serving never imports the training code. 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,6 +55,21 @@ def register(architecture: Architecture) -> Architecture:
         raise ValueError(f"architecture name {architecture.name!r}: use a lower-case identifier, e.g. 'resnet18'")
     ARCHITECTURES[architecture.name] = architecture
     return architecture
+
+
+def builds(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a network builder where it is defined to make it the registered architecture ``name``'s builder.
+
+    The entry names the builder's module (``"training.networks:build_cnn"``), so the registry lists every
+    architecture without importing training code; importing that module binds the function itself.
+    """
+
+    def bind(function: Callable[..., Any]) -> Callable[..., Any]:
+        if name in ARCHITECTURES:
+            ARCHITECTURES[name] = dataclasses.replace(ARCHITECTURES[name], build=function)
+        return function
+
+    return bind
 
 
 def unregister(name: str) -> None:
@@ -116,7 +132,7 @@ register(
     Architecture(
         name="cnn",
         title="Custom CNN",
-        build="tumor_ai.models:build_cnn",
+        build="training.networks:build_cnn",
         recipe="training.cnn:CnnRecipe",
         train="training.cnn:train_end_to_end",
     )
@@ -125,7 +141,7 @@ register(
     Architecture(
         name="vgg16",
         title="VGG16 transfer model",
-        build="tumor_ai.models:build_vgg16",
+        build="training.networks:build_vgg16",
         recipe="training.vgg16:Vgg16Recipe",
         train="training.vgg16:train_vgg16",
         base_model="keras/vgg_16_imagenet",  # the KerasHub preset of the same ImageNet weights

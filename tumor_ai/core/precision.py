@@ -1,4 +1,4 @@
-"""bfloat16 where the CPU has it: for training (``training.engine``) and for serving (``tumor_ai.inference``).
+"""bfloat16 where the CPU has it: for training (``training.engine``) and for serving (``tumor_ai.core.inference``).
 
 On a CPU with AVX512-BF16 or AMX, convolutions in bfloat16 run about twice as fast as in
 float32. Serving in bfloat16 keeps the weights float32 and the logits layer in float32, so the

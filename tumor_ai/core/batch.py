@@ -1,6 +1,6 @@
 """Many images at once: expand files, folders and zips, run every model in batches, tabulate.
 
-Shared by the app's Batch tab and ``python -m tumor_ai.predict``, so both give the same rows.
+Shared by the app's Batch tab and ``python -m tumor_ai.app.predict``, so both give the same rows.
 Inputs are walked lazily (``iter_inputs``) and classified ``batch_size`` at a time
 (``iter_batches``), so only one batch of decoded images is ever in memory: the command line
 streams a folder of any size, and the web tab keeps only rows and thumbnails. The web tab counts
@@ -20,15 +20,15 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tumor_ai.conformal import SERVED_LEVEL
-from tumor_ai.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, LoadedImage, read_image
-from tumor_ai.inference import Prediction, Predictor
-from tumor_ai.labels import display_name
-from tumor_ai.safe_text import csv_row, plain
+from tumor_ai.core.conformal import SERVED_LEVEL
+from tumor_ai.core.imaging import IMAGE_SUFFIXES, MAX_FILE_BYTES, ImageError, LoadedImage, read_image
+from tumor_ai.core.inference import Prediction, Predictor
+from tumor_ai.core.safe_text import csv_row, plain
+from tumor_ai.core.wording import NOT_MRI, shown_label
+from tumor_ai.model.labels import display_name
 
 MAX_BATCH_IMAGES = 500
 MAX_ZIP_BYTES = 500 * 1024 * 1024
-NOT_MRI = "not a brain MRI"
 
 
 @dataclass
@@ -164,7 +164,7 @@ def check_limit(paths: Iterable[str | Path], limit: int = MAX_BATCH_IMAGES) -> i
     if total > limit:
         raise ImageError(
             f"{total} images is more than the {limit} one batch here takes: split the upload, "
-            "or run `python -m tumor_ai.predict`, which has no limit."
+            "or run `python -m tumor_ai.app.predict`, which has no limit."
         )
     return total
 
@@ -197,10 +197,25 @@ def iter_batches(
     predictors: dict[str, Predictor], paths: Iterable[str | Path], batch_size: int = 16, keep: Keep = _everything
 ) -> Iterator[tuple[list[BatchItem], dict[str, list[Prediction | None]]]]:
     """``(items, each model's predictions)`` per ``batch_size`` inputs; the caller keeps what it needs."""
+    for items in iter_decoded(paths, batch_size, keep):
+        yield items, run_batch(predictors, items, batch_size)
+
+
+def iter_decoded(
+    paths: Iterable[str | Path],
+    batch_size: int = 16,
+    keep: Keep = _everything,
+    read: Callable[[BatchItem], None] | None = None,
+) -> Iterator[list[BatchItem]]:
+    """The inputs decoded ``batch_size`` at a time (the loop of ``iter_batches``); ``read`` hears of each file as it is read."""
     inputs = iter_inputs(paths, keep)
     while chunk := list(itertools.islice(inputs, batch_size)):
-        items = [decode(name, source) for name, source in chunk]
-        yield items, run_batch(predictors, items, batch_size)
+        items = []
+        for name, source in chunk:
+            items.append(decode(name, source))
+            if read:
+                read(items[-1])
+        yield items
 
 
 def stream_rows(
@@ -211,12 +226,7 @@ def stream_rows(
         yield from result_rows(items, results)
 
 
-def shown_label(prediction: Prediction) -> str:
-    """What a person sees for a prediction: the class, or the MRI check's refusal."""
-    return display_name(prediction.label) if prediction.is_mri else NOT_MRI
-
-
-PLAUSIBLE = f"plausible at {SERVED_LEVEL:.0%}"  # the conformal set's column (tumor_ai.conformal)
+PLAUSIBLE = f"plausible at {SERVED_LEVEL:.0%}"  # the conformal set's column (tumor_ai.core.conformal)
 
 
 def probability_column(name: str, label: str) -> str:

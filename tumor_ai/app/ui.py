@@ -1,7 +1,7 @@
-"""The Gradio app's layout: Predict, Compare, Batch, Assistant and About tabs wired to ``tumor_ai.handlers``.
+"""The Gradio app's layout: Predict, Compare, Batch, Assistant and About tabs wired to ``tumor_ai.app.handlers``.
 
 Named API endpoints: the page's ``/predict``, ``/compare``, ``/batch`` (see the README for a
-``gradio_client`` snippet), and the tools of ``tumor_ai.tool_endpoints`` (``/classify_slice``,
+``gradio_client`` snippet), and the tools of ``tumor_ai.app.tool_endpoints`` (``/classify_slice``,
 ``/compare_models``, ...), which are also the MCP tools. The events that only redraw or tidy the
 page are private.
 """
@@ -19,19 +19,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
-from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS, handlers  # noqa: E402
-from tumor_ai.assistant import Brain, Router  # noqa: E402
-from tumor_ai.cam import method_name  # noqa: E402
-from tumor_ai.card import localisation_summary, model_card  # noqa: E402
-from tumor_ai.explain import DEFAULT_OPACITY, listed  # noqa: E402
-from tumor_ai.imaging import IMAGE_SUFFIXES  # noqa: E402
-from tumor_ai.inference import Predictor  # noqa: E402
-from tumor_ai.labels import display_name  # noqa: E402
-from tumor_ai.tool_endpoints import page_only, register_tools  # noqa: E402
-from tumor_ai.tools import Toolbox  # noqa: E402
-from tumor_ai.workspace import CACHE_SWEEP, active_sweep  # noqa: E402
+from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS  # noqa: E402
+from tumor_ai.app import handlers  # noqa: E402
+from tumor_ai.app.assistant import Brain, Router  # noqa: E402
+from tumor_ai.app.tool_endpoints import page_only, register_tools  # noqa: E402
+from tumor_ai.app.tools import Toolbox  # noqa: E402
+from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep  # noqa: E402
+from tumor_ai.core.cam import method_name  # noqa: E402
+from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
+from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
+from tumor_ai.core.inference import Predictor  # noqa: E402
+from tumor_ai.core.wording import listed  # noqa: E402
+from tumor_ai.model.labels import display_name  # noqa: E402
+from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"  # package data: the wheel serves them too
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"  # package data: the wheel serves them too
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM and TIFF above all
 BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
@@ -137,7 +139,7 @@ def _slice_input(label: str, elem_id: str) -> tuple[gr.Image, gr.UploadButton]:
 def outputs(template: Any) -> list:
     """The components a handler's named result fills, in the order its values reach Gradio.
 
-    ``template`` is the handler's result type (``tumor_ai.handlers.PredictOutputs``, ...) built with
+    ``template`` is the handler's result type (``tumor_ai.app.handlers.PredictOutputs``, ...) built with
     components instead of values; a dict in it holds one component (or column) per model, a list
     several components that take one value.
     """
@@ -312,7 +314,7 @@ def build_app(
     # cache the sweep empties: a visitor after the first sweep still gets them (no 403, no "file not found").
     gr.set_static_paths([EXAMPLES_DIR, *[p.folder for p in predictors.values() if p.folder is not None]])
 
-    # The app's own sweeper (tumor_ai.workspace) spares files a running batch reads; Gradio's would not.
+    # The app's own sweeper (tumor_ai.app.workspace) spares files a running batch reads; Gradio's would not.
     gradio_sweep = None if active_sweep() else cache_sweep
     with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=gradio_sweep) as app:
         gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
@@ -549,7 +551,7 @@ def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tupl
 
 def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:
     """A chat over the tools: drop slices, ask, and see every tool call the answer came from."""
-    from tumor_ai.chat import respond, suggestion_chosen
+    from tumor_ai.app.chat import respond, suggestion_chosen
 
     brain_name = "a language model (" + getattr(brain, "model", "") + ")" if not isinstance(brain, Router) else "keywords"
     with gr.Tab("Assistant", id="assistant"):

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tumor_ai import DISCLAIMER
-from tumor_ai.labels import display_name
-from tumor_ai.tools import Toolbox, ToolError, ToolResult, read_slice
+from tumor_ai.app.tools import Toolbox, ToolError, ToolResult, read_slice
+from tumor_ai.model.labels import display_name
 
 ADVICE_REFUSAL = (
     "I can't give medical advice or say what a scan means for a person: tumor-ai is a research and teaching "
@@ -49,7 +49,7 @@ HIDE_ANSWER = (
     'Hiding a region needs a brush: open the Predict or Compare tab, run the slice, and use "Hide a region and ask '
     'again" below the answer. Both models answer again with the region filled from its surroundings.'
 )
-log = logging.getLogger("tumor_ai.assistant")
+log = logging.getLogger("tumor_ai.app.assistant")
 
 
 @dataclass

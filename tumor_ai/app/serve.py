@@ -4,7 +4,7 @@
     tumor-ai serve --share                 # plus a public *.gradio.live link
     tumor-ai serve --vgg16 hf://USER/tumor-ai-vgg16 --cnn hf://USER/tumor-ai-cnn@v1
 
-One model per registered architecture (tumor_ai.architectures: cnn and vgg16), each from --NAME:
+One model per registered architecture (tumor_ai.model.registry: cnn and vgg16), each from --NAME:
 a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
 variables TUMOR_AI_CNN and TUMOR_AI_VGG16; on a Hugging Face Space, the repos README.md preloads;
 else the cnn/ and vgg16/ folders of --models (env TUMOR_AI_MODELS; from a clone, its models/). A
@@ -19,8 +19,8 @@ import os
 import socket
 import warnings
 
-from tumor_ai.sources import add_source_arguments
-from tumor_ai.workspace import CACHE_SWEEP
+from tumor_ai.app.workspace import CACHE_SWEEP
+from tumor_ai.model.sources import add_source_arguments
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -119,14 +119,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     problem = port_problem(args.host, args.port)
     if problem:
         raise SystemExit(f"error: {problem}")
-    from tumor_ai.workspace import open_workspace
+    from tumor_ai.app.workspace import open_workspace
 
     cache_sweep = (args.sweep_every, args.sweep_age)
     open_workspace(*cache_sweep)  # before Gradio is imported: every temporary file goes into the app's folder
-    from tumor_ai.inference import configure_threads, load_predictors
-    from tumor_ai.models import ModelSourceError
-    from tumor_ai.sources import explicit_sources, local_fallbacks, model_sources
-    from tumor_ai.ui import build_app
+    from tumor_ai.app.ui import build_app
+    from tumor_ai.core.inference import configure_threads, load_predictors
+    from tumor_ai.model.metadata import ModelSourceError
+    from tumor_ai.model.sources import explicit_sources, local_fallbacks, model_sources
 
     configure_threads()
     try:
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
 def assistant_brain(args: argparse.Namespace):
     """The Assistant's brain: a language model when one is named, else the deterministic router."""
-    from tumor_ai.assistant import LanguageModel, Router
+    from tumor_ai.app.assistant import LanguageModel, Router
 
     if not args.assistant_model:
         if args.assistant_base_url:

@@ -1,6 +1,6 @@
 """Where each model comes from: one answer for the app, the Space and the command line.
 
-The models are the registered architectures (``tumor_ai.architectures``: ``cnn`` and ``vgg16``
+The models are the registered architectures (``tumor_ai.model.registry``: ``cnn`` and ``vgg16``
 unless more are registered). For each, an explicit source (``--NAME``) wins, then
 ``TUMOR_AI_NAME`` (``TUMOR_AI_CNN``, ``TUMOR_AI_VGG16``), then, on a Hugging Face
 Space (``SPACE_ID`` set), the repos that README.md's front matter preloads (``preload_from_hub``),
@@ -16,9 +16,9 @@ import argparse
 import os
 from pathlib import Path
 
-from tumor_ai import architectures
+from tumor_ai.model import registry as architectures
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 MODELS_DIR = ROOT / "models"
 
 
@@ -65,7 +65,7 @@ def model_sources(explicit: dict[str, str | None] | None = None, models: str | P
 
     Served: every architecture registered as served by default, and any other one given a source.
     """
-    from tumor_ai.models import ModelSourceError
+    from tumor_ai.model.metadata import ModelSourceError
 
     explicit = explicit or {}
     space = space_repos() if os.environ.get("SPACE_ID") else {}
@@ -74,11 +74,7 @@ def model_sources(explicit: dict[str, str | None] | None = None, models: str | P
         name: explicit.get(name) or os.environ.get(environment_variable(name)) or space.get(name)
         for name in architectures.names()
     }
-    sources = {
-        name: source or str(local / name)
-        for name, source in named.items()
-        if source or architectures.get(name).served
-    }
+    sources = {name: source or str(local / name) for name, source in named.items() if source or architectures.get(name).served}
     missing = [source for source in sources.values() if not source.startswith("hf://") and not Path(source).exists()]
     if missing:
         raise ModelSourceError(

@@ -4,7 +4,7 @@ The repository gets exactly what ``keras.saving.save_model(model, "hf://USER/REP
 (``config.json``, ``metadata.json``, ``model.weights.h5``), so plain Keras users can call
 ``keras.saving.load_model("hf://USER/REPO")``, plus our ``tumor_ai.json``, the MRI check, the
 plots and a model card with Hub front matter, all in one commit. Loading goes through
-``tumor_ai.models.load_model("hf://USER/REPO[@REVISION]")``.
+``tumor_ai.model.folder.load_model("hf://USER/REPO[@REVISION]")``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tumor_ai.card import model_card
-from tumor_ai.models import CARD_FILE, METADATA_FILE, load_model
+from tumor_ai.model.folder import CARD_FILE, METADATA_FILE, load_model
+from tumor_ai.publish.card import model_card
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi

@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tumor_ai.calibration import softmax
-from tumor_ai.cam import cam_function, place_in_frame
-from tumor_ai.conformal import plausible
-from tumor_ai.models import ModelMetadata, load_model, resolve_source
-from tumor_ai.precision import resolve_precision, with_policy
-from tumor_ai.preprocessing import Frame, channels, model_input, normalize
+from tumor_ai.core.calibration import softmax
+from tumor_ai.core.cam import cam_function, place_in_frame
+from tumor_ai.core.conformal import plausible
+from tumor_ai.core.precision import resolve_precision, with_policy
+from tumor_ai.core.preprocessing import Frame, channels, model_input, normalize
+from tumor_ai.model.folder import load_model, resolve_source
+from tumor_ai.model.metadata import ModelMetadata
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
@@ -93,7 +94,7 @@ class Predictor:
 
         ``precision``: ``auto`` (bfloat16 where the CPU has it), ``float32`` or ``bfloat16``.
         """
-        from tumor_ai.mri_check import MriCheck
+        from tumor_ai.core.mri_check import MriCheck
 
         folder = resolve_source(source)  # one Hub round trip, then local files only
         model, metadata = load_model(source if str(source).endswith(".keras") else folder)
@@ -102,7 +103,7 @@ class Predictor:
         try:
             predictor.mri_check = MriCheck.in_folder(folder)
         except Exception as error:  # noqa: BLE001 - a truncated or foreign .npz: one sentence, not a traceback
-            from tumor_ai.models import ModelSourceError
+            from tumor_ai.model.metadata import ModelSourceError
 
             if isinstance(error, ModelSourceError):
                 raise  # already one sentence: a check newer than this code
@@ -139,7 +140,7 @@ class Predictor:
         """RGB ``uint8`` images of any size to the model's normalised batch, and the frame each input covers.
 
         Crop, resize and normalisation are the ones the metadata records, the same functions
-        training used (``tumor_ai.preprocessing.model_input``).
+        training used (``tumor_ai.core.preprocessing.model_input``).
         """
         size = tuple(self.metadata.input_size)
         prepared = [model_input(image, size, self.metadata.crop) for image in images]
@@ -208,8 +209,8 @@ class Predictor:
         return place_in_frame(cam, frames[0], image.shape[:2])
 
     def share_passes(self, max_batch: int = 8, window: float = 0.0) -> None:
-        """Let concurrent ``predict_one`` calls (several users at once) share forward passes (``tumor_ai.microbatch``)."""
-        from tumor_ai.microbatch import MicroBatcher
+        """Let concurrent ``predict_one`` calls (several users at once) share forward passes (``tumor_ai.core.microbatch``)."""
+        from tumor_ai.core.microbatch import MicroBatcher
 
         self.batcher = MicroBatcher(self, max_batch, window)
 
@@ -237,7 +238,7 @@ def load_predictors(
     """
     import logging
 
-    log = logging.getLogger("tumor_ai.inference")
+    log = logging.getLogger("tumor_ai.core.inference")
     fallbacks = fallbacks or {}
     predictors, loaded_from, reasons = {}, {}, {}
     for name, source in sources.items():
@@ -255,7 +256,7 @@ def load_predictors(
         log.info("loaded %s from %s (%s)", name, loaded_from[name], predictors[name].precision)
         if predictors[name].mri_check is None:
             if require_mri_check:
-                from tumor_ai.models import ModelSourceError
+                from tumor_ai.model.metadata import ModelSourceError
 
                 raise ModelSourceError(no_mri_check(name, loaded_from[name]) + " Pass --allow-no-mri-check to serve it anyway.")
             log.warning("%s", no_mri_check(name, loaded_from[name]) + " Serving it anyway (--allow-no-mri-check).")

@@ -1,25 +1,27 @@
 """The app's actions as plain functions: the Assistant tab, ``gradio_client`` and MCP agents call these.
 
-Each tool reads a slice the way the tabs do (``tumor_ai.imaging``), answers from the models and
+Each tool reads a slice the way the tabs do (``tumor_ai.core.imaging``), answers from the models and
 their metadata (no figure is made up: every number is a model output or a value from
 ``tumor_ai.json``), and ends with the research-not-diagnosis line. A ``Toolbox`` holds the loaded
-predictors, the only state the tools need; ``tumor_ai.ui`` publishes its methods as the app's
-tool endpoints (and so as MCP tools), and ``tumor_ai.assistant`` calls them from the chat.
+predictors, the only state the tools need; ``tumor_ai.app.ui`` publishes its methods as the app's
+tool endpoints (and so as MCP tools), and ``tumor_ai.app.assistant`` calls them from the chat.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from tumor_ai import DISCLAIMER
-from tumor_ai.card import map_trust
-from tumor_ai.explain import display_copy, listed, overlay, reading
-from tumor_ai.imaging import ImageError, LoadedImage, read_image
-from tumor_ai.inference import Prediction, Predictor
-from tumor_ai.labels import display_name
-from tumor_ai.mri_check import MESSAGE as NOT_MRI_MESSAGE
+from tumor_ai.app.reader import Reader, ReaderError
+from tumor_ai.core.explain import display_copy, overlay
+from tumor_ai.core.imaging import ImageError, LoadedImage
+from tumor_ai.core.inference import Prediction, Predictor
+from tumor_ai.core.wording import map_trust, not_mri, plausible_sentence, surest, verdict
+from tumor_ai.model.labels import display_name
 
 TOOL_OPACITY = 0.45  # the overlay's opacity in tool answers (the tabs have a slider)
 GRAD_CAM_TEXT = (
@@ -51,81 +53,56 @@ class Toolbox:
 
     def __init__(self, predictors: dict[str, Predictor]):
         self.predictors = predictors
+        self.reader = Reader(predictors)
 
     @property
     def names(self) -> list[str]:
-        return list(self.predictors)
+        return self.reader.names
 
     @property
     def labels(self) -> list[str]:
-        return next(iter(self.predictors.values())).labels
+        return self.reader.labels
 
     def model(self, name: str) -> Predictor:
-        if name not in self.predictors:
-            raise ToolError(f"Unknown model '{name}'; choose one of: {', '.join(self.predictors)}.")
-        return self.predictors[name]
+        with _as_tool_error():
+            return self.reader.model(name)
 
     def label(self, name: str) -> str:
         """A class from its label or display name, any case ("Meningioma", "no tumour", "notumor")."""
-        wanted = _plain(name)
-        for label in self.labels:
-            if wanted in (_plain(label), _plain(display_name(label))):
-                return label
-        choices = ", ".join(display_name(label) for label in self.labels)
-        raise ToolError(f"Unknown class '{name}'; choose one of: {choices}.")
+        with _as_tool_error():
+            return self.reader.label(name)
 
     def classify_slice(self, image: LoadedImage, model: str) -> ToolResult:
         """One model's class, calibrated confidence, plausible set and Grad-CAM overlay for one slice."""
-        predictor = self.model(model)
-        prediction, _ = predictor.predict_one(image.pixels)
-        if not prediction.is_mri:
-            return ToolResult(f"{NOT_MRI_MESSAGE} {DISCLAIMER}")
-        display = display_copy(image.pixels)
-        text = reading(
-            prediction.label,
-            prediction.confidence,
-            prediction.cam,
-            f"The {model} model",
-            caveat=map_trust(predictor.metadata),
-            plausible=_plausible(prediction),
-            reminder=DISCLAIMER,  # no page header around an agent's answer
-        )
-        return ToolResult(text, [overlay(display, prediction.cam, TOOL_OPACITY)], [_caption(model, prediction)])
+        self.model(model)
+        answer = self.reader.classify(image, model)
+        if not answer.is_mri:
+            return ToolResult(not_mri(DISCLAIMER))
+        prediction = answer.prediction
+        text = self.reader.reading(answer, prediction.cam, reminder=DISCLAIMER)  # no page header around an agent's answer
+        pictures = [overlay(display_copy(image.pixels), prediction.cam, TOOL_OPACITY)]
+        return ToolResult(text, pictures, [_caption(model, prediction)])
 
     def compare_models(self, image: LoadedImage) -> ToolResult:
-        """Every model's answer for one slice, which is surer, and whether they agree, with each overlay."""
+        """Every model's answer for one slice, and what they add up to, with each overlay."""
         display = display_copy(image.pixels)
-        predictions = {name: predictor.predict_one(image.pixels)[0] for name, predictor in self.predictors.items()}
+        comparison = self.reader.compare(image)
         lines, pictures, captions = [], [], []
-        for name, prediction in predictions.items():
-            lines.append(f"- **{name}**: {_answer(prediction)}")
-            if prediction.is_mri:
-                pictures.append(overlay(display, prediction.cam, TOOL_OPACITY))
-                captions.append(_caption(name, prediction))
-        return ToolResult(f"{agreement(predictions)}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}", pictures, captions)
+        for name, answer in comparison.answers.items():
+            lines.append(f"- **{name}**: {_answer(answer.prediction)}")
+            if answer.is_mri:
+                pictures.append(overlay(display, answer.prediction.cam, TOOL_OPACITY))
+                captions.append(_caption(name, answer.prediction))
+        return ToolResult(f"{agreement(comparison.predictions)}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}", pictures, captions)
 
     def explain_class(self, image: LoadedImage, label: str, model: str) -> ToolResult:
         """Where one model found evidence for a class a person names, and that class's probability."""
-        predictor, chosen = self.model(model), self.label(label)
-        prediction, _ = predictor.predict_one(image.pixels)
-        if not prediction.is_mri:
-            return ToolResult(f"{NOT_MRI_MESSAGE} {DISCLAIMER}")
-        cam = predictor.explain(image.pixels, predictor.labels.index(chosen))
-        text = (
-            f"The {model} model gives **{display_name(chosen)}** a probability of "
-            f"{prediction.probabilities[chosen]:.1%}. "
-            + reading(
-                prediction.label,
-                prediction.confidence,
-                cam,
-                f"Its answer is {display_name(prediction.label)}; the {model} model",
-                chosen,
-                map_trust(predictor.metadata),
-                _plausible(prediction),
-                reminder=DISCLAIMER,
-            )
-        )
-        caption = f"{model}: evidence for {display_name(chosen)} ({prediction.probabilities[chosen]:.0%})"
+        self.model(model)
+        with _as_tool_error():
+            answer, chosen, cam, text = self.reader.explain_class(image, label, model, reminder=DISCLAIMER)
+        if cam is None:
+            return ToolResult(not_mri(DISCLAIMER))
+        caption = f"{model}: evidence for {display_name(chosen)} ({answer.prediction.probabilities[chosen]:.0%})"
         return ToolResult(text, [overlay(display_copy(image.pixels), cam, TOOL_OPACITY)], [caption])
 
     def model_figures(self, model: str, label: str = "") -> ToolResult:
@@ -162,16 +139,8 @@ class Toolbox:
 
     def summarise_batch(self, paths: list[str]) -> ToolResult:
         """Every model's class counts over many slices (or a .zip), and on how many the models disagree."""
-        from tumor_ai.batch import check_limit, iter_batches, result_rows, summary
-
-        if not paths:
-            raise ToolError("Give some slices or a .zip of slices first.")
-        try:
-            check_limit(paths)
-        except ImageError as error:
-            raise ToolError(str(error)) from None
-        rows = [row for items, results in iter_batches(self.predictors, paths) for row in result_rows(items, results)]
-        return ToolResult(summary(rows, self.names) + f". {DISCLAIMER}")
+        with _as_tool_error():
+            return ToolResult(self.reader.summarise(paths).text + f". {DISCLAIMER}")
 
     def explain_grad_cam(self) -> ToolResult:
         """What Grad-CAM is, in plain words, and how far each served model's map can be trusted."""
@@ -181,49 +150,30 @@ class Toolbox:
 
 def read_slice(path: str | None) -> LoadedImage:
     """The slice at ``path`` as every tool reads it; one sentence when there is none or it cannot be read."""
-    if not path:
-        raise ToolError("Give a brain MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM).")
+    with _as_tool_error():
+        return Reader({}).read(path)
+
+
+@contextmanager
+def _as_tool_error() -> Iterator[None]:
+    """The reader's and the image reader's sentences as a ``ToolError``."""
     try:
-        return read_image(path)
-    except ImageError as error:
+        yield
+    except (ReaderError, ImageError) as error:
         raise ToolError(str(error)) from None
 
 
 def agreement(predictions: dict[str, Prediction]) -> str:
-    """Which models agree, and which is surest, in one sentence."""
-    refused = [name for name, p in predictions.items() if not p.is_mri]
-    if refused:
-        return f"{NOT_MRI_MESSAGE} (the MRI check of {listed(refused)})"
-    labels = {p.label for p in predictions.values()}
-    surest = max(predictions, key=lambda name: predictions[name].confidence)
-    word = "surer" if len(predictions) == 2 else "surest"
-    if len(labels) > 1:
-        surest_text = f"{surest} is the {word} ({predictions[surest].confidence:.0%})"
-        return f"The models disagree; {surest_text}. Treat this slice as uncertain."
-    label = display_name(next(iter(labels)))
-    if len(predictions) == 1:
-        return f"The model reads {label}."
-    return f"All {len(predictions)} models read {label}; {surest} is the {word} ({predictions[surest].confidence:.0%})."
+    """What an agent is told of a comparison: the page's verdict, and which model is surest."""
+    return " ".join(filter(None, [verdict(predictions), surest(predictions)]))
 
 
 def _answer(prediction: Prediction) -> str:
     if not prediction.is_mri:
         return "refused by its MRI check (no class given)"
-    plausible = _plausible(prediction)
+    plausible = plausible_sentence(prediction)
     return f"{display_name(prediction.label)}, {prediction.confidence:.1%}" + (f" ({plausible})" if plausible else "")
-
-
-def _plausible(prediction: Prediction) -> str:
-    from tumor_ai.conformal import SERVED_LEVEL, describe
-
-    if not prediction.plausible:
-        return ""
-    return describe(prediction.plausible, SERVED_LEVEL, len(prediction.probabilities), display_name)
 
 
 def _caption(model: str, prediction: Prediction) -> str:
     return f"{model}: {display_name(prediction.label)} ({prediction.confidence:.0%})"
-
-
-def _plain(text: str) -> str:
-    return "".join(character for character in text.lower() if character.isalnum())

@@ -1,7 +1,7 @@
 """Classify files, folders and zips from the command line: the Batch tab's table as a CSV.
 
-    python -m tumor_ai.predict scans/ slice.png more.zip --out results.csv
-    python -m tumor_ai.predict slice.dcm --model vgg16 --vgg16 hf://USER/tumor-ai-vgg16
+    tumor-ai predict scans/ slice.png more.zip --out results.csv
+    tumor-ai predict slice.dcm --model vgg16 --vgg16 hf://USER/tumor-ai-vgg16
 
 Each row: file, each model's class (or "not a brain MRI") and calibrated confidence, whether
 the models agree, and a note (why a file was refused, or e.g. "first frame used"). There is no
@@ -13,9 +13,9 @@ and ``--shard K/N`` takes only the K-th of N shares of the inputs (by a hash of 
 so a job array on an existing scheduler splits one archive across machines:
 
     # Slurm: sbatch --array=1-8 with, in the script,
-    python -m tumor_ai.predict /data/archive --shard $SLURM_ARRAY_TASK_ID/8 --out part-$SLURM_ARRAY_TASK_ID.csv --resume
+    tumor-ai predict /data/archive --shard $SLURM_ARRAY_TASK_ID/8 --out part-$SLURM_ARRAY_TASK_ID.csv --resume
     # Kubernetes Indexed Job (completions: 8; the index is 0-based)
-    python -m tumor_ai.predict /data/archive --shard $((JOB_COMPLETION_INDEX + 1))/8 --out /out/$JOB_COMPLETION_INDEX.csv --resume
+    tumor-ai predict /data/archive --shard $((JOB_COMPLETION_INDEX + 1))/8 --out /out/$JOB_COMPLETION_INDEX.csv --resume
 """
 
 from __future__ import annotations
@@ -26,15 +26,15 @@ import os
 import sys
 from pathlib import Path
 
-from tumor_ai import architectures
-from tumor_ai.safe_text import csv_row, from_csv_cell
-from tumor_ai.sources import add_source_arguments
+from tumor_ai.core.safe_text import csv_row, from_csv_cell
+from tumor_ai.model import registry as architectures
+from tumor_ai.model.sources import add_source_arguments
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     parser = argparse.ArgumentParser(
-        prog=prog or "python -m tumor_ai.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=prog or "python -m tumor_ai.app.predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("inputs", nargs="+", help="image files, folders or .zip archives")
     parser.add_argument(
@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
     from tqdm import tqdm
 
-    from tumor_ai.batch import columns, count_inputs, stream_rows
-    from tumor_ai.inference import configure_threads, load_predictors
-    from tumor_ai.models import ModelSourceError
-    from tumor_ai.sources import explicit_sources, local_fallbacks, model_sources
+    from tumor_ai.core.batch import columns, count_inputs, stream_rows
+    from tumor_ai.core.inference import configure_threads, load_predictors
+    from tumor_ai.model.metadata import ModelSourceError
+    from tumor_ai.model.sources import explicit_sources, local_fallbacks, model_sources
 
     missing = [path for path in args.inputs if not Path(path).exists()]
     if missing:
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
 def _selection(args, parser) -> tuple:
     """Which names to classify (the shard, minus rows already written with --resume), and those rows' names."""
-    from tumor_ai.batch import shard
+    from tumor_ai.core.batch import shard
 
     in_shard = None
     if args.shard:

@@ -3,7 +3,7 @@
 The Space gets ``app.py``, the ``tumor_ai/`` package, ``requirements.txt``, the LFS rules of
 ``.gitattributes`` and a README.md whose front matter is this repository's, with ``models`` and
 ``preload_from_hub`` naming exactly the model repos just pushed. That front matter is also what
-tells the deployed app which repos to serve (``tumor_ai.sources.space_repos`` matches ``*-cnn`` /
+tells the deployed app which repos to serve (``tumor_ai.model.sources.space_repos`` matches ``*-cnn`` /
 ``*-vgg16``), so nothing else needs setting. Private model repos cannot be preloaded: then the front
 matter lists them under ``models`` only, and the Space variables ``TUMOR_AI_CNN`` / ``TUMOR_AI_VGG16``
 name them instead.
@@ -15,10 +15,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tumor_ai import DISCLAIMER, architectures
-from tumor_ai.hub import HubError, hub_api, hub_errors, push_model
-from tumor_ai.models import METADATA_FILE, ModelSourceError
-from tumor_ai.sources import ROOT
+from tumor_ai import DISCLAIMER
+from tumor_ai.model import registry as architectures
+from tumor_ai.model.metadata import METADATA_FILE, ModelSourceError
+from tumor_ai.model.sources import ROOT
+from tumor_ai.publish.hub import HubError, hub_api, hub_errors, push_model
 
 SPACE_FILES = ("app.py", "requirements.txt", ".gitattributes")  # beside the package
 LOCAL_ATTRIBUTES = "# This repository keeps its own binaries"  # .gitattributes' block for this repo only

@@ -1,0 +1,57 @@
+"""Class-activation maps turned into pictures, for the page and the agents: the colour map, the overlay.
+
+The maps themselves are computed inside the model's ``tf.function`` (``tumor_ai.core.inference``) by the
+method its metadata names, and placed in the upload's frame (``tumor_ai.core.cam``); this module only
+draws them (``tumor_ai.core.wording`` puts them into words), so nothing the model needs depends on how the page looks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from tumor_ai.core.wording import confidence_words, focus_region, listed, reading  # noqa: F401 - moved to wording; for one release
+
+DEFAULT_OPACITY = 0.45
+DISPLAY_SIDE = 768  # overlays are drawn at most this large: the app never shows them bigger
+
+
+def display_copy(pixels: np.ndarray, side: int = DISPLAY_SIDE) -> np.ndarray:
+    """The image at most ``side`` pixels on its longer edge, for drawing (the models see their own copy)."""
+    height, width = pixels.shape[:2]
+    if max(height, width) <= side:
+        return pixels
+    image = Image.fromarray(pixels)
+    image.thumbnail((side, side), Image.Resampling.LANCZOS)
+    return np.asarray(image)
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """Jet-like colour map, 0 -> dark blue, 1 -> dark red, as ``uint8`` RGB."""
+    values = np.clip(values, 0.0, 1.0)[..., None]
+    centres = np.array([0.75, 0.5, 0.25])  # red, green, blue peaks
+    rgb = np.clip(1.5 - np.abs(4.0 * (values - centres)), 0.0, 1.0)
+    return (rgb * 255).astype(np.uint8)
+
+
+def _resized(picture: np.ndarray, size: tuple[int, int], mode: str | None = None) -> Image.Image:
+    height, width = size
+    return Image.fromarray(picture, mode).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The CAM as a colour picture at ``size`` = (height, width): coloured at its own grid, then resized (in C)."""
+    return np.asarray(_resized(jet(cam), size))
+
+
+def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
+    """Blend the coloured CAM over the RGB input at the input's resolution.
+
+    Opacity scales with the CAM itself, so regions the model ignored keep the original image.
+    Colour and opacity are computed on the CAM's own grid and resized by PIL, which blends them
+    (``Image.composite``): a 768-px overlay costs a millisecond or two.
+    """
+    size = pixels.shape[:2]
+    alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(np.clip(cam, 0.0, 1.0)) * 255).astype(np.uint8)
+    blended = Image.composite(_resized(jet(cam), size), Image.fromarray(pixels), _resized(alpha, size, "L"))
+    return np.asarray(blended)
