@@ -26,7 +26,7 @@ from training.localisation import (
     pointing_hit,
     relevance_mass,
 )
-from training.localise import MapReader, Sample, candidate_layers, localise, stage_outputs
+from training.localise import HELD_OUT_FILLS, MapReader, Sample, candidate_layers, held_out_fill, localise, stage_outputs
 from tumor_ai.core.cam import CAM_METHODS
 from tumor_ai.core.erase import fill_region
 from tumor_ai.model.metadata import ModelMetadata
@@ -113,6 +113,23 @@ def test_a_model_that_reads_the_tumour_points_at_it_and_needs_it(square_predicto
     assert report["erased"]["control_kept"]["value"] == 1.0  # the same erasure elsewhere changes nothing
     assert report["erased"]["tumour_probability_drop"]["value"] > 0.9
     assert report["chosen"]["layer"] == "evidence"
+    for style in HELD_OUT_FILLS:  # fills no recipe trained on hide the tumour just as well
+        held = report["erased"]["held_out_fills"][style]
+        assert held["tumour_kept"]["value"] == 0.0, style
+        assert held["control_kept"]["value"] == 1.0, style
+
+
+@pytest.mark.parametrize("style", HELD_OUT_FILLS)
+def test_a_held_out_fill_changes_only_the_region(style):
+    """Each held-out fill hides the region (its bright square is gone) and leaves every other pixel as it was."""
+    pixels = np.full((64, 64, 3), 40, np.uint8)
+    pixels[20:30, 20:30] = 250
+    region = np.zeros((64, 64), bool)
+    region[18:32, 18:32] = True
+    filled = held_out_fill(pixels, region, style)
+    assert filled.shape == pixels.shape and filled.dtype == pixels.dtype
+    assert (filled[~region] == pixels[~region]).all()
+    assert filled[region].max() < 200
 
 
 def test_a_model_that_reads_the_border_misses_the_tumour_and_keeps_its_answer(stripe_predictor):

@@ -12,7 +12,9 @@ the map of the *true* class placed over the whole image as the app draws it:
   cost of that map;
 - the tumour-erased test: the tumour filled from its surroundings (``tumor_ai.core.erase``, the fill the
   app's "hide a region" uses) and the share of images that still get their tumour class, beside a
-  same-size region filled elsewhere in the head (the control: does any erasure change the answer?).
+  same-size region filled elsewhere in the head (the control: does any erasure change the answer?);
+  both again with fills no training recipe uses (``HELD_OUT_FILLS``: scikit-image's biharmonic
+  inpainting and a heavy blur), so that a model that learned the training fills is caught.
 
 Every figure comes with a 95% bootstrap interval over whole figshare slices. ``--write`` stores the
 figures in the model's metadata (and card), and names the variant that localises best within the
@@ -57,6 +59,43 @@ BOOTSTRAP_DRAWS = 1000
 COST_ENVELOPE = 1.5  # a map may cost at most this multiple of the served one's forward-and-CAM pass
 FINER_LAYERS = 1  # stage outputs finer than the metadata's layer to try
 SEED = 0
+HELD_OUT_FILLS = ("biharmonic", "blur")  # no recipe trains on these (training.counterfactuals.FILLS)
+
+
+def held_out_fill(pixels: np.ndarray, region: np.ndarray, style: str) -> np.ndarray:
+    """``region`` hidden by a fill the models never trained on: "biharmonic" (scikit-image's inpainting,
+    Damelin & Hoang 2018) or "blur" (the region replaced by the slice blurred as wide as the region).
+
+    Both work on the region's box with a margin, so the cost follows the region, not the slice.
+    """
+    from scipy import ndimage
+    from skimage.restoration import inpaint_biharmonic
+
+    region = np.asarray(region).astype(np.uint8, copy=False) > 0  # canonical bools (a PIL "1" mask holds 255s)
+    rows, cols = np.nonzero(region)
+    if rows.size == 0:
+        return pixels
+    margin = 12
+    top, left = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
+    bottom, right = min(rows.max() + margin + 1, region.shape[0]), min(cols.max() + margin + 1, region.shape[1])
+    box = pixels[top:bottom, left:right].astype(np.float64)
+    inside = region[top:bottom, left:right].copy()
+    gray = box.mean(axis=-1) if box.ndim == 3 else box
+    if style == "biharmonic":
+        filled = inpaint_biharmonic(gray / 255.0, inside) * 255.0
+    elif style == "blur":
+        sigma = max(2.0, 0.25 * max(bottom - top, right - left))
+        filled = ndimage.gaussian_filter(gray, sigma, mode="reflect")
+    else:
+        raise ValueError(f"unknown held-out fill {style!r}: one of {', '.join(HELD_OUT_FILLS)}")
+    out = pixels.copy()
+    value = np.clip(np.rint(filled), 0, 255).astype(pixels.dtype)
+    window = out[top:bottom, left:right]
+    if window.ndim == 3:
+        window[inside] = value[inside][:, None]
+    else:
+        window[inside] = value[inside]
+    return out
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
@@ -320,6 +359,7 @@ def localise(
             if controls[index] is not None:
                 control = model_input(fill_region(sample.image, controls[index]), tuple(metadata.input_size), metadata.crop)[0]
                 record["control_predicted"] = predictor.labels[int(np.argmax(reader.probabilities(control[None])[0]))]
+            record["held_out"] = held_out_answers(predictor, reader, sample, controls[index])
             curved = sample.path in curve_paths
             curves_of: dict[bytes, tuple[float, float]] = {}  # identical maps (Grad-CAM and HiResCAM after pooling) share curves
             for method, layer in variants:
@@ -331,6 +371,24 @@ def localise(
     report["costs_ms"] = {f"{method}@{layer}": round(serving_cost_ms(predictor, layer, method), 1) for method, layer in variants}
     report["chosen"] = choose(report, f"{metadata.cam_method}@{metadata.cam_layer}")
     return report
+
+
+def held_out_answers(predictor, reader: MapReader, sample: Sample, control: np.ndarray | None) -> dict:
+    """The class read with the tumour, and with the control region, hidden by each held-out fill."""
+    from tumor_ai.core.preprocessing import model_input
+
+    metadata = predictor.metadata
+    regions = {"erased": sample.mask, **({"control": control} if control is not None else {})}
+    keys = [(kind, style) for kind in regions for style in HELD_OUT_FILLS]
+    pixels = np.stack([
+        model_input(held_out_fill(sample.image, regions[kind], style), tuple(metadata.input_size), metadata.crop)[0]
+        for kind, style in keys
+    ])  # fmt: skip
+    answers = np.argmax(reader.probabilities(pixels), axis=-1)
+    found: dict = {}
+    for (kind, style), answer in zip(keys, answers):
+        found.setdefault(style, {})[f"{kind}_predicted"] = predictor.labels[int(answer)]
+    return found
 
 
 def map_entry(
@@ -428,6 +486,16 @@ def summarise(records: list[dict], variants: list[tuple[str, str]], predictor) -
             "tumour_kept": figure([r["erased_predicted"] == r["label"] for r in records]),
             "tumour_probability_drop": figure([r["erased_drop"] for r in records]),
             "control_kept": figure([r.get("control_predicted") == r["label"] for r in records], controlled),
+            "held_out_fills": {
+                style: {
+                    "tumour_kept": figure([r["held_out"][style]["erased_predicted"] == r["label"] for r in records]),
+                    "control_kept": figure(
+                        [r["held_out"][style].get("control_predicted") == r["label"] for r in records], controlled
+                    ),
+                }
+                for style in HELD_OUT_FILLS
+                if records and all("held_out" in r for r in records)
+            },
         },
         "maps": maps,
         "records": records,
@@ -534,6 +602,11 @@ def table(report: dict) -> str:
         f"({erased['control_kept']['images']} images)",
         f"probability of the tumour class, mean drop when it is erased: {cell(erased['tumour_probability_drop'])}",
     ]
+    for style, held in erased.get("held_out_fills", {}).items():
+        lines.append(
+            f"held-out fill '{style}': tumour class kept {cell(held['tumour_kept'])}, "
+            f"control kept {cell(held['control_kept'])}"
+        )
     if "score_cam" in report:
         score = report["score_cam"]
         lines.append(
