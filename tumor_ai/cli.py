@@ -5,12 +5,13 @@
     tumor-ai train --data Training/ --out models/cnn/split-run --model cnn
     tumor-ai evaluate --model models/cnn/split-run --data Training/ --subset validation --out report.json
     tumor-ai localise --model models/cnn/split-run --data Training/ --masks masks/Training  # where the maps point
+    tumor-ai tune --data Training/ --masks masks/Training --partial br35h/  # an Optuna study over the recipe
     tumor-ai audit --data Training/            # copies and near-copies in a dataset
     tumor-ai calibrate --model models/cnn --data Training/   # fit the not-an-MRI check
     tumor-ai publish --space USER/tumor-ai   # both models to the Hub, and a Space that serves them
 
 ``tumor-ai COMMAND --help`` explains each. Serving and publishing need only ``pip install tumor-ai``;
-``train``, ``evaluate``, ``localise``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
+``train``, ``evaluate``, ``localise``, ``tune``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
 Research and teaching only: not a diagnosis.
 """
 
@@ -28,12 +29,13 @@ COMMANDS = {
     "train": ("training.train", "train a model (split run, or a refit on every image)"),
     "evaluate": ("training.evaluate", "score a model on a folder or on its validation split"),
     "localise": ("training.localise", "measure where a model's maps point and whether it needs the tumour (masks)"),
+    "tune": ("training.tune", "tune a recipe with Optuna: accuracy under targets for the reasons and another collection"),
     "audit": ("training.audit", "find exact, mirrored and re-contrasted copies in a dataset"),
     "calibrate": ("training.fit_mri_check", "fit a model's not-an-MRI check on its training split"),
     "publish": ("training.publish", "deploy both models and a Space serving them (or one model) to the Hub"),
 }
 TRAINING_EXTRAS = "pip install 'tumor-ai[train]'"
-EXTRA_MODULES = ("matplotlib", "sklearn", "skimage")  # what [train] adds; publish needs none of them
+EXTRA_MODULES = ("matplotlib", "sklearn", "skimage", "optuna")  # what [train] adds; publish needs none of them
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,116 @@
+"""``tumor-ai tune``: a real Optuna study in a SQLite file, continued, pruned and reported.
+
+The fast tests replace the trainer (``trials=``) with one that reports made-up epochs and scores, so
+the study's machinery (storage, resume, pruning, constraints, the report) is what is tested; the slow
+test trains two real trials on synthetic data end to end.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+
+from training.tune import TARGETS, TrialScore, main, parse_args, trial_folder
+
+
+class MadeUpTrials:
+    """Each trial reports four epochs; the first trial learns, the later ones do not (so they are pruned)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def train(self, folder: Path, flags: list[str], on_epoch) -> None:
+        self.calls += 1
+        learns = self.calls == 1
+        for epoch in range(4):
+            if on_epoch(epoch, 0.5 + 0.1 * epoch if learns else 0.1):
+                return  # pruned: no model folder
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tumor_ai.json").write_text("{}")
+
+    def score(self, folder: Path) -> TrialScore:
+        return TrialScore(
+            macro_f1=0.9, accuracy=0.91, pointing_game=0.9, tumour_kept=0.1, control_kept=0.99,
+            held_out_tumour_kept={"biharmonic": 0.1}, held_out_control_kept={"biharmonic": 0.98},
+            other_collection=0.96, train_seconds=1.0,
+        )  # fmt: skip
+
+
+def _argv(tmp_path: Path, trials: int) -> list[str]:
+    return ["--data", "d", "--masks", "m", "--partial", "p", "--trials", str(trials), "--out", str(tmp_path / "report"),
+            "--startup-trials", "1", "--work", str(tmp_path / "work")]  # fmt: skip
+
+
+def test_a_study_is_stored_continued_pruned_and_reported(tmp_path):
+    made_up = MadeUpTrials()
+    main(_argv(tmp_path, 1), trials=made_up)
+    database = tmp_path / "report" / "study.db"
+    assert database.exists(), "the default storage is a SQLite file beside the report"
+    main(_argv(tmp_path, 2), trials=made_up)  # a second run continues the same study
+    study = optuna.load_study(study_name="cnn-recipe", storage=f"sqlite:///{database}")
+    states = [trial.state for trial in study.trials]
+    assert len(states) == 3
+    assert states[0] == optuna.trial.TrialState.COMPLETE
+    assert optuna.trial.TrialState.PRUNED in states[1:], "a trial below the median after the warm-up epochs is stopped"
+    pruned = next(t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED)
+    assert max(pruned.intermediate_values) == 2, "pruned at the first epoch past the warm-up"
+    assert study.trials[0].user_attrs["constraints"] == pytest.approx(TARGETS.violations(made_up.score(tmp_path)))
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["trials"] == 3 and report["best"]["number"] == 0 and report["best"]["feasible"]
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "| 0 | complete | 0.9000 |" in text and "| pruned |" in text
+    assert (tmp_path / "report" / "front.png").stat().st_size > 1000
+
+
+def test_an_infeasible_trial_is_reported_as_the_closest_not_the_best(tmp_path):
+    class Weak(MadeUpTrials):
+        def score(self, folder: Path) -> TrialScore:
+            found = super().score(folder)
+            found.other_collection = 0.5  # misses the other-collection target
+            return found
+
+    main(_argv(tmp_path, 1), trials=Weak())
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["best"]["feasible"] is False
+    assert "no trial meets every target" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_recipe_keeps_its_folder_so_a_retried_trial_continues_its_run(tmp_path):
+    assert trial_folder(tmp_path, ["--guidance", "1"]) == trial_folder(tmp_path, ["--guidance", "1"])
+    assert trial_folder(tmp_path, ["--guidance", "1"]) != trial_folder(tmp_path, ["--guidance", "2"])
+
+
+def test_storage_can_be_a_journal_file_for_many_machines(tmp_path):
+    argv = [*_argv(tmp_path, 1), "--storage", f"journal:{tmp_path / 'study.log'}"]
+    main(argv, trials=MadeUpTrials())
+    assert (tmp_path / "study.log").stat().st_size > 0
+    args = parse_args(["--data", "d", "--masks", "m", "--partial", "p"])
+    assert args.storage == "sqlite:///docs/reports/tune/cnn/study.db" and args.proxy[0] == "--input-size"
+
+
+@pytest.mark.slow
+def test_two_real_trials_on_synthetic_data(tmp_path):
+    """Two trials trained and scored for real (tiny network, two epochs): the study, the scores and the report."""
+    from conftest import write_dataset
+    from test_counterfactual_runs import _masks_for
+    from test_partial import write_partial
+
+    data, masks, partial = tmp_path / "data", tmp_path / "masks", tmp_path / "br35h"
+    write_dataset(data, per_class=12, seed=2)
+    _masks_for(data, masks)
+    write_partial(partial, slices=8)
+    proxy = "--input-size 48 --batch-size 8 --epochs 2 --warmup-epochs 0.2 --early-stopping-from 5"
+    main(["--data", str(data), "--masks", str(masks), "--partial", str(partial), "--trials", "2", "--proxy", proxy,
+          "--out", str(tmp_path / "report"), "--work", str(tmp_path / "work"), "--cache-dir", str(tmp_path / "cache"),
+          "--limit", "20", "--poll-seconds", "1"])  # fmt: skip
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert report["trials"] == 2
+    scored = [row for row in report["rows"] if row["score"]]
+    assert scored, report["rows"]
+    for row in scored:
+        assert 0.0 <= row["score"]["macro_f1"] <= 1.0
+        assert set(row["score"]["held_out_control_kept"]) == {"biharmonic", "blur"}
+        assert "--guidance" in row["flags"] and "--input-size 48" in row["flags"]

@@ -1,0 +1,137 @@
+"""The tuning study's report: every trial's accuracy beside its reasons, the best feasible recipe, importances, a plot.
+
+Written by ``tumor-ai tune`` into its ``--out`` folder (``report.json``, ``report.md``, ``front.png``),
+from the study's storage alone, so ``--report-only`` rewrites it on any machine that can read the storage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+COLUMNS = ("macro-F1", "accuracy", "map peak on the tumour", "tumour erased, kept", "control kept (training fill)",
+           "control kept (held-out fills, lowest)", "Br35H held-out, called a tumour")  # fmt: skip
+
+
+def trial_rows(study) -> list[dict]:
+    """One row per trial: its state, recipe, score, misses of the targets and minutes."""
+    rows = []
+    for trial in study.trials:
+        score = trial.user_attrs.get("score")
+        seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete else None
+        rows.append({
+            "number": trial.number,
+            "state": trial.state.name.lower(),
+            "params": trial.params,
+            "flags": trial.user_attrs.get("flags", ""),
+            "cpu": trial.user_attrs.get("cpu", ""),
+            "score": score,
+            "constraints": trial.user_attrs.get("constraints"),
+            "feasible": bool(score) and all(value <= 0 for value in trial.user_attrs.get("constraints", [1.0])),
+            "minutes": None if seconds is None else round(seconds / 60, 1),
+            "epochs_reported": len(trial.intermediate_values),
+        })  # fmt: skip
+    return rows
+
+
+def best_row(rows: list[dict]) -> dict | None:
+    """The most accurate feasible trial; without one, the scored trial that misses the targets by least."""
+    scored = [row for row in rows if row["score"]]
+    feasible = [row for row in scored if row["feasible"]]
+    if feasible:
+        return max(feasible, key=lambda row: row["score"]["macro_f1"])
+    return min(scored, key=lambda row: sum(max(value, 0.0) for value in row["constraints"]), default=None)
+
+
+def importances(study) -> dict[str, float]:
+    """Optuna's parameter importances (fANOVA) over the scored trials; empty until there are enough of them."""
+    import optuna
+
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 3:
+        return {}
+    try:
+        return {key: round(value, 3) for key, value in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError):
+        return {}
+
+
+def cells(score: dict) -> list[str]:
+    held = score["held_out_control_kept"]
+    return [f"{score['macro_f1']:.4f}", f"{score['accuracy']:.4f}", f"{score['pointing_game']:.3f}",
+            f"{score['tumour_kept']:.3f}", f"{score['control_kept']:.3f}",
+            f"{min(held.values()):.3f}" if held else "n/a", f"{score['other_collection']:.3f}"]  # fmt: skip
+
+
+def markdown(rows: list[dict], best: dict | None, found: dict[str, float], targets) -> str:
+    """The report as Markdown: the trials table, the chosen trial and the importances."""
+    lines = [
+        f"| trial | state | {' | '.join(COLUMNS)} | meets the targets | minutes | recipe |",
+        "|---|---|" + "---:|" * len(COLUMNS) + "---|---:|---|",
+    ]
+    for row in rows:
+        values = cells(row["score"]) if row["score"] else ["–"] * len(COLUMNS)
+        params = ", ".join(
+            f"{key} {value:.3g}" if isinstance(value, float) else f"{key} {value}" for key, value in row["params"].items()
+        )
+        lines.append(
+            f"| {row['number']} | {row['state']} | {' | '.join(values)} | {'yes' if row['feasible'] else 'no'} "
+            f"| {row['minutes'] if row['minutes'] is not None else '–'} | {params} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Targets: map peak ≥ {targets.pointing_game}, tumour erased kept ≤ {targets.tumour_kept}, control kept ≥ "
+        f"{targets.control_kept} with every fill, Br35H held-out ≥ {targets.other_collection}."
+    )
+    if best:
+        kind = "best feasible trial" if best["feasible"] else "no trial meets every target; closest"
+        lines.append(f"Chosen ({kind}): trial {best['number']}, `{best['flags']}`.")
+    if found:
+        lines.append("Parameter importances (fANOVA): " + ", ".join(f"{key} {value:.2f}" for key, value in found.items()) + ".")
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path, targets) -> None:
+    """macro-F1 against the map's peak and against the other collection; filled markers meet every target."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scored = [row for row in rows if row["score"]]
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
+    panels = [("pointing_game", "map peak on the tumour", targets.pointing_game),
+              ("other_collection", "Br35H held-out, called a tumour", targets.other_collection)]  # fmt: skip
+    for axis, (key, label, target) in zip(axes, panels):
+        for row in scored:
+            face = "tab:blue" if row["feasible"] else "none"
+            axis.scatter(row["score"][key], row["score"]["macro_f1"], facecolors=face, edgecolors="tab:blue")
+            axis.annotate(str(row["number"]), (row["score"][key], row["score"]["macro_f1"]), fontsize=8, xytext=(3, 3),
+                          textcoords="offset points")  # fmt: skip
+        axis.axvline(target, color="grey", linestyle="--", linewidth=1)
+        axis.set_xlabel(label)
+    axes[0].set_ylabel("validation macro-F1")
+    figure.suptitle("Tuning study: each trial (filled: meets every target)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write_report(study, out: Path, targets) -> str:
+    """Write ``report.json``, ``report.md`` and ``front.png`` into ``out``; return the Markdown."""
+    out.mkdir(parents=True, exist_ok=True)
+    rows = trial_rows(study)
+    best = best_row(rows)
+    found = importances(study)
+    text = markdown(rows, best, found, targets)
+    minutes = sum(row["minutes"] or 0 for row in rows)
+    cpus = sorted({row["cpu"] for row in rows if row["cpu"]})
+    summary = {"study": study.study_name, "trials": len(rows), "minutes": round(minutes, 1), "cpus": cpus,
+               "targets": vars(targets) if hasattr(targets, "__dict__") else {}, "best": best, "importances": found,
+               "rows": rows}  # fmt: skip
+    (out / "report.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    footer = f"{len(rows)} trials, {minutes:.0f} minutes in all, on {', '.join(cpus) or 'n/a'}."
+    (out / "report.md").write_text(f"{text}\n\n{footer}\n")
+    if any(row["score"] for row in rows):
+        plot(rows, out / "front.png", targets)
+    return text
