@@ -421,6 +421,14 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         ("the tumour's share of the image (what an even map would score)", found["mask_share"], False),
         ("tumour erased: the tumour class kept", erased["tumour_kept"], True),
         ("same-size region elsewhere erased: the class kept", erased["control_kept"], True),
+        *[
+            row
+            for style, held in erased.get("held_out_fills", {}).items()
+            for row in (
+                (f"tumour erased by a fill it never trained on ({style}): the tumour class kept", held["tumour_kept"], True),
+                (f"region elsewhere erased by the {style} fill: the class kept", held["control_kept"], True),
+            )
+        ],
         (
             f"deletion AUC on {found['deletion_auc']['images']} of them (lower: removing the top pixels first hurts more)",
             found["deletion_auc"],
@@ -436,7 +444,9 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         "",
         "The erasure fills the outlined tumour smoothly from its surroundings (`tumor_ai/core/erase.py`, the fill the app's "
         "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
-        "changes only when the tumour goes shows that the model reads the tumour, not the erasure. The outlines are the "
+        "changes only when the tumour goes shows that the model reads the tumour, not the erasure. The held-out fills "
+        "(scikit-image's biharmonic inpainting and a heavy blur, where measured) are ones no training recipe uses, so a "
+        "model that learned the training fills as a cue shows it there. The outlines are the "
         "figshare authors'; some cover only part of a visible lesion, so the pointing game is a floor.\n",
         *_map_choice(found),
         _border_text(metadata, found),
