@@ -193,3 +193,50 @@ def test_an_unreachable_language_model_falls_back_to_the_router(toolbox, with_sl
 def test_medical_advice_never_reaches_the_language_model(toolbox, with_slice, scripted_server):
     answer = LanguageModel("scripted-model", base_url=scripted_server).answer(toolbox, with_slice, "should I have surgery?")
     assert answer.reply == ADVICE_REFUSAL and ScriptedServer.requests == []
+
+
+def test_no_pattern_over_a_message_has_unbounded_repetition():
+    """Issue 41.1: ``.*`` between words backtracked polynomially on long text and held the interpreter."""
+    import re
+
+    from tumor_ai.app import assistant
+
+    patterns = {name: value.pattern for name, value in vars(assistant).items() if isinstance(value, re.Pattern)}
+    assert {"ADVICE", "GRAD_CAM", "COMPARE"} <= set(patterns)
+    for name, pattern in patterns.items():
+        assert not re.search(r"(?<!\\)[*+]|\{\d*,\}", pattern), f"{name} repeats without a bound: {pattern}"
+
+
+class CappedSpy:
+    """A compiled pattern that fails the test if it is ever handed more than the Assistant reads."""
+
+    def __init__(self, pattern, limit):
+        self.pattern, self.limit, self.seen = pattern, limit, []
+
+    def search(self, text):
+        self.seen.append(len(text))
+        assert len(text) <= self.limit, f"a pattern was matched against {len(text)} characters"
+        return self.pattern.search(text)
+
+
+def test_a_one_megabyte_message_is_refused_before_any_pattern_reads_it(toolbox, with_slice, scripted_server, monkeypatch):
+    from tumor_ai.app import assistant
+    from tumor_ai.core.wording import message_too_long
+
+    spies = {}
+    for name in ("ADVICE", "GRAD_CAM", "FIGURES", "EVIDENCE", "COMPARE", "BATCH", "HIDE"):
+        spies[name] = CappedSpy(getattr(assistant, name), assistant.MESSAGE_LIMIT)
+        monkeypatch.setattr(assistant, name, spies[name])
+    huge = "tumour " * 150_000  # ~1 MB of one repeated word, as the hostile trial sent
+    refusal = message_too_long(len(huge.strip()), assistant.MESSAGE_LIMIT)
+    history, _, conversation = respond(toolbox, Router(), {"text": huge}, [], with_slice)
+    assert history[-1]["content"] == refusal
+    shown = history[0]["content"]
+    assert len(shown) < 3 * assistant.MESSAGE_LIMIT and shown.endswith("…")  # the page gets the message cut
+    assert all(len(turn["content"]) <= assistant.MESSAGE_LIMIT for turn in conversation.turns)
+    answer = LanguageModel("scripted-model", base_url=scripted_server).answer(toolbox, with_slice, huge)
+    assert answer.reply.startswith("That message is") and ScriptedServer.requests == []
+    # A message at the limit is still routed, by the bounded patterns, to what it asks.
+    near = ("which model is surer " * 200)[: assistant.MESSAGE_LIMIT]
+    assert Router().answer(toolbox, with_slice, near).calls[0][0].name == "compare_models"
+    assert max(size for spy in spies.values() for size in spy.seen) <= assistant.MESSAGE_LIMIT
