@@ -20,6 +20,7 @@ from typing import Protocol
 
 from tumor_ai import DISCLAIMER
 from tumor_ai.app.tools import Toolbox, ToolError, ToolResult, read_slice
+from tumor_ai.core.safe_text import markdown
 from tumor_ai.core.wording import message_too_long
 from tumor_ai.model.labels import display_name
 
@@ -104,6 +105,12 @@ def run_call(toolbox: Toolbox, conversation: Conversation, call: ToolCall) -> To
         return str(error) if isinstance(error, ToolError) else f"{call.name} was called with arguments it does not take."
 
 
+def joined(done: list[tuple[ToolCall, ToolResult | str]]) -> str:
+    """The tools' answers as one reply: a result's own Markdown, and a refusal (which may quote a file's name or a
+    DICOM field) as literal characters (``safe_text.markdown``)."""
+    return "\n\n".join(result.text if isinstance(result, ToolResult) else markdown(result) for _, result in done)
+
+
 def mentioned_models(toolbox: Toolbox, text: str) -> list[str]:
     plain = re.sub(r"[^a-z0-9]", "", text.lower())
     return [name for name in toolbox.names if re.sub(r"[^a-z0-9]", "", name.lower()) in plain]
@@ -132,8 +139,7 @@ class Router:
         if isinstance(calls, str):
             return Answer([], calls)
         done = [(call, run_call(toolbox, conversation, call)) for call in calls]
-        reply = "\n\n".join(result.text if isinstance(result, ToolResult) else result for _, result in done)
-        return Answer(done, reply)
+        return Answer(done, joined(done))
 
     @staticmethod
     def plan(toolbox: Toolbox, conversation: Conversation, text: str) -> list[ToolCall] | str:
@@ -247,8 +253,8 @@ class LanguageModel:
                 .choices[0]
                 .message
             )
-            if not choice.tool_calls:
-                return Answer(done, choice.content or "")
+            if not choice.tool_calls:  # a model's words may echo a file's text: shown as the characters they are
+                return Answer(done, markdown(choice.content or ""))
             messages.append({"role": "assistant", "content": choice.content or "", "tool_calls": _plain_calls(choice.tool_calls)})
             for requested in choice.tool_calls:
                 call = ToolCall(requested.function.name, _arguments(requested.function.arguments))
@@ -256,7 +262,7 @@ class LanguageModel:
                 done.append((call, result))
                 content = result.text if isinstance(result, ToolResult) else result
                 messages.append({"role": "tool", "tool_call_id": requested.id, "name": call.name, "content": content})
-        return Answer(done, "\n\n".join(r.text if isinstance(r, ToolResult) else r for _, r in done))
+        return Answer(done, joined(done))
 
 
 def _arguments(raw) -> dict:

@@ -49,7 +49,7 @@ def tool_messages(calls) -> list[dict]:
     messages = []
     for call, result in calls:
         failed = not isinstance(result, ToolResult)
-        body = result if failed else result.text
+        body = markdown(result) if failed else result.text  # a refusal may quote a file's name or a DICOM field
         title = markdown(call.title()) + (" — refused" if failed else "")
         messages.append({"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}})
         if not failed:
