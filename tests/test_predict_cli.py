@@ -77,3 +77,20 @@ def test_a_bad_shard_is_one_sentence(folder, slot_models, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _run(folder, slot_models, tmp_path / "x.csv", "--shard", "4/3")
     assert "--shard takes K/N with 1 <= K <= N" in capsys.readouterr().err
+
+
+def test_malformed_files_cost_one_row_each_in_the_cli_and_the_batch_tool(folder, slot_models, slot_predictors, tmp_path):
+    """Issue 41.5: a decoder's own exception (a text window width, a broken TIFF page) aborted the whole run."""
+    from test_decoder_fuzz import ODD
+
+    from tumor_ai.app.tools import Toolbox
+
+    for index, (name, build) in enumerate(ODD.values()):
+        (folder / f"odd{index}_{name}").write_bytes(build())
+    out = tmp_path / "rows.csv"
+    _run(folder, slot_models, out)
+    rows = _rows(out)
+    assert len(rows) == 7 + len(ODD)
+    assert all(row["cnn class"] not in ("", "error") for row in rows if not row["file"].startswith("odd"))
+    summary = Toolbox(slot_predictors).summarise_batch([str(path) for path in sorted(folder.iterdir())])
+    assert summary.text.startswith(f"{7 + len(ODD)} files · ")

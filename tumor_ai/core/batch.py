@@ -71,7 +71,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) ->
     try:
         with archive.open(info) as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 (BadZipFile, zlib.error, NotImplementedError, struct.error ...)
         return ImageError(f"{shown}: this zip member is corrupt and cannot be unpacked ({type(error).__name__}).")
     if len(data) > MAX_FILE_BYTES:
         return ImageError(f"{shown}: it unpacks to more than its header says, and past the {MAX_FILE_BYTES // 2**20} MB limit.")
@@ -81,7 +81,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) ->
 def _open_zip(path: Path, name: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # noqa: BLE001 (a damaged directory fails in many ways: BadZipFile, ValueError, struct.error ...)
         raise ImageError(f"{name}: the zip archive is corrupt.") from None
 
 
