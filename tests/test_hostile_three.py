@@ -64,3 +64,60 @@ def test_the_pictures_folder_is_outside_the_sweep_and_goes_with_the_workspace(tm
 
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _refs(node) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if "$ref" in node else []
+        return own + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
+def test_every_published_tool_has_a_whole_schema_and_answers_over_mcp(slot_predictors, example_paths):
+    """Issue 41.9: summarise_batch's schema named a definition that was not there, and no MCP test called it."""
+    import asyncio
+    import base64
+
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamablehttp_client
+
+    from tumor_ai.app.tool_endpoints import TOOL_NAMES
+    from tumor_ai.app.ui import build_app
+
+    app = build_app(slot_predictors)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, mcp_server=True)
+    image = "data:image/jpeg;base64," + base64.b64encode(example_paths["glioma"].read_bytes()).decode()
+    calls = {
+        "classify_slice": {"image": image, "model": "cnn"},
+        "compare_models": {"image": image},
+        "explain_class": {"image": image, "label": "pituitary", "model": "vgg16"},
+        "summarise_batch": {"file1": image, "file2": image},
+        "model_figures": {"model": "cnn"},
+        "explain_grad_cam": {},
+    }
+    assert set(calls) == set(TOOL_NAMES)
+
+    async def work():
+        url = f"http://127.0.0.1:{port}/gradio_api/mcp/"
+        async with streamablehttp_client(url) as (read, write, _), ClientSession(read, write) as session:
+            await session.initialize()
+            tools = {tool.name: tool for tool in (await session.list_tools()).tools}
+            results = {name: await session.call_tool(name, arguments) for name, arguments in calls.items()}
+            return tools, results
+
+    try:
+        tools, results = asyncio.run(work())
+    finally:
+        app.close()
+    assert set(tools) == set(TOOL_NAMES)
+    for name, tool in tools.items():
+        defined = set(tool.inputSchema.get("$defs") or {})
+        assert all(ref.removeprefix("#/$defs/") in defined for ref in _refs(tool.inputSchema)), (name, tool.inputSchema)
+    for name, result in results.items():
+        text = " ".join(part.text for part in result.content if getattr(part, "text", None))
+        assert not result.isError and "error" not in text.lower()[:40], (name, text)
+    summary = " ".join(part.text for part in results["summarise_batch"].content if getattr(part, "text", None))
+    assert summary.startswith("2 files · "), summary
