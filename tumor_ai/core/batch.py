@@ -114,6 +114,15 @@ def _readers(paths: Iterable[str | Path], keep: Keep) -> Iterator[tuple[str, Cal
     The one walk that both ``iter_inputs`` (which reads) and ``count_inputs`` (which only counts) take.
     """
     for name, path in _entries(paths):
+        if path.exists() and not path.is_file():  # a named pipe (even one called .zip) would block the first read
+            if keep(name):
+                yield (
+                    name,
+                    lambda name=name: ImageError(
+                        f"{name}: this is not a regular file (a pipe, socket or device), so it is not read."
+                    ),
+                )
+            continue
         if not _is_zip(path):
             if keep(name):
                 yield name, lambda path=path: path
