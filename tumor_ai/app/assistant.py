@@ -20,6 +20,8 @@ from typing import Protocol
 
 from tumor_ai import DISCLAIMER
 from tumor_ai.app.tools import Toolbox, ToolError, ToolResult, read_slice
+from tumor_ai.core.safe_text import markdown
+from tumor_ai.core.wording import message_too_long
 from tumor_ai.model.labels import display_name
 
 ADVICE_REFUSAL = (
@@ -30,14 +32,17 @@ ADVICE = re.compile(
     r"\b(should i|do i have|have i got|am i\b|my (own |)(scan|mri|tumou?r|brain|head|results?|doctor|diagnosis)|"
     r"my (mother|mom|mum|father|dad|wife|husband|son|daughter|child|friend|partner|patient)|"
     r"treat(ment)?|surgery|operate|operation|chemo|radiotherapy|prognosis|life expectancy|survive|survival|"
-    r"how long .* live|is it (cancer|malignant|benign)|medication|medicine|cure)\b"
+    r"how long\b.{0,40}\blive|is it (cancer|malignant|benign)|medication|medicine|cure)\b"
 )
-GRAD_CAM = re.compile(r"grad.?cam|layer.?cam|heat ?map|overlay|saliency|(what|how).*\b(map|red|colou?rs?)\b")
+GRAD_CAM = re.compile(r"grad.?cam|layer.?cam|heat ?map|overlay|saliency|(what|how)\b.{0,60}\b(map|red|colou?rs?)\b")
 FIGURES = re.compile(r"accura|how good|how well|recall|precision|\bf1\b|validation|reliab|perform|error rate|figures|metric")
 EVIDENCE = re.compile(r"evidence|why|where|look|show|map for|point")
 COMPARE = re.compile(r"compare|both|which model|surer|sure|confiden|certain|agree|classif|predict|read|what (is|does|do)|answer")
 BATCH = re.compile(r"batch|summar|all (of )?(them|these|the)|these|each|count")
 HIDE = re.compile(r"\b(hide|erase|remove|mask|cover)\b")
+# The longest message either brain reads. Every pattern above is bounded (no ``.*`` between words), so matching is
+# linear in the text; the cap keeps it short as well: a long message is refused before any pattern sees it.
+MESSAGE_LIMIT = 2_000
 HELP = (
     "I can answer, from the models themselves: what each model reads in a slice and which is surer; where a model "
     'found evidence for a class you name ("show the evidence for meningioma"); how accurate each model is, overall '
@@ -100,6 +105,12 @@ def run_call(toolbox: Toolbox, conversation: Conversation, call: ToolCall) -> To
         return str(error) if isinstance(error, ToolError) else f"{call.name} was called with arguments it does not take."
 
 
+def joined(done: list[tuple[ToolCall, ToolResult | str]]) -> str:
+    """The tools' answers as one reply: a result's own Markdown, and a refusal (which may quote a file's name or a
+    DICOM field) as literal characters (``safe_text.markdown``)."""
+    return "\n\n".join(result.text if isinstance(result, ToolResult) else markdown(result) for _, result in done)
+
+
 def mentioned_models(toolbox: Toolbox, text: str) -> list[str]:
     plain = re.sub(r"[^a-z0-9]", "", text.lower())
     return [name for name in toolbox.names if re.sub(r"[^a-z0-9]", "", name.lower()) in plain]
@@ -119,6 +130,8 @@ class Router:
     """The deterministic brain: keywords to tools, so the tab works with no language model configured."""
 
     def answer(self, toolbox: Toolbox, conversation: Conversation, text: str) -> Answer:
+        if len(text) > MESSAGE_LIMIT:
+            return Answer([], message_too_long(len(text), MESSAGE_LIMIT))
         lowered = text.lower().strip()
         if ADVICE.search(lowered):
             return Answer([], ADVICE_REFUSAL)
@@ -126,8 +139,7 @@ class Router:
         if isinstance(calls, str):
             return Answer([], calls)
         done = [(call, run_call(toolbox, conversation, call)) for call in calls]
-        reply = "\n\n".join(result.text if isinstance(result, ToolResult) else result for _, result in done)
-        return Answer(done, reply)
+        return Answer(done, joined(done))
 
     @staticmethod
     def plan(toolbox: Toolbox, conversation: Conversation, text: str) -> list[ToolCall] | str:
@@ -224,6 +236,8 @@ class LanguageModel:
         self.client = InferenceClient(base_url=base_url, api_key=token) if base_url else InferenceClient(model, api_key=token)
 
     def answer(self, toolbox: Toolbox, conversation: Conversation, text: str) -> Answer:
+        if len(text) > MESSAGE_LIMIT:
+            return Answer([], message_too_long(len(text), MESSAGE_LIMIT))
         if ADVICE.search(text.lower()):
             return Answer([], ADVICE_REFUSAL)
         system = SYSTEM_PROMPT.format(labels=", ".join(map(display_name, toolbox.labels)), models=" and ".join(toolbox.names))
@@ -239,8 +253,8 @@ class LanguageModel:
                 .choices[0]
                 .message
             )
-            if not choice.tool_calls:
-                return Answer(done, choice.content or "")
+            if not choice.tool_calls:  # a model's words may echo a file's text: shown as the characters they are
+                return Answer(done, markdown(choice.content or ""))
             messages.append({"role": "assistant", "content": choice.content or "", "tool_calls": _plain_calls(choice.tool_calls)})
             for requested in choice.tool_calls:
                 call = ToolCall(requested.function.name, _arguments(requested.function.arguments))
@@ -248,7 +262,7 @@ class LanguageModel:
                 done.append((call, result))
                 content = result.text if isinstance(result, ToolResult) else result
                 messages.append({"role": "tool", "tool_call_id": requested.id, "name": call.name, "content": content})
-        return Answer(done, "\n\n".join(r.text if isinstance(r, ToolResult) else r for _, r in done))
+        return Answer(done, joined(done))
 
 
 def _arguments(raw) -> dict:

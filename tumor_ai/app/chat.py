@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from tumor_ai.app.assistant import Answer, Brain, Conversation, Router, suggestions
+from tumor_ai.app.assistant import MESSAGE_LIMIT, Answer, Brain, Conversation, Router, suggestions
 from tumor_ai.app.cache import cache_picture, upload_path
 from tumor_ai.app.tools import Toolbox, ToolResult
 from tumor_ai.core.safe_text import markdown
@@ -49,7 +49,7 @@ def tool_messages(calls) -> list[dict]:
     messages = []
     for call, result in calls:
         failed = not isinstance(result, ToolResult)
-        body = result if failed else result.text
+        body = markdown(result) if failed else result.text  # a refusal may quote a file's name or a DICOM field
         title = markdown(call.title()) + (" — refused" if failed else "")
         messages.append({"role": "assistant", "content": body, "metadata": {"title": title, "status": "done"}})
         if not failed:
@@ -68,15 +68,16 @@ def respond(toolbox: Toolbox, brain: Brain, message: dict | None, history: list 
     text = str(message.get("text") or "").strip()
     for path in dropped:
         history.append({"role": "user", "content": {"path": path, "orig_name": Path(path).name}})
-    if text:
-        history.append({"role": "user", "content": markdown(text)})
+    if text:  # a long message is shown cut (the brain refuses it whole), so the page never carries a megabyte back
+        shown = text if len(text) <= MESSAGE_LIMIT else text[:MESSAGE_LIMIT] + "…"
+        history.append({"role": "user", "content": markdown(shown)})
     if not dropped and not text:
         return history, None, conversation
     answer = ask(brain, toolbox, conversation, text)
     history += tool_messages(answer.calls)
     options = [{"value": ask_next, "label": ask_next} for ask_next in suggestions(toolbox, conversation)]
     history.append({"role": "assistant", "content": answer.reply, "options": options})
-    conversation.turns.append({"role": "user", "content": text or "(dropped a slice)"})
+    conversation.turns.append({"role": "user", "content": text[:MESSAGE_LIMIT] or "(dropped a slice)"})
     conversation.turns.append({"role": "assistant", "content": answer.reply})
     return history, None, conversation
 

@@ -497,13 +497,14 @@ def _fold_duplicates(items: list[BatchItem], done: BatchSoFar) -> tuple[list[Bat
     fresh, pending = [], {}
     for item in items:
         key = hashlib.sha1(item.image.pixels.tobytes()).hexdigest() if item.image is not None else None
-        first = done.first_row.get(key) if key else None
-        if key and (first is not None or key in pending):
+        if key in pending:  # a repeat within this group: its first copy's row is not added yet
             done.duplicates += 1
-            if first is not None:
-                _note_duplicate(done.rows[first], item.name)
-            else:
-                pending[key].append(item.name)
+            pending[key].append(item.name)
+            continue
+        first = done.first_row.get(key) if key else None
+        if first is not None:
+            done.duplicates += 1
+            _note_duplicate(done.rows[first], item.name)
             continue
         if key:
             pending[key] = []

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         "--allow-no-mri-check", action="store_true", help="run a model without its not-an-MRI check (every file gets a class)"
     )
     parser.add_argument("--resume", action="store_true", help="keep the rows already in --out and classify only the rest")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists (without it, an existing file is refused)"
+    )
     parser.add_argument("--shard", metavar="K/N", help="classify only share K of N (1 <= K <= N), e.g. a job-array index")
     parser.add_argument(
         "--precision",
@@ -71,6 +74,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     missing = [path for path in args.inputs if not Path(path).exists()]
     if missing:
         parser.error(f"not found: {', '.join(missing)}")
+    out = Path(args.out)
+    if args.out != "-" and out.exists() and not (args.resume or args.overwrite):
+        parser.error(f"{args.out} exists: pass --resume to continue it, or --overwrite to replace it")
+    if args.resume and args.overwrite:
+        parser.error("--resume keeps the rows in --out and --overwrite replaces them: pass one")
     keep, done = _selection(args, parser)  # a bad --shard is reported before the models load
     configure_threads()
     try:
@@ -88,7 +96,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     total = count_inputs(args.inputs, keep)
-    append = bool(done)
+    append = args.resume and args.out != "-" and out.is_file() and out.stat().st_size > 0  # its header is there
     handle = sys.stdout if args.out == "-" else open(args.out, "a" if append else "w", newline="")  # noqa: SIM115
     refused = 0
     try:

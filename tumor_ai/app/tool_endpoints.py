@@ -20,6 +20,7 @@ from tumor_ai.app.tools import Toolbox, ToolError, ToolResult, read_slice
 from tumor_ai.core.safe_text import html_text
 
 TOOL_CALLS = threading.BoundedSemaphore(4)  # tool calls answered at once (they bypass the queue; see register_tools)
+BATCH_SLOTS = 8  # summarise_batch's file inputs; each may be a .zip
 TOOL_NAMES = ("classify_slice", "compare_models", "explain_class", "summarise_batch", "model_figures", "explain_grad_cam")
 
 
@@ -91,16 +92,33 @@ def tool_functions(toolbox: Toolbox) -> dict[str, Callable]:
         result = _answer(lambda: toolbox.explain_class(read_slice(image), label, model))
         return result.text, side_by_side(result)
 
-    def summarise_batch(files: list[str]) -> str:
+    def summarise_batch(
+        file1: str,
+        file2: str | None = None,
+        file3: str | None = None,
+        file4: str | None = None,
+        file5: str | None = None,
+        file6: str | None = None,
+        file7: str | None = None,
+        file8: str | None = None,
+    ) -> str:
         """Run every model over many brain MRI slices (or .zip files of them) and count each model's classes and
         the slices on which the models disagree.
 
         Args:
-            files: the slices or .zip archives, as URLs or uploaded files.
+            file1: a slice or a .zip of slices, as a URL or an uploaded file.
+            file2: optional, another slice or .zip.
+            file3: optional, another slice or .zip.
+            file4: optional, another slice or .zip.
+            file5: optional, another slice or .zip.
+            file6: optional, another slice or .zip.
+            file7: optional, another slice or .zip.
+            file8: optional, another slice or .zip (more slices: put them in a .zip).
         Returns:
             The summary as text.
         """
-        return _answer(lambda: toolbox.summarise_batch(list(files or []))).text
+        files = [path for path in (file1, file2, file3, file4, file5, file6, file7, file8) if path]
+        return _answer(lambda: toolbox.summarise_batch(files)).text
 
     def model_figures(model: str = default, label: str = "") -> str:
         """A model's figures on its held-out validation split: accuracy, macro-F1, each class's recall and
@@ -147,7 +165,9 @@ def register_tools(toolbox: Toolbox) -> None:
     functions = tool_functions(toolbox)
     with gr.Column(visible=False):
         image = gr.File(label="image", file_count="single", type="filepath")
-        files = gr.File(label="files", file_count="multiple", type="filepath")
+        # One single-file input per slot: Gradio's MCP schema for a list of files names a "$defs" entry that is
+        # not at the schema's root (so a strict client refuses every call), and its URL-to-file step skips list items.
+        files = [gr.File(label=f"file{slot}", file_count="single", type="filepath") for slot in range(1, BATCH_SLOTS + 1)]
         model = gr.Dropdown(toolbox.names, value=toolbox.names[-1], label="model")
         label = gr.Dropdown(toolbox.labels, value=toolbox.labels[0], label="label", allow_custom_value=True)
         optional_label = gr.Dropdown(["", *toolbox.labels], value="", label="label", allow_custom_value=True)
@@ -156,7 +176,7 @@ def register_tools(toolbox: Toolbox) -> None:
             "classify_slice": [image, model],
             "compare_models": [image],
             "explain_class": [image, label, model],
-            "summarise_batch": [files],
+            "summarise_batch": files,
             "model_figures": [model, optional_label],
             "explain_grad_cam": [],
         }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
 from collections.abc import Callable
 from functools import partial, wraps
 from pathlib import Path
@@ -24,7 +25,7 @@ from tumor_ai.app import handlers  # noqa: E402
 from tumor_ai.app.assistant import Brain, Router  # noqa: E402
 from tumor_ai.app.tool_endpoints import page_only, register_tools  # noqa: E402
 from tumor_ai.app.tools import Toolbox  # noqa: E402
-from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep  # noqa: E402
+from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep, pictures_folder  # noqa: E402
 from tumor_ai.core.cam import method_name  # noqa: E402
 from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
@@ -98,13 +99,15 @@ def _duration(seconds: int) -> str:
 
 
 def _shown_source(source: str) -> str:
-    """A local model path relative to the working directory (no machine paths on a public page)."""
+    """A local model path relative to the working directory, or its folder's name alone when it lies outside it (no
+    machine paths on a public page)."""
     if str(source).startswith("hf://"):
         return str(source)
     try:
-        return os.path.relpath(source)
+        shown = os.path.relpath(source)
     except ValueError:
         return Path(source).name
+    return Path(source).name if shown == ".." or shown.startswith(".." + os.sep) else shown
 
 
 def _header(predictors: dict[str, Predictor]) -> str:
@@ -292,6 +295,30 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
     )
 
 
+class Shown(NamedTuple):
+    """The pictures the page shows, as copies in ``folder``: the examples, and each model's confusion matrix."""
+
+    folder: Path
+    examples: list[Path]
+    matrices: dict[str, Path]
+
+
+def show_pictures(predictors: dict[str, Predictor]) -> Shown:
+    """Copy the examples and each model's confusion matrix into a folder of their own (``workspace.pictures_folder``)."""
+    folder = pictures_folder()
+    examples = []
+    for path in EXAMPLES:
+        examples.append(folder / path.name)
+        shutil.copyfile(path, examples[-1])
+    matrices = {}
+    for index, (name, predictor) in enumerate(predictors.items()):
+        matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
+        if matrix.is_file():
+            matrices[name] = folder / f"model{index}-confusion_matrix.png"
+            shutil.copyfile(matrix, matrices[name])
+    return Shown(folder, examples, matrices)
+
+
 def build_app(
     predictors: dict[str, Predictor],
     sources: dict[str, str] | None = None,
@@ -310,9 +337,11 @@ def build_app(
     def session_state():
         return gr.State(None, time_to_live=session_seconds)
 
-    # The examples and each model's pictures are served from where they are, never copied into the
-    # cache the sweep empties: a visitor after the first sweep still gets them (no 403, no "file not found").
-    gr.set_static_paths([EXAMPLES_DIR, *[p.folder for p in predictors.values() if p.folder is not None]])
+    # The examples and each model's confusion matrix are copied into a folder of their own, the one folder served
+    # as static: never a model folder (model.keras, split.json, a stray .env) or a Hub cache, and never the
+    # cache the sweep empties, so a visitor after the first sweep still gets them (no 403, no "file not found").
+    shown = show_pictures(predictors)
+    gr.set_static_paths([shown.folder])
 
     # The app's own sweeper (tumor_ai.app.workspace) spares files a running batch reads; Gradio's would not.
     gradio_sweep = None if active_sweep() else cache_sweep
@@ -328,17 +357,17 @@ def build_app(
                 "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
                 elem_id="no-mri-check-banner",
             )
-        _predict_tab(predictors, session_state)
-        _compare_tab(predictors, session_state)
-        _batch_tab(predictors, session_state)
+        _predict_tab(predictors, session_state, shown.examples)
+        _compare_tab(predictors, session_state, shown.examples)
+        _batch_tab(predictors, session_state, shown.examples)
         toolbox = Toolbox(predictors)
         _assistant_tab(toolbox, brain or Router(), session_state)
-        _about_tab(predictors, serving, cache_sweep, session_seconds)
+        _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
         register_tools(toolbox)  # after the last tab: a block between tabs would start a second tab bar
     return app
 
 
-def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
+def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list[Path]) -> None:
     """One slice through the model of your choice: confidences, the Grad-CAM overlay and heatmap, a reading."""
     names = list(predictors)
     default = names[-1]
@@ -362,9 +391,9 @@ def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
                 p_evidence = gr.Radio(
                     evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
                 )
-                if EXAMPLES:
+                if examples:
                     gr.Examples(
-                        [[str(path)] for path in EXAMPLES],
+                        [[str(path)] for path in examples],
                         inputs=[p_image],
                         label="Examples (CC0; from the validation split: no model here trained on them)",
                     )
@@ -415,7 +444,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state) -> None:
             )
 
 
-def _compare_tab(predictors: dict[str, Predictor], session_state) -> None:
+def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list[Path]) -> None:
     """One slice through every model side by side, with the verdict that matters."""
     names = list(predictors)
     labels = predictors[names[-1]].labels
@@ -428,8 +457,8 @@ def _compare_tab(predictors: dict[str, Predictor], session_state) -> None:
                 c_opacity = gr.Slider(
                     0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity"
                 )
-                if EXAMPLES:
-                    gr.Examples([[str(path)] for path in EXAMPLES], inputs=[c_image], label="Examples")
+                if examples:
+                    gr.Examples([[str(path)] for path in examples], inputs=[c_image], label="Examples")
             with gr.Column(scale=2, elem_id="compare-answer"):
                 c_summary = gr.Markdown(elem_id="compare-summary")
                 with gr.Row():  # one column per model, in the order they were given; a narrow page wraps them
@@ -469,7 +498,7 @@ def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.C
     return handlers.CompareColumn(label=label, overlay=overlay)
 
 
-def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
+def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[Path]) -> None:
     """Many files or a zip: the table, overlays and CSV fill in as it runs; Stop keeps what is done."""
     names = list(predictors)
     with gr.Tab("Batch", id="batch"):
@@ -490,8 +519,8 @@ def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
                 b_opacity = gr.Slider(
                     0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
                 )
-                if EXAMPLES:
-                    gr.Examples([[[str(path) for path in EXAMPLES]]], inputs=[b_files], label="Example set (one slice per class)")
+                if examples:
+                    gr.Examples([[[str(path) for path in examples]]], inputs=[b_files], label="Example set (one slice per class)")
                 gr.Markdown(BATCH_HELP)
                 b_csv = gr.File(label="Results (CSV: every class's probability, full precision)", elem_id="batch-csv")
             with gr.Column(scale=2):
@@ -533,7 +562,13 @@ def _batch_tab(predictors: dict[str, Predictor], session_state) -> None:
         _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
 
 
-def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tuple[int, int], session_seconds: int) -> None:
+def _about_tab(
+    predictors: dict[str, Predictor],
+    serving: str,
+    cache_sweep: tuple[int, int],
+    session_seconds: int,
+    matrices: dict[str, Path],
+) -> None:
     """What the app keeps, which models serve, whether the maps can be trusted, and each model card."""
     names = list(predictors)
     default = names[-1]
@@ -544,9 +579,8 @@ def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tupl
             predictor = predictors[name]
             with gr.Accordion(f"Model card: {name}", open=name == default):
                 gr.Markdown(model_card(predictor.metadata, standalone=False))
-                matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
-                if matrix.exists():
-                    gr.Image(str(matrix), label=f"{name}: confusion matrix on the validation split", interactive=False)
+                if name in matrices:
+                    gr.Image(str(matrices[name]), label=f"{name}: confusion matrix on the validation split", interactive=False)
 
 
 def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:

@@ -36,6 +36,8 @@ log = logging.getLogger("tumor_ai.app.workspace")
 _in_use: Counter[str] = Counter()  # real path -> events reading it now
 _in_use_lock = threading.Lock()
 _active: tuple[int, int] | None = None  # (every, age) of the running sweeper
+_root: Path | None = None  # the open workspace, if any
+SHOWN = "shown"  # the pictures the page shows: copies, never swept, gone with the workspace
 
 
 def active_sweep() -> tuple[int, int] | None:
@@ -122,7 +124,7 @@ def sweep(root: Path, age: float) -> int:
 
 def open_workspace(every: float, age: float) -> Path:
     """Create the app's folder, route temporary files into it, sweep it every ``every`` seconds, remove it at exit."""
-    global _active
+    global _active, _root
     removed = remove_stale_workspaces(Path(tempfile.gettempdir()))
     if removed:
         log.info("removed %d folder(s) left by earlier runs that were killed", removed)
@@ -130,6 +132,7 @@ def open_workspace(every: float, age: float) -> Path:
     (root / OWNER_FILE).write_text(process_identity(os.getpid()))
     (root / "gradio").mkdir()
     (root / "tmp").mkdir()
+    (root / SHOWN).mkdir()
     os.environ["GRADIO_TEMP_DIR"] = str(root / "gradio")
     os.environ["TMPDIR"] = str(root / "tmp")
     tempfile.tempdir = str(root / "tmp")
@@ -142,7 +145,7 @@ def open_workspace(every: float, age: float) -> Path:
                 log.info("swept %d file(s) older than %.0f s", deleted, age)
 
     threading.Thread(target=sweeper, name="tumor-ai-sweeper", daemon=True).start()
-    _active = (int(every), int(age))
+    _active, _root = (int(every), int(age)), root
     atexit.register(close_workspace, root)
     previous = signal.getsignal(signal.SIGTERM)
 
@@ -160,6 +163,19 @@ def open_workspace(every: float, age: float) -> Path:
 
 def close_workspace(root: Path) -> None:
     """Remove the app's folder and everything in it."""
-    global _active
-    _active = None
+    global _active, _root
+    _active, _root = None, None
     shutil.rmtree(root, ignore_errors=True)
+
+
+def pictures_folder() -> Path:
+    """A fresh folder of its own for copies of the pictures the page shows, the only folder the app serves as static.
+
+    In the app's workspace it sits beside (not inside) the swept folders and goes with the workspace; without one
+    (an app built in a test or a notebook) it is a temporary folder removed at exit.
+    """
+    if _root is not None and (_root / SHOWN).is_dir():
+        return Path(tempfile.mkdtemp(prefix="pictures_", dir=_root / SHOWN))
+    folder = Path(tempfile.mkdtemp(prefix="tumor-ai-shown-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder

@@ -71,7 +71,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) ->
     try:
         with archive.open(info) as stream:
             data = stream.read(MAX_FILE_BYTES + 1)
-    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, OSError) as error:
+    except Exception as error:  # noqa: BLE001 (BadZipFile, zlib.error, NotImplementedError, struct.error ...)
         return ImageError(f"{shown}: this zip member is corrupt and cannot be unpacked ({type(error).__name__}).")
     if len(data) > MAX_FILE_BYTES:
         return ImageError(f"{shown}: it unpacks to more than its header says, and past the {MAX_FILE_BYTES // 2**20} MB limit.")
@@ -81,7 +81,7 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) ->
 def _open_zip(path: Path, name: str) -> zipfile.ZipFile:
     try:
         return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError):
+    except Exception:  # noqa: BLE001 (a damaged directory fails in many ways: BadZipFile, ValueError, struct.error ...)
         raise ImageError(f"{name}: the zip archive is corrupt.") from None
 
 
@@ -114,6 +114,15 @@ def _readers(paths: Iterable[str | Path], keep: Keep) -> Iterator[tuple[str, Cal
     The one walk that both ``iter_inputs`` (which reads) and ``count_inputs`` (which only counts) take.
     """
     for name, path in _entries(paths):
+        if path.exists() and not path.is_file():  # a named pipe (even one called .zip) would block the first read
+            if keep(name):
+                yield (
+                    name,
+                    lambda name=name: ImageError(
+                        f"{name}: this is not a regular file (a pipe, socket or device), so it is not read."
+                    ),
+                )
+            continue
         if not _is_zip(path):
             if keep(name):
                 yield name, lambda path=path: path

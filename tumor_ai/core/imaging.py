@@ -77,10 +77,13 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> LoadedIma
         name = name or path.name
         if not path.is_file():
             raise ImageError(f"{name}: file not found.")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageError(_too_big_message(name, size))
-        data = path.read_bytes()
+        try:
+            size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageError(_too_big_message(name, size))
+            data = path.read_bytes()
+        except OSError as error:  # no read permission, a vanished file, an I/O error
+            raise ImageError(f"{name}: the file cannot be read ({error.strerror or type(error).__name__}).") from None
     else:
         data = bytes(source)
         name = name or "image"
@@ -88,9 +91,16 @@ def read_image(source: str | Path | bytes, name: str | None = None) -> LoadedIma
         raise ImageError(_too_big_message(name, len(data)))
     if not data:
         raise ImageError(f"{name}: the file is empty.")
-    if _looks_like_dicom(data, name):
-        return _read_dicom(data, name)
-    return _read_raster(data, name)
+    try:
+        if _looks_like_dicom(data, name):
+            return _read_dicom(data, name)
+        return _read_raster(data, name)
+    except ImageError:
+        raise
+    except MemoryError:
+        raise ImageError(f"{name}: the image needs more memory to decode than this app can give it.") from None
+    except Exception as error:  # noqa: BLE001 (a decoder's own failure, of any kind, costs this file only)
+        raise ImageError(f"{name}: the file is damaged or malformed and cannot be decoded ({type(error).__name__}).") from None
 
 
 def to_rgb(image: Image.Image) -> np.ndarray:
@@ -149,10 +159,15 @@ def _read_raster(data: bytes, name: str) -> LoadedImage:
                 if width * height > MAX_PIXELS:
                     raise Image.DecompressionBombError
                 _check_size(width, height, name)
-                frames = getattr(image, "n_frames", 1)
+                kind = "animated image" if fmt in ("GIF", "WEBP", "PNG") else "multi-page file"
+                try:  # counting frames reads every frame's header; a broken later frame must not cost the first
+                    frames = getattr(image, "n_frames", 1)
+                except Exception:  # noqa: BLE001 (struct.error, KeyError, OSError ...: any decoder's own)
+                    image = Image.open(io.BytesIO(data))
+                    frames = 0
+                    notes.append(f"{kind} whose later frames are damaged: the first frame was used")
                 if frames > 1:
                     image.seek(0)
-                    kind = "animated image" if fmt in ("GIF", "WEBP", "PNG") else "multi-page file"
                     notes.append(f"{kind} with {frames} frames: the first frame was used")
                 reduced = fmt in ("JPEG", "MPO") and max(width, height) > DECODE_SIDE
                 if reduced:
@@ -300,16 +315,23 @@ def _read_dicom(data: bytes, name: str) -> LoadedImage:
 
     values = apply_modality_lut(pixels, dataset)  # rescale slope and intercept, or a modality LUT
     window = _dicom_window(dataset)
+    gray = None
     if window is not None or "VOILUTSequence" in dataset:
         # The file's own VOI: a window (linear, linear-exact or sigmoid) or a VOI LUT, as the scanner meant it.
-        low, high = _voi_output_range(dataset)
-        shown = apply_voi_lut(values, dataset, index=0).astype(np.float64)
-        gray = np.round(np.clip((shown - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
-        if window is not None:
-            notes.append(f"DICOM window centre {window[0]:g}, width {window[1]:g} applied")
-        else:
-            notes.append("DICOM VOI LUT applied")
-    else:
+        try:
+            low, high = _voi_output_range(dataset)
+            shown = apply_voi_lut(values, dataset, index=0).astype(np.float64)
+            gray = np.round(np.clip((shown - low) / max(high - low, 1e-6), 0, 1) * 255).astype(np.uint8)
+            notes.append(f"DICOM window centre {window[0]:g}, width {window[1]:g} applied" if window else "DICOM VOI LUT applied")
+        except Exception:  # noqa: BLE001 (an empty or odd VOI LUT, a width below 1 that pydicom's LINEAR refuses)
+            if window is not None:  # the window as LINEAR_EXACT reads it (PS3.3 C.11.2.1.3.2): any width above 0
+                centre, width = window
+                linear = (np.asarray(values, np.float64) - centre) / width + 0.5
+                gray = np.round(np.clip(linear, 0, 1) * 255).astype(np.uint8)
+                notes.append(f"DICOM window centre {centre:g}, width {width:g} applied")
+            else:
+                notes.append("the DICOM file's VOI LUT is malformed and was not applied: its full range is shown")
+    if gray is None:
         gray = _stretch_to_uint8(np.asarray(values, np.float64))
     if photometric == "MONOCHROME1":
         gray = 255 - gray

@@ -232,3 +232,11 @@ def not_mri(reminder: str = NOT_A_DIAGNOSIS) -> str:
 def class_probability(model: str, label: str, probability: float) -> str:
     """How likely one model finds a class a person asked about."""
     return f"The {model} model gives **{display_name(label)}** a probability of {probability:.1%}. "
+
+
+def message_too_long(length: int, limit: int) -> str:
+    """The Assistant's answer to a message longer than it reads."""
+    return (
+        f"That message is {length:,} characters long; the Assistant reads questions of at most {limit:,} characters. "
+        "Ask a shorter question."
+    )
