@@ -121,3 +121,19 @@ def test_the_decode_cache_is_keyed_by_content(tmp_path):
     edited = load_folder(renamed, sizes=[(8, 8)], cache_dir=cache)
     assert len(list(cache.iterdir())) == 2, "changed bytes of the same size miss it"
     assert edited.images[(8, 8)][1].min() == 200 and again.images[(8, 8)][1].max() == 90
+
+
+def test_the_card_names_the_data_from_its_readme_or_the_flags(tmp_path):
+    """train.py no longer writes one dataset's name and licence into every model, whatever --data is."""
+    from training.data import dataset_identity
+
+    root = tmp_path / "Training"
+    root.mkdir()
+    assert dataset_identity(root) == dataset_identity(root, None, None)
+    assert dataset_identity(root).name == "Training" and dataset_identity(root).license == "unknown"
+    (tmp_path / "README.md").write_text("# My scans — Training split\n\nReleased under CC BY 4.0 by the lab.\n")
+    found = dataset_identity(root)
+    assert (found.name, found.license) == ("My scans — Training split", "CC-BY-4.0")
+    (root / "README.md").write_text("# Public domain slices\n\nLicensed CC0: Public Domain.\n")  # the nearer README wins
+    assert dataset_identity(root).license == "CC0-1.0"
+    assert dataset_identity(root, "Given", "MIT") == type(found)("Given", "MIT")

@@ -46,6 +46,35 @@ class FolderDataset:
         return digest.hexdigest()
 
 
+# Licence names a dataset README may use, as SPDX identifiers (the model card's `license` of the data).
+LICENCES = {"cc0": "CC0-1.0", "cc by 4.0": "CC-BY-4.0", "cc-by-4.0": "CC-BY-4.0", "cc by-sa 4.0": "CC-BY-SA-4.0",
+            "cc by-nc 4.0": "CC-BY-NC-4.0", "mit": "MIT", "odbl": "ODbL-1.0"}  # fmt: skip
+UNKNOWN_LICENCE = "unknown"
+
+
+@dataclass(frozen=True)
+class DatasetIdentity:
+    """What a model card says the training data is: its name and its licence."""
+
+    name: str
+    license: str
+
+
+def dataset_identity(root: str | Path, name: str | None = None, license: str | None = None) -> DatasetIdentity:
+    """The dataset's name and licence: the flags if given, else the README beside the class folders (or above them).
+
+    The name is the README's first heading; the licence the first known licence it mentions
+    (``LICENCES``). What cannot be found is said plainly ("unknown"), never guessed.
+    """
+    root = Path(root)
+    readme = next((path for path in (root / "README.md", root.parent / "README.md") if path.is_file()), None)
+    text = readme.read_text(errors="replace") if readme else ""
+    heading = next((line.lstrip("#").strip() for line in text.splitlines() if line.startswith("# ")), "")
+    lowered = " ".join(text.lower().split())
+    found = next((spdx for key, spdx in LICENCES.items() if f" {key}" in f" {lowered}".replace(":", " ")), UNKNOWN_LICENCE)
+    return DatasetIdentity(name=name or heading or root.name, license=license or found)
+
+
 def class_folders(root: str | Path) -> list[str]:
     """Class names are the sub-folder names, sorted; a new folder is a new class."""
     root = Path(root)

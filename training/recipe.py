@@ -138,6 +138,8 @@ class RunOptions:
     refit: str | None = None  # the split run whose recipe and epoch counts a refit repeats
     stop_after_epochs: int | None = None
     distribute: str = "none"
+    dataset_name: str | None = None  # the model card's name of the data (default: its README's heading)
+    dataset_license: str | None = None  # its licence (default: the one its README names)
 
 
 @dataclass

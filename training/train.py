@@ -42,7 +42,7 @@ import numpy as np
 from tumor_ai.model import registry as architectures
 
 from . import engine
-from .data import load_folder
+from .data import dataset_identity, load_folder
 from .metrics import apply_temperature, classification_report, fit_temperature, plot_confusion_matrix
 from .recipe import Recipe, RunOptions, add_recipe_arguments, recipe_fields, recipe_from_namespace
 from .split import split_dataset
@@ -65,6 +65,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--data", required=True, help="dataset root: one sub-folder of images per class")
     parser.add_argument("--out", required=True, help="output model folder, e.g. models/cnn")
+    parser.add_argument("--dataset-name", help="the data's name on the model card (default: the first heading of its README)")
+    parser.add_argument(
+        "--dataset-license",
+        help="the data's licence, an SPDX id such as CC0-1.0 (default: the one its README names, else unknown)",
+    )
     parser.add_argument(
         "--resume", action="store_true", help="continue an interrupted run from its last epoch backup (same arguments)"
     )
@@ -95,7 +100,10 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> tuple[
     """The typed recipe and run options the command line asks for; a contradiction is argparse's one line."""
     parser = build_parser(prog)
     args = parser.parse_args(argv)
-    run = RunOptions(args.data, args.out, args.cache_dir, args.resume, args.refit, args.stop_after_epochs, args.distribute)
+    run = RunOptions(
+        args.data, args.out, args.cache_dir, args.resume, args.refit, args.stop_after_epochs, args.distribute,
+        args.dataset_name, args.dataset_license,
+    )  # fmt: skip
     all_fields = set(recipe_fields(recipe_classes()))
     if args.refit:
         given = sorted("--" + key.replace("_", "-") for key in all_fields if getattr(args, key, None) is not None)
@@ -219,9 +227,10 @@ def build_metadata(
         "optimizer": "Adam",
         "loss": f"sparse_categorical_crossentropy (label smoothing {recipe.label_smoothing})",
     }
+    identity = dataset_identity(run.data, run.dataset_name, run.dataset_license)
     metadata.dataset = DatasetRecord(
-        name="Brain Tumor MRI Dataset (Nickparvar, Kaggle), Training split",
-        license="CC0-1.0",
+        name=identity.name,
+        license=identity.license,
         root=Path(run.data).name,
         fingerprint_sha256=dataset.fingerprint(),
         images=len(dataset.paths),
