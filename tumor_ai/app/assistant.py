@@ -271,16 +271,14 @@ class Router:
 
 
 def suggestions(toolbox: Toolbox, conversation: Conversation) -> list[str]:
-    """What to ask next, given what the conversation holds."""
+    """What to ask next, given what the conversation holds: follow-ups once a slice has been read."""
     if conversation.slice_path is None:
-        return ["What does Grad-CAM show?", f"How accurate is the {toolbox.names[-1]} model?"]
+        return ["Which model is better?", "What does Grad-CAM show?", f"How accurate is the {toolbox.names[-1]} model?"]
     other = toolbox.labels[1] if len(toolbox.labels) > 1 else toolbox.labels[0]
-    asks = [
-        "Which model is surer?",
-        f"Show the evidence for {display_name(other).lower()}",
-        f"How good is the {toolbox.names[-1]} model on {display_name(other).lower()}?",
-        "What does Grad-CAM show?",
-    ]
+    if conversation.last_predictions:
+        asks = ["Why?", "And the other model?", f"Show me that for {display_name(other).lower()}", "Which model is better?"]
+    else:
+        asks = ["Is there a tumour?", "Which model is surer?", "What does Grad-CAM show?"]
     if len(conversation.batch_paths) > 1:
         asks.insert(0, "Summarise all the slices")
     return asks
