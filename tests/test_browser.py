@@ -557,3 +557,42 @@ def test_the_assistant_answers_from_its_tools(page, example_paths):
     assert chat.locator("img").count() >= 4  # the slice, two comparison overlays, the pituitary evidence
     assert page.get_by_role("tab", name="About").is_visible() and not page.get_by_text("What the app keeps").is_visible()
     chat.screenshot(path=SHOTS / "assistant_refusal.png")
+
+
+def _reply_after(page, text: str, first: str) -> str:
+    """Ask ``text`` and return the reply's text once a message starting with ``first`` (a regex) is shown."""
+    rows = _rows(page)
+    _ask(page, text, rows)
+    pattern = re.compile(first)
+    chat = page.locator("#assistant-chat")
+    bot = chat.locator('[data-testid="bot"]')  # each of the Assistant's messages: tool boxes, pictures, the reply
+    bot.filter(has_text=pattern).last.wait_for(timeout=120_000)
+    return bot.last.inner_text().strip()
+
+
+def test_the_assistant_holds_a_six_turn_conversation(browser, app_url, example_paths):
+    """Issue 39: a slice attached, a greeting and five questions; each reply's first sentence answers its question."""
+    page = _open(browser, app_url)
+    _tab(page, "Assistant")
+    page.locator("#assistant-box input[type=file]").first.set_input_files(str(example_paths["meningioma"]))
+    page.locator("#assistant-box textarea").fill("")
+    turns = [
+        ("hi", r"^Hello! I can see your slice"),
+        ("is there a tumour?", r"^(Both models see a tumour|Neither model sees a tumour|The models disagree)"),
+        ("why?", r"^The (cnn|vgg16) model reads \w+"),
+        ("and the other model?", r"^The (cnn|vgg16) model (reads|gives)"),
+        ("which model is better overall?", r"^The (cnn|vgg16) model is better overall, by \d+\.\d points"),
+        ("what is a meningioma?", r"^A meningioma is a tumour that grows from the meninges"),
+    ]
+    replies = []
+    for number, (question, first) in enumerate(turns, 1):
+        reply = _reply_after(page, question, first[1:])
+        assert re.match(first, reply), (question, reply)
+        assert reply.count("Not a diagnosis") <= 1 and "All 2" not in reply, reply
+        replies.append(reply)
+        page.locator("#assistant-chat").screenshot(path=SHOTS / f"assistant_turn{number}.png")
+    why, other = (re.match(r"^The (\w+) model", reply).group(1) for reply in replies[2:4])
+    assert why != other, replies[2:4]  # "and the other model?" moved to the model "why?" did not use
+    assert "Source:" in replies[5] and "I can't give medical advice" not in "".join(replies)
+    page.screenshot(path=SHOTS / "assistant_conversation.png", full_page=True)
+    page.close()

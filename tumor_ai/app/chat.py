@@ -28,6 +28,7 @@ def adopt_files(conversation: Conversation, payloads: list) -> list[str]:
         conversation.batch_paths = paths
         pictures = [path for path in paths if not path.lower().endswith(ARCHIVES)]
         conversation.slice_path = pictures[0] if pictures else conversation.slice_path
+        conversation.new_slice()
     return paths
 
 

@@ -20,7 +20,7 @@ from tumor_ai.app.reader import Reader, ReaderError
 from tumor_ai.core.explain import display_copy, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage
 from tumor_ai.core.inference import Prediction, Predictor
-from tumor_ai.core.wording import map_trust, not_mri, plausible_sentence, surest, verdict
+from tumor_ai.core.wording import focus_region, map_trust, not_mri, plausible_sentence, surest, verdict
 from tumor_ai.model.labels import display_name
 
 TOOL_OPACITY = 0.45  # the overlay's opacity in tool answers (the tabs have a slider)
@@ -46,6 +46,7 @@ class ToolResult:
     text: str
     pictures: list[np.ndarray] = field(default_factory=list)
     captions: list[str] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)  # what the answer rests on, for the Assistant's first sentence
 
 
 class Toolbox:
@@ -77,11 +78,17 @@ class Toolbox:
         self.model(model)
         answer = self.reader.classify(image, model)
         if not answer.is_mri:
-            return ToolResult(not_mri(DISCLAIMER))
+            return ToolResult(not_mri(DISCLAIMER), facts={"predictions": {model: answer.prediction}})
         prediction = answer.prediction
         text = self.reader.reading(answer, prediction.cam, reminder=DISCLAIMER)  # no page header around an agent's answer
         pictures = [overlay(display_copy(image.pixels), prediction.cam, TOOL_OPACITY)]
-        return ToolResult(text, pictures, [_caption(model, prediction)])
+        facts = {
+            "predictions": {model: prediction},
+            "model": model,
+            "label": prediction.label,
+            "region": focus_region(prediction.cam),
+        }
+        return ToolResult(text, pictures, [_caption(model, prediction)], facts)
 
     def compare_models(self, image: LoadedImage) -> ToolResult:
         """Every model's answer for one slice, and what they add up to, with each overlay."""
@@ -93,7 +100,8 @@ class Toolbox:
             if answer.is_mri:
                 pictures.append(overlay(display, answer.prediction.cam, TOOL_OPACITY))
                 captions.append(_caption(name, answer.prediction))
-        return ToolResult(f"{agreement(comparison.predictions)}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}", pictures, captions)
+        text = f"{agreement(comparison.predictions)}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}"
+        return ToolResult(text, pictures, captions, {"predictions": comparison.predictions})
 
     def explain_class(self, image: LoadedImage, label: str, model: str) -> ToolResult:
         """Where one model found evidence for a class a person names, and that class's probability."""
@@ -101,9 +109,10 @@ class Toolbox:
         with _as_tool_error():
             answer, chosen, cam, text = self.reader.explain_class(image, label, model, reminder=DISCLAIMER)
         if cam is None:
-            return ToolResult(not_mri(DISCLAIMER))
+            return ToolResult(not_mri(DISCLAIMER), facts={"predictions": {model: answer.prediction}})
         caption = f"{model}: evidence for {display_name(chosen)} ({answer.prediction.probabilities[chosen]:.0%})"
-        return ToolResult(text, [overlay(display_copy(image.pixels), cam, TOOL_OPACITY)], [caption])
+        facts = {"predictions": {model: answer.prediction}, "model": model, "label": chosen, "region": focus_region(cam)}
+        return ToolResult(text, [overlay(display_copy(image.pixels), cam, TOOL_OPACITY)], [caption], facts)
 
     def model_figures(self, model: str, label: str = "") -> ToolResult:
         """A model's validation figures (accuracy, macro-F1, per class), where its map points, and its prediction sets."""
@@ -140,7 +149,8 @@ class Toolbox:
     def summarise_batch(self, paths: list[str]) -> ToolResult:
         """Every model's class counts over many slices (or a .zip), and on how many the models disagree."""
         with _as_tool_error():
-            return ToolResult(self.reader.summarise(paths).text + f". {DISCLAIMER}")
+            summary = self.reader.summarise(paths).text
+        return ToolResult(summary + f". {DISCLAIMER}", facts={"summary": summary})
 
     def explain_grad_cam(self) -> ToolResult:
         """What Grad-CAM is, in plain words, and how far each served model's map can be trusted."""

@@ -587,12 +587,12 @@ def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:
     """A chat over the tools: drop slices, ask, and see every tool call the answer came from."""
     from tumor_ai.app.chat import respond, suggestion_chosen
 
-    brain_name = "a language model (" + getattr(brain, "model", "") + ")" if not isinstance(brain, Router) else "keywords"
+    brain_name = "an intent classifier" if isinstance(brain, Router) else "a language model (" + getattr(brain, "model", "") + ")"
     with gr.Tab("Assistant", id="assistant"):
         conversation = session_state()
         gr.Markdown(
-            f"Drop one or more slices and ask: which model is surer, where each looked, the evidence for a class, how "
-            f"accurate each model is, what Grad-CAM means. Answers come from the models' tools (each call is shown); "
+            f"Drop one or more slices and ask: is there a tumour, why, and the other model?, which model is better, what "
+            f"a meningioma or Grad-CAM is. Answers come from the models' tools and metadata (each call is shown); "
             f"the questions are matched to tools by {brain_name}. **{NOT_A_DIAGNOSIS}**"
         )
         chatbot = gr.Chatbot(

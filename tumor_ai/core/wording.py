@@ -145,7 +145,7 @@ def surest(predictions: dict[str, Prediction]) -> str:
 def _agreement(predictions: dict[str, Prediction]) -> str:
     """The models agree: say so, and whether any of them is unsure."""
     label = display_name(next(iter(predictions.values())).label)
-    everyone = "Both" if len(predictions) == 2 else f"All {NUMBER_WORDS.get(len(predictions), len(predictions))}"
+    everyone = "Both models" if len(predictions) == 2 else f"All {NUMBER_WORDS.get(len(predictions), len(predictions))}"
     unsure = [name for name, p in predictions.items() if p.confidence < UNSURE]
     sure = [name for name, p in predictions.items() if p.confidence >= SURE]
     shares = ", ".join(f"{name} {p.confidence:.0%}" for name, p in predictions.items())
@@ -240,3 +240,303 @@ def message_too_long(length: int, limit: int) -> str:
         f"That message is {length:,} characters long; the Assistant reads questions of at most {limit:,} characters. "
         "Ask a shorter question."
     )
+
+
+# The Assistant's words: what it says it can do, what it needs, what a term means, which model is better.
+ADVICE_REFUSAL = (
+    "I can't give medical advice or say what a scan means for a person: tumor-ai is a research and teaching "
+    "tool, not a diagnosis, so please ask a doctor."
+)
+CAN_DO = (
+    'I can say what each model reads in a slice and how sure it is, where it found its evidence ("why?"), how '
+    "accurate each model is and which is better, what a term means (glioma, Grad-CAM, calibration ...), how the "
+    "models were trained, and summarise several slices at once."
+)
+HELP = (
+    "I can answer, from the models themselves: what each model reads in a slice and which is surer; where a model "
+    'found evidence for a class you name ("show the evidence for meningioma"); how accurate each model is, overall '
+    "or for one class; what Grad-CAM shows; and a summary of several slices at once. Drop one or more slices "
+    "(JPG, PNG, DICOM or a .zip) into the box to start."
+)
+NEEDS_SLICE = "Drop a brain MRI slice into the box first (JPG, PNG, BMP, TIFF, WebP or DICOM), then ask again."
+HIDE_ANSWER = (
+    'Hiding a region needs a brush: open the Predict or Compare tab, run the slice, and use "Hide a region and ask '
+    'again" below the answer. Both models answer again with the region filled from its surroundings.'
+)
+SHORT_DISCLAIMER = f"_{NOT_A_DIAGNOSIS}_"
+# Each term in two or three plain sentences, with where the definition comes from.
+GLOSSARY: dict[str, tuple[str, str, str]] = {
+    "glioma": (
+        "Glioma",
+        "A glioma is a tumour that starts in the glial cells, the cells that support and protect the nerve cells "
+        "of the brain and spinal cord. Gliomas range from slow-growing to fast-growing; astrocytomas, "
+        "oligodendrogliomas and glioblastomas are all gliomas.",
+        "NCI Dictionary of Cancer Terms; WHO Classification of Tumours of the Central Nervous System (2021)",
+    ),
+    "meningioma": (
+        "Meningioma",
+        "A meningioma is a tumour that grows from the meninges, the membranes that wrap the brain and spinal cord. "
+        "Because it starts outside the brain tissue, on a scan it usually sits against the skull or the membranes "
+        "between the brain's halves, and most grow slowly.",
+        "NCI Dictionary of Cancer Terms; WHO Classification of Tumours of the Central Nervous System (2021)",
+    ),
+    "pituitary": (
+        "Pituitary tumour",
+        "A pituitary tumour grows in the pituitary gland, the pea-sized gland at the base of the brain, behind "
+        "the nose, that makes hormones. On a slice it sits low in the middle of the head; most are adenomas.",
+        "NCI Dictionary of Cancer Terms",
+    ),
+    "notumor": (
+        "No tumour",
+        '"No tumour" is the dataset\'s class for slices with none of the three tumour kinds the models know. It '
+        "does not mean a brain is healthy: the models know only these four classes.",
+        "the model card (its dataset section)",
+    ),
+    "gradcam": (
+        "Grad-CAM",
+        "Grad-CAM (gradient-weighted class activation mapping) colours the parts of a slice that raised a model's "
+        "score for one class: it weighs a convolution layer's feature maps by the gradient of that score and keeps "
+        "the positive part. It shows what the model used, not where the tumour is, so tumor-ai measures how often "
+        "each map's peak lies on the tumour (the pointing game).",
+        'Selvaraju et al., "Grad-CAM", ICCV 2017; the model card',
+    ),
+    "layercam": (
+        "LayerCAM",
+        "LayerCAM is a variant of Grad-CAM that weighs every position of a layer's feature maps by its own positive "
+        "gradient, instead of one weight per map, so its map keeps finer detail. tumor-ai serves, for each model, "
+        "the map that pointed at the tumour best when measured (About tab).",
+        'Jiang et al., "LayerCAM", IEEE Transactions on Image Processing 2021; the model card',
+    ),
+    "calibration": (
+        "Calibration",
+        "A model is calibrated when its confidence matches how often it is right: of the answers it gives at 80%, "
+        "about 80 in 100 are right. tumor-ai calibrates each model with one temperature fitted on the "
+        "validation split, and reports the expected calibration error (ECE), the average gap between confidence "
+        "and accuracy (lower is better).",
+        'Guo et al., "On Calibration of Modern Neural Networks", ICML 2017; the model card',
+    ),
+    "prediction_set": (
+        "Prediction set",
+        "A prediction set lists every class a model cannot rule out, instead of its top answer alone. tumor-ai "
+        "builds them by conformal prediction so that, on slices like its validation ones, 95 in 100 sets hold the "
+        "true class: one class in the set means the model is sure, two or more that it is torn between them.",
+        'Angelopoulos and Bates, "A Gentle Introduction to Conformal Prediction", 2021; the model card',
+    ),
+    "pointing_game": (
+        "Pointing game",
+        "The pointing game asks whether the hottest point of a model's map falls inside the drawn outline of the "
+        "tumour; the score is the share of slices where it does. tumor-ai plays it on held-out slices with tumour "
+        "outlines, per model and per class.",
+        'Zhang et al., "Top-down Neural Attention by Excitation Backprop", ECCV 2016; the model card',
+    ),
+    "recall": (
+        "Recall",
+        "Recall is the share of the slices of a class that a model named correctly: a recall of 92% for glioma "
+        "means it called 92 of every 100 glioma slices glioma. It is also called sensitivity.",
+        "Manning, Raghavan and Schütze, Introduction to Information Retrieval (2008)",
+    ),
+    "precision": (
+        "Precision",
+        "Precision is the share of a model's answers for a class that were right: a precision of 97% for glioma "
+        "means 97 of every 100 slices it called glioma were gliomas. Where recall asks how many of a class were found, "
+        "precision asks how far to believe the model when it names that class.",
+        "Manning, Raghavan and Schütze, Introduction to Information Retrieval (2008)",
+    ),
+    "f1": (
+        "F1",
+        "The F1 score is the harmonic mean of precision and recall, so it is high only when both are. Macro-F1 "
+        "averages it over the classes, so every class counts the same however many slices it has.",
+        "Manning, Raghavan and Schütze, Introduction to Information Retrieval (2008)",
+    ),
+}
+TUMOUR_KINDS = ("glioma", "meningioma", "pituitary")
+
+
+def greeting(has_slice: bool) -> str:
+    """Hello, and what to ask."""
+    if has_slice:
+        return 'Hello! I can see your slice: ask "is there a tumour?", then "why?", or "which model is better?".'
+    return (
+        "Hello! Drop a brain MRI slice into the box and ask what the models read in it, or ask me which model is "
+        'better, how they were trained, or what a term means ("what is a glioma?").'
+    )
+
+
+def not_understood(has_slice: bool) -> str:
+    """What the Assistant says of a message it cannot place."""
+    if has_slice:
+        return f"I did not follow that. {CAN_DO}"
+    return HELP
+
+
+def definition(keys: list[str]) -> str:
+    """Each term's two or three sentences and its source; two tumour kinds get what tells them apart first."""
+    if not keys:
+        known = listed([GLOSSARY[key][0] for key in GLOSSARY])
+        return f'I can say what these mean: {known}. Ask "what is a meningioma?".'
+    lead = ""
+    if sum(key in TUMOUR_KINDS for key in keys) >= 2:
+        lead = "They are different tumours, told apart by where they start: "
+    parts = [f"{GLOSSARY[key][1]} _(Source: {GLOSSARY[key][2]}.)_" for key in keys[:3]]
+    return lead + "\n\n".join(parts)
+
+
+def is_tumour(label: str) -> bool:
+    return "".join(c for c in label.lower() if c.isalpha()).replace("tumour", "tumor") not in ("notumor", "none", "normal")
+
+
+def slice_lead(predictions: dict[str, Prediction], asked_tumour: bool, label: str | None = None) -> str:
+    """The first sentence about one slice's readings: whether the models see a tumour, what kind, how sure."""
+    if not predictions:
+        return ""
+    if not all(p.is_mri for p in predictions.values()) or len({p.label for p in predictions.values()}) > 1:
+        lead = verdict(predictions)
+    elif len(predictions) == 1:
+        name, p = next(iter(predictions.items()))
+        sure = f"{p.confidence:.0%}, {confidence_words(p.confidence)} confidence"
+        lead = f"The {name} model reads this slice as **{display_name(p.label)}** ({sure})."
+    elif asked_tumour:
+        first = next(iter(predictions.values()))
+        shares = ", ".join(f"{name} {p.confidence:.0%}" for name, p in predictions.items())
+        seen = "Both models see a tumour" if is_tumour(first.label) else "Neither model sees a tumour"
+        lead = f"**{seen}**: both read {display_name(first.label)} ({shares})."
+    else:
+        lead = verdict(predictions)
+    if label and all(p.is_mri for p in predictions.values()):
+        shares = listed([f"the {name} {p.probabilities[label]:.0%}" for name, p in predictions.items()])
+        lead += f" {display_name(label)} gets {shares}."
+    return lead
+
+
+def evidence_lead(model: str, label: str, prediction: Prediction, region: str) -> str:
+    """Why a model answered as it did, or where it saw a class it did not answer, in one sentence."""
+    if prediction.label == label:
+        return (
+            f"The {model} model reads **{display_name(label)}** ({prediction.confidence:.0%}) because of what it found "
+            f"in {region} (red on the overlay)."
+        )
+    return class_probability(model, label, prediction.probabilities[label]) + (
+        f"Its evidence for that class lay in {region}; its answer is {display_name(prediction.label)}."
+    )
+
+
+def confidence_lead(predictions: dict[str, Prediction], asked: list[str], known: dict[str, Prediction] | None = None) -> str:
+    """How sure a model is, with its runner-up class (and how sure the others were, from ``known``); which is surer
+    when no model is named."""
+    shown = {name: p for name, p in predictions.items() if p.is_mri}
+    if not shown:
+        return verdict(predictions)
+    if len(asked) != 1 and len(shown) > 1:
+        name = max(shown, key=lambda model: shown[model].confidence)
+        others = ", ".join(f"{p.confidence:.0%} from the {other}" for other, p in shown.items() if other != name)
+        return (
+            f"The {name} model is the surer: {display_name(shown[name].label)} at {shown[name].confidence:.0%}, against {others}."
+        )
+    name = asked[0] if asked else next(iter(shown))
+    p = shown.get(name)
+    if p is None:
+        return verdict(predictions)
+    ranked = sorted(p.probabilities.items(), key=lambda item: -item[1])
+    runner, share = ranked[1] if len(ranked) > 1 else (ranked[0][0], 0.0)
+    text = (
+        f"The {name} model gives **{display_name(p.label)}** {p.confidence:.0%} ({confidence_words(p.confidence)} "
+        f"confidence), and {share:.0%} to {display_name(runner)}, its runner-up."
+    )
+    others = {other: q for other, q in (known or {}).items() if other != name and q.is_mri}
+    if others:
+        text += " The " + listed([f"{other} gives its answer {q.confidence:.0%}" for other, q in others.items()]) + "."
+    if p.confidence < SURE or any(q.confidence > p.confidence for q in others.values()):
+        text += f" It is less sure because this slice also looks a little like {display_name(runner).lower()} to it."
+    return text
+
+
+def figures_lead(model: str, metadata: ModelMetadata, label: str | None = None) -> str:
+    """A model's headline validation figure, or its recall on one class."""
+    if not metadata.metrics:
+        return f"The {model} model's metadata holds no validation figures."
+    validation = metadata.metrics.validation
+    scores = metadata.metrics.validation_per_class.get(label) if label else None
+    if scores:
+        return (
+            f"The {model} model's recall on {display_name(label).lower()} is {scores.recall:.1%}: it named "
+            f"{scores.recall:.0%} of the {scores.support} {display_name(label).lower()} validation slices correctly "
+            f"(precision {scores.precision:.1%}; accuracy over all classes {validation.accuracy:.1%})."
+        )
+    return (
+        f"The {model} model's accuracy is {validation.accuracy:.1%} on {validation.images:,} held-out validation images "
+        f"(macro-F1 {validation.macro_f1:.1%})."
+    )
+
+
+def better_model(metadata: dict[str, ModelMetadata]) -> str:
+    """Which model is better, by how much, on what data, and where the other wins, from the metadata alone."""
+    scored = {name: meta for name, meta in metadata.items() if meta.metrics}
+    if len(metadata) < 2:
+        return "Only one model is served, so there is nothing to compare it with."
+    if len(scored) < 2:
+        return "The models' metadata does not hold validation figures for both, so I cannot say which is better."
+    ranked = sorted(scored, key=lambda name: -scored[name].metrics.validation.accuracy)
+    best, other = ranked[0], ranked[1]
+    a, b = scored[best].metrics.validation, scored[other].metrics.validation
+    data = (
+        f"the same {a.images:,} held-out validation images"
+        if a.images == b.images
+        else f"{a.images:,} and {b.images:,} held-out images"
+    )
+    gap = (a.accuracy - b.accuracy) * 100
+    if gap < 0.05:
+        lead = f"**Neither is better overall**: both models reach {a.accuracy:.1%} accuracy on {data}."
+    else:
+        lead = (
+            f"**The {best} model is better overall**, by {gap:.1f} points: accuracy {a.accuracy:.1%} against "
+            f"{b.accuracy:.1%} for the {other}, on {data} (macro-F1 {a.macro_f1:.1%} against {b.macro_f1:.1%})."
+        )
+    wins = []
+    mine, theirs = scored[best].metrics.validation_per_class, scored[other].metrics.validation_per_class
+    for label, scores in theirs.items():
+        if label in mine and scores.recall > mine[label].recall + 0.0005:
+            wins.append(f"recall on {display_name(label).lower()} ({scores.recall:.1%} against {mine[label].recall:.1%})")
+    ece_best, ece_other = scored[best].calibration.ece_after, scored[other].calibration.ece_after
+    if ece_best is not None and ece_other is not None and ece_other < ece_best:
+        wins.append(f"calibration (ECE {ece_other:.3f} against {ece_best:.3f})")
+    pointing = {name: (scored[name].localisation or {}).get("pointing_game", {}).get("value") for name in (best, other)}
+    if pointing[best] is not None and pointing[other] is not None and pointing[other] > pointing[best]:
+        wins.append(
+            f"where it looks (its map's peak on the tumour in {pointing[other]:.0%} of outlined slices "
+            f"against {pointing[best]:.0%})"
+        )
+    if wins:
+        lead += f" The {other} wins on {listed(wins)}."
+    else:
+        lead += f" The {other} does not beat it on any class's recall, on calibration or on where its map points."
+    return lead + " These are figures on this dataset's own held-out slices, not on patients from a clinic."
+
+
+def trained(metadata: dict[str, ModelMetadata]) -> str:
+    """How the models were trained and on what data, from their metadata."""
+    first = next(iter(metadata.values()))
+    record = first.dataset
+    if record and record.train_images:
+        same = all(meta.dataset and meta.dataset.fingerprint_sha256 == record.fingerprint_sha256 for meta in metadata.values())
+        who = "Both models" if len(metadata) == 2 and same else "The models" if same else f"The {next(iter(metadata))} model"
+        lead = (
+            f"{who} learnt from {record.train_images:,} images of the {record.name} ({record.license}) and were scored on the "
+            f"other {record.validation_images:,}, a split that keeps every copy of a slice on one side."
+        )
+    else:
+        lead = "The models' metadata does not say what they were trained on."
+    lines = []
+    for name, meta in metadata.items():
+        run = meta.training or {}
+        epochs = sum((run.get("epochs_run") or {}).values())
+        detail = f"- **{name}** ({meta.title or name}): {meta.description or meta.architecture}"
+        if epochs:
+            detail += f"; {epochs} epochs"
+        if run.get("seconds"):
+            detail += f" in {run['seconds'] / 60:.0f} minutes on {run.get('machine', {}).get('cpu_cores', '?')} CPU cores"
+        lines.append(detail + ".")
+    return lead + "\n\n" + "\n".join(lines)
+
+
+def batch_lead(summary_text: str) -> str:
+    return f"Here is what each model read across your slices: {summary_text}."
