@@ -45,7 +45,7 @@ from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.core.safe_text import html_text, markdown
-from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
+from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_a_choice, not_a_number, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
 from tumor_ai.model.labels import display_name
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
@@ -250,7 +250,23 @@ def reader(predictors: dict[str, Predictor]) -> Reader:
     return Reader(predictors, on_call=lambda model, what: log.info("model call: %s %s", model, what))
 
 
+def opacity_value(value) -> float:
+    """The overlay opacity a request sent, as a number from 0 to 1; one sentence for anything else (an API client's
+    text, list or nothing), not Gradio's empty error."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise gr.Error(html_text(not_a_number("overlay opacity", value, 0, 1)), print_exception=False)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # NaN fails this too
+        raise gr.Error(html_text(not_a_number("overlay opacity", value, 0, 1)), print_exception=False)
+    return number
+
+
 def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
+    if not isinstance(name, str):
+        raise gr.Error(html_text(not_a_choice("model", name)), print_exception=False)
     try:
         return Reader(predictors).model(name)
     except ReaderError as error:
@@ -321,8 +337,11 @@ def predict(
     predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
 ) -> PredictOutputs:
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
-    image, state = take_slice(payload, state)
+    opacity = opacity_value(opacity)
     predictor = _model(predictors, model)
+    if not isinstance(evidence, str):
+        raise gr.Error(html_text(not_a_choice("class to show evidence for", evidence)), print_exception=False)
+    image, state = take_slice(payload, state)
     answer = reader(predictors).classify(image, model)
     prediction = answer.prediction
     info = details(model, prediction, answer.seconds, image, checked=answer.checked)
@@ -366,6 +385,7 @@ def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacit
 
 def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None) -> CompareOutputs:
     """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
+    opacity = opacity_value(opacity)
     image, state = take_slice(payload, state)
     display = display_copy(image.pixels)
     comparison = reader(predictors).compare(image)

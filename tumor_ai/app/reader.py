@@ -91,12 +91,16 @@ class Reader:
         return next(iter(self.predictors.values())).labels
 
     def model(self, name: str) -> Predictor:
+        if not isinstance(name, str):
+            raise ReaderError(wording.not_a_choice("model", name))
         if name not in self.predictors:
             raise ReaderError(f"Unknown model '{name}'; choose one of: {', '.join(self.predictors)}.")
         return self.predictors[name]
 
     def label(self, name: str) -> str:
         """A class from its label or display name, any case ("Meningioma", "no tumour", "notumor")."""
+        if not isinstance(name, str):
+            raise ReaderError(wording.not_a_choice("class", name))
         wanted = _plain(name)
         for label in self.labels:
             if wanted in (_plain(label), _plain(display_name(label))):

@@ -240,3 +240,24 @@ def message_too_long(length: int, limit: int) -> str:
         f"That message is {length:,} characters long; the Assistant reads questions of at most {limit:,} characters. "
         "Ask a shorter question."
     )
+
+
+def not_a_number(what: str, value: object, low: float, high: float) -> str:
+    """A request whose ``what`` is not a number from ``low`` to ``high`` (an API client sent text, a list, nothing)."""
+    return f"The {what} must be a number from {low:g} to {high:g}; this request sent {_sent(value)}."
+
+
+def _sent(value: object) -> str:
+    """What a request sent, in a few words and without quotes (the sentence reaches an HTML pop-up, escaped)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return f"the text {value[:30]}" + "…" * (len(value) > 30)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return f"a {type(value).__name__}"
+
+
+def not_a_choice(what: str, value: object) -> str:
+    """A request whose ``what`` (a model, a class) is not text at all."""
+    return f"The {what} must be given as text, the name of one; this request sent a {type(value).__name__}."

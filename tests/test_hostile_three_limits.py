@@ -1,0 +1,82 @@
+"""Hostile input, round three (issue 41), the rest: a wrong type is one sentence, the Assistant's key is its own,
+the tools live under the page's limits (queue, concurrency, cancellation, the batch's memory budget)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+
+import gradio as gr
+import pytest
+from helpers import free_port
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def test_a_wrong_type_for_the_opacity_is_one_sentence_in_the_handlers(slot_predictors, example_paths):
+    """Issue 41.11, without a server: the handlers and the slider answer text for a number with one sentence."""
+    from tumor_ai.app import handlers
+    from tumor_ai.app.ui import _opacity
+
+    path = str(example_paths["glioma"])
+    for wrong in ("abc", [0.5], None, {"x": 1}, "nan", 7, True):
+        with pytest.raises(gr.Error, match="overlay opacity must be a number from 0 to 1"):
+            handlers.predict(slot_predictors, path, "cnn", wrong, "top", None)
+        with pytest.raises(gr.Error, match="overlay opacity must be a number from 0 to 1"):
+            handlers.compare(slot_predictors, path, wrong, None)
+        with pytest.raises(gr.Error, match="overlay opacity must be a number from 0 to 1"):
+            _opacity("x").preprocess(wrong)
+    with pytest.raises(gr.Error, match="model must be given as text"):
+        handlers.predict(slot_predictors, path, ["cnn"], 0.5, "top", None)
+    assert handlers.opacity_value("0.3") == 0.3 and _opacity("x").preprocess(0.4) == 0.4
+    assert handlers.predict(slot_predictors, path, "cnn", "0.5", "top", None).details["model"] == "cnn"
+
+
+def _call(base: str, endpoint: str, data: list) -> tuple[str, object]:
+    """One REST call as a plain HTTP client makes it: POST the data, read the event stream; (event, data) at the end."""
+    request = urllib.request.Request(
+        f"{base}gradio_api/call/{endpoint}", json.dumps({"data": data}).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{base}gradio_api/call/{endpoint}/{event_id}", timeout=120) as response:
+        lines = response.read().decode().splitlines()
+    events = [line.removeprefix("event: ") for line in lines if line.startswith("event: ")]
+    payloads = [line.removeprefix("data: ") for line in lines if line.startswith("data: ")]
+    return events[-1], json.loads(payloads[-1])
+
+
+def test_a_wrong_type_over_rest_is_one_sentence_not_a_null_error(slot_predictors, example_paths):
+    """Issue 41.11: opacity "abc" to /predict gave ``{"error": null}`` and a traceback in the log."""
+    from tumor_ai.app.ui import build_app
+
+    app = build_app(slot_predictors)
+    app.queue(default_concurrency_limit=1, max_size=8)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    base = f"http://127.0.0.1:{port}/"
+    try:
+        upload = urllib.request.Request(
+            f"{base}gradio_api/upload",
+            b'--b\r\nContent-Disposition: form-data; name="files"; filename="g.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
+            + example_paths["glioma"].read_bytes()
+            + b"\r\n--b--\r\n",
+            {"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        with urllib.request.urlopen(upload, timeout=60) as response:
+            image = {"path": json.loads(response.read())[0], "meta": {"_type": "gradio.FileData"}}
+        cases = {
+            "predict": [[image, "cnn", "abc", "top"], [image, "cnn", [1], "top"], [image, ["cnn"], 0.5, "top"]],
+            "compare": [[image, "abc"], [image, {"a": 1}]],
+            "batch": [[[image], "abc"], [[image], None]],
+        }
+        for endpoint, calls in cases.items():
+            for data in calls:
+                event, message = _call(base, endpoint, data)
+                assert event == "error" and isinstance(message, dict), (endpoint, data, event, message)
+                sentence = message["error"]  # was None: Gradio's answer to an exception it does not know
+                assert sentence and sentence.startswith("The ") and ". " not in sentence, (endpoint, data, sentence)
+        event, answer = _call(base, "predict", [image, "cnn", 0.5, "top"])  # and a right one still answers
+        assert event == "complete" and any(isinstance(v, dict) and v.get("model") == "cnn" for v in answer), answer
+    finally:
+        app.close()
