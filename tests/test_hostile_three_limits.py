@@ -80,3 +80,54 @@ def test_a_wrong_type_over_rest_is_one_sentence_not_a_null_error(slot_predictors
         assert event == "complete" and any(isinstance(v, dict) and v.get("model") == "cnn" for v in answer), answer
     finally:
         app.close()
+
+
+def test_hf_token_never_reaches_a_third_party_assistant_server(slot_predictors, example_paths, monkeypatch):
+    """Issue 41.8: ``HF_TOKEN`` went to any ``--assistant-base-url``; the Assistant's key is its own."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    from test_assistant import ScriptedServer
+
+    from tumor_ai.app.assistant import Conversation
+    from tumor_ai.app.serve import assistant_brain, parse_args
+    from tumor_ai.app.tools import Toolbox
+
+    class Listening(ScriptedServer):
+        headers_seen: list[dict] = []
+
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            type(self).headers_seen.append({key.lower(): value for key, value in self.headers.items()})
+            super().do_POST()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Listening)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    monkeypatch.setenv("HF_TOKEN", "hf_fake_token_of_this_machine")
+    monkeypatch.delenv("TUMOR_AI_ASSISTANT_API_KEY", raising=False)
+    conversation = Conversation(slice_path=str(example_paths["glioma"]))
+    try:
+        for flags, expected in (([], None), (["--assistant-api-key", "key-of-that-server"], "Bearer key-of-that-server")):
+            Listening.headers_seen, ScriptedServer.requests = [], []
+            args = parse_args(["--assistant-model", "scripted-model", "--assistant-base-url", url, *flags])
+            answer = assistant_brain(args).answer(Toolbox(slot_predictors), conversation, "Which model is surer here?")
+            assert [call.name for call, _ in answer.calls] == ["compare_models"]
+            assert len(Listening.headers_seen) == 2
+            for headers in Listening.headers_seen:
+                assert "hf_fake_token_of_this_machine" not in json.dumps(headers), headers
+                assert headers.get("authorization") == expected, headers
+    finally:
+        server.shutdown()
+    from tumor_ai.app.serve import assistant_key
+
+    monkeypatch.setenv("TUMOR_AI_ASSISTANT_API_KEY", "key-from-the-environment")
+    assert assistant_key(parse_args(["--assistant-model", "m", "--assistant-base-url", url])) == "key-from-the-environment"
+    monkeypatch.delenv("TUMOR_AI_ASSISTANT_API_KEY")
+    for base, key in (
+        ([], "hf_fake_token_of_this_machine"),  # the HF Inference Providers
+        (["--assistant-base-url", "https://router.huggingface.co/v1"], "hf_fake_token_of_this_machine"),
+        (["--assistant-base-url", "http://router.huggingface.co/v1"], None),  # not over HTTPS
+        (["--assistant-base-url", "https://huggingface.co.example.com/v1"], None),
+        (["--assistant-base-url", "https://someone.hf.space/v1"], None),  # a Space runs anyone's code
+    ):
+        assert assistant_key(parse_args(["--assistant-model", "m", *base])) == key, base
