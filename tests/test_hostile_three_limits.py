@@ -131,3 +131,42 @@ def test_hf_token_never_reaches_a_third_party_assistant_server(slot_predictors, 
         (["--assistant-base-url", "https://someone.hf.space/v1"], None),  # a Space runs anyone's code
     ):
         assert assistant_key(parse_args(["--assistant-model", "m", *base])) == key, base
+
+
+def test_summarise_batch_holds_one_raw_file_and_the_tab_s_group_at_once(slot_predictors, example_paths, tmp_path, monkeypatch):
+    """Issue 41.7: ``summarise_batch`` read sixteen raw files before decoding one (two calls took a server past 2 GB)."""
+    import zipfile
+
+    from tumor_ai.app import reader as reader_module
+    from tumor_ai.app.tools import Toolbox
+    from tumor_ai.core import batch
+
+    archive = tmp_path / "twenty.zip"
+    with zipfile.ZipFile(archive, "w") as handle:
+        for index in range(20):
+            handle.write(example_paths[("glioma", "notumor")[index % 2]], f"slice{index}.jpg")
+    raw, held, groups = [0], [], []
+    read_member, decode, run_batch = batch._read_member, batch.decode, batch.run_batch
+
+    def counted_read(*args):
+        raw[0] += 1
+        held.append(raw[0])
+        return read_member(*args)
+
+    def counted_decode(name, source):
+        item = decode(name, source)
+        raw[0] -= isinstance(source, bytes)  # its raw bytes are done with once decoded
+        return item
+
+    def counted_run(predictors, items, batch_size=16, progress=None):
+        groups.append(len(items))
+        return run_batch(predictors, items, batch_size, progress)
+
+    monkeypatch.setattr(batch, "_read_member", counted_read)
+    monkeypatch.setattr(batch, "decode", counted_decode)
+    monkeypatch.setattr(batch, "run_batch", counted_run)
+    monkeypatch.setattr(reader_module, "run_batch", counted_run, raising=False)
+    text = Toolbox(slot_predictors).summarise_batch([str(archive), str(example_paths["pituitary"])]).text
+    assert text.startswith("21 files · 0 refused"), text
+    assert len(held) == 20 and max(held) == 1, held  # one raw file at a time (was 16)
+    assert groups and max(groups) <= reader_module.WEB_BATCH_SIZE == 8 and sum(groups) == 21, groups  # the tab's groups

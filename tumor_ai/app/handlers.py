@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tumor_ai.app.cache import cache_file, cache_picture, upload_path  # noqa: F401 - re-exported for one release
-from tumor_ai.app.reader import Answer, Reader, ReaderError
+from tumor_ai.app.reader import WEB_BATCH_SIZE, Answer, Reader, ReaderError
 from tumor_ai.app.workspace import in_use
 from tumor_ai.core.batch import (
     PLAUSIBLE,
@@ -56,7 +56,6 @@ NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then pain
 NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
 BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
-WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
 log = logging.getLogger("tumor_ai.app.ui")
 Outputs = TypeVar("Outputs", bound=tuple)

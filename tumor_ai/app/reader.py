@@ -15,12 +15,13 @@ import numpy as np
 
 from tumor_ai import NOT_A_DIAGNOSIS
 from tumor_ai.core import wording
-from tumor_ai.core.batch import check_limit, iter_batches, result_rows, summary
+from tumor_ai.core.batch import check_limit, iter_decoded, result_rows, run_batch, summary
 from tumor_ai.core.erase import fill_region
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.model.labels import display_name
 
+WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab and the batch tool: bounds the server's memory
 NO_SLICE = "Give a brain MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 
 
@@ -177,12 +178,18 @@ class Reader:
         share = float(region.mean())
         return Hidden(hidden, share, answers, wording.hidden_reading(answers, share))
 
-    def summarise(self, paths: list[str], batch_size: int = 16) -> BatchSummary:
-        """Every model's class counts over many slices (or a .zip), and on how many the models disagree."""
+    def summarise(self, paths: list[str], batch_size: int = WEB_BATCH_SIZE) -> BatchSummary:
+        """Every model's class counts over many slices (or a .zip), and on how many the models disagree.
+
+        Within the Batch tab's memory budget: one file's raw bytes at a time, ``batch_size`` decoded slices at once,
+        and only the rows kept.
+        """
         if not paths:
             raise ReaderError("Give some slices or a .zip of slices first.")
         check_limit(paths)
-        rows = [row for items, results in iter_batches(self.predictors, paths, batch_size) for row in result_rows(items, results)]
+        rows = []
+        for items in iter_decoded(paths, batch_size):
+            rows += result_rows(items, run_batch(self.predictors, items, batch_size))
         return BatchSummary(rows, summary(rows, self.names))
 
 
