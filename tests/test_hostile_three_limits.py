@@ -170,3 +170,61 @@ def test_summarise_batch_holds_one_raw_file_and_the_tab_s_group_at_once(slot_pre
     assert text.startswith("21 files · 0 refused"), text
     assert len(held) == 20 and max(held) == 1, held  # one raw file at a time (was 16)
     assert groups and max(groups) <= reader_module.WEB_BATCH_SIZE == 8 and sum(groups) == 21, groups  # the tab's groups
+
+
+def test_the_tools_run_under_the_page_s_queue_size_and_concurrency(slot_predictors):
+    """Issue 41.6: eight tool calls were all taken where the page's queue refused the fifth (``--queue-size``)."""
+    import threading
+    import time
+
+    from tumor_ai.app.tools import ToolError
+    from tumor_ai.app.ui import MODEL_CONCURRENCY, build_app
+
+    app = build_app(slot_predictors)
+    app.queue(default_concurrency_limit=1, max_size=3)  # as tumor_ai.app.serve does, after the app is built
+    page = {fn.api_name: fn for fn in app.fns.values() if fn.api_name in ("predict", "batch", "summarise_batch")}
+    assert page["predict"].concurrency_limit == MODEL_CONCURRENCY and page["batch"].concurrency_limit == "default"
+    gates = app.tool_gates
+    with gates["predict"].turn():
+        assert gates["predict"].limits == (MODEL_CONCURRENCY, 3)
+    batch = gates["batch"]
+    with batch.turn():
+        assert batch.limits == (1, 3)  # the Batch tab's one at a time (the queue's default), and its queue size
+        entered = []
+        waiting = [threading.Thread(target=lambda: entered.append(batch.turn().__enter__()), daemon=True) for _ in range(3)]
+        for thread in waiting:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while batch._inside < 4 and time.monotonic() < deadline:  # a state to reach, not a time to measure
+            time.sleep(0.01)
+        assert batch._inside == 4 and not entered  # one running, three waiting: the queue is full
+        with pytest.raises(ToolError, match="busy: 3 requests are already waiting"), batch.turn():
+            pass
+    for thread in waiting:  # each waiting call takes its turn as the one before it lets go
+        thread.join(timeout=0.1)
+
+
+def test_a_batch_summary_stops_between_files_once_its_caller_is_gone(slot_predictors, example_paths, monkeypatch):
+    """Issue 41.6: four summaries dropped by their clients kept the app busy for minutes; one checks between files."""
+    from tumor_ai.app.tool_endpoints import caller_gone
+    from tumor_ai.app.tools import Toolbox, ToolError
+    from tumor_ai.core import batch
+    from tumor_ai.core.wording import SUMMARY_STOPPED
+
+    decoded = []
+    decode = batch.decode
+    monkeypatch.setattr(batch, "decode", lambda name, source: decoded.append(name) or decode(name, source))
+    paths = [str(example_paths[label]) for label in ("glioma", "meningioma", "notumor", "pituitary")] * 3
+    asked = []
+
+    def gone_after_three() -> bool:
+        asked.append(len(decoded))
+        return len(decoded) >= 3
+
+    with pytest.raises(ToolError, match=SUMMARY_STOPPED):
+        Toolbox(slot_predictors).summarise_batch(paths, stop=gone_after_three)
+    assert asked == [1, 2, 3] and len(decoded) == 3  # asked after every file; no file read after the caller went
+    assert caller_gone(None)() is False
+    decoded.clear()
+    assert Toolbox(slot_predictors).summarise_batch(paths, stop=lambda: False).text.startswith("12 files")
+    assert len(decoded) == 12

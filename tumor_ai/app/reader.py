@@ -178,17 +178,24 @@ class Reader:
         share = float(region.mean())
         return Hidden(hidden, share, answers, wording.hidden_reading(answers, share))
 
-    def summarise(self, paths: list[str], batch_size: int = WEB_BATCH_SIZE) -> BatchSummary:
+    def summarise(
+        self, paths: list[str], batch_size: int = WEB_BATCH_SIZE, stop: Callable[[], bool] | None = None
+    ) -> BatchSummary:
         """Every model's class counts over many slices (or a .zip), and on how many the models disagree.
 
         Within the Batch tab's memory budget: one file's raw bytes at a time, ``batch_size`` decoded slices at once,
-        and only the rows kept.
+        and only the rows kept. ``stop()`` is asked after each file whether to go on (its caller may have gone).
         """
         if not paths:
             raise ReaderError("Give some slices or a .zip of slices first.")
         check_limit(paths)
+
+        def go_on(item) -> None:
+            if stop is not None and stop():
+                raise ReaderError(wording.SUMMARY_STOPPED)
+
         rows = []
-        for items in iter_decoded(paths, batch_size):
+        for items in iter_decoded(paths, batch_size, read=go_on):
             rows += result_rows(items, run_batch(self.predictors, items, batch_size))
         return BatchSummary(rows, summary(rows, self.names))
 

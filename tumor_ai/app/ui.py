@@ -373,7 +373,7 @@ def build_app(
         toolbox = Toolbox(predictors)
         _assistant_tab(toolbox, brain or Router(), session_state)
         _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
-        register_tools(toolbox)  # after the last tab: a block between tabs would start a second tab bar
+        app.tool_gates = register_tools(toolbox, app)  # after the last tab: a block between tabs would start a second tab bar
     return app
 
 

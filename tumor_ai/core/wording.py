@@ -261,3 +261,11 @@ def _sent(value: object) -> str:
 def not_a_choice(what: str, value: object) -> str:
     """A request whose ``what`` (a model, a class) is not text at all."""
     return f"The {what} must be given as text, the name of one; this request sent a {type(value).__name__}."
+
+
+def tools_busy(waiting: int) -> str:
+    """A tool call refused because as many calls wait as the page's queue holds (``--queue-size``)."""
+    return f"The app is busy: {waiting} requests are already waiting, as many as it queues. Try again in a minute."
+
+
+SUMMARY_STOPPED = "The summary stopped between two files: its caller had gone."
