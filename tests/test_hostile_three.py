@@ -19,6 +19,7 @@ def _status(url: str) -> int:
         return error.code
 
 
+@pytest.mark.slow  # starts a server
 def test_only_the_pictures_the_page_shows_are_served_never_a_model_folder(slot_models, tmp_path):
     """Issue 41.2: ``set_static_paths`` named the model folders, so ``/gradio_api/file=`` handed out all of them."""
     from gradio.data_classes import _StaticFiles
@@ -75,6 +76,7 @@ def _refs(node) -> list[str]:
     return []
 
 
+@pytest.mark.slow  # starts a server
 def test_every_published_tool_has_a_whole_schema_and_answers_over_mcp(slot_predictors, example_paths):
     """Issue 41.9: summarise_batch's schema named a definition that was not there, and no MCP test called it."""
     import asyncio

@@ -327,7 +327,7 @@ class LanguageModel:
     """A chat model that chooses the tools and writes the reply from their results (``InferenceClient``).
 
     ``base_url`` points it at any OpenAI-compatible server; without it, ``model`` is a Hub model id
-    served by the HF Inference Providers with ``token`` (``HF_TOKEN``).
+    served by the HF Inference Providers. ``token`` is sent to that server alone (``tumor_ai.app.serve.assistant_key``).
     """
 
     def __init__(self, model: str, base_url: str | None = None, token: str | None = None, rounds: int = 3):
@@ -335,7 +335,13 @@ class LanguageModel:
 
         self.model, self.rounds = model, rounds
         # A base URL takes the model name in each request; a Hub model id is routed by the Inference Providers.
-        self.client = InferenceClient(base_url=base_url, api_key=token) if base_url else InferenceClient(model, api_key=token)
+        # Without a key of its own a base URL gets no Authorization header: huggingface_hub would add HF_TOKEN to it.
+        headers = {"authorization": None} if base_url and not token else None
+        self.client = (
+            InferenceClient(base_url=base_url, api_key=token, headers=headers)
+            if base_url
+            else InferenceClient(model, api_key=token)
+        )
 
     def answer(self, toolbox: Toolbox, conversation: Conversation, text: str) -> Answer:
         if len(text) > MESSAGE_LIMIT:

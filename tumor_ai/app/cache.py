@@ -47,6 +47,5 @@ def cache_picture(pixels: np.ndarray, name: str) -> str:
 
 def upload_path(payload) -> str | None:
     """The cache path of an upload, from Gradio's file payload (a dict) or a plain path."""
-    if not payload:
-        return None
-    return payload.get("path") if isinstance(payload, dict) else str(payload)
+    path = payload.get("path") if isinstance(payload, dict) else payload
+    return str(path) if path and isinstance(path, str | os.PathLike) else None  # an API client's number or list: none

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from tumor_ai.app.cache import cache_file, cache_picture, upload_path  # noqa: F401 - re-exported for one release
-from tumor_ai.app.reader import Answer, Reader, ReaderError
+from tumor_ai.app.reader import WEB_BATCH_SIZE, Answer, Reader, ReaderError
 from tumor_ai.app.workspace import in_use
 from tumor_ai.core.batch import (
     PLAUSIBLE,
@@ -45,7 +45,7 @@ from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.core.safe_text import html_text, markdown
-from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
+from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_a_choice, not_a_number, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
 from tumor_ai.model.labels import display_name
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
@@ -56,7 +56,6 @@ NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then pain
 NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
 BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
-WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab: bounds the server's memory
 THUMBNAIL_SIDE = 256
 log = logging.getLogger("tumor_ai.app.ui")
 Outputs = TypeVar("Outputs", bound=tuple)
@@ -250,7 +249,23 @@ def reader(predictors: dict[str, Predictor]) -> Reader:
     return Reader(predictors, on_call=lambda model, what: log.info("model call: %s %s", model, what))
 
 
+def opacity_value(value) -> float:
+    """The overlay opacity a request sent, as a number from 0 to 1; one sentence for anything else (an API client's
+    text, list or nothing), not Gradio's empty error."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise gr.Error(html_text(not_a_number("overlay opacity", value, 0, 1)), print_exception=False)
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not 0.0 <= number <= 1.0:  # NaN fails this too
+        raise gr.Error(html_text(not_a_number("overlay opacity", value, 0, 1)), print_exception=False)
+    return number
+
+
 def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
+    if not isinstance(name, str):
+        raise gr.Error(html_text(not_a_choice("model", name)), print_exception=False)
     try:
         return Reader(predictors).model(name)
     except ReaderError as error:
@@ -321,8 +336,11 @@ def predict(
     predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
 ) -> PredictOutputs:
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
-    image, state = take_slice(payload, state)
+    opacity = opacity_value(opacity)
     predictor = _model(predictors, model)
+    if not isinstance(evidence, str):
+        raise gr.Error(html_text(not_a_choice("class to show evidence for", evidence)), print_exception=False)
+    image, state = take_slice(payload, state)
     answer = reader(predictors).classify(image, model)
     prediction = answer.prediction
     info = details(model, prediction, answer.seconds, image, checked=answer.checked)
@@ -366,6 +384,7 @@ def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacit
 
 def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None) -> CompareOutputs:
     """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
+    opacity = opacity_value(opacity)
     image, state = take_slice(payload, state)
     display = display_copy(image.pixels)
     comparison = reader(predictors).compare(image)

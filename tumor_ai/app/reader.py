@@ -15,12 +15,13 @@ import numpy as np
 
 from tumor_ai import NOT_A_DIAGNOSIS
 from tumor_ai.core import wording
-from tumor_ai.core.batch import check_limit, iter_batches, result_rows, summary
+from tumor_ai.core.batch import check_limit, iter_decoded, result_rows, run_batch, summary
 from tumor_ai.core.erase import fill_region
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.model.labels import display_name
 
+WEB_BATCH_SIZE = 8  # images decoded and run at once by the Batch tab and the batch tool: bounds the server's memory
 NO_SLICE = "Give a brain MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 
 
@@ -91,12 +92,16 @@ class Reader:
         return next(iter(self.predictors.values())).labels
 
     def model(self, name: str) -> Predictor:
+        if not isinstance(name, str):
+            raise ReaderError(wording.not_a_choice("model", name))
         if name not in self.predictors:
             raise ReaderError(f"Unknown model '{name}'; choose one of: {', '.join(self.predictors)}.")
         return self.predictors[name]
 
     def label(self, name: str) -> str:
         """A class from its label or display name, any case ("Meningioma", "no tumour", "notumor")."""
+        if not isinstance(name, str):
+            raise ReaderError(wording.not_a_choice("class", name))
         wanted = _plain(name)
         for label in self.labels:
             if wanted in (_plain(label), _plain(display_name(label))):
@@ -173,12 +178,25 @@ class Reader:
         share = float(region.mean())
         return Hidden(hidden, share, answers, wording.hidden_reading(answers, share))
 
-    def summarise(self, paths: list[str], batch_size: int = 16) -> BatchSummary:
-        """Every model's class counts over many slices (or a .zip), and on how many the models disagree."""
+    def summarise(
+        self, paths: list[str], batch_size: int = WEB_BATCH_SIZE, stop: Callable[[], bool] | None = None
+    ) -> BatchSummary:
+        """Every model's class counts over many slices (or a .zip), and on how many the models disagree.
+
+        Within the Batch tab's memory budget: one file's raw bytes at a time, ``batch_size`` decoded slices at once,
+        and only the rows kept. ``stop()`` is asked after each file whether to go on (its caller may have gone).
+        """
         if not paths:
             raise ReaderError("Give some slices or a .zip of slices first.")
         check_limit(paths)
-        rows = [row for items, results in iter_batches(self.predictors, paths, batch_size) for row in result_rows(items, results)]
+
+        def go_on(item) -> None:
+            if stop is not None and stop():
+                raise ReaderError(wording.SUMMARY_STOPPED)
+
+        rows = []
+        for items in iter_decoded(paths, batch_size, read=go_on):
+            rows += result_rows(items, run_batch(self.predictors, items, batch_size))
         return BatchSummary(rows, summary(rows, self.names))
 
 

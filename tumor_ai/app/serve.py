@@ -70,6 +70,12 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         help="an OpenAI-compatible server for --assistant-model, e.g. http://127.0.0.1:8080/v1 (env TUMOR_AI_ASSISTANT_BASE_URL)",
     )
     parser.add_argument(
+        "--assistant-api-key",
+        default=os.environ.get("TUMOR_AI_ASSISTANT_API_KEY"),
+        help="the key of the server --assistant-base-url names, sent to it alone (env TUMOR_AI_ASSISTANT_API_KEY, which "
+        "keeps it out of the process list); without it HF_TOKEN is sent only to a Hugging Face server, never elsewhere",
+    )
+    parser.add_argument(
         "--sweep-every",
         type=_seconds,
         default=os.environ.get("TUMOR_AI_SWEEP_EVERY", str(CACHE_SWEEP[0])),  # a string: argparse checks it too
@@ -162,7 +168,32 @@ def assistant_brain(args: argparse.Namespace):
             raise SystemExit("error: --assistant-base-url needs --assistant-model (the model name that server serves)")
         return Router()
     logging.getLogger("tumor_ai.app").info("assistant: %s (%s)", args.assistant_model, args.assistant_base_url or "HF Inference")
-    return LanguageModel(args.assistant_model, args.assistant_base_url, os.environ.get("HF_TOKEN"))
+    return LanguageModel(args.assistant_model, args.assistant_base_url, assistant_key(args))
+
+
+# Hugging Face's own servers (and their subdomains: router.huggingface.co). Not *.hf.space or *.huggingface.cloud,
+# whose code is anyone's: a Space or an Inference Endpoint gets a token only as its --assistant-api-key.
+HUGGING_FACE_HOSTS = ("huggingface.co", "hf.co")
+
+
+def assistant_key(args: argparse.Namespace) -> str | None:
+    """The key the Assistant's language model is called with: its own (``--assistant-api-key``), else ``HF_TOKEN`` when
+    the server is Hugging Face's (no base URL: the Inference Providers), else none. A Hugging Face token never goes to
+    another company's server."""
+    if args.assistant_api_key:
+        return args.assistant_api_key
+    if not args.assistant_base_url or is_hugging_face(args.assistant_base_url):
+        return os.environ.get("HF_TOKEN")
+    return None
+
+
+def is_hugging_face(url: str) -> bool:
+    """Whether ``url`` is one of Hugging Face's own servers over HTTPS (the Inference Providers' router)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return parts.scheme == "https" and any(host == name or host.endswith("." + name) for name in HUGGING_FACE_HOSTS)
 
 
 def share_reachable(local_url: str) -> bool:

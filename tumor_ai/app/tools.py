@@ -9,7 +9,7 @@ tool endpoints (and so as MCP tools), and ``tumor_ai.app.assistant`` calls them 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -146,10 +146,11 @@ class Toolbox:
         lines.append("These are figures on this dataset's own held-out slices, not on patients from a clinic. " + DISCLAIMER)
         return ToolResult("\n".join(lines))
 
-    def summarise_batch(self, paths: list[str]) -> ToolResult:
-        """Every model's class counts over many slices (or a .zip), and on how many the models disagree."""
+    def summarise_batch(self, paths: list[str], stop: Callable[[], bool] | None = None) -> ToolResult:
+        """Every model's class counts over many slices (or a .zip), and on how many the models disagree; ``stop()`` is
+        asked between files whether to go on."""
         with _as_tool_error():
-            summary = self.reader.summarise(paths).text
+            summary = self.reader.summarise(paths, stop=stop).text
         return ToolResult(summary + f". {DISCLAIMER}", facts={"summary": summary})
 
     def explain_grad_cam(self) -> ToolResult:

@@ -57,6 +57,16 @@ CAM_CAVEAT = (
 )
 
 
+def _opacity(elem_id: str) -> gr.Slider:
+    """The overlay opacity slider; a request's text or list for it gets one sentence, not Gradio's empty error (the
+    slider's own check compares the value with its bounds before it knows that it is a number). The check is set on
+    this slider alone: a subclass of a Gradio component makes Gradio write a stub file beside this module."""
+    slider = gr.Slider(0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id=elem_id)
+    own = slider.preprocess
+    slider.preprocess = lambda payload: own(handlers.opacity_value(payload))
+    return slider
+
+
 def privacy_text(cache_sweep: tuple[int, int], session_seconds: int) -> str:
     """What the app keeps and for how long, from the settings it really runs with."""
     every, age = cache_sweep
@@ -363,7 +373,7 @@ def build_app(
         toolbox = Toolbox(predictors)
         _assistant_tab(toolbox, brain or Router(), session_state)
         _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
-        register_tools(toolbox)  # after the last tab: a block between tabs would start a second tab bar
+        app.tool_gates = register_tools(toolbox, app)  # after the last tab: a block between tabs would start a second tab bar
     return app
 
 
@@ -385,9 +395,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
                     elem_id="predict-model",
                 )
                 p_button = gr.Button("Predict", variant="primary", elem_id="predict-button")
-                p_opacity = gr.Slider(
-                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="predict-opacity"
-                )
+                p_opacity = _opacity("predict-opacity")
                 p_evidence = gr.Radio(
                     evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
                 )
@@ -454,9 +462,7 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list
             with gr.Column(scale=1):
                 c_image, c_other = _slice_input("MRI slice", "compare-image")
                 c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
-                c_opacity = gr.Slider(
-                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="compare-opacity"
-                )
+                c_opacity = _opacity("compare-opacity")
                 if examples:
                     gr.Examples([[str(path)] for path in examples], inputs=[c_image], label="Examples")
             with gr.Column(scale=2, elem_id="compare-answer"):
@@ -516,9 +522,7 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
                 with gr.Row():
                     b_button = gr.Button("Run batch", variant="primary", elem_id="batch-button")
                     b_stop = gr.Button("Stop", variant="stop", elem_id="batch-stop")
-                b_opacity = gr.Slider(
-                    0.0, 1.0, value=DEFAULT_OPACITY, step=0.05, label="Overlay opacity", elem_id="batch-opacity"
-                )
+                b_opacity = _opacity("batch-opacity")
                 if examples:
                     gr.Examples([[[str(path) for path in examples]]], inputs=[b_files], label="Example set (one slice per class)")
                 gr.Markdown(BATCH_HELP)

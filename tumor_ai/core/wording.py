@@ -540,3 +540,32 @@ def trained(metadata: dict[str, ModelMetadata]) -> str:
 
 def batch_lead(summary_text: str) -> str:
     return f"Here is what each model read across your slices: {summary_text}."
+
+
+def not_a_number(what: str, value: object, low: float, high: float) -> str:
+    """A request whose ``what`` is not a number from ``low`` to ``high`` (an API client sent text, a list, nothing)."""
+    return f"The {what} must be a number from {low:g} to {high:g}; this request sent {_sent(value)}."
+
+
+def _sent(value: object) -> str:
+    """What a request sent, in a few words and without quotes (the sentence reaches an HTML pop-up, escaped)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return f"the text {value[:30]}" + "…" * (len(value) > 30)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value:g}"
+    return f"a {type(value).__name__}"
+
+
+def not_a_choice(what: str, value: object) -> str:
+    """A request whose ``what`` (a model, a class) is not text at all."""
+    return f"The {what} must be given as text, the name of one; this request sent a {type(value).__name__}."
+
+
+def tools_busy(waiting: int) -> str:
+    """A tool call refused because as many calls wait as the page's queue holds (``--queue-size``)."""
+    return f"The app is busy: {waiting} requests are already waiting, as many as it queues. Try again in a minute."
+
+
+SUMMARY_STOPPED = "The summary stopped between two files: its caller had gone."
