@@ -125,7 +125,7 @@ class SubprocessTrials:
 
     def train(self, folder: Path, flags: list[str], on_epoch: Callable[[int, float], bool]) -> None:
         """Train into ``folder``; ``on_epoch(epoch, val_accuracy)`` returning True stops (prunes) the run."""
-        from .engine import read_history, run_directory
+        from .engine import run_directory
 
         backup = run_directory(self.args.cache_dir, folder)
         command = [sys.executable, "-m", "training.train", "--model", self.args.model, *flags, "--data", self.args.data,
@@ -133,7 +133,18 @@ class SubprocessTrials:
                    "--cache-dir", self.args.cache_dir]  # fmt: skip
         if (backup / "history.csv").exists():
             command.append("--resume")
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        log = folder.parent / f"{folder.name}.log"  # a file, not a pipe: tqdm's bars would fill a pipe and stall the run
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as stream:
+            process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT)
+            pruned = self._follow(process, backup, on_epoch)
+        if not pruned and process.returncode != 0:
+            raise RuntimeError(f"training failed ({process.returncode}); its log: {log}\n{log.read_text()[-800:]}")
+
+    def _follow(self, process: subprocess.Popen, backup: Path, on_epoch: Callable[[int, float], bool]) -> bool:
+        """Report each new epoch of the run's log; stop the process (and say so) when the study prunes the trial."""
+        from .engine import read_history
+
         seen = 0
         while True:
             finished = process.poll() is not None
@@ -142,13 +153,11 @@ class SubprocessTrials:
                 if on_epoch(epoch, accuracy[epoch]):
                     process.terminate()
                     process.wait()
-                    return
+                    return True
             seen = len(accuracy)
             if finished:
-                break
+                return False
             time.sleep(self.args.poll_seconds)
-        if process.returncode != 0:
-            raise RuntimeError(f"training failed ({process.returncode}): {process.stderr.read()[-800:]}")
 
     def score(self, folder: Path) -> TrialScore:
         from tumor_ai.model.metadata import ModelMetadata
