@@ -109,7 +109,13 @@ def test_follow_ups_continue_from_the_last_answer(toolbox, with_slice):
 
 
 def test_which_is_better_says_which_by_how_much_on_what_and_where_the_other_wins(toolbox, monkeypatch):
-    from tumor_ai.model.metadata import ClassScores, Metrics, Scores
+    from dataclasses import replace
+
+    from conftest import ROOT
+
+    from tumor_ai.model.metadata import ClassScores, Figure, Metrics, ModelMetadata, Scores
+
+    shipped = ModelMetadata.read(ROOT / "models" / "cnn" / "tumor_ai.json").localisation  # a whole measured block
 
     figures = {"cnn": (0.9562, 0.92, 0.0119, 0.866), "vgg16": (0.9352, 0.936, 0.0174, 0.937)}
     for name, (accuracy, glioma, ece, pointing) in figures.items():
@@ -119,7 +125,8 @@ def test_which_is_better_says_which_by_how_much_on_what_and_where_the_other_wins
             metadata, "metrics", Metrics(Scores(images=1142, accuracy=accuracy, macro_f1=accuracy, ece=0.07, nll=0.2), per_class)
         )
         monkeypatch.setattr(metadata.calibration, "ece_after", ece)
-        monkeypatch.setattr(metadata, "localisation", {"pointing_game": {"value": pointing}})
+        figure = Figure(value=pointing, low=pointing, high=pointing, images=1)
+        monkeypatch.setattr(metadata, "localisation", replace(shipped, pointing_game=figure))
     for question in ("which model is more accurate?", "which model is better?", "whihc one is beter"):
         answer = Router().answer(toolbox, Conversation(), question)
         assert answer.reply.startswith("**The cnn model is better overall**, by 2.1 points: accuracy 95.6% against 93.5%"), (

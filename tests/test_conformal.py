@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tumor_ai.core.conformal import METHODS, cross_fit, describe, plausible, prediction_sets, scores, threshold
+from tumor_ai.model.metadata import ConformalRecord
 
 LABELS = ["glioma", "meningioma", "notumor", "pituitary"]
 
@@ -57,12 +58,13 @@ def test_a_sharp_model_gets_the_smaller_sets_of_lac():
 
 def test_the_top_class_is_always_in_the_set_and_a_served_set_reads_plainly():
     assert prediction_sets(np.array([[0.4, 0.3, 0.2, 0.1]]), 0.0, "lac") == [[0]], "never empty"
-    conformal = {"method": "lac", "thresholds": {"0.95": 0.75}}
+    conformal = ConformalRecord(method="lac", thresholds={"0.95": 0.75})
     assert plausible({"glioma": 0.7, "meningioma": 0.28, "notumor": 0.01, "pituitary": 0.01}, conformal) == [
         "glioma",
         "meningioma",
     ]
-    assert plausible({"glioma": 1.0}, {}) is None, "no fitted block, no set"
+    assert plausible({"glioma": 1.0}, None) is None, "no fitted block, no set"
+    assert plausible({"glioma": 1.0}, ConformalRecord(method="lac", thresholds={"0.9": 0.5})) is None, "not at 95%"
     assert describe(["glioma"], 0.95, 4) == "Plausible at 95%: glioma only."
     assert describe(["glioma", "meningioma"], 0.95, 4) == "Plausible at 95%: glioma or meningioma."
     assert "cannot tell" in describe(["glioma", "meningioma", "pituitary"], 0.95, 4)
@@ -83,7 +85,8 @@ def test_the_fitted_block_reaches_the_card_the_reading_the_api_and_the_csv(slot_
     probabilities, targets = synthetic_model(300, 1.0, seed=5)
     block = fit_sets(probabilities, targets, LABELS, repeats=3)
     assert block["method"] in METHODS and set(block["thresholds"]) == {"0.9", "0.95"}
-    wide = {**block, "thresholds": {"0.9": 1.0, "0.95": 1.0}}  # every class plausible: the sentence says it cannot tell
+    # every class plausible: the sentence says it cannot tell
+    wide = ConformalRecord.from_dict({**block, "thresholds": {"0.9": 1.0, "0.95": 1.0}})
     predictor = slot_predictors["cnn"]
     monkeypatch.setattr(predictor.metadata, "conformal", wide)
     card = model_card(predictor.metadata)
@@ -106,7 +109,7 @@ def test_a_picture_the_mri_check_refuses_gets_no_set(slot_predictors, example_pa
             return [(False, 99.0)] * len(images)
 
     predictor = slot_predictors["cnn"]
-    monkeypatch.setattr(predictor.metadata, "conformal", {"method": "lac", "thresholds": {"0.95": 1.0}})
+    monkeypatch.setattr(predictor.metadata, "conformal", ConformalRecord(method="lac", thresholds={"0.95": 1.0}))
     monkeypatch.setattr(predictor, "mri_check", RefusesEverything())
     prediction = predictor.predict([np.zeros((64, 64, 3), np.uint8)])[0]
     assert not prediction.is_mri and prediction.plausible is None

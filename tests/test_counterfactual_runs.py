@@ -38,7 +38,7 @@ def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
     train_main([*arguments, *recipe, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
     model, metadata = load_model(out)
     assert model.input.shape[-1] == 1 and metadata.preprocessing == "luminance"
-    assert metadata.training["arguments"]["masks"] == str(masks_root) and metadata.training["arguments"]["guidance"] == 1
+    assert metadata.training.arguments["masks"] == str(masks_root) and metadata.training.arguments["guidance"] == 1
     history = engine.read_history(engine.run_directory(cache, out))
     assert history["guidance_weight"] == [0.0, 1.0, 1.0], "off, then on after --guidance-from"
     assert all(0.0 <= value <= 1.0 for value in history["outside"])
@@ -62,8 +62,8 @@ def test_a_guided_vgg16_swaps_cached_counterfactual_features(tmp_path):
     assert (metadata.cam_layer, metadata.cam_method) == ("block4_conv3", "layer_cam"), "the guided map is the served one"
     history = engine.read_history(engine.run_directory(cache, out))
     assert history["guidance_weight"] == [0.0, 1.0] and all(0.0 <= value <= 1.0 for value in history["outside"])
-    features = metadata.training["features"]
-    assert features["counterfactual_variants"] > 0 and len(list((cache / "features").glob("*.npy"))) == 4
+    features = metadata.training.features
+    assert features.counterfactual_variants > 0 and len(list((cache / "features").glob("*.npy"))) == 4
 
     # The pipeline: an erased swap is labelled no tumour and guides nowhere; masks follow mirror and shift.
     variants = [np.zeros((3, 4, 4, 2), np.float16), np.ones((3, 4, 4, 2), np.float16)]

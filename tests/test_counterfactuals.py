@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -132,12 +133,12 @@ def test_the_card_says_how_the_model_was_taught_and_shows_where_it_looks_beside_
     assert "weight 0.5" in text and "Right for the right reasons" in text
     shipped = Path(__file__).resolve().parent.parent / "models" / "vgg16" / "tumor_ai.json"
     metadata = ModelMetadata.read(shipped)  # real localisation figures
-    metadata.training = {**metadata.training, "arguments": arguments}
+    metadata.training = replace(metadata.training, arguments=arguments)
     metadata.preprocessing = "luminance"
     found, validation = metadata.localisation, metadata.metrics.validation
     card = model_card(metadata)
     row = next(line for line in card.splitlines() if line.startswith(f"| {validation.accuracy:.4f} |"))
-    pointing, kept = found["pointing_game"]["value"], found["erased"]["tumour_kept"]["value"]
+    pointing, kept = found.pointing_game.value, found.erased.tumour_kept.value
     assert row.endswith(f"| {pointing:.0%} | {kept:.0%} |"), "where it looks sits beside accuracy"
     assert "## Trained to need the tumour" in card and "one channel of luminance" in card
 

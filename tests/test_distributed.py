@@ -71,5 +71,5 @@ def test_two_workers_train_one_epoch_and_the_chief_saves(dataset_dir, tmp_path):
     assert "saved" in outputs[0] and "the chief writes the model" in outputs[1]
     assert "epoch 1/1: loss" in outputs[0] and "epoch 1/1: loss" in outputs[1], "both workers trained"
     model, metadata = load_model(out)
-    assert metadata.training["distribute"] == "multiworker"
+    assert metadata.training.distribute == "multiworker"
     assert model.count_params() > 0

@@ -29,7 +29,7 @@ from training.localisation import (
 from training.localise import HELD_OUT_FILLS, MapReader, Sample, candidate_layers, held_out_fill, localise, stage_outputs
 from tumor_ai.core.cam import CAM_METHODS
 from tumor_ai.core.erase import fill_region
-from tumor_ai.model.metadata import ModelMetadata
+from tumor_ai.model.metadata import ModelMetadata, RefitRecord, TrainingRecord
 
 SIZE = 64
 TUMOUR = LABELS.index("glioma")
@@ -286,7 +286,7 @@ def test_the_figures_reach_the_metadata_and_both_cards(square_predictor, tmp_pat
     write_into(folders[1], block, report["chosen"]["method"], report["chosen"]["layer"], carried_from="split-run")
     for folder in folders:
         metadata = ModelMetadata.read(folder / "tumor_ai.json")
-        assert metadata.cam_method == report["chosen"]["method"] and metadata.localisation["pointing_game"]["value"] == 1.0
+        assert metadata.cam_method == report["chosen"]["method"] and metadata.localisation.pointing_game.value == 1.0
         card = (folder / "README.md").read_text()
         assert "## Where the model looks, and whether it needs the tumour" in card
         assert "| pointing game: the map's peak within 15 px (at 512 px) of the tumour | 100% (100%–100%) |" in card
@@ -343,10 +343,10 @@ def test_the_command_on_a_folder_of_images_and_masks(square_predictor, tmp_path,
     report = json.loads(out.read_text())
     assert {record["path"] for record in report["records"]} == set(validation)
     written = ModelMetadata.read(model / "tumor_ai.json")
-    assert written.localisation["images"] == 6 and written.localisation["command"].startswith("tumor-ai localise --model")
+    assert written.localisation.images == 6 and written.localisation.command.startswith("tumor-ai localise --model")
     main([*common, "--report", str(out), "--write"])  # choose again from the saved report, no model run
     assert "wrote the figures and the served map" in capsys.readouterr().out
-    written.training = {"refit": {"of": "split-run"}}
+    written.training = TrainingRecord(refit=RefitRecord(of="split-run", epochs=1))
     (model / "tumor_ai.json").write_text(written.to_json())
     with pytest.raises(SystemExit, match="is a refit on every image"):
         main(common)

@@ -135,6 +135,49 @@ def test_schema_1_metadata_loads_with_todays_defaults():
     assert (loaded.logits_layer, loaded.embedding_layer, loaded.schema_version) == ("predictions", "avg_pool", SCHEMA_VERSION)
 
 
+@pytest.mark.parametrize("name", ["cnn", "vgg16"])
+def test_the_shipped_schema_5_metadata_reads_typed_and_writes_back_the_same(name):
+    """Every block is typed, and a schema 5 file round-trips: only the version and the output folder (schema 6) change."""
+    from conftest import ROOT
+
+    from tumor_ai.model.metadata import SCHEMA_VERSION, ModelMetadata
+
+    shipped = json.loads((ROOT / "models" / name / METADATA_FILE).read_text())
+    assert shipped["schema_version"] == 5
+    metadata = ModelMetadata.from_dict(shipped)
+    training, found, sets = metadata.training, metadata.localisation, metadata.conformal
+    assert training.out == f"models/{name}", "before schema 6 the folder is read from the command's --out"
+    assert training.command == shipped["training"]["command"] and training.seconds == shipped["training"]["seconds"]
+    assert training.test_time_flip.with_flip.accuracy == shipped["training"]["test_time_flip"]["with"]["accuracy"]
+    raw_found, raw_sets = shipped["localisation"], shipped["conformal"]
+    assert found.pointing_game.per_class["glioma"].value == raw_found["pointing_game"]["per_class"]["glioma"]["value"]
+    assert found.erased.tumour_kept.value == raw_found["erased"]["tumour_kept"]["value"]
+    assert sets.cross_fit["0.95"].per_class["glioma"].coverage == raw_sets["cross_fit"]["0.95"]["per_class"]["glioma"]["coverage"]
+    written = json.loads(metadata.to_json())
+    expected = {**shipped, "schema_version": SCHEMA_VERSION, "training": {**shipped["training"], "out": f"models/{name}"}}
+    assert written == expected
+    assert json.loads(ModelMetadata.from_dict(written).to_json()) == written, "schema 6 round-trips exactly"
+
+
+def test_a_typed_block_refuses_an_unknown_key_at_any_depth():
+    from conftest import ROOT
+
+    from tumor_ai.model.metadata import ModelMetadata
+
+    shipped = json.loads((ROOT / "models" / "cnn" / METADATA_FILE).read_text())
+    training = {**shipped["training"], "throughput": {**shipped["training"]["throughput"], "watts": 40}}
+    with pytest.raises(ModelSourceError, match="keys this tumor-ai does not know: watts"):
+        ModelMetadata.from_dict({**shipped, "training": training})
+    pointing = {**shipped["localisation"]["pointing_game"], "median": 0.5}
+    with pytest.raises(ModelSourceError, match="keys this tumor-ai does not know: median"):
+        ModelMetadata.from_dict({**shipped, "localisation": {**shipped["localisation"], "pointing_game": pointing}})
+    with pytest.raises(ModelSourceError, match="keys this tumor-ai does not know: seed"):
+        ModelMetadata.from_dict({**shipped, "conformal": {**shipped["conformal"], "seed": 0}})
+    incomplete = {key: value for key, value in shipped["localisation"].items() if key != "erased"}
+    with pytest.raises(ModelSourceError, match="LocalisationRecord block without erased$"):
+        ModelMetadata.from_dict({**shipped, "localisation": incomplete})
+
+
 def test_serving_reads_the_layers_the_metadata_names():
     """A model whose layers have other names serves once its metadata names them; nothing assumes a name."""
     from tumor_ai.core.inference import Predictor

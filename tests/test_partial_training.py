@@ -45,11 +45,11 @@ def test_both_trainers_learn_from_partial_labels(recipe, tmp_path):
     train_main([*common, "--out", str(tmp_path / "without")])
     train_main([*common, "--out", str(tmp_path / "with"), "--partial", str(partial), "--partial-repeat", "2"])
     _, metadata = load_model(tmp_path / "with")
-    record = metadata.training["partial"]
-    assert record["train_images"] + record["validation_images"] == 24
-    assert record["images_per_epoch"] == 2 * record["train_images"], "--partial-repeat 2"
-    assert 0.0 <= record["validation"]["sensitivity"] <= 1.0 and record["validation"]["slices"] == record["validation_slices"]
-    assert metadata.training["arguments"]["partial"] == str(partial)
+    record = metadata.training.partial
+    assert record.train_images + record.validation_images == 24
+    assert record.images_per_epoch == 2 * record.train_images, "--partial-repeat 2"
+    assert 0.0 <= record.validation["sensitivity"] <= 1.0 and record.validation["slices"] == record.validation_slices
+    assert metadata.training.arguments["partial"] == str(partial)
     history = engine.read_history(engine.run_directory(cache, tmp_path / "with"))
     assert len(history["partial_loss"]) == 2, "the history tracks the partial slices' own loss"
     # Slices that look like no tumour but are labelled "a tumour": the same two epochs with them fit them better.

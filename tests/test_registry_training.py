@@ -26,7 +26,7 @@ def test_a_third_architecture_trains_serves_and_is_compared_with_the_other_two(
     model, metadata = load_model(out)
     assert metadata.architecture == "tiny"
     assert model.get_layer("tiny_conv").filters == 6, "the recipe's own field reached the builder"
-    assert metadata.training["arguments"]["width"] == 6 and metadata.metrics.validation.images > 0
+    assert metadata.training.arguments["width"] == 6 and metadata.metrics.validation.images > 0
     card = (out / "README.md").read_text()
     assert "Tiny test network" in card and "base_model" not in card
 

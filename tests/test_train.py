@@ -37,9 +37,9 @@ def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path)
     model, metadata = load_model(out)
     assert metadata.dataset.validation_images + metadata.dataset.train_images == 4 * 43
     assert len(json.loads((out / "split.json").read_text())["validation"]) == metadata.dataset.validation_images
-    assert metadata.crop == "head" and metadata.training["precision"] == engine.resolve_precision("auto")
-    assert metadata.training["throughput"]["images_per_second"] > 0
-    assert 8 < metadata.training["epochs_run"]["cnn"] <= 12, "early stopping may not end the run before it starts watching"
+    assert metadata.crop == "head" and metadata.training.precision == engine.resolve_precision("auto")
+    assert metadata.training.throughput.images_per_second > 0
+    assert 8 < metadata.training.epochs_run["cnn"] <= 12, "early stopping may not end the run before it starts watching"
     # The planted blob's place says the class: a network that learns fits it well above chance (0.25).
     history = _history_rows(tmp_path / "c", out)
     assert history["loss"][-1] < 0.75 * history["loss"][0], history["loss"]
@@ -57,16 +57,16 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     split_run, refit, cache = tmp_path / "vgg16" / "split-run", tmp_path / "vgg16", tmp_path / "c"
     _train([*VGG_SMALL, "--epochs", "2", "--early-stopping-from", "5"], root, split_run, cache)
     _, metadata = load_model(split_run)
-    assert set(metadata.training["epochs_run"]) == {"head", "fine-tune"} and metadata.crop == "none"
-    assert metadata.training["stage_epochs"]["fine_tune"] == 2 and 1 <= metadata.training["stage_epochs"]["head"] <= 2
-    flip = metadata.training["test_time_flip"]
-    assert metadata.test_time_flip == flip["adopted"] and set(flip) >= {"with", "without"}
+    assert set(metadata.training.epochs_run) == {"head", "fine-tune"} and metadata.crop == "none"
+    assert metadata.training.stage_epochs["fine_tune"] == 2 and 1 <= metadata.training.stage_epochs["head"] <= 2
+    flip = metadata.training.test_time_flip
+    assert metadata.test_time_flip == flip.adopted and set(flip.to_dict()) >= {"with", "without"}
     features = sorted((cache / "features").glob("*.npy"))
     assert len(features) == 3, "clean, mirrored and one augmented variant"
     assert np.load(features[0], mmap_mode="r").shape == (metadata.dataset.images, 4, 4, 256)
-    extraction = metadata.training["features"]
+    extraction = metadata.training.features
     # The split run computed the features (the card's test: at least half their time spent in this run).
-    assert extraction["extraction_seconds"] > 0 and extraction["seconds_in_this_run"] >= extraction["extraction_seconds"] / 2
+    assert extraction.extraction_seconds > 0 and extraction.seconds_in_this_run >= extraction.extraction_seconds / 2
     card = (split_run / "README.md").read_text()
     assert "arXiv:1409.1556" in card and "CC BY 4.0" in card
 
@@ -74,13 +74,13 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     train_main(["--refit", str(split_run), "--data", str(root), "--out", str(refit), "--cache-dir", str(cache)])
     _, refitted = load_model(refit)
     assert [path.stat().st_mtime_ns for path in features] == stamps, "the refit reuses the split run's features"
-    assert refitted.training["refit"]["of"] == str(split_run)
-    assert refitted.training["epochs_run"]["fine-tune"] == 2
-    assert refitted.training["epochs_run"]["head"] == metadata.training["stage_epochs"]["head"]
+    assert refitted.training.refit.of == str(split_run)
+    assert refitted.training.epochs_run["fine-tune"] == 2
+    assert refitted.training.epochs_run["head"] == metadata.training.stage_epochs["head"]
     assert refitted.test_time_flip == metadata.test_time_flip and refitted.input_size == (32, 32)
     assert refitted.calibration == metadata.calibration
-    assert refitted.training["features"]["extraction_seconds"] == extraction["extraction_seconds"], "timed when written"
-    assert refitted.training["features"]["seconds_in_this_run"] < extraction["extraction_seconds"] / 2, "read, not computed"
+    assert refitted.training.features.extraction_seconds == extraction.extraction_seconds, "timed when written"
+    assert refitted.training.features.seconds_in_this_run < extraction.extraction_seconds / 2, "read, not computed"
 
 
 def test_feature_extraction_resumes_to_the_same_file(tmp_path):
@@ -133,7 +133,7 @@ def test_a_new_run_does_not_resume_a_stale_backup(dataset_dir, tmp_path):
     _train(arguments, root, out, tmp_path / "c")
     assert len(_history_rows(tmp_path / "c", out)["loss"]) == 2
     _, metadata = load_model(out)
-    assert metadata.training["epochs_run"]["cnn"] == 2
+    assert metadata.training.epochs_run["cnn"] == 2
 
 
 def test_refit_trains_on_everything_and_carries_the_split_runs_estimate(dataset_dir, tmp_path):
@@ -144,12 +144,12 @@ def test_refit_trains_on_everything_and_carries_the_split_runs_estimate(dataset_
     refit = tmp_path / "refit"
     train_main(["--data", str(root), "--out", str(refit), "--cache-dir", str(tmp_path / "c"), "--refit", str(split_run)])
     _, metadata = load_model(refit)
-    assert metadata.training["refit"]["epochs"] == split_metadata.training["chosen_epochs"]
-    assert metadata.training["epochs_run"]["cnn"] == split_metadata.training["chosen_epochs"]
+    assert metadata.training.refit.epochs == split_metadata.training.chosen_epochs
+    assert metadata.training.epochs_run["cnn"] == split_metadata.training.chosen_epochs
     assert metadata.dataset.train_images == 60 and metadata.dataset.validation_images == 0
     assert metadata.metrics == split_metadata.metrics
     assert metadata.calibration == split_metadata.calibration
-    assert metadata.training["arguments"]["learning_rate"] == split_metadata.training["arguments"]["learning_rate"]
+    assert metadata.training.arguments["learning_rate"] == split_metadata.training.arguments["learning_rate"]
     assert (refit / "split.json").read_text() == (split_run / "split.json").read_text()
     card = (refit / "README.md").read_text()
     assert "These weights are a refit" in card and "the metrics below are the split run's" in card
@@ -184,7 +184,7 @@ def test_precision_is_recorded_and_the_saved_model_is_float32(dataset_dir, tmp_p
     out = tmp_path / "bf16"
     _train([*CNN_SMALL, "--epochs", "1", "--precision", "bfloat16"], root, out, tmp_path / "c")
     model, metadata = load_model(out)
-    assert metadata.training["precision"] == "mixed_bfloat16"
+    assert metadata.training.precision == "mixed_bfloat16"
     assert {layer.compute_dtype for layer in model.layers if layer.weights} == {"float32"}
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tumor_ai.model.metadata import PartialRecord
+
 from . import engine
 from .counterfactuals import counterfactual_swaps
 from .partial import (
@@ -81,7 +83,7 @@ def train_end_to_end(
     )
     model, metadata = compiled_model(recipe, dataset.labels, math.ceil(len(targets) / recipe.batch_size), strategy)
     if partial is not None:
-        metadata.training["partial"] = describe(partial, added, recipe.partial_repeat)
+        metadata.training.partial = PartialRecord.from_dict(describe(partial, added, recipe.partial_repeat))
     swaps, masks = counterfactual_swaps(recipe, dataset, train_idx, run.cache_dir)
     if added and swaps is not None:  # partial slices have no outline: no variants, an empty mask
         swaps = swaps.extended(added)

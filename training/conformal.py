@@ -66,15 +66,15 @@ def fit_sets(probabilities: np.ndarray, targets: np.ndarray, labels: list[str], 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
     args = parse_args(argv, prog)
-    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, ModelSourceError
+    from tumor_ai.model.metadata import METADATA_FILE, ConformalRecord, ModelMetadata, ModelSourceError
     from tumor_ai.publish.card import write_model_card
 
     from .evaluate import evaluate
 
     folder = Path(args.model)
     metadata = ModelMetadata.read(folder / METADATA_FILE)
-    if metadata.training.get("refit") and not args.split_run:
-        raise SystemExit(f"error: {folder} is a refit; pass --split-run {metadata.training['refit']['of']}")
+    if metadata.training.refit and not args.split_run:
+        raise SystemExit(f"error: {folder} is a refit; pass --split-run {metadata.training.refit.of}")
     try:
         report = evaluate(args.split_run or str(folder), args.data, "validation")
     except ModelSourceError as error:
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     block["command"] = "python -m training.conformal " + " ".join(sys.argv[1:] if argv is None else argv)
     if args.split_run:
         block["note"] = "thresholds carried from the split run's validation split: an estimate for this refit"
-    metadata.conformal = block
+    metadata.conformal = ConformalRecord.from_dict(block)
     (folder / METADATA_FILE).write_text(metadata.to_json())
     write_model_card(folder)
     print(json.dumps({key: block[key] for key in ("method", "thresholds", "cross_fit")}, indent=1))

@@ -78,8 +78,8 @@ def unseen_partial_slices(items: list[tuple[str, str]], metadata, data: str, gro
 
     Returns the items to score and what the model saw of the folder (``none`` when it saw nothing).
     """
-    trained = metadata.training.get("partial") or {}
-    if trained.get("folder") != Path(data).name or not any(label == PARTIAL_FOLDER for _, label in items):
+    trained = metadata.training.partial
+    if not trained or trained.folder != Path(data).name or not any(label == PARTIAL_FOLDER for _, label in items):
         return items, "none"
     if not groups:
         raise SystemExit(
@@ -87,7 +87,7 @@ def unseen_partial_slices(items: list[tuple[str, str]], metadata, data: str, gro
         )
     from .partial import read_groups
 
-    arguments = metadata.training.get("arguments", {})
+    arguments = metadata.training.arguments or {}
     paths = [path for path, label in items if label == PARTIAL_FOLDER]
     held = read_groups(groups, paths).held_out(arguments.get("validation_fraction", 0.2), arguments.get("seed", 0))
     kept = {path for path, keep in zip(paths, held) if keep}
@@ -116,11 +116,11 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     from tumor_ai.core.inference import Predictor
 
     predictor = Predictor.from_source(model_source, precision="float32")  # the published figures are float32
-    refit = predictor.metadata.training.get("refit")
+    refit = predictor.metadata.training.refit
     if refit and subset != "all":
         raise SystemExit(
             f"error: {model_source} is a refit on every image, so its '{subset}' split is not held out; "
-            f"score the split run instead (--model {refit['of']}), whose figures the card publishes"
+            f"score the split run instead (--model {refit.of}), whose figures the card publishes"
         )
     labels = predictor.labels
     folders = class_folders(data)

@@ -299,10 +299,10 @@ def measure(args: argparse.Namespace) -> dict:
 
     predictor = Predictor.from_source(args.model, warm_up=False, precision="float32")  # the published figures are float32
     metadata = predictor.metadata
-    if metadata.training.get("refit") and args.subset == "validation":
+    if metadata.training.refit and args.subset == "validation":
         raise SystemExit(
             f"error: {args.model} is a refit on every image, so its validation images are not held out; "
-            f"measure the split run (--model {metadata.training['refit']['of']}) and --carry-to this folder"
+            f"measure the split run (--model {metadata.training.refit.of}) and --carry-to this folder"
         )
     samples = load_samples(args.data, args.masks, args.model, predictor.labels, args.subset, args.limit)
     if not samples:
@@ -618,12 +618,12 @@ def table(report: dict) -> str:
 
 def write_into(folder: str | Path, block: dict, method: str, layer: str, carried_from: str | None = None) -> None:
     """Store the figures and the chosen map in a model folder's metadata, and rewrite its card."""
-    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
+    from tumor_ai.model.metadata import METADATA_FILE, LocalisationRecord, ModelMetadata
     from tumor_ai.publish.card import write_model_card
 
     path = Path(folder) / METADATA_FILE
     metadata = ModelMetadata.read(path)
-    metadata.localisation = {**block, **({"carried_from": carried_from} if carried_from else {})}
+    metadata.localisation = LocalisationRecord.from_dict({**block, **({"carried_from": carried_from} if carried_from else {})})
     metadata.cam_method, metadata.cam_layer = method, layer
     path.write_text(metadata.to_json())
     write_model_card(folder)

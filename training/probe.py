@@ -110,8 +110,8 @@ def score_arm(name: str, model_dir: Path, args: argparse.Namespace) -> dict:
         "recall": {label: scores.recall for label, scores in metadata.metrics.validation_per_class.items()},
         "other_collection": held_out_sensitivity(model_dir, args),
         "localisation": localisation(model_dir, args),
-        "train_seconds": metadata.training.get("seconds"),
-        "median_epoch_seconds": metadata.training.get("throughput", {}).get("median_epoch_seconds"),
+        "train_seconds": metadata.training.seconds,
+        "median_epoch_seconds": metadata.training.throughput.median_epoch_seconds if metadata.training.throughput else None,
     }
 
 

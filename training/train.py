@@ -34,7 +34,7 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -134,14 +134,17 @@ def split_run_recipe(run: RunOptions, parser: argparse.ArgumentParser) -> Recipe
     if not path.exists():
         parser.error(f"--refit {run.refit}: no {METADATA_FILE} there; run the split run first (same command without --refit)")
     split_run = ModelMetadata.read(path)
-    if split_run.training.get("refit"):
+    if split_run.training.refit:
         parser.error(f"--refit {run.refit} is itself a refit; point it at the split run")
-    arguments = dict(split_run.training.get("arguments", {}))
+    arguments = dict(split_run.training.arguments or {})
     model = arguments.get("model") or split_run.architecture
     arguments["preprocessing"] = split_run.preprocessing  # older split runs did not record it as an argument
-    if "head" in split_run.training.get("stage_epochs", {}):
-        arguments["head_epochs"] = int(split_run.training["stage_epochs"]["head"])
-    run.stop_after_epochs = int(split_run.training["chosen_epochs"])
+    stages = split_run.training.stage_epochs or {}
+    if "head" in stages:
+        arguments["head_epochs"] = int(stages["head"])
+    if split_run.training.chosen_epochs is None:
+        parser.error(f"--refit {run.refit}: its {METADATA_FILE} does not say how many epochs the split run chose")
+    run.stop_after_epochs = int(split_run.training.chosen_epochs)
     return recipe_classes()[model].from_arguments({**arguments, "model": model})
 
 
@@ -207,26 +210,33 @@ def build_metadata(
 ):
     """Fill the model's metadata: how it was trained, on what, how well. The one place a model folder's JSON is made."""
     from tumor_ai.model.folder import library_versions
-    from tumor_ai.model.metadata import Calibration, ClassScores, DatasetRecord, Metrics, Scores
+    from tumor_ai.model.metadata import (
+        Calibration,
+        ClassScores,
+        DatasetRecord,
+        MachineRecord,
+        Metrics,
+        Scores,
+        Throughput,
+    )
 
     metadata = result.metadata
     metadata.name = Path(run.out).name
-    metadata.training = {
-        **metadata.training,
-        "command": command,
-        "arguments": recipe.arguments(),
-        "distribute": run.distribute,
-        "precision": engine.resolve_precision(recipe.precision),
-        "class_weights": result.class_weights,
-        "epochs_run": {stage: len(history.get("loss", [])) for stage, history in result.histories.items()},
-        "chosen_epochs": result.chosen_epochs,
-        **({"stage_epochs": result.stage_epochs} if result.stage_epochs else {}),
-        "throughput": result.throughput,
-        "seconds": round(seconds),
-        "machine": engine.machine(),
-        "optimizer": "Adam",
-        "loss": f"sparse_categorical_crossentropy (label smoothing {recipe.label_smoothing})",
-    }
+    training = metadata.training  # the trainer may have recorded its own parts (features, partial labels, guided map)
+    training.command = command
+    training.out = str(run.out)
+    training.arguments = recipe.arguments()
+    training.distribute = run.distribute
+    training.precision = engine.resolve_precision(recipe.precision)
+    training.class_weights = result.class_weights
+    training.epochs_run = {stage: len(history.get("loss", [])) for stage, history in result.histories.items()}
+    training.chosen_epochs = result.chosen_epochs
+    training.stage_epochs = result.stage_epochs or None
+    training.throughput = Throughput.from_dict(result.throughput) if result.throughput else None
+    training.seconds = round(seconds)
+    training.machine = MachineRecord.from_dict(engine.machine())
+    training.optimizer = "Adam"
+    training.loss = f"sparse_categorical_crossentropy (label smoothing {recipe.label_smoothing})"
     identity = dataset_identity(run.data, run.dataset_name, run.dataset_license)
     metadata.dataset = DatasetRecord(
         name=identity.name,
@@ -261,21 +271,21 @@ def build_metadata(
 
 def carry_split_run_estimate(metadata, refit: str, epochs: int):
     """A refit's metadata: its split run's metrics, temperature and flip choice, and where they came from."""
-    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, RefitRecord
 
     split_run = ModelMetadata.read(Path(refit) / METADATA_FILE)
-    metadata.training["refit"] = {
-        "of": refit,
-        "split_run_command": split_run.training.get("command"),
-        "split_run_seconds": split_run.training.get("seconds"),
-        "epochs": epochs,
-        "note": "trained on every image of the folder; the validation metrics and temperature are the split run's",
-    }
+    metadata.training.refit = RefitRecord(
+        of=refit,
+        split_run_command=split_run.training.command,
+        split_run_seconds=split_run.training.seconds,
+        epochs=epochs,
+        note="trained on every image of the folder; the validation metrics and temperature are the split run's",
+    )
     metadata.metrics = split_run.metrics
     metadata.calibration = split_run.calibration
     metadata.test_time_flip = split_run.test_time_flip
-    if "test_time_flip" in split_run.training:
-        metadata.training["test_time_flip"] = split_run.training["test_time_flip"]
+    if split_run.training.test_time_flip:
+        metadata.training.test_time_flip = split_run.training.test_time_flip
     return metadata
 
 
@@ -332,12 +342,14 @@ def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[i
     """Score the saved model on the held-out images as served: the flip choice, the report and the temperature."""
     if not len(validation_idx):
         return Validation()
+    from tumor_ai.model.metadata import FlipChoice
+
     targets = dataset.targets[validation_idx]
     pixels = dataset.images[size][validation_idx]
     probabilities, mirrored = validation_probabilities(model, pixels, targets, metadata.preprocessing)
     flip = test_time_flip_choice(probabilities, mirrored, targets, dataset.labels)
     metadata.test_time_flip = flip["adopted"]
-    metadata.training["test_time_flip"] = flip
+    metadata.training.test_time_flip = FlipChoice.from_dict(flip)
     print(f"test-time flip: {flip}")
     if flip["adopted"]:
         probabilities = flip_averaged(probabilities, mirrored)
@@ -361,6 +373,8 @@ def validate_partial(model, metadata, recipe: Recipe, run: RunOptions) -> dict |
     """Sensitivity on the held-out partial-label slices (``--partial``), one file per distinct slice, as served."""
     if not recipe.partial or run.refit:
         return None
+    from tumor_ai.model.metadata import PartialRecord
+
     from .partial import load_partial
 
     partial = load_partial(recipe.partial, recipe.size, recipe.crop, recipe.validation_fraction, recipe.seed, run.cache_dir)
@@ -368,7 +382,8 @@ def validate_partial(model, metadata, recipe: Recipe, run: RunOptions) -> dict |
     if not len(rows):
         return None
     found = partial_sensitivity(model, metadata, partial.images[rows])
-    metadata.training.setdefault("partial", {})["validation"] = found
+    record = metadata.training.partial or PartialRecord(folder=partial.root.name)  # the trainer records it
+    metadata.training.partial = replace(record, validation=found)
     print(
         f"held-out {partial.root.name} tumour slices: sensitivity {found['sensitivity']:.4f} "
         f"over {found['slices']} distinct slices"

@@ -173,6 +173,11 @@ class SubprocessTrials:
         return score_from(metadata, json.loads(report_path.read_text()))
 
 
+def _held_out_sensitivity(partial) -> float:
+    """The share of held-out tumour slices of unknown type the run's model called a tumour (0 without them)."""
+    return float(((partial.validation if partial else None) or {}).get("sensitivity", 0.0))
+
+
 def score_from(metadata, report: dict) -> TrialScore:
     """A trial's score from its metadata (accuracy, the other collection) and its localise report (the reasons)."""
     served = report["maps"][f"{metadata.cam_method}@{metadata.cam_layer}"]
@@ -187,8 +192,8 @@ def score_from(metadata, report: dict) -> TrialScore:
         control_kept=erased["control_kept"]["value"],
         held_out_tumour_kept={style: found["tumour_kept"]["value"] for style, found in held.items()},
         held_out_control_kept={style: found["control_kept"]["value"] for style, found in held.items()},
-        other_collection=metadata.training.get("partial", {}).get("validation", {}).get("sensitivity", 0.0),
-        train_seconds=float(metadata.training.get("seconds", 0.0)),
+        other_collection=_held_out_sensitivity(metadata.training.partial),
+        train_seconds=float(metadata.training.seconds or 0.0),
     )
 
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tumor_ai.model.metadata import FeatureCache, GuidanceMap, PartialRecord
+
 from . import engine
 from .counterfactuals import counterfactual_bank, epoch_swaps
 from .features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
@@ -232,14 +234,14 @@ def cached_variants(recipe: Recipe, run: RunOptions, dataset, model, metadata, t
         recipe, run.cache_dir, dataset, model, metadata, train_idx, key
     )
     paths += [counterfactual_path] if counterfactual_path else []
-    metadata.training["features"] = {
-        "layer": FEATURE_LAYER,
-        "variants": recipe.feature_variants,
-        "counterfactual_variants": int(len(counterfactual.swaps.pixels)) if counterfactual else 0,
-        "extraction_seconds": extraction_seconds(paths),
-        "seconds_in_this_run": round(time.perf_counter() - started, 1),
-        "note": "block-3 features are computed once per image and variant and reused by later runs (the refit)",
-    }
+    metadata.training.features = FeatureCache(
+        layer=FEATURE_LAYER,
+        variants=recipe.feature_variants,
+        counterfactual_variants=int(len(counterfactual.swaps.pixels)) if counterfactual else 0,
+        extraction_seconds=extraction_seconds(paths),
+        seconds_in_this_run=round(time.perf_counter() - started, 1),
+        note="block-3 features are computed once per image and variant and reused by later runs (the refit)",
+    )
     return variants, counterfactual
 
 
@@ -290,7 +292,7 @@ def with_partial_features(recipe: Recipe, run: RunOptions, dataset, model, metad
         acquisition=recipe.acquisition,
     )
     rows = len(dataset.paths) + np.tile(partial.train, recipe.partial_repeat)
-    metadata.training["partial"] = describe(partial, len(rows), recipe.partial_repeat)
+    metadata.training.partial = PartialRecord.from_dict(describe(partial, len(rows), recipe.partial_repeat))
     variants = [RowConcat(own, more) for own, more in zip(variants, extra)]
     targets = np.concatenate([targets, np.full(len(partial.paths), num_classes, dtype=targets.dtype)])
     if counterfactual is not None:
@@ -318,7 +320,7 @@ def train_vgg16(
     )
     if recipe.guidance:
         metadata.cam_layer, metadata.cam_method = GUIDED_MAP
-        metadata.training["guidance_map"] = {"layer": GUIDED_MAP[0], "method": GUIDED_MAP[1]}
+        metadata.training.guidance_map = GuidanceMap(layer=GUIDED_MAP[0], method=GUIDED_MAP[1])
     variants, counterfactual = cached_variants(recipe, run, dataset, model, metadata, train_idx)
     targets = dataset.targets
     counts = np.bincount(targets[train_idx], minlength=len(dataset.labels))

@@ -125,7 +125,7 @@ class Toolbox:
             f"**{metadata.title or model}** on its {validation.images} held-out validation images (a split that keeps "
             f"copies of one image on one side): accuracy {validation.accuracy:.1%}, macro-F1 {validation.macro_f1:.1%}."
         ]
-        pointing = ((metadata.localisation or {}).get("pointing_game") or {}).get("per_class", {})
+        pointing = (metadata.localisation.pointing_game.per_class if metadata.localisation else None) or {}
         for name in chosen:
             figures = per_class.get(name)
             if figures:
@@ -134,14 +134,14 @@ class Toolbox:
                     f"precision {figures.precision:.1%}, F1 {figures.f1:.1%}"
                 )
                 if name in pointing:
-                    line += f"; its map's peak lay on the tumour in {pointing[name]['value']:.0%} of outlined slices"
+                    line += f"; its map's peak lay on the tumour in {pointing[name].value:.0%} of outlined slices"
                 lines.append(line + ".")
-        conformal = metadata.conformal or {}
-        sets = conformal.get("cross_fit", {}).get(str(conformal.get("served_level")))
-        if sets:
+        conformal = metadata.conformal
+        sets = (conformal.cross_fit or {}).get(str(conformal.served_level)) if conformal else None
+        if conformal and sets:
             lines.append(
-                f"Its {float(conformal['served_level']):.0%} prediction sets held the true class for "
-                f"{sets['coverage']:.1%} of validation slices, with {sets['set_size']:.2f} classes on average."
+                f"Its {float(conformal.served_level or 0):.0%} prediction sets held the true class for "
+                f"{sets.coverage:.1%} of validation slices, with {sets.set_size:.2f} classes on average."
             )
         lines.append("These are figures on this dataset's own held-out slices, not on patients from a clinic. " + DISCLAIMER)
         return ToolResult("\n".join(lines))

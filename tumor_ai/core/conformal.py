@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from tumor_ai.model.metadata import ConformalRecord
 
 METHODS = ("lac", "aps")
 LEVELS = (0.9, 0.95)
@@ -105,13 +109,15 @@ def cross_fit(
     return CrossFit(round(float(covered.mean()), 4), round(float(sizes.mean()), 3), per_class)
 
 
-def plausible(probabilities: dict[str, float], conformal: dict, level: float = SERVED_LEVEL) -> list[str] | None:
+def plausible(
+    probabilities: dict[str, float], conformal: ConformalRecord | None, level: float = SERVED_LEVEL
+) -> list[str] | None:
     """The labels plausible at ``level`` under a model's fitted ``conformal`` block, or ``None`` without one."""
-    cutoff = (conformal.get("thresholds") or {}).get(str(level))
-    if cutoff is None:
+    cutoff = conformal.thresholds.get(str(level)) if conformal else None
+    if conformal is None or cutoff is None:
         return None
     labels = list(probabilities)
-    chosen = prediction_sets(np.array([list(probabilities.values())]), float(cutoff), conformal["method"])[0]
+    chosen = prediction_sets(np.array([list(probabilities.values())]), float(cutoff), conformal.method)[0]
     return [labels[k] for k in chosen]
 
 

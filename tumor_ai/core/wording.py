@@ -185,8 +185,8 @@ def map_trust(metadata: ModelMetadata) -> str:
         return f"The map is {method} at `{metadata.cam_layer}`; where it points has not been measured against tumour outlines. "
     return (
         f"The map is {method} at `{metadata.cam_layer}`: on held-out tumour slices its peak lay on the tumour in "
-        f"{found['pointing_game']['value']:.0%} of them, and with the tumour erased this model still named the tumour class "
-        f"in {found['erased']['tumour_kept']['value']:.0%} (About tab). "
+        f"{found.pointing_game.value:.0%} of them, and with the tumour erased this model still named the tumour class "
+        f"in {found.erased.tumour_kept.value:.0%} (About tab). "
     )
 
 
@@ -499,7 +499,7 @@ def better_model(metadata: dict[str, ModelMetadata]) -> str:
     ece_best, ece_other = scored[best].calibration.ece_after, scored[other].calibration.ece_after
     if ece_best is not None and ece_other is not None and ece_other < ece_best:
         wins.append(f"calibration (ECE {ece_other:.3f} against {ece_best:.3f})")
-    pointing = {name: (scored[name].localisation or {}).get("pointing_game", {}).get("value") for name in (best, other)}
+    pointing = {name: _pointing(scored[name]) for name in (best, other)}
     if pointing[best] is not None and pointing[other] is not None and pointing[other] > pointing[best]:
         wins.append(
             f"where it looks (its map's peak on the tumour in {pointing[other]:.0%} of outlined slices "
@@ -510,6 +510,11 @@ def better_model(metadata: dict[str, ModelMetadata]) -> str:
     else:
         lead += f" The {other} does not beat it on any class's recall, on calibration or on where its map points."
     return lead + " These are figures on this dataset's own held-out slices, not on patients from a clinic."
+
+
+def _pointing(metadata: ModelMetadata) -> float | None:
+    """How often the model's map peaks on the tumour, where measured."""
+    return metadata.localisation.pointing_game.value if metadata.localisation else None
 
 
 def trained(metadata: dict[str, ModelMetadata]) -> str:
@@ -527,13 +532,14 @@ def trained(metadata: dict[str, ModelMetadata]) -> str:
         lead = "The models' metadata does not say what they were trained on."
     lines = []
     for name, meta in metadata.items():
-        run = meta.training or {}
-        epochs = sum((run.get("epochs_run") or {}).values())
+        run = meta.training
+        epochs = sum((run.epochs_run or {}).values())
         detail = f"- **{name}** ({meta.title or name}): {meta.description or meta.architecture}"
         if epochs:
             detail += f"; {epochs} epochs"
-        if run.get("seconds"):
-            detail += f" in {run['seconds'] / 60:.0f} minutes on {run.get('machine', {}).get('cpu_cores', '?')} CPU cores"
+        if run.seconds:
+            cores = run.machine.cpu_cores if run.machine else "?"
+            detail += f" in {run.seconds / 60:.0f} minutes on {cores} CPU cores"
         lines.append(detail + ".")
     return lead + "\n\n" + "\n".join(lines)
 

@@ -9,15 +9,15 @@ nothing that serves a model may assume a fact about it that the metadata does no
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
-SCHEMA_VERSION = 5  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
-# 5: other_collections
+SCHEMA_VERSION = 6  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
+# 5: other_collections; 6: training.out (the output folder, which older files only name in training.command)
 DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
 
 
@@ -142,13 +142,326 @@ def refuse_unknown_keys(data: dict[str, Any], known: set[str]) -> None:
         raise ModelSourceError(f"the model's metadata has keys this tumor-ai does not know: {', '.join(sorted(unknown))}")
 
 
+class Block:
+    """A typed block of ``tumor_ai.json`` read and written key for key.
+
+    ``from_dict`` refuses a key the block does not know (``refuse_unknown_keys``); ``to_dict`` leaves out the
+    fields left ``None``, which are the keys the writer did not write, so a file reads and writes back the same.
+    ``NESTED`` names the fields that are blocks, ``BY_NAME`` those that are blocks by name (by class, by level),
+    and ``KEYS`` a field whose JSON key is not a Python name.
+    """
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {}
+    BY_NAME: ClassVar[dict[str, type[Block]]] = {}
+    KEYS: ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            raise ModelSourceError(f"the model's metadata has a {type(data).__name__} where a block of figures belongs")
+        names = {cls.KEYS.get(each.name, each.name): each.name for each in fields(cls)}  # type: ignore[arg-type]
+        refuse_unknown_keys(data, set(names))
+        values = {}
+        for key, value in data.items():
+            name = names[key]
+            if value is not None and name in cls.NESTED:
+                value = cls.NESTED[name].from_dict(value)
+            elif value is not None and name in cls.BY_NAME:
+                value = {each: cls.BY_NAME[name].from_dict(block) for each, block in value.items()}
+            values[name] = value
+        try:
+            return cls(**values)
+        except TypeError:
+            required = {cls.KEYS.get(each.name, each.name) for each in fields(cls) if each.default is MISSING}  # type: ignore[arg-type]
+            missing = ", ".join(sorted(required - set(data)))
+            raise ModelSourceError(f"the model's metadata has a {cls.__name__} block without {missing}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {}
+        for name in (each.name for each in fields(self)):  # type: ignore[arg-type]
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if name in self.BY_NAME:
+                value = {each: block.to_dict() for each, block in value.items()}
+            elif isinstance(value, Block):
+                value = value.to_dict()
+            data[self.KEYS.get(name, name)] = value
+        return data
+
+
+@dataclass(kw_only=True)
+class Figure(Block):
+    """A measure with its 95% interval (slices resampled whole), on how many images, and per class where measured."""
+
+    value: float
+    low: float
+    high: float
+    images: int
+    per_class: dict[str, Figure] | None = None
+
+
+Figure.BY_NAME = {"per_class": Figure}
+
+
+@dataclass(kw_only=True)
+class FlipScores(Block):
+    accuracy: float
+    macro_f1: float
+    nll: float
+
+
+@dataclass(kw_only=True)
+class FlipChoice(Block):
+    """Whether serving averages a slice with its mirror image, and the validation figures it was chosen on."""
+
+    adopted: bool
+    without: FlipScores
+    with_flip: FlipScores
+    rule: str
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {"without": FlipScores, "with_flip": FlipScores}
+    KEYS: ClassVar[dict[str, str]] = {"with_flip": "with"}  # "with" is a Python keyword
+
+
+@dataclass(kw_only=True)
+class RefitRecord(Block):
+    """A refit: the split run it repeats on every image, and how many epochs it trained for."""
+
+    of: str
+    split_run_command: str | None = None
+    split_run_seconds: float | None = None
+    epochs: int
+    note: str = ""
+
+
+@dataclass(kw_only=True)
+class Throughput(Block):
+    epochs_timed: int
+    median_epoch_seconds: float
+    images_per_second: float
+
+
+@dataclass(kw_only=True)
+class MachineRecord(Block):
+    """What a run trained on, for the card's timings."""
+
+    cpu_cores: int | None
+    gpus: int = 0
+
+
+@dataclass(kw_only=True)
+class FeatureCache(Block):
+    """The VGG16 trainer's cached block-3 features (``training.features``)."""
+
+    layer: str
+    variants: int
+    counterfactual_variants: int = 0
+    extraction_seconds: float
+    seconds_in_this_run: float
+    note: str = ""
+
+
+@dataclass(kw_only=True)
+class GuidanceMap(Block):
+    """The map the guidance loss shaped (``training.guidance``)."""
+
+    layer: str
+    method: str
+
+
+@dataclass(kw_only=True)
+class PartialRecord(Block):
+    """The tumour slices of unknown type a run trained with (``--partial``, ``training.partial.describe``)."""
+
+    folder: str
+    fingerprint_sha256: str = ""
+    images: int = 0
+    slice_groups: int = 0
+    train_images: int = 0
+    validation_images: int = 0
+    validation_slices: int = 0
+    repeat: int = 1
+    images_per_epoch: int = 0
+    loss: str = ""
+    validation: dict[str, Any] | None = None  # held-out sensitivity, as served (training.train.validate_partial)
+
+
+@dataclass(kw_only=True)
+class TrainingRecord(Block):
+    """How a model was trained (``training.train``): the command, its folder, the recipe's arguments and the run's
+    record. A field left ``None`` is one the run did not record (older runs recorded less)."""
+
+    command: str | None = None
+    out: str | None = None  # the output folder (schema 6; older files: read from the command's --out)
+    arguments: dict[str, Any] | None = None  # the recipe's fields (training.recipe), by name
+    distribute: str | None = None
+    precision: str | None = None
+    class_weights: dict[str, float] | None = None
+    epochs_run: dict[str, int] | None = None  # by stage
+    chosen_epochs: int | None = None
+    stage_epochs: dict[str, int] | None = None
+    throughput: Throughput | None = None
+    seconds: int | None = None
+    machine: MachineRecord | None = None
+    optimizer: str | None = None
+    loss: str | None = None
+    test_time_flip: FlipChoice | None = None
+    refit: RefitRecord | None = None
+    partial: PartialRecord | None = None
+    features: FeatureCache | None = None
+    guidance_map: GuidanceMap | None = None
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {
+        "throughput": Throughput,
+        "machine": MachineRecord,
+        "test_time_flip": FlipChoice,
+        "refit": RefitRecord,
+        "partial": PartialRecord,
+        "features": FeatureCache,
+        "guidance_map": GuidanceMap,
+    }
+
+
+@dataclass(kw_only=True)
+class FillFigures(Block):
+    """A fill's tumour-erased test: the tumour class kept with the tumour erased, and with a region elsewhere erased."""
+
+    tumour_kept: Figure
+    control_kept: Figure
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {"tumour_kept": Figure, "control_kept": Figure}
+
+
+@dataclass(kw_only=True)
+class ErasedFigures(FillFigures):
+    """The tumour-erased test (``tumor_ai.core.erase``), and the same with fills no recipe trains on."""
+
+    tumour_probability_drop: Figure | None = None
+    held_out_fills: dict[str, FillFigures] | None = None
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {**FillFigures.NESTED, "tumour_probability_drop": Figure}
+    BY_NAME: ClassVar[dict[str, type[Block]]] = {"held_out_fills": FillFigures}
+
+
+@dataclass(kw_only=True)
+class MapScores(Block):
+    """One map's figures in the comparison that chose the map served."""
+
+    pointing_game: float
+    relevance_mass: float
+    border_mass: float
+    deletion_auc: float
+    insertion_auc: float
+    cost_ms: float
+
+
+@dataclass(kw_only=True)
+class MapChoice(Block):
+    served_before: str
+    rule: str
+
+
+@dataclass(kw_only=True)
+class ScoreCamRecord(Block):
+    """Score-CAM timed on a few slices: why it is not served."""
+
+    layer: str
+    images: int
+    pointing_game: float
+    median_seconds: float
+
+
+@dataclass(kw_only=True)
+class LocalisationRecord(Block):
+    """Where the served map points against the tumour outlines, and whether the answer needs the tumour
+    (``training.localise``)."""
+
+    command: str | None = None
+    subset: str | None = None
+    images: int
+    images_per_class: dict[str, int] | None = None
+    slices: int
+    method: str
+    layer: str
+    pointing_game: Figure
+    relevance_mass: Figure
+    mask_share: Figure
+    border_mass: Figure
+    deletion_auc: Figure
+    insertion_auc: Figure
+    erased: ErasedFigures
+    accuracy: Figure | None = None
+    comparison: dict[str, MapScores] | None = None  # by "method@layer"
+    choice: MapChoice | None = None
+    score_cam: ScoreCamRecord | None = None
+    carried_from: str | None = None  # a refit's figures are its split run's
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {
+        **{name: Figure for name in ("pointing_game", "relevance_mass", "mask_share", "border_mass")},
+        **{name: Figure for name in ("deletion_auc", "insertion_auc", "accuracy")},
+        "erased": ErasedFigures,
+        "choice": MapChoice,
+        "score_cam": ScoreCamRecord,
+    }
+    BY_NAME: ClassVar[dict[str, type[Block]]] = {"comparison": MapScores}
+
+
+@dataclass(kw_only=True)
+class SetFigures(Block):
+    """Prediction sets' coverage and average size, cross-fitted, overall and per true class."""
+
+    coverage: float
+    set_size: float
+    per_class: dict[str, SetFigures] | None = None
+
+
+SetFigures.BY_NAME = {"per_class": SetFigures}
+
+
+@dataclass(kw_only=True)
+class ConformalRecord(Block):
+    """The prediction sets a model serves (``tumor_ai.core.conformal``, fitted by ``training.conformal``)."""
+
+    method: str
+    thresholds: dict[str, float]  # by level, as a string ("0.95")
+    served_level: float | None = None
+    calibrated_on: str | None = None
+    cross_fit: dict[str, SetFigures] | None = None  # by level, the method served
+    compared: dict[str, dict[str, SetFigures]] | None = None  # by method, then level
+    rule: str | None = None
+    note: str | None = None
+    command: str | None = None
+
+    BY_NAME: ClassVar[dict[str, type[Block]]] = {"cross_fit": SetFigures}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ConformalRecord:
+        record = super().from_dict(data)
+        if record.compared is not None:
+            record.compared = {
+                name: {level: SetFigures.from_dict(figures) for level, figures in levels.items()}
+                for name, levels in record.compared.items()
+            }
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        data = super().to_dict()
+        if self.compared is not None:
+            data["compared"] = {
+                name: {level: figures.to_dict() for level, figures in levels.items()} for name, levels in self.compared.items()
+            }
+        return data
+
+
 def _typed_block(kind: type, data: Any) -> Any:
     """A JSON block as its dataclass (an empty block is ``None``); keys the dataclass does not know are refused."""
     if not data:
         return None
     if not isinstance(data, dict):
         raise ModelSourceError(f"the model's metadata has a {type(data).__name__} where a block of figures belongs")
-    refuse_unknown_keys(data, set(kind.__dataclass_fields__))
+    if not issubclass(kind, Block):  # a Block refuses unknown keys itself, nested blocks too
+        refuse_unknown_keys(data, {each.name for each in fields(kind)})
     return kind.from_dict(data) if hasattr(kind, "from_dict") else kind(**data)
 
 
@@ -175,13 +488,13 @@ class ModelMetadata:
         "classes above and showing what the model looked at. Not a medical device; not a diagnosis."
     )
     license: str = "mit"
-    training: dict[str, Any] = field(default_factory=dict)  # the recipe, command, timings (training.train)
+    training: TrainingRecord = field(default_factory=TrainingRecord)  # the recipe, command, timings (training.train)
     dataset: DatasetRecord | None = None
     metrics: Metrics | None = None  # None: no held-out figures (a model trained without a split)
     calibration: Calibration = field(default_factory=Calibration)
     mri_check: MriCheckRecord | None = None
-    localisation: dict[str, Any] = field(default_factory=dict)  # where the map points, measured (training.localise)
-    conformal: dict[str, Any] = field(default_factory=dict)  # prediction-set thresholds (training.conformal)
+    localisation: LocalisationRecord | None = None  # where the map points, measured (training.localise)
+    conformal: ConformalRecord | None = None  # prediction-set thresholds (training.conformal)
     other_collections: dict[str, OtherCollectionRecord] = field(default_factory=dict)  # by folder name
     libraries: dict[str, str] = field(default_factory=dict)
 
@@ -215,7 +528,10 @@ class ModelMetadata:
 
     def to_json(self) -> str:
         """The file's JSON; an absent block is written ``{}``, as schema 4 always has."""
-        data = {key: {} if value is None and key in TYPED_BLOCKS else value for key, value in asdict(self).items()}
+        data = {
+            key: {} if value is None and key in TYPED_BLOCKS else _plain(value)
+            for key, value in ((key, getattr(self, key)) for key in self.__dataclass_fields__)
+        }
         return json.dumps({**data, "network_data_format": self.network_data_format()}, indent=2) + "\n"
 
     @classmethod
@@ -228,12 +544,13 @@ class ModelMetadata:
                 "reads: upgrade tumor-ai to serve it"
             )
         refuse_unknown_keys(data, set(cls.__dataclass_fields__) | DERIVED_KEYS)
-        known = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        known = {key: value for key, value in _upgraded(data, version).items() if key in cls.__dataclass_fields__}
         known["input_size"] = tuple(known["input_size"])
         for key, kind in TYPED_BLOCKS.items():
             if key in known:
                 known[key] = _typed_block(kind, known[key])
         known["calibration"] = known.get("calibration") or Calibration()
+        known["training"] = known.get("training") or TrainingRecord()
         blocks = known.get("other_collections") or {}
         if not isinstance(blocks, dict):
             raise ModelSourceError("the model's metadata has other_collections that is not a block of figures by folder")
@@ -247,11 +564,36 @@ class ModelMetadata:
 
 
 TYPED_BLOCKS: dict[str, type] = {
+    "training": TrainingRecord,
     "dataset": DatasetRecord,
     "metrics": Metrics,
     "calibration": Calibration,
     "mri_check": MriCheckRecord,
+    "localisation": LocalisationRecord,
+    "conformal": ConformalRecord,
 }
+
+
+def _plain(value: Any) -> Any:
+    """A field's JSON value: a block by its ``to_dict``, another dataclass field for field, a dict value by value."""
+    if isinstance(value, Block):
+        return value.to_dict()
+    if is_dataclass(value) and not isinstance(value, type):
+        return asdict(value)
+    if isinstance(value, dict):
+        return {key: _plain(each) for key, each in value.items()}
+    return value
+
+
+def _upgraded(data: dict[str, Any], version: int) -> dict[str, Any]:
+    """An older file's keys in today's shape: before schema 6 the output folder was only the training command's --out."""
+    training = data.get("training")
+    if version >= 6 or not isinstance(training, dict) or "out" in training or not isinstance(training.get("command"), str):
+        return data
+    words = training["command"].split()
+    if "--out" not in words[:-1]:
+        return data
+    return {**data, "training": {**training, "out": words[words.index("--out") + 1]}}
 
 
 class ModelSourceError(ValueError):

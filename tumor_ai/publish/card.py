@@ -15,7 +15,16 @@ from tumor_ai.core.cam import method_name
 from tumor_ai.core.wording import listed, map_trust  # noqa: F401 - map_trust moved to wording; for one release
 from tumor_ai.model import registry as architectures
 from tumor_ai.model.labels import display_name
-from tumor_ai.model.metadata import CARD_FILE, METADATA_FILE, ModelMetadata, MriCheckRecord
+from tumor_ai.model.metadata import (
+    CARD_FILE,
+    METADATA_FILE,
+    Figure,
+    LocalisationRecord,
+    MachineRecord,
+    ModelMetadata,
+    MriCheckRecord,
+    TrainingRecord,
+)
 
 DATASET_ID = "masoudnickparvar/brain-tumor-mri-dataset"
 LIMITATIONS = [
@@ -77,14 +86,14 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
         *model_section(metadata),
         *data_section(metadata),
     ]
-    guided = training.get("guidance_map", {"method": "grad_cam"})  # the CNN's run predates the record: Grad-CAM
-    parts += recipe_section(training.get("arguments", {}), method_name(guided["method"]), bool(training.get("features")))
+    guided = training.guidance_map.method if training.guidance_map else "grad_cam"  # the CNN's run predates the record
+    parts += recipe_section(training.arguments or {}, method_name(guided), bool(training.features))
     parts += metrics_section(metadata, standalone)
     parts += other_collections_section(metadata)
     parts += localisation_section(metadata)
     parts += conformal_section(metadata)
     parts += mri_check_section(metadata.mri_check)
-    if training.get("command"):
+    if training.command:
         parts += _reproduce(metadata)
     parts += ["## Limitations\n", *[f"- {item.format(count=len(metadata.labels))}" for item in LIMITATIONS], ""]
     parts += licence_section(metadata)
@@ -117,7 +126,7 @@ def data_section(metadata: ModelMetadata) -> list[str]:
             f"Split: {data.split}; {data.train_images} training and {data.validation_images} validation images "
             f"(seed {data.seed}). Dataset fingerprint `{data.fingerprint_sha256[:16]}…`.\n",
         ]
-    if training.get("refit"):
+    if training.refit:
         parts += [
             "## These weights are a refit\n",
             f"After the split run chose {_epochs_text(training)} by early stopping on the group-aware validation "
@@ -139,7 +148,7 @@ def metrics_section(metadata: ModelMetadata, standalone: bool = True) -> list[st
         beside = (
             " map's peak on the tumour | tumour class kept with the tumour erased |",
             "---:|---:|",
-            f" {found['pointing_game']['value']:.0%} | {found['erased']['tumour_kept']['value']:.0%} |",
+            f" {found.pointing_game.value:.0%} | {found.erased.tumour_kept.value:.0%} |",
         )
     where = "; where the map points and whether the answer needs the tumour on those with a tumour outline (next section)"
     ece_before = scores.ece if calibration.ece_before is None else calibration.ece_before
@@ -153,7 +162,7 @@ def metrics_section(metadata: ModelMetadata, standalone: bool = True) -> list[st
         )
         break  # the first collection beside accuracy; all of them in their own section
     parts = [
-        "## Metrics on the group-aware validation split" + (" (split run)" if metadata.training.get("refit") else "") + "\n",
+        "## Metrics on the group-aware validation split" + (" (split run)" if metadata.training.refit else "") + "\n",
         "Images the model never trained on, with every copy of them (exact, re-contrasted, mirrored) "
         "kept on the validation side" + (where if found else "") + ".\n",
         f"| accuracy | macro-F1 | ECE | ECE after temperature scaling (T={calibration.temperature}) |{other[0]}{beside[0]}",
@@ -269,40 +278,39 @@ def conformal_section(metadata: ModelMetadata) -> list[str]:
     block = metadata.conformal
     if not block:
         return []
-    method = {"lac": "LAC, score 1 − p(true class)", "aps": "APS without randomisation"}.get(block["method"], block["method"])
+    method = {"lac": "LAC, score 1 − p(true class)", "aps": "APS without randomisation"}.get(block.method, block.method)
     header = " | ".join(f"{display_name(label)}: coverage, size" for label in metadata.labels)
     lines = [
         "## Prediction sets\n",
-        f"Besides its top class the app shows the classes still **plausible at {block['served_level']:.0%}**: a "
+        f"Besides its top class the app shows the classes still **plausible at {block.served_level:.0%}**: a "
         f"split-conformal set (`tumor_ai/core/conformal.py`; {method}) that holds the true class in at least that share "
-        f"of slices like the {block['calibrated_on']} it was calibrated on, whatever the model. A set of one class "
+        f"of slices like the {block.calibrated_on} it was calibrated on, whatever the model. A set of one class "
         "is the model sure at that level; three or four is the model unable to tell. A picture the MRI check "
         "refuses gets no set. The guarantee is over all slices, not per class: the columns show where a class "
-        "falls short of the level. " + (block["note"] + ". " if block.get("note") else "") + f"Chosen by {block['rule']}.\n",
+        "falls short of the level. " + (block.note + ". " if block.note else "") + f"Chosen by {block.rule}.\n",
         f"| level | coverage | average set size | {header} |",
         "|---|---:|---:|" + "---:|" * len(metadata.labels),
     ]
-    for level, figures in block["cross_fit"].items():
+    for level, figures in (block.cross_fit or {}).items():
+        per_class = figures.per_class or {}
         cells = " | ".join(
-            f"{figures['per_class'][label]['coverage']:.1%}, {figures['per_class'][label]['set_size']:.2f}"
-            for label in metadata.labels
-            if label in figures["per_class"]
+            f"{per_class[label].coverage:.1%}, {per_class[label].set_size:.2f}" for label in metadata.labels if label in per_class
         )
-        lines.append(f"| {float(level):.0%} | {figures['coverage']:.1%} | {figures['set_size']:.2f} | {cells} |")
-    for name, figures in block["compared"].items():
-        if name != block["method"]:
-            sizes = ", ".join(f"{float(level):.0%}: {value['set_size']:.2f}" for level, value in figures.items())
+        lines.append(f"| {float(level):.0%} | {figures.coverage:.1%} | {figures.set_size:.2f} | {cells} |")
+    for name, levels in (block.compared or {}).items():
+        if name != block.method:
+            sizes = ", ".join(f"{float(level):.0%}: {value.set_size:.2f}" for level, value in levels.items())
             lines.append(f"\nThe other score, `{name}`, gave average sets of {sizes}.")
-    if block.get("command"):
-        lines.append(f"\nReproduce: `{block['command']}`.")
+    if block.command:
+        lines.append(f"\nReproduce: `{block.command}`.")
     return [*lines, ""]
 
 
-def _interval(figure: dict, percent: bool = True) -> str:
+def _interval(figure: Figure, percent: bool = True) -> str:
     """``45% (41–49%)`` or ``0.048 (0.041–0.055)``: a figure with its 95% interval."""
     if percent:
-        return f"{figure['value']:.0%} ({figure['low']:.0%}–{figure['high']:.0%})"
-    return f"{figure['value']:.3f} ({figure['low']:.3f}–{figure['high']:.3f})"
+        return f"{figure.value:.0%} ({figure.low:.0%}–{figure.high:.0%})"
+    return f"{figure.value:.3f} ({figure.low:.3f}–{figure.high:.3f})"
 
 
 PREPROCESSING_TEXT = {
@@ -363,21 +371,20 @@ def localisation_summary(metadata: ModelMetadata) -> str:
     found = metadata.localisation
     if not found:
         return f"Where the {metadata.name} model's map points has not been measured (`tumor-ai localise`)."
-    pointing, kept, control = found["pointing_game"], found["erased"]["tumour_kept"], found["erased"]["control_kept"]
+    pointing, kept, control = found.pointing_game, found.erased.tumour_kept, found.erased.control_kept
+    kept_per_class = kept.per_class or {}
     by_class = ", ".join(
-        f"{display_name(label).lower()} {figure['value']:.0%}" for label, figure in pointing["per_class"].items()
+        f"{display_name(label).lower()} {figure.value:.0%}" for label, figure in (pointing.per_class or {}).items()
     )
-    kept_by_class = ", ".join(
-        f"{display_name(label).lower()} {figure['value']:.0%}" for label, figure in kept["per_class"].items()
-    )
+    kept_by_class = ", ".join(f"{display_name(label).lower()} {figure.value:.0%}" for label, figure in kept_per_class.items())
     text = (
-        f"**{metadata.title or metadata.name}**: its map's peak lies on the tumour in {pointing['value']:.0%} of held-out "
+        f"**{metadata.title or metadata.name}**: its map's peak lies on the tumour in {pointing.value:.0%} of held-out "
         f"tumour slices ({by_class}). "
-        f"With the tumour erased it still names the tumour class in {kept['value']:.0%} of them ({kept_by_class}), "
-        f"against {control['value']:.0%} when a same-size region elsewhere is erased. "
+        f"With the tumour erased it still names the tumour class in {kept.value:.0%} of them ({kept_by_class}), "
+        f"against {control.value:.0%} when a same-size region elsewhere is erased. "
     )
-    unneeded = [_plural(label) for label, figure in kept["per_class"].items() if figure["value"] >= 0.5]
-    needed = [_plural(label) for label, figure in kept["per_class"].items() if figure["value"] < 0.5]
+    unneeded = [_plural(label) for label, figure in kept_per_class.items() if figure.value >= 0.5]
+    needed = [_plural(label) for label, figure in kept_per_class.items() if figure.value < 0.5]
     if unneeded:
         text += (
             f"So for {listed(unneeded)} it does **not** need the lesion: it reads something else that comes with "
@@ -386,7 +393,7 @@ def localisation_summary(metadata: ModelMetadata) -> str:
             + (f"; for {listed(needed)} it does. " if needed else ". ")
             + "Treat the overlay as where this model looked, not as where the tumour is."
         )
-    elif pointing["value"] < 0.75:
+    elif pointing.value < 0.75:
         text += "It needs the lesion for most answers, but its map often peaks elsewhere: read the overlay as a rough guide."
     else:
         text += "It needs the lesion for most answers, and its map mostly points at it."
@@ -402,42 +409,42 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
     found = metadata.localisation
     if not found:
         return []
-    erased = found["erased"]
-    classes = list(found["pointing_game"]["per_class"])
-    method = method_name(found["method"])
+    erased = found.erased
+    classes = list(found.pointing_game.per_class or {})
+    method = method_name(found.method)
     parts = [
         "## Where the model looks, and whether it needs the tumour\n",
         localisation_summary(metadata) + "\n",
-        f"Measured by `tumor-ai localise` on the {found['images']} validation images that have a figshare tumour outline "
-        f"({found['slices']} distinct slices; no-tumour images have none), with the {method} map of the *true* class at "
-        f"`{found['layer']}` placed over the whole image as the app draws it. In brackets: 95% intervals that resample "
+        f"Measured by `tumor-ai localise` on the {found.images} validation images that have a figshare tumour outline "
+        f"({found.slices} distinct slices; no-tumour images have none), with the {method} map of the *true* class at "
+        f"`{found.layer}` placed over the whole image as the app draws it. In brackets: 95% intervals that resample "
         "whole slices.\n",
         "| measure | all | " + " | ".join(display_name(c) for c in classes) + " |",
         "|---|---:|" + "---:|" * len(classes),
     ]
     rows = [
-        ("pointing game: the map's peak within 15 px (at 512 px) of the tumour", found["pointing_game"], True),
-        ("relevance mass: share of the map inside the tumour", found["relevance_mass"], False),
-        ("the tumour's share of the image (what an even map would score)", found["mask_share"], False),
-        ("tumour erased: the tumour class kept", erased["tumour_kept"], True),
-        ("same-size region elsewhere erased: the class kept", erased["control_kept"], True),
+        ("pointing game: the map's peak within 15 px (at 512 px) of the tumour", found.pointing_game, True),
+        ("relevance mass: share of the map inside the tumour", found.relevance_mass, False),
+        ("the tumour's share of the image (what an even map would score)", found.mask_share, False),
+        ("tumour erased: the tumour class kept", erased.tumour_kept, True),
+        ("same-size region elsewhere erased: the class kept", erased.control_kept, True),
         *[
             row
-            for style, held in erased.get("held_out_fills", {}).items()
+            for style, held in (erased.held_out_fills or {}).items()
             for row in (
-                (f"tumour erased by a fill it never trained on ({style}): the tumour class kept", held["tumour_kept"], True),
-                (f"region elsewhere erased by the {style} fill: the class kept", held["control_kept"], True),
+                (f"tumour erased by a fill it never trained on ({style}): the tumour class kept", held.tumour_kept, True),
+                (f"region elsewhere erased by the {style} fill: the class kept", held.control_kept, True),
             )
         ],
         (
-            f"deletion AUC on {found['deletion_auc']['images']} of them (lower: removing the top pixels first hurts more)",
-            found["deletion_auc"],
+            f"deletion AUC on {found.deletion_auc.images} of them (lower: removing the top pixels first hurts more)",
+            found.deletion_auc,
             False,
         ),
-        ("insertion AUC on the same (higher: revealing them first helps more)", found["insertion_auc"], False),
+        ("insertion AUC on the same (higher: revealing them first helps more)", found.insertion_auc, False),
     ]
     for name, figure, percent in rows:
-        per_class = figure.get("per_class", {})
+        per_class = figure.per_class or {}
         cells = [_interval(per_class[c], percent) if c in per_class else "" for c in classes]
         parts.append(f"| {name} | {_interval(figure, percent)} | " + " | ".join(cells) + " |")
     parts += [
@@ -451,17 +458,17 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         *_map_choice(found),
         _border_text(metadata, found),
     ]
-    if found.get("carried_from"):
+    if found.carried_from:
         parts.append(
-            f"These figures are the split run's (`{found['carried_from']}`), whose validation images these refit weights "
+            f"These figures are the split run's (`{found.carried_from}`), whose validation images these refit weights "
             "trained on; the map served is the split run's choice. They are the published estimate, as the metrics are.\n"
         )
     return parts
 
 
-def _map_choice(found: dict) -> list[str]:
+def _map_choice(found: LocalisationRecord) -> list[str]:
     """The table of maps compared and the rule that chose the one served."""
-    comparison = found.get("comparison", {})
+    comparison = found.comparison or {}
     if not comparison:
         return []
     lines = [
@@ -473,30 +480,30 @@ def _map_choice(found: dict) -> list[str]:
     for key, row in comparison.items():
         method, _, layer = key.partition("@")
         name = f"{method_name(method)} @ `{layer}`"
-        if method == found["method"] and layer == found["layer"]:
+        if method == found.method and layer == found.layer:
             name = f"**{name} (served)**"
         lines.append(
-            f"| {name} | {row['pointing_game']:.3f} | {row['relevance_mass']:.3f} | {row['border_mass']:.3f} "
-            f"| {row['deletion_auc']:.3f} | {row['insertion_auc']:.3f} | {row['cost_ms']:.0f} ms |"
+            f"| {name} | {row.pointing_game:.3f} | {row.relevance_mass:.3f} | {row.border_mass:.3f} "
+            f"| {row.deletion_auc:.3f} | {row.insertion_auc:.3f} | {row.cost_ms:.0f} ms |"
         )
-    choice = found.get("choice", {})
-    rule = choice.get("rule", "the localise rule")
-    method, _, layer = choice.get("served_before", "").partition("@")
-    if layer:
-        rule = rule.replace(choice["served_before"], f"{method_name(method)} @ `{layer}`")
+    choice = found.choice
+    rule = choice.rule if choice else "the localise rule"
+    method, _, layer = (choice.served_before if choice else "").partition("@")
+    if choice and layer:
+        rule = rule.replace(choice.served_before, f"{method_name(method)} @ `{layer}`")
     lines.append(f"\nChosen by the {rule}.")
-    score = found.get("score_cam")
+    score = found.score_cam
     if score:
         lines[-1] += (
-            f" Score-CAM at `{score['layer']}` pointed at the tumour in {score['pointing_game']:.0%} of {score['images']} "
-            f"slices and took {score['median_seconds']:.1f} s per slice (one forward pass per channel): too slow to serve."
+            f" Score-CAM at `{score.layer}` pointed at the tumour in {score.pointing_game:.0%} of {score.images} "
+            f"slices and took {score.median_seconds:.1f} s per slice (one forward pass per channel): too slow to serve."
         )
     return ["\n".join(lines) + "\n"]
 
 
-def _border_text(metadata: ModelMetadata, found: dict) -> str:
+def _border_text(metadata: ModelMetadata, found: LocalisationRecord) -> str:
     """What the map does at the edge of the model's input, in words, with the measured share."""
-    share = found["border_mass"]["value"]
+    share = found.border_mass.value
     text = (
         f"{share:.0%} of the served map's mass lies in the outer tenth of the model's input on each side "
         "(an even map would put 36% there). "
@@ -515,22 +522,22 @@ def _border_text(metadata: ModelMetadata, found: dict) -> str:
     return text + "\n"
 
 
-def _epochs_text(training: dict) -> str:
-    stages = training.get("stage_epochs")
+def _epochs_text(training: TrainingRecord) -> str:
+    stages = training.stage_epochs
     if stages:
         return " and ".join(f"{count} {stage.replace('_', '-')} epochs" for stage, count in stages.items())
-    return f"{training['refit']['epochs']} epochs"
+    return f"{training.refit.epochs if training.refit else '?'} epochs"
 
 
 def _test_time_flip_text(metadata: ModelMetadata) -> list[str]:
     """A line saying whether serving averages over the mirror image, and what that was worth on validation."""
-    choice = metadata.training.get("test_time_flip")
+    choice = metadata.training.test_time_flip
     if not choice:
         return []
-    without, with_flip = choice["without"], choice["with"]
+    without, with_flip = choice.without, choice.with_flip
     effect = (
-        f"validation accuracy {without['accuracy']:.4f} without, {with_flip['accuracy']:.4f} with; "
-        f"NLL {without['nll']:.4f} without, {with_flip['nll']:.4f} with"
+        f"validation accuracy {without.accuracy:.4f} without, {with_flip.accuracy:.4f} with; "
+        f"NLL {without.nll:.4f} without, {with_flip.nll:.4f} with"
     )
     if metadata.test_time_flip:
         return [f"- Test-time flip: the logits of the slice and its mirror image are averaged ({effect})"]
@@ -543,52 +550,46 @@ def _crop_text(metadata: ModelMetadata) -> str:
     return ""
 
 
-def _option(command: str, name: str) -> str | None:
-    """The value of ``name`` in a recorded command line (``--out models/cnn`` gives ``models/cnn``)."""
-    words = command.split()
-    return words[words.index(name) + 1] if name in words[:-1] else None
-
-
-def _machine_text(machine: dict | None) -> str:
+def _machine_text(machine: MachineRecord | None) -> str:
     """The words ' on 2 CPU cores' from what the training run recorded (nothing when it recorded nothing)."""
     if not machine:
         return ""
-    gpus = machine.get("gpus", 0)
-    return f" on {machine['cpu_cores']} CPU cores" + (f" and {gpus} GPU{'s' * (gpus > 1)}" if gpus else "")
+    gpus = machine.gpus
+    return f" on {machine.cpu_cores} CPU cores" + (f" and {gpus} GPU{'s' * (gpus > 1)}" if gpus else "")
 
 
 def _reproduce(metadata: ModelMetadata) -> list[str]:
     """The commands behind the weights and every number on the card, and how long training took."""
     training = metadata.training
-    refit = training.get("refit")
-    folder = _option(training["command"], "--out") or f"models/{metadata.name}"
-    commands = [refit["split_run_command"]] if refit else []
-    commands.append(training["command"])
+    refit = training.refit
+    folder = training.out or f"models/{metadata.name}"
+    commands = [refit.split_run_command] if refit else []
+    commands.append(training.command)
     if metadata.mri_check:
         commands.append(metadata.mri_check.command or f"python -m training.fit_mri_check --model {folder} --data DATA")
-    evaluated = refit["of"] if refit else folder
+    evaluated = refit.of if refit else folder
     commands.append(f"python -m training.evaluate --model {evaluated} --data DATA --subset validation --out report.json")
-    throughput = training.get("throughput") or {}
-    where = _machine_text(training.get("machine"))
-    timing = f"{training.get('seconds')} s{where}"
+    throughput = training.throughput
+    where = _machine_text(training.machine)
+    timing = f"{training.seconds} s{where}"
     if refit:
-        timing = f"split run {refit.get('split_run_seconds')} s, refit {training.get('seconds')} s"
+        timing = f"split run {refit.split_run_seconds} s, refit {training.seconds} s"
         timing += f",{where}" if where else ""
-    if training.get("precision"):
-        timing += f", in {training['precision']}"
+    if training.precision:
+        timing += f", in {training.precision}"
     if throughput:
-        timing += f" ({throughput['images_per_second']} training images/s, median epoch {throughput['median_epoch_seconds']} s)"
-    features = training.get("features")
+        timing += f" ({throughput.images_per_second} training images/s, median epoch {throughput.median_epoch_seconds} s)"
+    features = training.features
     if features:
-        seconds = features["extraction_seconds"]
-        if features["seconds_in_this_run"] >= seconds / 2:
+        seconds = features.extraction_seconds
+        if features.seconds_in_this_run >= seconds / 2:
             timing += f"; that includes computing the cached block-3 features ({seconds:.0f} s), which a refit reuses"
         else:
             timing += (
                 f"; the block-3 features it read from the cache took {seconds:.0f} s to compute, in an earlier run on the "
                 "same images, size and backbone, and are not included"
             )
-    epochs = ", ".join(f"{stage} {count}" for stage, count in (training.get("epochs_run") or {}).items())
+    epochs = ", ".join(f"{stage} {count}" for stage, count in (training.epochs_run or {}).items())
     return [
         "## Reproduce\n",
         "```bash",
