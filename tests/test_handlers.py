@@ -197,12 +197,10 @@ def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path)
     np.testing.assert_array_equal(_pixels(paths[0]), pixels)
 
 
-def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
+def test_a_refused_file_from_the_button_says_why_with_its_name_escaped(tmp_path):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
     opened = handlers.open_file(str(bad))
-    skip = type(gr.skip())
-    assert isinstance(opened.picture, skip) and isinstance(opened.slice, skip) and isinstance(opened.cleared, skip)
     assert opened.message.startswith("**scan\\.dcm\\: "), "the file name is escaped: shown as itself, never markup"
 
 
@@ -234,3 +232,18 @@ def test_copies_of_one_picture_within_one_group_fold_into_its_row(slot_predictor
     assert len(table) == 2 and "2 duplicates folded into the first copy's row" in steps[-1].summary
     note = table[table["file"] == "glioma.jpg"]["note"].item()
     assert "also uploaded as same pixels.png" in note and note.count("also uploaded as") == 2
+
+
+def test_a_refused_file_from_the_button_empties_the_input_and_clears_the_old_answer(slot_predictors, example_paths, tmp_path):
+    shown = handlers.predict(slot_predictors, _payload(example_paths["meningioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+    assert shown.label is not None
+    bad = tmp_path / "CT_small.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)  # not a readable slice
+    opened = handlers.open_file(str(bad))
+    assert opened.picture is None, "the old slice must leave the input"
+    assert opened.cleared is None, "the old answer, overlay and reading are cleared"
+    assert opened.slice.image is None and opened.message.startswith("**")
+    emptied = handlers.new_slice(None, opened.slice)  # the input's own change to empty keeps the reason
+    assert isinstance(emptied.message, type(gr.skip()))
+    with pytest.raises(gr.Error, match="Upload an MRI slice first"):  # Predict does not read the old slice again
+        handlers.predict(slot_predictors, None, "cnn", 0.5, handlers.TOP_CLASS, emptied.slice)

@@ -226,14 +226,18 @@ def new_slice(payload, state: SessionSlice | None) -> SliceOutputs:
 def open_file(path: str | None) -> SliceOutputs:
     """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input.
 
-    A refused file leaves the slice on screen as it was, and says why where the answer would be.
+    A refused file empties the input and clears every answer about the slice that was there (Predict
+    must not silently read the old slice again), and says why where the answer would be.
     """
     if not path:
         return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=gr.skip(), cleared=gr.skip())
     try:
         image = read_image(path)
     except ImageError as error:
-        return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=f"**{markdown(refused(error))}**", cleared=gr.skip())
+        message = refused(error)
+        return SliceOutputs(
+            picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None
+        )
     return SliceOutputs(
         picture=cache_picture(image.pixels, "slice.png"), slice=SessionSlice(None, image), message=_ready(image), cleared=None
     )
