@@ -247,3 +247,30 @@ def test_a_refused_file_from_the_button_empties_the_input_and_clears_the_old_ans
     assert isinstance(emptied.message, type(gr.skip()))
     with pytest.raises(gr.Error, match="Upload an MRI slice first"):  # Predict does not read the old slice again
         handlers.predict(slot_predictors, None, "cnn", 0.5, handlers.TOP_CLASS, emptied.slice)
+
+
+def test_hide_a_region_asks_each_model_once_and_never_shows_a_refused_slices_numbers(slot_predictors, example_paths, monkeypatch):
+    from dataclasses import replace
+
+    state = handlers.new_slice(_payload(example_paths["meningioma"]), None).slice
+    height, width = state.image.pixels.shape[:2]
+    layer = np.zeros((height, width, 4), np.uint8)
+    layer[height // 3 : height // 2, width // 3 : width // 2] = 255
+    calls = {}
+    for name, predictor in slot_predictors.items():
+        original = predictor.predict
+
+        def counted(images, batch_size=16, name=name, original=original):
+            calls[name] = calls.get(name, 0) + 1
+            results = original(images, batch_size)
+            if name == "vgg16" and len(results) == 2:  # the MRI check refuses the hidden slice
+                results[1] = replace(results[1], is_mri=False, plausible=None)
+            return results
+
+        monkeypatch.setattr(predictor, "predict", counted)
+    hidden = handlers.hide_and_ask(slot_predictors, {"layers": [layer]}, state)
+    assert calls == {name: 1 for name in slot_predictors}, "one pass per model, the slice and its hidden copy together"
+    assert "**vgg16**: the MRI check refuses the slice with the region hidden" in hidden.answers
+    table = [line for line in hidden.answers.splitlines() if line.startswith("| ") and "class" not in line]
+    assert table and all(line.rstrip(" |").endswith("refused by the MRI check)") for line in table)
+    assert all("→" in line.split(" | ")[1] for line in table), "the cnn's column keeps its before → after"

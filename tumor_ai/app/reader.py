@@ -169,12 +169,13 @@ class Reader:
         return answer, chosen, cam, text
 
     def hide(self, pixels: np.ndarray, region: np.ndarray) -> Hidden:
-        """Fill ``region`` from its surroundings and ask every model again."""
+        """Fill ``region`` from its surroundings and ask every model again: one forward pass per model, both slices."""
         hidden = fill_region(pixels, region)
         answers = {}
         for name, predictor in self.predictors.items():
             self.on_call(name, "hide a region")
-            answers[name] = (predictor.predict_one(pixels)[0], predictor.predict_one(hidden)[0])
+            before, after = predictor.predict([pixels, hidden], batch_size=2)
+            answers[name] = (before, after)
         share = float(region.mean())
         return Hidden(hidden, share, answers, wording.hidden_reading(answers, share))
 

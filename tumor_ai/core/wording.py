@@ -199,11 +199,18 @@ def _shown(prediction: Prediction) -> str:
     return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
 
 
+HIDE_REFUSED_CELL = "– (refused by the MRI check)"
+
+
 def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: float) -> str:
     """Each model's answer before and after the region was hidden, and the change in every class's probability."""
     lines = [f"You hid {share:.1%} of the slice. "]
     for name, (before, after) in answers.items():
-        if not after.is_mri:
+        if not before.is_mri and not after.is_mri:
+            lines.append(f"**{name}**: the MRI check refuses the slice, with or without the region. ")
+        elif not before.is_mri:
+            lines.append(f"**{name}**: the MRI check refuses the slice as it is, not with the region hidden ({_shown(after)}). ")
+        elif not after.is_mri:
             lines.append(f"**{name}**: the MRI check refuses the slice with the region hidden ({_shown(before)} before). ")
         elif before.is_mri and before.label == after.label:
             lines.append(f"**{name} keeps its answer**: {_shown(before)} → {_shown(after)}. ")
@@ -217,6 +224,9 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
     for label in labels:
         cells = []
         for before, after in answers.values():
+            if not (before.is_mri and after.is_mri):  # a refused slice has no class: no probabilities to compare
+                cells.append(HIDE_REFUSED_CELL)
+                continue
             old, new = before.probabilities[label], after.probabilities[label]
             change = f"{new - old:+.1%}"
             cells.append(f"{old:.1%} → {new:.1%} ({'0.0%' if change in ('+0.0%', '-0.0%') else change})")
