@@ -204,14 +204,17 @@ def test_a_refused_file_from_the_button_says_why_with_its_name_escaped(tmp_path)
     assert opened.message.startswith("**scan\\.dcm\\: "), "the file name is escaped: shown as itself, never markup"
 
 
-def test_switching_the_model_clears_the_other_models_answer():
-    explained = handlers.Explained(model="vgg16", answer=None, pixels=None, display=None)
-    cleared = handlers.model_switched(explained, "cnn")
-    assert (cleared.label, cleared.overlay, cleared.heatmap, cleared.details, cleared.explained) == (None,) * 5
-    assert "was the vgg16 model's" in cleared.reading and isinstance(cleared.slice, type(gr.skip())), "the slice stays"
-    kept = handlers.model_switched(explained, "vgg16")
-    assert all(isinstance(value, type(gr.skip())) for value in kept), "the same model: nothing changes"
-    assert all(isinstance(value, type(gr.skip())) for value in handlers.model_switched(None, "cnn"))
+def test_switching_the_model_answers_the_same_slice_at_once(slot_predictors, example_paths, monkeypatch):
+    shown = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "vgg16", 0.5, handlers.TOP_CLASS, None)
+    monkeypatch.setattr(handlers, "read_image", lambda *_: pytest.fail("the file is read again"))
+    switched = handlers.model_switched(slot_predictors, "cnn", 0.5, handlers.TOP_CLASS, shown.slice, shown.explained)
+    assert switched.details["model"] == "cnn" and switched.explained.model == "cnn" and switched.label is not None
+    assert "The cnn model reads this slice" in switched.reading and "press Predict" not in switched.reading
+    skip = type(gr.skip())
+    kept = handlers.model_switched(slot_predictors, "cnn", 0.5, handlers.TOP_CLASS, switched.slice, switched.explained)
+    assert all(isinstance(value, skip) for value in kept), "the same model: nothing changes"
+    nothing = handlers.model_switched(slot_predictors, "cnn", 0.5, handlers.TOP_CLASS, None, None)
+    assert all(isinstance(value, skip) for value in nothing), "no answer on screen: nothing to redo"
 
 
 def test_a_batch_whose_uploads_expired_says_so_before_any_work(slot_predictors, example_paths, tmp_path):

@@ -341,10 +341,18 @@ def predict(
 ) -> PredictOutputs:
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
     opacity = opacity_value(opacity)
-    predictor = _model(predictors, model)
+    _model(predictors, model)
     if not isinstance(evidence, str):
         raise gr.Error(html_text(not_a_choice("class to show evidence for", evidence)), print_exception=False)
     image, state = take_slice(payload, state)
+    return _answer(predictors, image, state, model, opacity, evidence)
+
+
+def _answer(
+    predictors: dict[str, Predictor], image: LoadedImage, state: SessionSlice, model: str, opacity: float, evidence: str
+) -> PredictOutputs:
+    """One model's answer for the session's decoded slice, drawn."""
+    predictor = predictors[model]
     answer = reader(predictors).classify(image, model)
     prediction = answer.prediction
     info = details(model, prediction, answer.seconds, image, checked=answer.checked)
@@ -367,16 +375,25 @@ def predict(
     )
 
 
-def model_switched(explained: Explained | None, model: str) -> PredictOutputs:
-    """The model choice changed: an answer of the other model on screen is cleared, and the reading says so.
+def model_switched(
+    predictors: dict[str, Predictor],
+    model: str,
+    opacity: float,
+    evidence: str,
+    state: SessionSlice | None,
+    explained: Explained | None,
+) -> PredictOutputs:
+    """The model choice changed while another model's answer is on screen: the new model answers the same slice at once.
 
-    Left in place it would read as the new model's answer; the new one costs a press of Predict.
-    The session's slice stays: Predict with the new model reads it again without the file.
+    The session's slice is read again without the file (tens of milliseconds), so the page never shows one model's
+    answer under another's name. Nothing on screen yet, or the same model: nothing changes.
     """
-    if explained is None or explained.model == model:
+    if explained is None or explained.model == model or state is None or state.image is None:
         return unchanged(PredictOutputs)
-    message = f"The answer shown was the {explained.model} model's; press Predict to ask the {model} model."
-    return PredictOutputs(label=None, overlay=None, heatmap=None, reading=message, details=None, slice=gr.skip(), explained=None)
+    _model(predictors, model)
+    if not isinstance(evidence, str) or (evidence != TOP_CLASS and evidence not in predictors[model].labels):
+        evidence = TOP_CLASS
+    return _answer(predictors, state.image, state, model, opacity_value(opacity), evidence)
 
 
 def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str) -> EvidenceOutputs:

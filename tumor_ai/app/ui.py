@@ -442,7 +442,16 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
         )
         _show_answer(p_done, "predict-answer")
         _wire_hide(predictors, p_hide, p_slice, p_done)
-        _on_change(p_model, named(handlers.model_switched, p_answer), [p_explained, p_model], outputs(p_answer))
+        p_model.change(
+            named(partial(handlers.model_switched, predictors), p_answer),
+            [p_model, p_opacity, p_evidence, p_slice, p_explained],
+            outputs(p_answer),
+            api_visibility="private",
+            trigger_mode="always_last",
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+            show_progress_on=[p_label],
+        )
         for control in (p_opacity, p_evidence):
             _on_change(
                 control,
