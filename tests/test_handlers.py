@@ -277,3 +277,12 @@ def test_hide_a_region_asks_each_model_once_and_never_shows_a_refused_slices_num
     table = [line for line in hidden.answers.splitlines() if line.startswith("| ") and "class" not in line]
     assert table and all(line.rstrip(" |").endswith("refused by the MRI check)") for line in table)
     assert all("→" in line.split(" | ")[1] for line in table), "the cnn's column keeps its before → after"
+
+
+def test_stop_says_the_batch_stopped_and_that_a_new_run_starts_over():
+    shown = "**8/120 files so far…** 8 files · cnn: 2 Glioma"
+    status, summary, running = handlers.stop_batch(True, shown)
+    assert status.startswith("**Stopped after 8 of 120 files.**") and "starts over from the first file" in status
+    assert "so far" not in summary and summary.startswith("8 files") and running is False
+    status, summary, running = handlers.stop_batch(False, "")
+    assert status == handlers.NO_BATCH_RUNNING and isinstance(summary, type(gr.skip())) and running is False

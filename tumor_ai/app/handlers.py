@@ -45,7 +45,16 @@ from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.core.safe_text import html_text, markdown
-from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_a_choice, not_a_number, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
+from tumor_ai.core.wording import (  # noqa: F401 - re-exported
+    HIDE_LESSON,
+    batch_stopped,
+    hidden_reading,
+    not_a_choice,
+    not_a_number,
+    not_mri,
+    plausible_sentence,
+    verdict,
+)
 from tumor_ai.model.labels import display_name
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
@@ -54,7 +63,6 @@ NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 NOTHING_PAINTED = "Paint over the region to hide first: drag the brush across the slice in the editor."
 NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then paint over a region and ask again."
 NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
-BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 THUMBNAIL_SIDE = 256
 log = logging.getLogger("tumor_ai.app.ui")
@@ -608,6 +616,14 @@ def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacit
         csv=csv_path,
         entries=done.entries,
     )
+
+
+def stop_batch(running: bool, shown: str | None) -> tuple[str, Any, bool]:
+    """Stop: the status line, the summary without its "so far…" (unchanged when no batch ran), and not running."""
+    if not running:
+        return NO_BATCH_RUNNING, gr.skip(), False
+    status, rest = batch_stopped(shown or "")
+    return status, rest, False
 
 
 def recolour_batch(entries: list[dict] | None, opacity: float):

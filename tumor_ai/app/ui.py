@@ -560,14 +560,19 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
         batch = page_only(named(partial(handlers.batch, predictors), b_answer))
         b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
         b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
-            batch, [b_files, b_opacity], outputs(b_answer), api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
+            batch,
+            [b_files, b_opacity],
+            outputs(b_answer),
+            api_name="batch",
+            concurrency_id="batch",
+            show_progress_on=[b_summary],
         )
         b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
         # Stop ends the batch between two groups of files; the table and CSV keep what is done.
         b_stop.click(
-            lambda running: (handlers.BATCH_STOPPED if running else handlers.NO_BATCH_RUNNING, False),
-            b_running,
-            [b_status, b_running],
+            handlers.stop_batch,
+            [b_running, b_summary],
+            [b_status, b_summary, b_running],
             cancels=[b_run],
             api_visibility="private",
             queue=False,

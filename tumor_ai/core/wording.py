@@ -9,6 +9,7 @@ names joined as a sentence joins them (``listed``). Nothing here draws or runs a
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -197,6 +198,21 @@ def shown_label(prediction: Prediction) -> str:
 
 def _shown(prediction: Prediction) -> str:
     return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
+
+
+BATCH_RUNNING = re.compile(r"^\*\*(\d+)/(\d+) files so far…\*\* ?")  # the running batch's summary prefix
+
+
+def batch_stopped(summary: str) -> tuple[str, str]:
+    """What Stop says, and the summary without its "so far…": the files done, and that a new run starts over."""
+    running = BATCH_RUNNING.match(summary or "")
+    done = f" after {running[1]} of {running[2]} files" if running else ""
+    rest = summary[running.end() :] if running else summary
+    status = (
+        f"**Stopped{done}.** The table and the CSV hold the files done before Stop. Run batch again starts over from the "
+        "first file (the files done are read again)."
+    )
+    return status, rest
 
 
 HIDE_REFUSED_CELL = "– (refused by the MRI check)"
