@@ -30,7 +30,7 @@ from tumor_ai.core.cam import method_name  # noqa: E402
 from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.core.inference import Predictor  # noqa: E402
-from tumor_ai.core.wording import listed  # noqa: E402
+from tumor_ai.core.wording import API_DESCRIPTIONS, listed  # noqa: E402
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
@@ -199,6 +199,7 @@ def named(fn: Callable, template: Any) -> Callable:
 
         wrapper = call
     wrapper.__name__ = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "handler"))  # a partial has none
+    wrapper.__doc__ = getattr(fn, "func", fn).__doc__  # a partial's own docstring ("partial(func, ...)") is not ours
     return wrapper
 
 
@@ -435,6 +436,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
             [p_image, p_model, p_opacity, p_evidence, p_slice],
             outputs(p_answer),
             api_name="predict",
+            api_description=API_DESCRIPTIONS["predict"],
             preprocess=False,
             concurrency_id="model",
             concurrency_limit=MODEL_CONCURRENCY,
@@ -488,6 +490,7 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list
             [c_image, c_opacity, c_slice],
             outputs(c_answer),
             api_name="compare",
+            api_description=API_DESCRIPTIONS["compare"],
             preprocess=False,
             concurrency_id="model",
             concurrency_limit=MODEL_CONCURRENCY,
@@ -564,6 +567,7 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
             [b_files, b_opacity],
             outputs(b_answer),
             api_name="batch",
+            api_description=API_DESCRIPTIONS["batch"],
             concurrency_id="batch",
             show_progress_on=[b_summary],
         )

@@ -200,6 +200,16 @@ def _shown(prediction: Prediction) -> str:
     return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
 
 
+# What the "Use via API" page says of each of the page's endpoints, one sentence each.
+API_DESCRIPTIONS = {
+    "predict": "One model's class for a brain MRI slice, with calibrated confidences, the map of its evidence over the "
+    "slice, a reading in words and the JSON details (research and teaching only, not a diagnosis).",
+    "compare": "Every served model's class, confidences and evidence overlay for one brain MRI slice, with the verdict "
+    "on where they agree and each model's inference time.",
+    "batch": "Many slices, or a .zip of them, through every model: a summary, a table, captioned overlays and a CSV of "
+    "every class's probability (with accuracy and confusion matrices for a .zip with class folders).",
+}
+
 BATCH_RUNNING = re.compile(r"^\*\*(\d+)/(\d+) files so far…\*\* ?")  # the running batch's summary prefix
 
 
