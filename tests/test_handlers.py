@@ -286,3 +286,22 @@ def test_stop_says_the_batch_stopped_and_that_a_new_run_starts_over():
     assert "so far" not in summary and summary.startswith("8 files") and running is False
     status, summary, running = handlers.stop_batch(False, "")
     assert status == handlers.NO_BATCH_RUNNING and isinstance(summary, type(gr.skip())) and running is False
+
+
+def test_the_map_of_an_unlikely_class_is_drawn_as_weak_as_its_probability_and_says_so(slot_predictors, example_paths):
+    from tumor_ai.core.explain import heatmap
+    from tumor_ai.core.wording import WEAK_EVIDENCE
+
+    outputs = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+    probabilities = outputs.explained.prediction.probabilities
+    unlikely = min(probabilities, key=probabilities.get)
+    shown = handlers.redraw(slot_predictors, outputs.explained, 0.5, unlikely)
+    index = slot_predictors["cnn"].labels.index(unlikely)
+    cam, chance = outputs.explained.cams[index], probabilities[unlikely]
+    drawn = _pixels(shown.heatmap).astype(int)
+    expected = heatmap(cam * chance, outputs.explained.display.shape[:2]).astype(int)
+    assert np.abs(drawn - expected).mean() < 3, "the map is scaled by the class's probability (JPEG aside)"
+    if chance < WEAK_EVIDENCE:
+        assert "**weak evidence**" in shown.reading and f"{chance:.1%}" in shown.reading
+    else:
+        assert f"(the model gives it {chance:.0%})" in shown.reading

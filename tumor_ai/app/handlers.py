@@ -336,9 +336,11 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
     if index not in explained.cams:
         explained.cams[index] = reader(predictors).evidence(explained.model, explained.pixels, index)
     cam = explained.cams[index]
+    # Drawn as strong as the model finds the class likely: the map of an implausible class looks weak, not full red.
+    shown = cam * explained.prediction.probabilities[predictor.labels[index]]
     return EvidenceOutputs(
-        overlay=cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
-        heatmap=cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),
+        overlay=cache_picture(overlay(explained.display, shown, opacity), "overlay.jpg"),
+        heatmap=cache_picture(heatmap(shown, explained.display.shape[:2]), "heatmap.jpg"),
         reading=reader(predictors).reading(explained.answer, cam, predictor.labels[index]),
         explained=explained,
     )

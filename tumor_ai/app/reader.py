@@ -150,8 +150,9 @@ class Reader:
         """The answer in words, with the map of ``evidence`` (the answer's own class by default)."""
         prediction = answer.prediction
         who = who or f"The {answer.model} model"
+        chance = prediction.probabilities.get(evidence) if evidence else None
         return wording.reading(
-            prediction.label, prediction.confidence, cam, who, evidence, answer.caveat, answer.plausible, reminder
+            prediction.label, prediction.confidence, cam, who, evidence, answer.caveat, answer.plausible, reminder, chance
         )
 
     def explain_class(self, image: LoadedImage, label: str, model: str, reminder: str = NOT_A_DIAGNOSIS):

@@ -68,6 +68,9 @@ def confidence_words(confidence: float) -> str:
     return "low"
 
 
+WEAK_EVIDENCE = 0.10  # below this probability, a class's map is "weak evidence" (and drawn as faint as its probability)
+
+
 def reading(
     label: str,
     confidence: float,
@@ -77,6 +80,7 @@ def reading(
     caveat: str = "",
     plausible: str = "",
     reminder: str = NOT_A_DIAGNOSIS,
+    evidence_probability: float | None = None,
 ) -> str:
     """A short plain-language reading of one prediction, ending with the not-a-diagnosis ``reminder``.
 
@@ -97,9 +101,16 @@ def reading(
         text += f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
     elif flat:
         text += f"The model found no evidence for **{display_name(evidence)}** anywhere in this slice (the map is empty). "
-    else:
+    elif evidence_probability is not None and evidence_probability < WEAK_EVIDENCE:
         text += (
-            f"The overlay shows the evidence for **{display_name(evidence)}** instead, which is not the model's "
+            f"The overlay shows the evidence for **{display_name(evidence)}** instead, which is not the model's answer: "
+            f"**weak evidence**, since the model gives that class only {evidence_probability:.1%}, so the map is drawn "
+            "that faint. "
+        )
+    else:
+        chance = f" (the model gives it {evidence_probability:.0%})" if evidence_probability is not None else ""
+        text += (
+            f"The overlay shows the evidence for **{display_name(evidence)}**{chance} instead, which is not the model's "
             f"answer: it lay mostly in {focus_region(cam)}. "
         )
     if confidence < UNSURE:
