@@ -204,3 +204,12 @@ def test_a_busy_port_is_one_sentence(tmp_path):
         )
     assert result.returncode != 0 and f"Port {port} on 127.0.0.1 is not free" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_api_page_describes_each_endpoint_in_a_sentence(slot_predictors):
+    from tumor_ai.app.ui import build_app
+
+    endpoints = build_app(slot_predictors).get_api_info()["named_endpoints"]
+    for name in ("/predict", "/compare", "/batch"):
+        description = endpoints[name]["description"]
+        assert "partial(" not in description and "slice" in description and description.endswith(".")

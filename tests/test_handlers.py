@@ -197,23 +197,24 @@ def test_concurrent_identical_outputs_never_expose_a_half_written_file(tmp_path)
     np.testing.assert_array_equal(_pixels(paths[0]), pixels)
 
 
-def test_a_refused_file_from_the_button_keeps_the_slice_and_says_why(tmp_path):
+def test_a_refused_file_from_the_button_says_why_with_its_name_escaped(tmp_path):
     bad = tmp_path / "scan.dcm"
     bad.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)
     opened = handlers.open_file(str(bad))
-    skip = type(gr.skip())
-    assert isinstance(opened.picture, skip) and isinstance(opened.slice, skip) and isinstance(opened.cleared, skip)
     assert opened.message.startswith("**scan\\.dcm\\: "), "the file name is escaped: shown as itself, never markup"
 
 
-def test_switching_the_model_clears_the_other_models_answer():
-    explained = handlers.Explained(model="vgg16", answer=None, pixels=None, display=None)
-    cleared = handlers.model_switched(explained, "cnn")
-    assert (cleared.label, cleared.overlay, cleared.heatmap, cleared.details, cleared.explained) == (None,) * 5
-    assert "was the vgg16 model's" in cleared.reading and isinstance(cleared.slice, type(gr.skip())), "the slice stays"
-    kept = handlers.model_switched(explained, "vgg16")
-    assert all(isinstance(value, type(gr.skip())) for value in kept), "the same model: nothing changes"
-    assert all(isinstance(value, type(gr.skip())) for value in handlers.model_switched(None, "cnn"))
+def test_switching_the_model_answers_the_same_slice_at_once(slot_predictors, example_paths, monkeypatch):
+    shown = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "vgg16", 0.5, handlers.TOP_CLASS, None)
+    monkeypatch.setattr(handlers, "read_image", lambda *_: pytest.fail("the file is read again"))
+    switched = handlers.model_switched(slot_predictors, "cnn", 0.5, handlers.TOP_CLASS, shown.slice, shown.explained)
+    assert switched.details["model"] == "cnn" and switched.explained.model == "cnn" and switched.label is not None
+    assert "The cnn model reads this slice" in switched.reading and "press Predict" not in switched.reading
+    skip = type(gr.skip())
+    kept = handlers.model_switched(slot_predictors, "cnn", 0.5, handlers.TOP_CLASS, switched.slice, switched.explained)
+    assert all(isinstance(value, skip) for value in kept), "the same model: nothing changes"
+    nothing = handlers.model_switched(slot_predictors, "cnn", 0.5, handlers.TOP_CLASS, None, None)
+    assert all(isinstance(value, skip) for value in nothing), "no answer on screen: nothing to redo"
 
 
 def test_a_batch_whose_uploads_expired_says_so_before_any_work(slot_predictors, example_paths, tmp_path):
@@ -234,3 +235,73 @@ def test_copies_of_one_picture_within_one_group_fold_into_its_row(slot_predictor
     assert len(table) == 2 and "2 duplicates folded into the first copy's row" in steps[-1].summary
     note = table[table["file"] == "glioma.jpg"]["note"].item()
     assert "also uploaded as same pixels.png" in note and note.count("also uploaded as") == 2
+
+
+def test_a_refused_file_from_the_button_empties_the_input_and_clears_the_old_answer(slot_predictors, example_paths, tmp_path):
+    shown = handlers.predict(slot_predictors, _payload(example_paths["meningioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+    assert shown.label is not None
+    bad = tmp_path / "CT_small.dcm"
+    bad.write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 64)  # not a readable slice
+    opened = handlers.open_file(str(bad))
+    assert opened.picture is None, "the old slice must leave the input"
+    assert opened.cleared is None, "the old answer, overlay and reading are cleared"
+    assert opened.slice.image is None and opened.message.startswith("**")
+    emptied = handlers.new_slice(None, opened.slice)  # the input's own change to empty keeps the reason
+    assert isinstance(emptied.message, type(gr.skip()))
+    with pytest.raises(gr.Error, match="Upload an MRI slice first"):  # Predict does not read the old slice again
+        handlers.predict(slot_predictors, None, "cnn", 0.5, handlers.TOP_CLASS, emptied.slice)
+
+
+def test_hide_a_region_asks_each_model_once_and_never_shows_a_refused_slices_numbers(slot_predictors, example_paths, monkeypatch):
+    from dataclasses import replace
+
+    state = handlers.new_slice(_payload(example_paths["meningioma"]), None).slice
+    height, width = state.image.pixels.shape[:2]
+    layer = np.zeros((height, width, 4), np.uint8)
+    layer[height // 3 : height // 2, width // 3 : width // 2] = 255
+    calls = {}
+    for name, predictor in slot_predictors.items():
+        original = predictor.predict
+
+        def counted(images, batch_size=16, name=name, original=original):
+            calls[name] = calls.get(name, 0) + 1
+            results = original(images, batch_size)
+            if name == "vgg16" and len(results) == 2:  # the MRI check refuses the hidden slice
+                results[1] = replace(results[1], is_mri=False, plausible=None)
+            return results
+
+        monkeypatch.setattr(predictor, "predict", counted)
+    hidden = handlers.hide_and_ask(slot_predictors, {"layers": [layer]}, state)
+    assert calls == {name: 1 for name in slot_predictors}, "one pass per model, the slice and its hidden copy together"
+    assert "**vgg16**: the MRI check refuses the slice with the region hidden" in hidden.answers
+    table = [line for line in hidden.answers.splitlines() if line.startswith("| ") and "class" not in line]
+    assert table and all(line.rstrip(" |").endswith("refused by the MRI check)") for line in table)
+    assert all("→" in line.split(" | ")[1] for line in table), "the cnn's column keeps its before → after"
+
+
+def test_stop_says_the_batch_stopped_and_that_a_new_run_starts_over():
+    shown = "**8/120 files so far…** 8 files · cnn: 2 Glioma"
+    status, summary, running = handlers.stop_batch(True, shown)
+    assert status.startswith("**Stopped after 8 of 120 files.**") and "starts over from the first file" in status
+    assert "so far" not in summary and summary.startswith("8 files") and running is False
+    status, summary, running = handlers.stop_batch(False, "")
+    assert status == handlers.NO_BATCH_RUNNING and isinstance(summary, type(gr.skip())) and running is False
+
+
+def test_the_map_of_an_unlikely_class_is_drawn_as_weak_as_its_probability_and_says_so(slot_predictors, example_paths):
+    from tumor_ai.core.explain import heatmap
+    from tumor_ai.core.wording import WEAK_EVIDENCE
+
+    outputs = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+    probabilities = outputs.explained.prediction.probabilities
+    unlikely = min(probabilities, key=probabilities.get)
+    shown = handlers.redraw(slot_predictors, outputs.explained, 0.5, unlikely)
+    index = slot_predictors["cnn"].labels.index(unlikely)
+    cam, chance = outputs.explained.cams[index], probabilities[unlikely]
+    drawn = _pixels(shown.heatmap).astype(int)
+    expected = heatmap(cam * chance, outputs.explained.display.shape[:2]).astype(int)
+    assert np.abs(drawn - expected).mean() < 3, "the map is scaled by the class's probability (JPEG aside)"
+    if chance < WEAK_EVIDENCE:
+        assert "**weak evidence**" in shown.reading and f"{chance:.1%}" in shown.reading
+    else:
+        assert f"(the model gives it {chance:.0%})" in shown.reading

@@ -45,7 +45,16 @@ from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.core.safe_text import html_text, markdown
-from tumor_ai.core.wording import HIDE_LESSON, hidden_reading, not_a_choice, not_a_number, not_mri, plausible_sentence, verdict  # noqa: F401 - re-exported
+from tumor_ai.core.wording import (  # noqa: F401 - re-exported
+    HIDE_LESSON,
+    batch_stopped,
+    hidden_reading,
+    not_a_choice,
+    not_a_number,
+    not_mri,
+    plausible_sentence,
+    verdict,
+)
 from tumor_ai.model.labels import display_name
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
@@ -54,7 +63,6 @@ NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 NOTHING_PAINTED = "Paint over the region to hide first: drag the brush across the slice in the editor."
 NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then paint over a region and ask again."
 NO_BATCH_RUNNING = "No batch is running: choose files and press Run batch."
-BATCH_STOPPED = "**Stopped.** The table and the CSV hold the files done before Stop; run the batch again for the rest."
 GALLERY_FILES = 48  # overlays drawn per batch; the table and CSV hold every file
 THUMBNAIL_SIDE = 256
 log = logging.getLogger("tumor_ai.app.ui")
@@ -226,14 +234,18 @@ def new_slice(payload, state: SessionSlice | None) -> SliceOutputs:
 def open_file(path: str | None) -> SliceOutputs:
     """A DICOM, TIFF or other file from the upload button: decode it and show the slice in the image input.
 
-    A refused file leaves the slice on screen as it was, and says why where the answer would be.
+    A refused file empties the input and clears every answer about the slice that was there (Predict
+    must not silently read the old slice again), and says why where the answer would be.
     """
     if not path:
         return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=gr.skip(), cleared=gr.skip())
     try:
         image = read_image(path)
     except ImageError as error:
-        return SliceOutputs(picture=gr.skip(), slice=gr.skip(), message=f"**{markdown(refused(error))}**", cleared=gr.skip())
+        message = refused(error)
+        return SliceOutputs(
+            picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None
+        )
     return SliceOutputs(
         picture=cache_picture(image.pixels, "slice.png"), slice=SessionSlice(None, image), message=_ready(image), cleared=None
     )
@@ -324,9 +336,11 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
     if index not in explained.cams:
         explained.cams[index] = reader(predictors).evidence(explained.model, explained.pixels, index)
     cam = explained.cams[index]
+    # Drawn as strong as the model finds the class likely: the map of an implausible class looks weak, not full red.
+    shown = cam * explained.prediction.probabilities[predictor.labels[index]]
     return EvidenceOutputs(
-        overlay=cache_picture(overlay(explained.display, cam, opacity), "overlay.jpg"),
-        heatmap=cache_picture(heatmap(cam, explained.display.shape[:2]), "heatmap.jpg"),
+        overlay=cache_picture(overlay(explained.display, shown, opacity), "overlay.jpg"),
+        heatmap=cache_picture(heatmap(shown, explained.display.shape[:2]), "heatmap.jpg"),
         reading=reader(predictors).reading(explained.answer, cam, predictor.labels[index]),
         explained=explained,
     )
@@ -337,10 +351,18 @@ def predict(
 ) -> PredictOutputs:
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
     opacity = opacity_value(opacity)
-    predictor = _model(predictors, model)
+    _model(predictors, model)
     if not isinstance(evidence, str):
         raise gr.Error(html_text(not_a_choice("class to show evidence for", evidence)), print_exception=False)
     image, state = take_slice(payload, state)
+    return _answer(predictors, image, state, model, opacity, evidence)
+
+
+def _answer(
+    predictors: dict[str, Predictor], image: LoadedImage, state: SessionSlice, model: str, opacity: float, evidence: str
+) -> PredictOutputs:
+    """One model's answer for the session's decoded slice, drawn."""
+    predictor = predictors[model]
     answer = reader(predictors).classify(image, model)
     prediction = answer.prediction
     info = details(model, prediction, answer.seconds, image, checked=answer.checked)
@@ -363,16 +385,25 @@ def predict(
     )
 
 
-def model_switched(explained: Explained | None, model: str) -> PredictOutputs:
-    """The model choice changed: an answer of the other model on screen is cleared, and the reading says so.
+def model_switched(
+    predictors: dict[str, Predictor],
+    model: str,
+    opacity: float,
+    evidence: str,
+    state: SessionSlice | None,
+    explained: Explained | None,
+) -> PredictOutputs:
+    """The model choice changed while another model's answer is on screen: the new model answers the same slice at once.
 
-    Left in place it would read as the new model's answer; the new one costs a press of Predict.
-    The session's slice stays: Predict with the new model reads it again without the file.
+    The session's slice is read again without the file (tens of milliseconds), so the page never shows one model's
+    answer under another's name. Nothing on screen yet, or the same model: nothing changes.
     """
-    if explained is None or explained.model == model:
+    if explained is None or explained.model == model or state is None or state.image is None:
         return unchanged(PredictOutputs)
-    message = f"The answer shown was the {explained.model} model's; press Predict to ask the {model} model."
-    return PredictOutputs(label=None, overlay=None, heatmap=None, reading=message, details=None, slice=gr.skip(), explained=None)
+    _model(predictors, model)
+    if not isinstance(evidence, str) or (evidence != TOP_CLASS and evidence not in predictors[model].labels):
+        evidence = TOP_CLASS
+    return _answer(predictors, state.image, state, model, opacity_value(opacity), evidence)
 
 
 def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str) -> EvidenceOutputs:
@@ -587,6 +618,14 @@ def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacit
         csv=csv_path,
         entries=done.entries,
     )
+
+
+def stop_batch(running: bool, shown: str | None) -> tuple[str, Any, bool]:
+    """Stop: the status line, the summary without its "so far…" (unchanged when no batch ran), and not running."""
+    if not running:
+        return NO_BATCH_RUNNING, gr.skip(), False
+    status, rest = batch_stopped(shown or "")
+    return status, rest, False
 
 
 def recolour_batch(entries: list[dict] | None, opacity: float):

@@ -150,8 +150,9 @@ class Reader:
         """The answer in words, with the map of ``evidence`` (the answer's own class by default)."""
         prediction = answer.prediction
         who = who or f"The {answer.model} model"
+        chance = prediction.probabilities.get(evidence) if evidence else None
         return wording.reading(
-            prediction.label, prediction.confidence, cam, who, evidence, answer.caveat, answer.plausible, reminder
+            prediction.label, prediction.confidence, cam, who, evidence, answer.caveat, answer.plausible, reminder, chance
         )
 
     def explain_class(self, image: LoadedImage, label: str, model: str, reminder: str = NOT_A_DIAGNOSIS):
@@ -169,12 +170,13 @@ class Reader:
         return answer, chosen, cam, text
 
     def hide(self, pixels: np.ndarray, region: np.ndarray) -> Hidden:
-        """Fill ``region`` from its surroundings and ask every model again."""
+        """Fill ``region`` from its surroundings and ask every model again: one forward pass per model, both slices."""
         hidden = fill_region(pixels, region)
         answers = {}
         for name, predictor in self.predictors.items():
             self.on_call(name, "hide a region")
-            answers[name] = (predictor.predict_one(pixels)[0], predictor.predict_one(hidden)[0])
+            before, after = predictor.predict([pixels, hidden], batch_size=2)
+            answers[name] = (before, after)
         share = float(region.mean())
         return Hidden(hidden, share, answers, wording.hidden_reading(answers, share))
 

@@ -30,7 +30,7 @@ from tumor_ai.core.cam import method_name  # noqa: E402
 from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.core.inference import Predictor  # noqa: E402
-from tumor_ai.core.wording import listed  # noqa: E402
+from tumor_ai.core.wording import API_DESCRIPTIONS, listed  # noqa: E402
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
@@ -199,6 +199,7 @@ def named(fn: Callable, template: Any) -> Callable:
 
         wrapper = call
     wrapper.__name__ = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "handler"))  # a partial has none
+    wrapper.__doc__ = getattr(fn, "func", fn).__doc__  # a partial's own docstring ("partial(func, ...)") is not ours
     return wrapper
 
 
@@ -435,6 +436,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
             [p_image, p_model, p_opacity, p_evidence, p_slice],
             outputs(p_answer),
             api_name="predict",
+            api_description=API_DESCRIPTIONS["predict"],
             preprocess=False,
             concurrency_id="model",
             concurrency_limit=MODEL_CONCURRENCY,
@@ -442,7 +444,16 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
         )
         _show_answer(p_done, "predict-answer")
         _wire_hide(predictors, p_hide, p_slice, p_done)
-        _on_change(p_model, named(handlers.model_switched, p_answer), [p_explained, p_model], outputs(p_answer))
+        p_model.change(
+            named(partial(handlers.model_switched, predictors), p_answer),
+            [p_model, p_opacity, p_evidence, p_slice, p_explained],
+            outputs(p_answer),
+            api_visibility="private",
+            trigger_mode="always_last",
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+            show_progress_on=[p_label],
+        )
         for control in (p_opacity, p_evidence):
             _on_change(
                 control,
@@ -479,6 +490,7 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list
             [c_image, c_opacity, c_slice],
             outputs(c_answer),
             api_name="compare",
+            api_description=API_DESCRIPTIONS["compare"],
             preprocess=False,
             concurrency_id="model",
             concurrency_limit=MODEL_CONCURRENCY,
@@ -551,14 +563,20 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
         batch = page_only(named(partial(handlers.batch, predictors), b_answer))
         b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
         b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
-            batch, [b_files, b_opacity], outputs(b_answer), api_name="batch", concurrency_id="batch", show_progress_on=[b_summary]
+            batch,
+            [b_files, b_opacity],
+            outputs(b_answer),
+            api_name="batch",
+            api_description=API_DESCRIPTIONS["batch"],
+            concurrency_id="batch",
+            show_progress_on=[b_summary],
         )
         b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
         # Stop ends the batch between two groups of files; the table and CSV keep what is done.
         b_stop.click(
-            lambda running: (handlers.BATCH_STOPPED if running else handlers.NO_BATCH_RUNNING, False),
-            b_running,
-            [b_status, b_running],
+            handlers.stop_batch,
+            [b_running, b_summary],
+            [b_status, b_summary, b_running],
             cancels=[b_run],
             api_visibility="private",
             queue=False,

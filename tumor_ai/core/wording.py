@@ -9,6 +9,7 @@ names joined as a sentence joins them (``listed``). Nothing here draws or runs a
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,6 +68,9 @@ def confidence_words(confidence: float) -> str:
     return "low"
 
 
+WEAK_EVIDENCE = 0.10  # below this probability, a class's map is "weak evidence" (and drawn as faint as its probability)
+
+
 def reading(
     label: str,
     confidence: float,
@@ -76,6 +80,7 @@ def reading(
     caveat: str = "",
     plausible: str = "",
     reminder: str = NOT_A_DIAGNOSIS,
+    evidence_probability: float | None = None,
 ) -> str:
     """A short plain-language reading of one prediction, ending with the not-a-diagnosis ``reminder``.
 
@@ -96,9 +101,16 @@ def reading(
         text += f"The evidence for that class came mostly from {focus_region(cam)} (red on the overlay). "
     elif flat:
         text += f"The model found no evidence for **{display_name(evidence)}** anywhere in this slice (the map is empty). "
-    else:
+    elif evidence_probability is not None and evidence_probability < WEAK_EVIDENCE:
         text += (
-            f"The overlay shows the evidence for **{display_name(evidence)}** instead, which is not the model's "
+            f"The overlay shows the evidence for **{display_name(evidence)}** instead, which is not the model's answer: "
+            f"**weak evidence**, since the model gives that class only {evidence_probability:.1%}, so the map is drawn "
+            "that faint. "
+        )
+    else:
+        chance = f" (the model gives it {evidence_probability:.0%})" if evidence_probability is not None else ""
+        text += (
+            f"The overlay shows the evidence for **{display_name(evidence)}**{chance} instead, which is not the model's "
             f"answer: it lay mostly in {focus_region(cam)}. "
         )
     if confidence < UNSURE:
@@ -199,11 +211,43 @@ def _shown(prediction: Prediction) -> str:
     return f"{shown_label(prediction)} {prediction.confidence:.0%}" if prediction.is_mri else shown_label(prediction)
 
 
+# What the "Use via API" page says of each of the page's endpoints, one sentence each.
+API_DESCRIPTIONS = {
+    "predict": "One model's class for a brain MRI slice, with calibrated confidences, the map of its evidence over the "
+    "slice, a reading in words and the JSON details (research and teaching only, not a diagnosis).",
+    "compare": "Every served model's class, confidences and evidence overlay for one brain MRI slice, with the verdict "
+    "on where they agree and each model's inference time.",
+    "batch": "Many slices, or a .zip of them, through every model: a summary, a table, captioned overlays and a CSV of "
+    "every class's probability (with accuracy and confusion matrices for a .zip with class folders).",
+}
+
+BATCH_RUNNING = re.compile(r"^\*\*(\d+)/(\d+) files so far…\*\* ?")  # the running batch's summary prefix
+
+
+def batch_stopped(summary: str) -> tuple[str, str]:
+    """What Stop says, and the summary without its "so far…": the files done, and that a new run starts over."""
+    running = BATCH_RUNNING.match(summary or "")
+    done = f" after {running[1]} of {running[2]} files" if running else ""
+    rest = summary[running.end() :] if running else summary
+    status = (
+        f"**Stopped{done}.** The table and the CSV hold the files done before Stop. Run batch again starts over from the "
+        "first file (the files done are read again)."
+    )
+    return status, rest
+
+
+HIDE_REFUSED_CELL = "– (refused by the MRI check)"
+
+
 def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: float) -> str:
     """Each model's answer before and after the region was hidden, and the change in every class's probability."""
     lines = [f"You hid {share:.1%} of the slice. "]
     for name, (before, after) in answers.items():
-        if not after.is_mri:
+        if not before.is_mri and not after.is_mri:
+            lines.append(f"**{name}**: the MRI check refuses the slice, with or without the region. ")
+        elif not before.is_mri:
+            lines.append(f"**{name}**: the MRI check refuses the slice as it is, not with the region hidden ({_shown(after)}). ")
+        elif not after.is_mri:
             lines.append(f"**{name}**: the MRI check refuses the slice with the region hidden ({_shown(before)} before). ")
         elif before.is_mri and before.label == after.label:
             lines.append(f"**{name} keeps its answer**: {_shown(before)} → {_shown(after)}. ")
@@ -217,6 +261,9 @@ def hidden_reading(answers: dict[str, tuple[Prediction, Prediction]], share: flo
     for label in labels:
         cells = []
         for before, after in answers.values():
+            if not (before.is_mri and after.is_mri):  # a refused slice has no class: no probabilities to compare
+                cells.append(HIDE_REFUSED_CELL)
+                continue
             old, new = before.probabilities[label], after.probabilities[label]
             change = f"{new - old:+.1%}"
             cells.append(f"{old:.1%} → {new:.1%} ({'0.0%' if change in ('+0.0%', '-0.0%') else change})")
