@@ -389,3 +389,13 @@ def test_every_relative_link_points_at_a_file_that_exists(path):
 def test_the_docs_pages_are_all_linked_from_the_readme():
     text = README.read_text()
     assert [page.name for page in sorted(DOCS.glob("*.md")) if f"(docs/{page.name}" not in text] == []
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_shipped_card_is_what_its_metadata_writes(name):
+    """A card edited by hand, or left behind by a change to the card's code, fails here: rewrite it with write_model_card."""
+    from tumor_ai.model.metadata import ModelMetadata
+    from tumor_ai.publish.card import model_card
+
+    folder = ROOT / "models" / name
+    assert (folder / "README.md").read_text() == model_card(ModelMetadata.read(folder / "tumor_ai.json"))

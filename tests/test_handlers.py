@@ -305,3 +305,8 @@ def test_the_map_of_an_unlikely_class_is_drawn_as_weak_as_its_probability_and_sa
         assert "**weak evidence**" in shown.reading and f"{chance:.1%}" in shown.reading
     else:
         assert f"(the model gives it {chance:.0%})" in shown.reading
+    # The answer's own map is drawn at full strength, as Compare, Batch and the tools draw it: the tabs agree.
+    top = handlers.redraw(slot_predictors, outputs.explained, 0.5, handlers.TOP_CLASS)
+    answer_cam = outputs.explained.cams[slot_predictors["cnn"].labels.index(outputs.explained.prediction.label)]
+    full = heatmap(answer_cam, outputs.explained.display.shape[:2]).astype(int)
+    assert np.abs(_pixels(top.heatmap).astype(int) - full).mean() < 3

@@ -40,7 +40,7 @@ from tumor_ai.core.batch import (
     summary,
 )
 from tumor_ai.core.conformal import SERVED_LEVEL
-from tumor_ai.core.explain import display_copy, heatmap, overlay
+from tumor_ai.core.explain import display_copy, drawn_strength, heatmap, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
@@ -336,8 +336,8 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
     if index not in explained.cams:
         explained.cams[index] = reader(predictors).evidence(explained.model, explained.pixels, index)
     cam = explained.cams[index]
-    # Drawn as strong as the model finds the class likely: the map of an implausible class looks weak, not full red.
-    shown = cam * explained.prediction.probabilities[predictor.labels[index]]
+    label = predictor.labels[index]
+    shown = drawn_strength(cam, explained.prediction.probabilities[label], label == explained.prediction.label)
     return EvidenceOutputs(
         overlay=cache_picture(overlay(explained.display, shown, opacity), "overlay.jpg"),
         heatmap=cache_picture(heatmap(shown, explained.display.shape[:2]), "heatmap.jpg"),

@@ -17,7 +17,7 @@ import numpy as np
 
 from tumor_ai import DISCLAIMER
 from tumor_ai.app.reader import Reader, ReaderError
-from tumor_ai.core.explain import display_copy, overlay
+from tumor_ai.core.explain import display_copy, drawn_strength, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.wording import focus_region, map_trust, not_mri, plausible_sentence, surest, verdict
@@ -112,7 +112,8 @@ class Toolbox:
             return ToolResult(not_mri(DISCLAIMER), facts={"predictions": {model: answer.prediction}})
         caption = f"{model}: evidence for {display_name(chosen)} ({answer.prediction.probabilities[chosen]:.0%})"
         facts = {"predictions": {model: answer.prediction}, "model": model, "label": chosen, "region": focus_region(cam)}
-        return ToolResult(text, [overlay(display_copy(image.pixels), cam, TOOL_OPACITY)], [caption], facts)
+        shown = drawn_strength(cam, answer.prediction.probabilities[chosen], chosen == answer.prediction.label)
+        return ToolResult(text, [overlay(display_copy(image.pixels), shown, TOOL_OPACITY)], [caption], facts)
 
     def model_figures(self, model: str, label: str = "") -> ToolResult:
         """A model's validation figures (accuracy, macro-F1, per class), where its map points, and its prediction sets."""

@@ -44,6 +44,12 @@ def heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(_resized(jet(cam), size))
 
 
+def drawn_strength(cam: np.ndarray, probability: float, is_answer: bool) -> np.ndarray:
+    """The map as the page draws it: the answer's own map at full strength (as every tab draws it), the map of
+    another class as faint as the model finds that class likely, so weak evidence never looks like strong evidence."""
+    return cam if is_answer else cam * float(np.clip(probability, 0.0, 1.0))
+
+
 def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
     """Blend the coloured CAM over the RGB input at the input's resolution.
 

@@ -451,10 +451,15 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         "",
         "The erasure fills the outlined tumour smoothly from its surroundings (`tumor_ai/core/erase.py`, the fill the app's "
         "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
-        "changes only when the tumour goes shows that the model reads the tumour, not the erasure. The held-out fills "
-        "(scikit-image's biharmonic inpainting and a heavy blur, where measured) are ones no training recipe uses, so a "
-        "model that learned the training fills as a cue shows it there. The outlines are the "
-        "figshare authors'; some cover only part of a visible lesion, so the pointing game is a floor.\n",
+        "changes only when the tumour goes shows that the model reads the tumour, not the erasure. "
+        + (
+            "The held-out fills (scikit-image's biharmonic inpainting and a heavy blur) are ones no training recipe "
+            "uses, so a model that learned the training fills as a cue shows it there. "
+            if erased.held_out_fills
+            else ""
+        )
+        + "The outlines are the figshare authors'; some cover only part of a visible lesion, so the pointing game is "
+        "a floor.\n",
         *_map_choice(found),
         _border_text(metadata, found),
     ]
