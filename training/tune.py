@@ -62,7 +62,7 @@ class Targets:
         """Optuna's constraint values: at most 0 where the target is met (the size of the miss otherwise)."""
         return [
             self.pointing_game - score.pointing_game,
-            score.tumour_kept - self.tumour_kept,
+            max([score.tumour_kept, *score.held_out_tumour_kept.values()]) - self.tumour_kept,
             self.control_kept - min([score.control_kept, *score.held_out_control_kept.values()]),
             self.other_collection - score.other_collection,
         ]
