@@ -49,7 +49,8 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     assert rows[0].startswith("file,cnn class,cnn confidence,cnn plausible at 95%,cnn p(glioma),") and len(rows) == 5
     assert "vgg16 p(pituitary),agree,note" in rows[0]
     assert "Glioma" in next(row for row in rows if row.startswith("glioma.jpg"))
-    nowhere = _run(command, "predict", ROOT / "tumor_ai" / "examples", cwd=tmp_path, check=False)
+    elsewhere = tmp_path / "nowhere.csv"  # results.csv exists now, and predict keeps an existing --out
+    nowhere = _run(command, "predict", ROOT / "tumor_ai" / "examples", "--out", elsewhere, cwd=tmp_path, check=False)
     assert nowhere.returncode == 1 and "pass --models DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr
     recipe = "from tumor_ai import architectures as a; print(a.resolve('training.recipe:Recipe').__module__)"
     assert _run(venv / "bin" / "python", "-c", recipe, cwd=tmp_path).stdout.strip() == "tumor_ai.training.recipe"

@@ -61,9 +61,9 @@ def test_both_trainers_learn_from_partial_labels(recipe, tmp_path):
     evaluate_main(["--model", str(tmp_path / "with"), "--data", str(partial), "--groups", str(partial / "groups.csv"),
                    "--out", str(out)])  # fmt: skip
     tumour = json.loads(out.read_text())["tumour"]
-    assert tumour["per_image"]["slices"] == record["validation_images"]
-    assert tumour["per_slice"]["slices"] == record["validation_slices"]
+    assert tumour["per_image"]["slices"] == record.validation_images
+    assert tumour["per_slice"]["slices"] == record.validation_slices
     # The trainer's own held-out figure, within one slice (another batch composition may tip a near tie).
-    slack = 1.0 / record["validation_slices"] + 1e-6
-    assert abs(tumour["per_slice"]["sensitivity"] - record["validation"]["sensitivity"]) <= slack
+    slack = 1.0 / record.validation_slices + 1e-6
+    assert abs(tumour["per_slice"]["sensitivity"] - record.validation["sensitivity"]) <= slack
     assert tumour["seen_in_training"].startswith("the other slice groups of br35h")
