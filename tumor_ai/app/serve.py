@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         default=os.environ.get("TUMOR_AI_ASSISTANT_MODEL"),
         help="a chat model that picks the Assistant's tools and words its replies: a Hub model id served by the HF "
         "Inference Providers (needs HF_TOKEN), or a model name on --assistant-base-url (env TUMOR_AI_ASSISTANT_MODEL; "
-        "default: none, the built-in keyword router)",
+        "default: none, the built-in router, which reads questions with an intent classifier)",
     )
     parser.add_argument(
         "--assistant-base-url",
