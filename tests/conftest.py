@@ -95,3 +95,42 @@ def slot_predictors(slot_models):
 @pytest.fixture(scope="session")
 def example_paths() -> dict[str, Path]:
     return {label: EXAMPLES / f"{label}.jpg" for label in LABELS}
+
+
+@pytest.fixture(scope="module")
+def toolbox(slot_predictors):
+    """The agents' tools over the two small models (the Assistant's tests and its corpus)."""
+    from tumor_ai.app.tools import Toolbox
+
+    return Toolbox(slot_predictors)
+
+
+@pytest.fixture
+def with_slice(example_paths):
+    """An Assistant conversation with the meningioma example attached."""
+    from tumor_ai.app.assistant import Conversation
+
+    return Conversation(slice_path=str(example_paths["meningioma"]), batch_paths=[str(example_paths["meningioma"])])
+
+
+def write_hostile_mr_dicom(path: Path, body_part: str) -> None:
+    """An MR DICOM whose BodyPartExamined carries ``body_part`` (markup, in the hostile tests): refusals quote the field."""
+    import warnings
+
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    dataset.Modality, dataset.SOPClassUID = "MR", MRImageStorage
+    with warnings.catch_warnings():  # longer than a CS value may be: a hostile file does not follow the standard
+        warnings.simplefilter("ignore")
+        dataset.BodyPartExamined = body_part
+    dataset.Rows = dataset.Columns = 64
+    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
+    dataset.BitsAllocated = dataset.BitsStored = 16
+    dataset.HighBit, dataset.PixelRepresentation = 15, 0
+    dataset.PixelData = np.zeros((64, 64), np.uint16).tobytes()
+    dataset.save_as(path, enforce_file_format=True)

@@ -12,22 +12,13 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import write_hostile_mr_dicom
 
 from tumor_ai.app.assistant import ADVICE_REFUSAL, HELP, NEEDS_SLICE, Conversation, LanguageModel, Router, ToolCall, tool_schemas
 from tumor_ai.app.chat import respond
-from tumor_ai.app.tools import Toolbox, ToolResult
+from tumor_ai.app.tools import ToolResult
 from tumor_ai.core.imaging import read_image
 from tumor_ai.core.safe_text import markdown
-
-
-@pytest.fixture(scope="module")
-def toolbox(slot_predictors):
-    return Toolbox(slot_predictors)
-
-
-@pytest.fixture
-def with_slice(example_paths):
-    return Conversation(slice_path=str(example_paths["meningioma"]), batch_paths=[str(example_paths["meningioma"])])
 
 
 @pytest.mark.parametrize(
@@ -304,33 +295,10 @@ def _rendered_elements(text: str) -> set[str]:
     return found
 
 
-def _hostile_mr_dicom(path) -> None:
-    import warnings
-
-    import numpy as np
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.Modality, dataset.SOPClassUID = "MR", MRImageStorage
-    with warnings.catch_warnings():  # a hostile file does not keep to a CS value's length
-        warnings.simplefilter("ignore")
-        dataset.BodyPartExamined = FIELD
-    dataset.Rows = dataset.Columns = 64
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-    dataset.BitsAllocated = dataset.BitsStored = 16
-    dataset.HighBit, dataset.PixelRepresentation = 15, 0
-    dataset.PixelData = np.zeros((64, 64), np.uint16).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
-
-
 def test_a_dicom_field_in_a_tool_s_refusal_reaches_the_chat_as_text(toolbox, tmp_path):
     """Issue 41.4: a refusal quoting BodyPartExamined rendered a form and fetched an outside image in the chat."""
     dicom = tmp_path / "field.dcm"
-    _hostile_mr_dicom(dicom)
+    write_hostile_mr_dicom(dicom, FIELD)
     history, _, _ = respond(toolbox, Router(), {"text": "", "files": [str(dicom)]}, [], None)
     shown = [message["content"] for message in history if isinstance(message["content"], str)]
     assert any("evil.example" in text.replace("\\", "") for text in shown)  # the refusal quotes the field ...

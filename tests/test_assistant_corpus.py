@@ -15,18 +15,7 @@ import pytest
 from training.fit_intents import corpus_report, read_corpus, read_phrasings
 from tumor_ai import NOT_A_DIAGNOSIS
 from tumor_ai.app.assistant import ADVICE_REFUSAL, MESSAGE_LIMIT, NEEDS_SLICE, Conversation, Router
-from tumor_ai.app.tools import Toolbox
 from tumor_ai.core import intents, wording
-
-
-@pytest.fixture(scope="module")
-def toolbox(slot_predictors):
-    return Toolbox(slot_predictors)
-
-
-@pytest.fixture
-def with_slice(example_paths):
-    return Conversation(slice_path=str(example_paths["meningioma"]), batch_paths=[str(example_paths["meningioma"])])
 
 
 def test_the_corpus_is_large_varied_and_never_fitted_on():

@@ -14,10 +14,10 @@ import re
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
+from conftest import write_hostile_mr_dicom
 from helpers import free_port, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -460,28 +460,6 @@ HOSTILE_NAME = "<img src=x onerror=alert(1)><h1>result glioma 99%<h1>[link](http
 MARKUP = "a, img, h1, form, input:not([type=file]), strong strong, em"  # Gradio's own file inputs are hidden
 
 
-def _hostile_dicom(path: Path) -> None:
-    """An MR DICOM whose BodyPartExamined carries a form: the refusal quotes the field."""
-    import numpy as np
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    dataset = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    dataset.Modality, dataset.SOPClassUID = "MR", MRImageStorage
-    with warnings.catch_warnings():  # longer than a CS value may be: a hostile file does not follow the standard
-        warnings.simplefilter("ignore")
-        dataset.BodyPartExamined = '<form action="https:evil.example"><input name=q>'
-    dataset.Rows = dataset.Columns = 64
-    dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 1, "MONOCHROME2"
-    dataset.BitsAllocated = dataset.BitsStored = 16
-    dataset.HighBit, dataset.PixelRepresentation = 15, 0
-    dataset.PixelData = np.zeros((64, 64), np.uint16).tobytes()
-    dataset.save_as(path, enforce_file_format=True)
-
-
 def test_names_and_header_fields_are_shown_as_text_never_as_markup(page, tmp_path, example_paths):
     import zipfile
 
@@ -494,7 +472,7 @@ def test_names_and_header_fields_are_shown_as_text_never_as_markup(page, tmp_pat
     # Gradio drops <>:*"/\\|? from uploaded file names; what is left of the link must show as text.
     assert reading.locator(MARKUP).count() == 0 and "[link](httpsevil.example)" in reading.inner_text()
     dicom = tmp_path / "field.dcm"
-    _hostile_dicom(dicom)
+    write_hostile_mr_dicom(dicom, '<form action="https:evil.example"><input name=q>')
     _choose(page, "#predict-image-other", dicom)
     reading.get_by_text("tumor-ai reads brain MR images only").wait_for()
     assert reading.locator(MARKUP).count() == 0 and '<form action="https:evil.example">' in reading.inner_text()

@@ -224,11 +224,15 @@ def new_slice(payload, state: SessionSlice | None) -> SliceOutputs:
     try:
         image = read_image(path)
     except ImageError as error:
-        message = refused(error)
-        return SliceOutputs(
-            picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None
-        )
+        return _refused_slice(path, error)
     return SliceOutputs(picture=gr.skip(), slice=SessionSlice(path, image), message=_ready(image), cleared=None)
+
+
+def _refused_slice(path: str, error: ImageError) -> SliceOutputs:
+    """A file the reader refused: the input emptied, the refusal kept as the session's slice, and said where the
+    answer would be (so Predict says why instead of reading an old slice again)."""
+    message = refused(error)
+    return SliceOutputs(picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None)
 
 
 def open_file(path: str | None) -> SliceOutputs:
@@ -242,10 +246,7 @@ def open_file(path: str | None) -> SliceOutputs:
     try:
         image = read_image(path)
     except ImageError as error:
-        message = refused(error)
-        return SliceOutputs(
-            picture=None, slice=SessionSlice(path, None, message), message=f"**{markdown(message)}**", cleared=None
-        )
+        return _refused_slice(path, error)
     return SliceOutputs(
         picture=cache_picture(image.pixels, "slice.png"), slice=SessionSlice(None, image), message=_ready(image), cleared=None
     )
