@@ -82,6 +82,11 @@ def train_end_to_end(
         images[train_idx], dataset.targets[train_idx], partial, num_classes, recipe.partial_repeat
     )
     model, metadata = compiled_model(recipe, dataset.labels, math.ceil(len(targets) / recipe.batch_size), strategy)
+    if recipe.start_from:
+        from .start import copy_weights
+
+        with strategy.scope():
+            copy_weights(model, recipe.start_from)
     if partial is not None:
         metadata.training.partial = PartialRecord.from_dict(describe(partial, added, recipe.partial_repeat))
     swaps, masks = counterfactual_swaps(recipe, dataset, train_idx, run.cache_dir)

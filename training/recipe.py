@@ -25,6 +25,7 @@ class Recipe:
 
     preprocessings: ClassVar[tuple[str, ...]] = ("luminance", "rescale_unit")  # what the network can be fed
     distributable: ClassVar[bool] = True  # trains under a tf.distribute strategy (--distribute)
+    fine_tunable: ClassVar[bool] = True  # its trainer can start from a model folder's weights (--start-from)
 
     model: str = ""  # the architecture's registry name, filled in by training.train
     epochs: int = option(22, "length of the learning-rate schedule in epochs")
@@ -85,6 +86,13 @@ class Recipe:
         "share of training images whose intensities are remapped as another sequence or collection would show them "
         "(training.sequence: histogram matched to a slice of another class, contrast inverted, random curve, bias field)",
     )
+    start_from: str | None = option(
+        None,
+        "a model folder of the same architecture, input size, crop and preprocessing whose weights this run starts from "
+        "(a fine-tune, e.g. to add --partial and --sequence to a shipped model); it must be a split run that held out "
+        "this run's validation images",
+        metavar="MODEL_FOLDER",
+    )
     guidance_from: int = option(2, "first epoch (0-based) of the guidance term")
     guidance_ramp: int = option(2, "epochs over which its weight rises to --guidance")
 
@@ -108,6 +116,8 @@ class Recipe:
             return "--partial-repeat counts how often each partial slice appears in an epoch: 1 or more"
         if not 0.0 <= self.sequence <= 1.0:
             return "--sequence is the share of training images remapped: between 0 and 1"
+        if self.start_from and not self.fine_tunable:
+            return f"--start-from is for networks trained end to end; the {self.model} starts from its backbone weights"
         return None
 
     def own_fields(self) -> dict[str, Any]:

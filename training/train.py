@@ -414,6 +414,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         f"validation {len(split.validation)}; precision {policy}"
         + (f"; refit for {run.stop_after_epochs} epochs" if run.refit else "")
     )
+    started_from = None
+    if recipe.start_from and not run.refit:
+        from .start import check_source
+
+        started_from = check_source(recipe, dataset, [dataset.paths[i] for i in split.validation])
     trainer = architectures.get(recipe.model).trainer()
     result = trainer(recipe, run, dataset, split.train, split.validation, engine.distribution_strategy(run.distribute))
     keras.mixed_precision.set_dtype_policy("float32")
@@ -422,6 +427,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     validate_partial(model, result.metadata, recipe, run)
     command = "python -m training.train " + " ".join(sys.argv[1:] if argv is None else argv)
     metadata = build_metadata(recipe, run, command, dataset, split, result, validation, time.time() - started)
+    metadata.training.started_from = started_from
     if not engine.is_chief():
         print("worker done; the chief writes the model")
         return

@@ -33,6 +33,7 @@ class Vgg16Recipe(Recipe):
 
     preprocessings = ("vgg16", "vgg16_luminance")  # three channels, ImageNet-style
     distributable = False  # it reads block-3 features cached on this machine
+    fine_tunable = False  # two stages from the backbone's weights; --start-from is not wired into them
 
     epochs: int = 5
     learning_rate: float = 1e-4

@@ -236,6 +236,18 @@ class RefitRecord(Block):
 
 
 @dataclass(kw_only=True)
+class StartRecord(Block):
+    """A fine-tune: the model folder whose weights the run started from, and how those were trained.
+
+    Reproducing the weights takes both commands, the source's first."""
+
+    of: str
+    command: str | None = None
+    seconds: float | None = None
+    held_out: str = ""  # why this run's validation images were unseen by the source too
+
+
+@dataclass(kw_only=True)
 class Throughput(Block):
     epochs_timed: int
     median_epoch_seconds: float
@@ -308,6 +320,7 @@ class TrainingRecord(Block):
     loss: str | None = None
     test_time_flip: FlipChoice | None = None
     refit: RefitRecord | None = None
+    started_from: StartRecord | None = None  # a fine-tune's source weights
     partial: PartialRecord | None = None
     features: FeatureCache | None = None
     guidance_map: GuidanceMap | None = None
@@ -317,6 +330,7 @@ class TrainingRecord(Block):
         "machine": MachineRecord,
         "test_time_flip": FlipChoice,
         "refit": RefitRecord,
+        "started_from": StartRecord,
         "partial": PartialRecord,
         "features": FeatureCache,
         "guidance_map": GuidanceMap,

@@ -568,7 +568,9 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     training = metadata.training
     refit = training.refit
     folder = training.out or f"models/{metadata.name}"
-    commands = [refit.split_run_command] if refit else []
+    started = training.started_from
+    commands = [started.command] if started and started.command else []
+    commands += [refit.split_run_command] if refit else []
     commands.append(training.command)
     if metadata.mri_check:
         commands.append(metadata.mri_check.command or f"python -m training.fit_mri_check --model {folder} --data DATA")
@@ -580,6 +582,8 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     if refit:
         timing = f"split run {refit.split_run_seconds} s, refit {training.seconds} s"
         timing += f",{where}" if where else ""
+    if started and started.seconds:
+        timing += f", after the {started.seconds:.0f} s of the run it started from (`{started.of}`, the first command)"
     if training.precision:
         timing += f", in {training.precision}"
     if throughput:
