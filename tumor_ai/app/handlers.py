@@ -27,11 +27,15 @@ from tumor_ai.app.cache import cache_file, cache_picture, upload_path  # noqa: F
 from tumor_ai.app.reader import WEB_BATCH_SIZE, Answer, Reader, ReaderError
 from tumor_ai.app.workspace import in_use
 from tumor_ai.core.batch import (
+    ANY_TUMOUR,
     PLAUSIBLE,
     BatchItem,
     check_limit,
     columns,
+    decode,
+    folder_label,
     iter_decoded,
+    iter_inputs,
     labelled_report,
     result_rows,
     rows_to_csv,
@@ -40,18 +44,23 @@ from tumor_ai.core.batch import (
     summary,
 )
 from tumor_ai.core.conformal import SERVED_LEVEL
-from tumor_ai.core.explain import display_copy, drawn_strength, heatmap, overlay
+from tumor_ai.core.examples import book as examples_book
+from tumor_ai.core.explain import display_copy, drawn_strength, heatmap, outlined, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.core.safe_text import html_text, markdown
 from tumor_ai.core.wording import (  # noqa: F401 - re-exported
     HIDE_LESSON,
+    NO_BATCH_FILE,
     batch_stopped,
+    batch_view,
+    example_truth,
     hidden_reading,
     not_a_choice,
     not_a_number,
     not_mri,
+    outline_note,
     plausible_sentence,
     verdict,
 )
@@ -76,6 +85,7 @@ class SessionSlice:
     key: str | None
     image: LoadedImage | None
     error: str | None = None
+    truth: str | None = None  # its class from its folder, for a slice opened from a labelled batch
 
 
 @dataclass
@@ -87,6 +97,7 @@ class Explained:
     answer: Answer  # the reader's answer: the prediction, and what its reading says beside the class
     pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
     cams: dict[int, np.ndarray] = field(default_factory=dict)
+    outline: np.ndarray | None = None  # the tumour outline drawn over the maps (display size), when asked for and known
 
     @classmethod
     def of(cls, answer: Answer, predictor: Predictor, image: LoadedImage, display: np.ndarray) -> Explained:
@@ -163,6 +174,7 @@ class BatchOutputs(NamedTuple):
     gallery: list[tuple[str, str]] | None  # (overlay, caption) per file and model
     csv: str | None  # full precision, every class's probability
     entries: list[dict] | None  # session state: thumbnails and maps, for the slider
+    rows: list[dict] | None = None  # session state: every row, for the filter and for opening a row in Compare
 
 
 class HideOutputs(NamedTuple):
@@ -340,15 +352,21 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
     label = predictor.labels[index]
     shown = drawn_strength(cam, explained.prediction.probabilities[label], label == explained.prediction.label)
     return EvidenceOutputs(
-        overlay=cache_picture(overlay(explained.display, shown, opacity), "overlay.jpg"),
-        heatmap=cache_picture(heatmap(shown, explained.display.shape[:2]), "heatmap.jpg"),
+        overlay=cache_picture(outlined(overlay(explained.display, shown, opacity), explained.outline), "overlay.jpg"),
+        heatmap=cache_picture(outlined(heatmap(shown, explained.display.shape[:2]), explained.outline), "heatmap.jpg"),
         reading=reader(predictors).reading(explained.answer, cam, predictor.labels[index]),
         explained=explained,
     )
 
 
 def predict(
-    predictors: dict[str, Predictor], payload, model: str, opacity: float, evidence: str, state: SessionSlice | None
+    predictors: dict[str, Predictor],
+    payload,
+    model: str,
+    opacity: float,
+    evidence: str,
+    state: SessionSlice | None,
+    outline: bool = False,
 ) -> PredictOutputs:
     """Predict tab and ``/predict``: class, confidences, Grad-CAM overlay and heatmap, a reading, the JSON."""
     opacity = opacity_value(opacity)
@@ -356,11 +374,17 @@ def predict(
     if not isinstance(evidence, str):
         raise gr.Error(html_text(not_a_choice("class to show evidence for", evidence)), print_exception=False)
     image, state = take_slice(payload, state)
-    return _answer(predictors, image, state, model, opacity, evidence)
+    return _answer(predictors, image, state, model, opacity, evidence, outline)
 
 
 def _answer(
-    predictors: dict[str, Predictor], image: LoadedImage, state: SessionSlice, model: str, opacity: float, evidence: str
+    predictors: dict[str, Predictor],
+    image: LoadedImage,
+    state: SessionSlice,
+    model: str,
+    opacity: float,
+    evidence: str,
+    outline: bool = False,
 ) -> PredictOutputs:
     """One model's answer for the session's decoded slice, drawn."""
     predictor = predictors[model]
@@ -374,7 +398,9 @@ def _answer(
         return PredictOutputs(
             label=None, overlay=shown, heatmap=None, reading=not_mri() + notes, details=info, slice=state, explained=None
         )
-    drawn = draw(predictors, Explained.of(answer, predictor, image, display), opacity, evidence)
+    explained = Explained.of(answer, predictor, image, display)
+    explained.outline = tumour_outline(image, display) if outline else None
+    drawn = draw(predictors, explained, opacity, evidence)
     return PredictOutputs(
         label=label_value(prediction),
         overlay=drawn.overlay,
@@ -393,6 +419,7 @@ def model_switched(
     evidence: str,
     state: SessionSlice | None,
     explained: Explained | None,
+    outline: bool = False,
 ) -> PredictOutputs:
     """The model choice changed while another model's answer is on screen: the new model answers the same slice at once.
 
@@ -404,7 +431,7 @@ def model_switched(
     _model(predictors, model)
     if not isinstance(evidence, str) or (evidence != TOP_CLASS and evidence not in predictors[model].labels):
         evidence = TOP_CLASS
-    return _answer(predictors, state.image, state, model, opacity_value(opacity), evidence)
+    return _answer(predictors, state.image, state, model, opacity_value(opacity), evidence, outline)
 
 
 def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str) -> EvidenceOutputs:
@@ -414,18 +441,29 @@ def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacit
     return draw(predictors, explained, opacity, evidence)
 
 
-def compare(predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None) -> CompareOutputs:
+def compare(
+    predictors: dict[str, Predictor], payload, opacity: float, state: SessionSlice | None, outline: bool = False
+) -> CompareOutputs:
     """Compare tab and ``/compare``: each model's confidences and overlay, then the verdict and timings."""
     opacity = opacity_value(opacity)
     image, state = take_slice(payload, state)
+    return compare_slice(predictors, image, state, opacity, outline)
+
+
+def compare_slice(
+    predictors: dict[str, Predictor], image: LoadedImage, state: SessionSlice, opacity: float, outline: bool = False
+) -> CompareOutputs:
+    """Every model's answer for a decoded slice, drawn: ``compare`` for an upload, a batch row opened in Compare."""
     display = display_copy(image.pixels)
+    mask = tumour_outline(image, display) if outline else None
     comparison = reader(predictors).compare(image)
     answers, timings, explained = {}, [], {}
     for name, answer in comparison.answers.items():
         prediction = answer.prediction
         if prediction.is_mri:
             explained[name] = Explained.of(answer, predictors[name], image, display)
-        picture = overlay(display, prediction.cam, opacity) if prediction.is_mri else display
+            explained[name].outline = mask
+        picture = outlined(overlay(display, prediction.cam, opacity), mask) if prediction.is_mri else display
         answers[name] = CompareColumn(label=label_value(prediction), overlay=cache_picture(picture, f"{name}.jpg"))
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
         shown = " or ".join(display_name(label) for label in prediction.plausible or []) or "–"
@@ -438,7 +476,12 @@ def compare(predictors: dict[str, Predictor], payload, opacity: float, state: Se
 def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float) -> dict[str, Any]:
     """The Compare slider moved: re-blend each cached Grad-CAM (no model call); model name -> overlay, or gr.skip()."""
     return {
-        name: cache_picture(overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), f"{name}.jpg")
+        name: cache_picture(
+            outlined(
+                overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), explained[name].outline
+            ),
+            f"{name}.jpg",
+        )
         if explained and name in explained
         else gr.skip()
         for name in predictors
@@ -453,13 +496,20 @@ def _short(name: str, width: int = 28) -> str:
     return name if len(name) <= width else name[: width // 2 - 1] + "…" + name[-(width // 2) :]
 
 
-def table_frame(rows: list[dict], names: list[str]) -> pd.DataFrame:
-    """The batch table as a person reads it: one column per model ("Glioma 97.1%"), short headers."""
+def table_frame(rows: list[dict], names: list[str], labels: list[str] | None = None) -> pd.DataFrame:
+    """The batch table as a person reads it: one column per model ("Glioma 97.1%"), short headers.
+
+    With ``labels``, a file whose folder names a class gets a mark after each model's answer that is another class
+    (``WRONG_MARK``).
+    """
     shown = []
     for row in rows:
         line = {"file": row["file"]}
+        truth = folder_label(row["file"], labels) if labels else None
         for name in names:
             line[name] = f"{row[f'{name} class']} {_percent(row[f'{name} confidence'])}".strip()
+            if _wrong(row, name, truth):
+                line[name] += f" {WRONG_MARK}"
             others = [label for label in row.get(f"{name} {PLAUSIBLE}", "").split(" or ") if label][1:]
             if others:  # the set beyond the top class: what is still plausible
                 line[name] += " · or " + " or ".join(others)
@@ -614,10 +664,11 @@ def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacit
     csv_path = cache_file(rows_to_csv(done.rows, columns(names, labels)).encode(), "tumor_ai_batch.csv")
     return BatchOutputs(
         summary=text,
-        table=table_frame(done.rows, names),
+        table=table_frame(done.rows, names, labels),
         gallery=gallery(done.entries, opacity),
         csv=csv_path,
         entries=done.entries,
+        rows=done.rows,
     )
 
 
@@ -667,3 +718,143 @@ def hide_and_ask(predictors: dict[str, Predictor], editor: dict | None, state: S
     pixels = state.image.pixels
     hidden = reader(predictors).hide(pixels, painted_region(editor, pixels.shape[:2]))
     return HideOutputs(hidden=cache_picture(display_copy(hidden.pixels), "hidden.jpg"), answers=hidden.text)
+
+
+# Teaching: an example's true class (held back until the models answer), its tumour outline over the maps, and a
+# labelled batch's errors and disagreements, a row of which opens in Compare.
+
+WRONG_MARK = "✗"  # after a model's answer in the batch table when the file's folder names another class
+BATCH_VIEWS = ("all", "errors", "disagreements")
+
+
+def tumour_outline(image: LoadedImage | np.ndarray, display: np.ndarray) -> np.ndarray | None:
+    """The tumour outline of a labelled example at the display's size, or None for any other slice."""
+    pixels = image.pixels if isinstance(image, LoadedImage) else image
+    return examples_book().outline(pixels, display.shape[:2])
+
+
+def show_outline(
+    predictors: dict[str, Predictor], on: bool, explained: Explained | None, opacity: float, evidence: str
+) -> EvidenceOutputs:
+    """The Predict tab's outline toggle: redraw the overlay and heatmap with the outline, or without (no model call)."""
+    if explained is None:
+        return unchanged(EvidenceOutputs)
+    explained.outline = tumour_outline(explained.pixels, explained.display) if on else None
+    return redraw(predictors, explained, opacity, evidence)
+
+
+def show_outline_compare(
+    predictors: dict[str, Predictor], on: bool, explained: dict[str, Explained] | None, opacity: float
+) -> dict[str, Any]:
+    """The Compare tab's outline toggle: each model's overlay redrawn with the outline, or without (no model call)."""
+    for answer in (explained or {}).values():
+        answer.outline = tumour_outline(answer.pixels, answer.display) if on else None
+    return recolour_compare(predictors, explained, opacity)
+
+
+def teaching(
+    predictors: dict[str, Predictor],
+    state: SessionSlice | None,
+    explained: Explained | dict[str, Explained] | None,
+    guess_first: bool,
+    outline: bool,
+) -> str:
+    """The teaching panel: the slice's true class (once the models have answered, when guessing first) and the outline.
+
+    The true class is a labelled example's (matched by content) or a labelled batch row's folder; ``explained`` is
+    the tab's session state (one model's answer in Predict, each model's in Compare), None until they answer.
+    """
+    if state is None or state.image is None:
+        return ""
+    example = examples_book().find(state.image.pixels)
+    truth, case = (example.label, example.case) if example else (state.truth, None)
+    if explained is None:
+        answers = None
+    elif isinstance(explained, Explained):
+        answers = {explained.model: explained.prediction}
+    else:  # Compare: a model missing from its answers refused the slice
+        answers = {name: explained[name].prediction if name in explained else None for name in predictors}
+    text = example_truth(truth, case, bool(guess_first), answers, from_folder=example is None)
+    if outline:
+        has_outline = example is not None and example.mask is not None
+        text = f"{text}\n\n_{outline_note(has_outline)}_".strip()
+    elif truth is None:
+        return ""
+    return text
+
+
+def _wrong(row: dict, name: str, truth: str | None) -> bool:
+    """Whether a model's answer in a batch row is another class than its folder's (a refusal counts: it is an MRI)."""
+    if truth is None or truth == ANY_TUMOUR or row[f"{name} class"] == "error":
+        return False
+    return row[f"{name} class"] != display_name(truth)
+
+
+def filter_batch(
+    rows: list[dict] | None, which: str, names: list[str], labels: list[str]
+) -> tuple[pd.DataFrame, str, list[int] | None]:
+    """The batch table for ``which`` view (all rows, the errors, the disagreements), a line on it, and the rows shown."""
+    if which not in BATCH_VIEWS:
+        raise gr.Error(html_text(not_a_choice("rows to show", which)), print_exception=False)
+    rows = rows or []
+    truths = [folder_label(row["file"], labels) for row in rows]
+    labelled = sum(1 for truth in truths if truth not in (None, ANY_TUMOUR))
+    if which == "all":
+        shown = list(range(len(rows)))
+    elif which == "errors":
+        shown = [index for index, row in enumerate(rows) if any(_wrong(row, name, truths[index]) for name in names)]
+    else:
+        shown = [index for index, row in enumerate(rows) if row.get("agree") == "no"]
+    table = table_frame([rows[index] for index in shown], names, labels)
+    note = batch_view(which, len(shown), len(rows), labelled) if rows else ""
+    return table, note, None if which == "all" else shown
+
+
+class OpenedOutputs(NamedTuple):
+    """A batch row opened in Compare: the slice in Compare's input, the models' answers, the truth, the tab shown."""
+
+    picture: str
+    compare: CompareOutputs
+    teaching: str
+    tab: Any
+
+
+def open_in_compare(
+    predictors: dict[str, Predictor],
+    rows: list[dict] | None,
+    view: list[int] | None,
+    paths: list[str] | None,
+    opacity: float,
+    outline: bool,
+    guess_first: bool,
+    index: int,
+    file: str | None = None,
+) -> OpenedOutputs:
+    """A selected batch row: its slice read again from the batch's files, every model's answer in Compare, that tab shown.
+
+    The row is found by its file name (``file``: the table may have been sorted on the page), else by its place in the
+    rows shown (``view``: the filter's). The slice's folder (a labelled batch) is its true class in Compare's teaching
+    panel. A refused file has no slice.
+    """
+    rows = rows or []
+    shown = view if view is not None else list(range(len(rows)))
+    by_name = [position for position in shown if rows[position]["file"] == file] if file is not None else []
+    position = by_name[0] if by_name else (shown[index] if 0 <= index < len(shown) else -1)  # a sorted table: by name
+    if not 0 <= position < len(rows):
+        return unchanged(OpenedOutputs)
+    row = rows[position]
+    item = next((decode(name, source) for name, source in iter_inputs(paths or [], keep=lambda name: name == row["file"])), None)
+    if item is None:
+        raise gr.Error(html_text(NO_BATCH_FILE), print_exception=False)
+    if item.image is None:
+        raise gr.Error(html_text(item.error or NO_BATCH_FILE), print_exception=False)
+    labels = next(iter(predictors.values())).labels
+    truth = folder_label(row["file"], labels)
+    state = SessionSlice(None, item.image, truth=None if truth == ANY_TUMOUR else truth)  # adopted by the input's change
+    answer = compare_slice(predictors, item.image, state, opacity_value(opacity), outline)
+    return OpenedOutputs(
+        picture=cache_picture(item.image.pixels, "slice.png"),
+        compare=answer,
+        teaching=teaching(predictors, state, answer.explained, guess_first, outline),
+        tab=gr.Tabs(selected="compare"),
+    )

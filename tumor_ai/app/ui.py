@@ -27,10 +27,11 @@ from tumor_ai.app.tool_endpoints import page_only, register_tools  # noqa: E402
 from tumor_ai.app.tools import Toolbox  # noqa: E402
 from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep, pictures_folder  # noqa: E402
 from tumor_ai.core.cam import method_name  # noqa: E402
+from tumor_ai.core.examples import load_examples  # noqa: E402
 from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.core.inference import Predictor  # noqa: E402
-from tumor_ai.core.wording import API_DESCRIPTIONS, listed  # noqa: E402
+from tumor_ai.core.wording import API_DESCRIPTIONS, GUESS_FIRST, HARD_CASE_TITLES, OUTLINE_TOGGLE, listed  # noqa: E402
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
@@ -284,10 +285,12 @@ def _show_answer(event, elem_id: str) -> None:
     event.success(None, None, None, js=SHOW_ANSWER_JS.replace("ELEM_ID", elem_id))
 
 
-def _wire_slice(image, other, state, message, cleared: list) -> None:
-    """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one."""
+def _wire_slice(image, other, state, message, cleared: list) -> list:
+    """A new picture (upload, example, paste, file button) is checked at once and clears what was about the old one.
+
+    Returns the two events (file button, input change), for what follows a new slice (the teaching panel)."""
     shown = handlers.SliceOutputs(picture=image, slice=state, message=message, cleared=cleared)
-    other.upload(
+    opened = other.upload(
         named(handlers.open_file, shown),
         other,
         outputs(shown),
@@ -295,7 +298,7 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
         concurrency_id="io",
         concurrency_limit=4,
     )
-    image.change(
+    changed = image.change(
         named(handlers.new_slice, shown),
         [image, state],
         outputs(shown),
@@ -304,6 +307,7 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
         concurrency_id="io",
         concurrency_limit=4,
     )
+    return [opened, changed]
 
 
 class Shown(NamedTuple):
@@ -312,6 +316,8 @@ class Shown(NamedTuple):
     folder: Path
     examples: list[Path]
     matrices: dict[str, Path]
+    hard: tuple[tuple[Path, str], ...] = ()  # the hard cases and their gallery titles (the reason, never the class)
+    labelled: Path | None = None  # every example in a .zip of class folders: a labelled batch
 
 
 def show_pictures(predictors: dict[str, Predictor]) -> Shown:
@@ -321,13 +327,33 @@ def show_pictures(predictors: dict[str, Predictor]) -> Shown:
     for path in EXAMPLES:
         examples.append(folder / path.name)
         shutil.copyfile(path, examples[-1])
+    hard = []
+    for example in load_examples(EXAMPLES_DIR):
+        if example.hard:
+            hard.append((folder / f"hard-{example.path.name}", HARD_CASE_TITLES[example.case]))
+            shutil.copyfile(example.path, hard[-1][0])
     matrices = {}
     for index, (name, predictor) in enumerate(predictors.items()):
         matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
         if matrix.is_file():
             matrices[name] = folder / f"model{index}-confusion_matrix.png"
             shutil.copyfile(matrix, matrices[name])
-    return Shown(folder, examples, matrices)
+    return Shown(folder, examples, matrices, tuple(hard), labelled_zip(folder))
+
+
+def labelled_zip(folder: Path) -> Path | None:
+    """Every example in a .zip of class folders (``glioma/glioma.jpg``, ``meningioma/disagree.jpg``, ...) in ``folder``:
+    the Batch tab's labelled example set, whose errors and disagreements can be filtered."""
+    import zipfile
+
+    examples = load_examples(EXAMPLES_DIR)
+    if not examples:
+        return None
+    path = folder / "labelled-examples.zip"
+    with zipfile.ZipFile(path, "w") as archive:
+        for example in examples:
+            archive.write(example.path, f"{example.label}/{example.path.name}")
+    return path
 
 
 def build_app(
@@ -368,24 +394,77 @@ def build_app(
                 "gets a tumour class from it. The operator started the app with --allow-no-mri-check.",
                 elem_id="no-mri-check-banner",
             )
-        _predict_tab(predictors, session_state, shown.examples)
-        _compare_tab(predictors, session_state, shown.examples)
-        _batch_tab(predictors, session_state, shown.examples)
-        toolbox = Toolbox(predictors)
-        _assistant_tab(toolbox, brain or Router(), session_state)
-        _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
+        with gr.Tabs(elem_id="tabs") as tabs:  # a batch row opens the Compare tab
+            predict_switches = _predict_tab(predictors, session_state, shown)
+            compare = _compare_tab(predictors, session_state, shown)
+            _batch_tab(predictors, session_state, shown, compare, tabs)
+            toolbox = Toolbox(predictors)
+            _assistant_tab(toolbox, brain or Router(), session_state)
+            _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
+        _same_switches(predict_switches, compare.switches)
         app.tool_gates = register_tools(toolbox, app)  # after the last tab: a block between tabs would start a second tab bar
     return app
 
 
-def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list[Path]) -> None:
+class Switches(NamedTuple):
+    """A tab's teaching switches: guess first (the true class after the answer), and the tumour outline over the maps."""
+
+    guess: gr.Checkbox
+    outline: gr.Checkbox
+
+
+def _switches(prefix: str) -> Switches:
+    """The two teaching switches under a tab's examples."""
+    guess = gr.Checkbox(
+        value=True,
+        label=GUESS_FIRST,
+        info="A labelled example's true class shows only once the models have answered.",
+        elem_id=f"{prefix}-guess",
+    )
+    outline = gr.Checkbox(
+        value=False,
+        label=OUTLINE_TOGGLE,
+        info="Drawn over the maps: does the evidence fall on the tumour?",
+        elem_id=f"{prefix}-outline",
+    )
+    return Switches(guess, outline)
+
+
+def _same_switches(first: Switches, second: Switches) -> None:
+    """Predict's and Compare's switches move together: a teacher sets them once (``input``: a person's change only)."""
+    for one, other in ((first, second), (second, first)):
+        for mine, theirs in zip(one, other):
+            mine.input(lambda value: value, mine, theirs, api_visibility="private", queue=False)
+
+
+def _examples(shown: Shown, image: gr.Image, prefix: str, label: str) -> None:
+    """A tab's examples: one slice per class, then the hard cases titled by why each was chosen (never by class)."""
+    if shown.examples:
+        gr.Examples([[str(path)] for path in shown.examples], inputs=[image], label=label)
+    if shown.hard:
+        gr.Examples(
+            [[str(path)] for path, _ in shown.hard],
+            inputs=[image],
+            label="Hard cases (validation split)",
+            example_labels=[title for _, title in shown.hard],
+            elem_id=f"{prefix}-hard",
+        )
+
+
+def _wire_teaching(predictors: dict[str, Predictor], panel: gr.Markdown, inputs: list, after: list) -> None:
+    """The teaching panel (true class, outline note) is written again after each event in ``after``."""
+    for event in after:
+        event.then(partial(handlers.teaching, predictors), inputs, panel, api_visibility="private", queue=False)
+
+
+def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) -> Switches:
     """One slice through the model of your choice: confidences, the Grad-CAM overlay and heatmap, a reading."""
     names = list(predictors)
     default = names[-1]
     labels = predictors[default].labels
     evidence_choices = [("Its answer", handlers.TOP_CLASS)] + [(display_name(label), label) for label in labels]
     with gr.Tab("Predict", id="predict"):
-        p_slice, p_explained = session_state(), session_state()
+        p_slice, p_explained, p_outline = session_state(), session_state(), gr.State(False)
         with gr.Row():
             with gr.Column(scale=1):
                 p_image, p_other = _slice_input("MRI slice", "predict-image")
@@ -400,19 +479,18 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
                 p_evidence = gr.Radio(
                     evidence_choices, value=handlers.TOP_CLASS, label="Show evidence for", elem_id="predict-evidence"
                 )
-                if examples:
-                    gr.Examples(
-                        [[str(path)] for path in examples],
-                        inputs=[p_image],
-                        label="Examples (CC0; from the validation split: no model here trained on them)",
-                    )
+                _examples(shown, p_image, "predict", "Examples (CC0; from the validation split: no model here trained on them)")
+                p_switches = _switches("predict")
             with gr.Column(scale=2, elem_id="predict-answer"):
+                p_teaching = gr.Markdown(elem_id="predict-teaching")
                 p_label = gr.Label(num_top_classes=len(labels), label="Confidence (calibrated)")
                 with gr.Row():
                     p_overlay = gr.Image(
                         label="Evidence overlay", type="numpy", format="png", interactive=False, elem_id="predict-overlay"
                     )
-                    p_heatmap = gr.Image(label="Evidence heatmap", type="numpy", format="png", interactive=False)
+                    p_heatmap = gr.Image(
+                        label="Evidence heatmap", type="numpy", format="png", interactive=False, elem_id="predict-heatmap"
+                    )
                 gr.Markdown(CAM_CAVEAT)
                 p_reading = gr.Markdown(elem_id="predict-reading")
                 with gr.Accordion("Details (JSON, as the API returns it)", open=False):
@@ -428,12 +506,12 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
             explained=p_explained,
         )
         p_redrawn = handlers.EvidenceOutputs(overlay=p_overlay, heatmap=p_heatmap, reading=p_reading, explained=p_explained)
-        _wire_slice(
+        p_new = _wire_slice(
             p_image, p_other, p_slice, p_reading, [p_label, p_overlay, p_heatmap, p_details, p_explained, *p_hide.cleared]
         )
         p_done = p_button.click(
             page_only(named(partial(handlers.predict, predictors), p_answer)),
-            [p_image, p_model, p_opacity, p_evidence, p_slice],
+            [p_image, p_model, p_opacity, p_evidence, p_slice, p_outline],
             outputs(p_answer),
             api_name="predict",
             api_description=API_DESCRIPTIONS["predict"],
@@ -444,9 +522,9 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
         )
         _show_answer(p_done, "predict-answer")
         _wire_hide(predictors, p_hide, p_slice, p_done)
-        p_model.change(
+        p_switched = p_model.change(
             named(partial(handlers.model_switched, predictors), p_answer),
-            [p_model, p_opacity, p_evidence, p_slice, p_explained],
+            [p_model, p_opacity, p_evidence, p_slice, p_explained, p_outline],
             outputs(p_answer),
             api_visibility="private",
             trigger_mode="always_last",
@@ -461,22 +539,55 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, examples: list
                 [p_explained, p_opacity, p_evidence],
                 outputs(p_redrawn),
             )
+        p_outlined = p_switches.outline.change(
+            lambda on: bool(on), p_switches.outline, p_outline, api_visibility="private", queue=False
+        ).then(
+            named(partial(handlers.show_outline, predictors), p_redrawn),
+            [p_outline, p_explained, p_opacity, p_evidence],
+            outputs(p_redrawn),
+            api_visibility="private",
+            concurrency_id="draw",
+            concurrency_limit=4,
+        )
+        _wire_teaching(
+            predictors, p_teaching, [p_slice, p_explained, p_switches.guess, p_outline], [*p_new, p_done, p_switched, p_outlined]
+        )
+        p_switches.guess.change(
+            partial(handlers.teaching, predictors),
+            [p_slice, p_explained, p_switches.guess, p_outline],
+            p_teaching,
+            api_visibility="private",
+            queue=False,
+        )
+    return p_switches
 
 
-def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list[Path]) -> None:
+class CompareHandle(NamedTuple):
+    """What another tab needs of Compare to open a slice there (a batch row): its input, outputs and switches."""
+
+    image: gr.Image
+    answer: handlers.CompareOutputs
+    teaching: gr.Markdown
+    opacity: gr.Slider
+    outline: gr.State
+    switches: Switches
+
+
+def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) -> CompareHandle:
     """One slice through every model side by side, with the verdict that matters."""
     names = list(predictors)
     labels = predictors[names[-1]].labels
     with gr.Tab("Compare", id="compare"):
-        c_slice, c_explained = session_state(), session_state()
+        c_slice, c_explained, c_outline = session_state(), session_state(), gr.State(False)
         with gr.Row():
             with gr.Column(scale=1):
                 c_image, c_other = _slice_input("MRI slice", "compare-image")
                 c_button = gr.Button("Compare", variant="primary", elem_id="compare-button")
                 c_opacity = _opacity("compare-opacity")
-                if examples:
-                    gr.Examples([[str(path)] for path in examples], inputs=[c_image], label="Examples")
+                _examples(shown, c_image, "compare", "Examples")
+                c_switches = _switches("compare")
             with gr.Column(scale=2, elem_id="compare-answer"):
+                c_teaching = gr.Markdown(elem_id="compare-teaching")
                 c_summary = gr.Markdown(elem_id="compare-summary")
                 with gr.Row():  # one column per model, in the order they were given; a narrow page wraps them
                     c_columns = {name: _compare_column(name, predictors[name], len(labels)) for name in names}
@@ -484,10 +595,10 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list
                 c_hide = _hide_block("compare")
         c_answer = handlers.CompareOutputs(models=c_columns, summary=c_summary, slice=c_slice, explained=c_explained)
         c_overlays = {name: column.overlay for name, column in c_columns.items()}
-        _wire_slice(c_image, c_other, c_slice, c_summary, [*outputs(c_columns), c_explained, *c_hide.cleared])
+        c_new = _wire_slice(c_image, c_other, c_slice, c_summary, [*outputs(c_columns), c_explained, *c_hide.cleared])
         c_done = c_button.click(
             page_only(named(partial(handlers.compare, predictors), c_answer)),
-            [c_image, c_opacity, c_slice],
+            [c_image, c_opacity, c_slice, c_outline],
             outputs(c_answer),
             api_name="compare",
             api_description=API_DESCRIPTIONS["compare"],
@@ -504,6 +615,25 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, examples: list
             [c_explained, c_opacity],
             outputs(c_overlays),
         )
+        c_outlined = c_switches.outline.change(
+            lambda on: bool(on), c_switches.outline, c_outline, api_visibility="private", queue=False
+        ).then(
+            named(partial(handlers.show_outline_compare, predictors), c_overlays),
+            [c_outline, c_explained, c_opacity],
+            outputs(c_overlays),
+            api_visibility="private",
+            concurrency_id="draw",
+            concurrency_limit=4,
+        )
+        _wire_teaching(predictors, c_teaching, [c_slice, c_explained, c_switches.guess, c_outline], [*c_new, c_done, c_outlined])
+        c_switches.guess.change(
+            partial(handlers.teaching, predictors),
+            [c_slice, c_explained, c_switches.guess, c_outline],
+            c_teaching,
+            api_visibility="private",
+            queue=False,
+        )
+    return CompareHandle(c_image, c_answer, c_teaching, c_opacity, c_outline, c_switches)
 
 
 def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.CompareColumn:
@@ -516,11 +646,16 @@ def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.C
     return handlers.CompareColumn(label=label, overlay=overlay)
 
 
-def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[Path]) -> None:
-    """Many files or a zip: the table, overlays and CSV fill in as it runs; Stop keeps what is done."""
+def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, compare: CompareHandle, tabs: gr.Tabs) -> None:
+    """Many files or a zip: the table, overlays and CSV fill in as it runs; Stop keeps what is done.
+
+    A labelled batch's errors and disagreements can be shown alone, and a selected row opens its slice in Compare.
+    """
     names = list(predictors)
+    labels = predictors[names[-1]].labels
+    examples = shown.examples
     with gr.Tab("Batch", id="batch"):
-        b_entries = session_state()
+        b_entries, b_rows, b_view = session_state(), session_state(), session_state()
         with gr.Row():
             with gr.Column(scale=1):
                 b_files = gr.File(
@@ -537,11 +672,26 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
                 b_opacity = _opacity("batch-opacity")
                 if examples:
                     gr.Examples([[[str(path) for path in examples]]], inputs=[b_files], label="Example set (one slice per class)")
+                if shown.labelled:
+                    gr.Examples(
+                        [[[str(shown.labelled)]]],
+                        inputs=[b_files],
+                        label="Labelled set (every example and hard case in class folders, as a .zip)",
+                        elem_id="batch-labelled",
+                    )
                 gr.Markdown(BATCH_HELP)
                 b_csv = gr.File(label="Results (CSV: every class's probability, full precision)", elem_id="batch-csv")
             with gr.Column(scale=2):
                 b_status = gr.Markdown(elem_id="batch-status")
                 b_summary = gr.Markdown(elem_id="batch-summary")
+                b_filter = gr.Radio(
+                    [("All", "all"), ("Errors", "errors"), ("Disagreements", "disagreements")],
+                    value="all",
+                    label="Show rows",
+                    info=f"Errors: a model's answer is another class than the file's folder. {handlers.WRONG_MARK} marks it.",
+                    elem_id="batch-filter",
+                )
+                b_note = gr.Markdown(elem_id="batch-view")
                 empty_table = handlers.table_frame([], names)
                 b_table = gr.Dataframe(
                     empty_table,
@@ -552,17 +702,36 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
                 )
                 b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
                 gr.Markdown(CAM_CAVEAT)
-        b_answer = handlers.BatchOutputs(summary=b_summary, table=b_table, gallery=b_gallery, csv=b_csv, entries=b_entries)
+        b_answer = handlers.BatchOutputs(
+            summary=b_summary, table=b_table, gallery=b_gallery, csv=b_csv, entries=b_entries, rows=b_rows
+        )
+        fresh = {b_filter: gr.update(value="all", interactive=False), b_note: "", b_view: None}  # while a batch runs
         b_files.change(  # new files: what was about the old ones goes
-            lambda: {b_status: "", b_summary: "", b_table: empty_table, b_gallery: None, b_csv: None, b_entries: None},
+            lambda: {
+                b_status: "",
+                b_summary: "",
+                b_table: empty_table,
+                b_gallery: None,
+                b_csv: None,
+                b_entries: None,
+                b_rows: None,
+                **fresh,
+                b_filter: gr.update(value="all", interactive=True),
+            },
             None,
-            [b_status, *outputs(b_answer)],
+            [b_status, *outputs(b_answer), *fresh],
             api_visibility="private",
             queue=False,
         )
         batch = page_only(named(partial(handlers.batch, predictors), b_answer))
         b_running = session_state()  # whether this page has a batch in flight, for Stop's answer
-        b_run = b_button.click(lambda: ("", True), None, [b_status, b_running], api_visibility="private", queue=False).then(
+        b_run = b_button.click(
+            lambda: {b_status: "", b_running: True, **fresh},
+            None,
+            [b_status, b_running, *fresh],
+            api_visibility="private",
+            queue=False,
+        ).then(
             batch,
             [b_files, b_opacity],
             outputs(b_answer),
@@ -571,7 +740,8 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
             concurrency_id="batch",
             show_progress_on=[b_summary],
         )
-        b_run.then(lambda: False, None, b_running, api_visibility="private", queue=False)
+        usable = gr.update(interactive=True)  # the filter, once the rows are all there (or Stop kept them)
+        b_run.then(lambda: (False, usable), None, [b_running, b_filter], api_visibility="private", queue=False)
         # Stop ends the batch between two groups of files; the table and CSV keep what is done.
         b_stop.click(
             handlers.stop_batch,
@@ -580,8 +750,32 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, examples: list[P
             cancels=[b_run],
             api_visibility="private",
             queue=False,
-        )
+        ).then(lambda: usable, None, b_filter, api_visibility="private", queue=False)
         _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+        b_filter.input(  # a person's choice only: the resets above must not redraw the table under a running batch
+            partial(handlers.filter_batch, names=names, labels=labels),
+            [b_rows, b_filter],
+            [b_table, b_note, b_view],
+            api_visibility="private",
+            queue=False,
+        )
+
+        def opened(rows, view, paths, opacity, outline, guess_first, chosen: gr.SelectData):
+            file = chosen.row_value[0] if chosen.row_value else None
+            index = chosen.index[0] if isinstance(chosen.index, list | tuple) else -1
+            return handlers.open_in_compare(predictors, rows, view, paths, opacity, outline, guess_first, index, file)
+
+        shown_in_compare = handlers.OpenedOutputs(
+            picture=compare.image, compare=compare.answer, teaching=compare.teaching, tab=tabs
+        )
+        b_table.select(
+            page_only(named(opened, shown_in_compare)),
+            [b_rows, b_view, b_files, compare.opacity, compare.outline, compare.switches.guess],
+            outputs(shown_in_compare),
+            api_visibility="private",
+            concurrency_id="model",
+            concurrency_limit=MODEL_CONCURRENCY,
+        )
 
 
 def _about_tab(

@@ -61,3 +61,27 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACIT
     alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(np.clip(cam, 0.0, 1.0)) * 255).astype(np.uint8)
     blended = Image.composite(_resized(jet(cam), size), Image.fromarray(pixels), _resized(alpha, size, "L"))
     return np.asarray(blended)
+
+
+OUTLINE_COLOUR = (255, 255, 255)  # white with a dark rim: on grey tissue and on every colour of the map
+
+
+def outlined(picture: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``picture`` with the edge of ``mask`` (a tumour outline at the picture's size) drawn over it; unchanged without one.
+
+    The line is about 1/250 of the picture's longer side (2 px on a 512-px slice), white with a one-pixel dark rim.
+    """
+    if mask is None or not mask.any():
+        return picture
+    from scipy import ndimage
+
+    if mask.shape != picture.shape[:2]:
+        resized = Image.fromarray(mask.astype(np.uint8) * 255).resize(picture.shape[1::-1], Image.Resampling.NEAREST)
+        mask = np.asarray(resized) > 127
+    width = max(1, round(max(picture.shape[:2]) / 250))
+    ring = mask & ~ndimage.binary_erosion(mask, iterations=width, border_value=1)
+    rim = ndimage.binary_dilation(ring, iterations=1) & ~ring
+    drawn = np.array(picture, copy=True)
+    drawn[rim] = drawn[rim] // 3
+    drawn[ring] = OUTLINE_COLOUR
+    return drawn

@@ -622,3 +622,91 @@ def tools_busy(waiting: int) -> str:
 
 
 SUMMARY_STOPPED = "The summary stopped between two files: its caller had gone."
+
+
+# The teaching panel: an example's true class, why a hard case was chosen, and the tumour outline (Predict, Compare).
+HARD_CASES = {  # the reasons of tumor_ai.core.examples.CASES; what the models answer now is asked, never recorded here
+    "both_wrong": "when it was chosen from the validation split, both models read it as another class",
+    "disagree": "when it was chosen from the validation split, the two models read it differently",
+    "unsure": "when it was chosen from the validation split, a model's likeliest class was barely likelier than the rest",
+    "edge": "its tumour reaches the edge of the head, where a map has little room around it",
+}
+HARD_CASE_TITLES = {  # the hard cases' titles in the example galleries: why each was chosen, never its class
+    "both_wrong": "Hard: both models wrong when chosen",
+    "disagree": "Hard: the models disagreed when chosen",
+    "unsure": "Hard: a model unsure when chosen",
+    "edge": "Hard: the tumour at the head's edge",
+}
+RETRAINED = "(the models may have been retrained since: what they answer now is what counts)"
+GUESS_FIRST = "Guess first, then reveal"
+OUTLINE_TOGGLE = "Draw the tumour outline (labelled examples)"
+OUTLINE_SHOWN = (
+    "The white line is the tumour as the dataset's authors outlined it. Does the hottest part of each map fall inside "
+    "it? That is the pointing game the About tab scores."
+)
+NO_OUTLINE = "No tumour outline for this slice: outlines exist only for the labelled examples that show a tumour."
+NO_BATCH_FILE = (
+    "That slice's file is no longer in the batch input (removed, or expired from the app's cache); run the batch again."
+)
+
+
+def hard_case(case: str | None) -> str:
+    """Why a hard case is in the examples ("A hard case: ..."), or nothing for the one-per-class slices."""
+    if not case:
+        return ""
+    reason = HARD_CASES[case]
+    return f" _A hard case: {reason}{' ' + RETRAINED if case != 'edge' else ''}._"
+
+
+def _judged(model: str, prediction: Prediction | None, truth: str) -> str:
+    if prediction is None or not prediction.is_mri:
+        return f"{model} refuses it (its MRI check)"
+    mark = "right" if prediction.label == truth else "wrong"
+    return f"{model} reads {display_name(prediction.label)} ({prediction.confidence:.0%}): **{mark}**"
+
+
+def example_truth(
+    truth: str | None,
+    case: str | None,
+    guess_first: bool,
+    answers: dict[str, Prediction | None] | None,
+    from_folder: bool = False,
+) -> str:
+    """The teaching panel's first lines: the true class, held back until the models answer when guessing first.
+
+    ``answers`` (model -> its answer, None where it refused the slice) is None until the models have answered.
+    """
+    if truth is None:
+        return ""
+    where = "its folder in the batch" if from_folder else "a labelled example from the validation split"
+    case_text = hard_case(case)
+    if answers is None and guess_first:
+        return (
+            f"**Guess first:** which class is this slice? Then ask the models; its true class ({where}) shows once "
+            f"they have answered.{case_text}"
+        )
+    shown = f"**True class: {display_name(truth)}** ({where})."
+    if answers is None:
+        return shown + case_text
+    judged = "; ".join(_judged(model, prediction, truth) for model, prediction in answers.items())
+    return f"{shown} {judged}.{case_text}"
+
+
+def outline_note(has_outline: bool) -> str:
+    """What the outline toggle drew, or why it drew nothing."""
+    return OUTLINE_SHOWN if has_outline else NO_OUTLINE
+
+
+def batch_view(which: str, shown: int, total: int, labelled: int) -> str:
+    """The batch filter's line: how many rows it shows, and why a filter on errors may show none."""
+    if which == "errors" and not labelled:
+        return (
+            "No file in this batch is labelled: put the slices in class folders (`glioma/`, `meningioma/`, `notumor/`, "
+            "`pituitary/`) in a .zip, and a model's answer that differs from its folder counts as an error."
+        )
+    what = {
+        "all": "every file",
+        "errors": f"the files a model reads as another class than their folder ({labelled} labelled)",
+        "disagreements": "the files the models read differently",
+    }[which]
+    return f"{shown} of {total} rows: {what}. Select a row to open that slice in Compare."
