@@ -816,6 +816,7 @@ class OpenedOutputs(NamedTuple):
     picture: str
     compare: CompareOutputs
     teaching: str
+    cleared: Any  # what was about Compare's old slice and is not an answer (the hidden-region block): None clears it
     tab: Any
 
 
@@ -856,5 +857,6 @@ def open_in_compare(
         picture=cache_picture(item.image.pixels, "slice.png"),
         compare=answer,
         teaching=teaching(predictors, state, answer.explained, guess_first, outline),
+        cleared=None,
         tab=gr.Tabs(selected="compare"),
     )

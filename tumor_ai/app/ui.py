@@ -51,6 +51,11 @@ SHOW_ANSWER_JS = """() => {
   document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
   if (window.innerWidth < 768) document.getElementById('ELEM_ID')?.scrollIntoView({block: 'start'});
 }"""
+# A batch row opened in Compare: its answer into view, whatever the width (the table was far down the page).
+SHOW_OPENED_JS = """() => {
+  document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
+  requestAnimationFrame(() => document.getElementById('compare-answer')?.scrollIntoView({block: 'start'}));
+}"""
 CAM_CAVEAT = (
     "_The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a model "
     "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and not always the "
@@ -349,7 +354,7 @@ def labelled_zip(folder: Path) -> Path | None:
     examples = load_examples(EXAMPLES_DIR)
     if not examples:
         return None
-    path = folder / "labelled-examples.zip"
+    path = folder / "labelled.zip"
     with zipfile.ZipFile(path, "w") as archive:
         for example in examples:
             archive.write(example.path, f"{example.label}/{example.path.name}")
@@ -440,7 +445,7 @@ def _same_switches(first: Switches, second: Switches) -> None:
 def _examples(shown: Shown, image: gr.Image, prefix: str, label: str) -> None:
     """A tab's examples: one slice per class, then the hard cases titled by why each was chosen (never by class)."""
     if shown.examples:
-        gr.Examples([[str(path)] for path in shown.examples], inputs=[image], label=label)
+        gr.Examples([[str(path)] for path in shown.examples], inputs=[image], label=label, elem_id=f"{prefix}-examples")
     if shown.hard:
         gr.Examples(
             [[str(path)] for path, _ in shown.hard],
@@ -571,6 +576,7 @@ class CompareHandle(NamedTuple):
     opacity: gr.Slider
     outline: gr.State
     switches: Switches
+    hide: HideControls
 
 
 def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) -> CompareHandle:
@@ -633,7 +639,7 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             api_visibility="private",
             queue=False,
         )
-    return CompareHandle(c_image, c_answer, c_teaching, c_opacity, c_outline, c_switches)
+    return CompareHandle(c_image, c_answer, c_teaching, c_opacity, c_outline, c_switches, c_hide)
 
 
 def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.CompareColumn:
@@ -766,9 +772,9 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             return handlers.open_in_compare(predictors, rows, view, paths, opacity, outline, guess_first, index, file)
 
         shown_in_compare = handlers.OpenedOutputs(
-            picture=compare.image, compare=compare.answer, teaching=compare.teaching, tab=tabs
+            picture=compare.image, compare=compare.answer, teaching=compare.teaching, cleared=compare.hide.cleared, tab=tabs
         )
-        b_table.select(
+        b_opened = b_table.select(
             page_only(named(opened, shown_in_compare)),
             [b_rows, b_view, b_files, compare.opacity, compare.outline, compare.switches.guess],
             outputs(shown_in_compare),
@@ -776,6 +782,8 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             concurrency_id="model",
             concurrency_limit=MODEL_CONCURRENCY,
         )
+        b_opened.success(None, None, None, js=SHOW_OPENED_JS)  # the page was scrolled down to the table
+        b_opened.then(handlers.editable_slice, compare.answer.slice, compare.hide.editor, api_visibility="private", queue=False)
 
 
 def _about_tab(
