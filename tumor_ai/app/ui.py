@@ -469,7 +469,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
     labels = predictors[default].labels
     evidence_choices = [("Its answer", handlers.TOP_CLASS)] + [(display_name(label), label) for label in labels]
     with gr.Tab("Predict", id="predict"):
-        p_slice, p_explained, p_outline = session_state(), session_state(), gr.State(False)
+        p_slice, p_explained, p_outline = session_state(), session_state(), session_state()  # outline: None is off
         with gr.Row():
             with gr.Column(scale=1):
                 p_image, p_other = _slice_input("MRI slice", "predict-image")
@@ -584,7 +584,7 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
     names = list(predictors)
     labels = predictors[names[-1]].labels
     with gr.Tab("Compare", id="compare"):
-        c_slice, c_explained, c_outline = session_state(), session_state(), gr.State(False)
+        c_slice, c_explained, c_outline = session_state(), session_state(), session_state()
         with gr.Row():
             with gr.Column(scale=1):
                 c_image, c_other = _slice_input("MRI slice", "compare-image")
