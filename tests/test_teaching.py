@@ -181,3 +181,66 @@ def test_the_page_never_words_the_answers_recorded_when_a_case_was_chosen(exampl
             for guess in (True, False):
                 text = wording.example_truth(entry["label"], case, guess, None)
                 assert not re.search(r"\d%|\d\.\d", text), text
+
+
+def _script():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("choose_hard_cases", ROOT / "scripts" / "choose_hard_cases.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_hard_cases_are_chosen_by_their_rules_and_a_slice_with_an_outline_comes_first(tmp_path, monkeypatch):
+    """scripts/choose_hard_cases.py on a drawn dataset with planted answers: each rule picks the slice it should."""
+    script = _script()
+    monkeypatch.setattr(script, "NEAR_COPY", 1.01)  # drawn heads all look alike; copies are tested below
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[0:96, 0:96]
+    head = (rows - 48) ** 2 + (cols - 48) ** 2 < 36**2
+    paths = []
+    for label in LABELS:
+        for index in range(3):
+            path = f"{label}/{label}_{index}.png"
+            (tmp_path / "Training" / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.where(head, 90 + rng.integers(0, 60, head.shape), 0).astype(np.uint8)).save(
+                tmp_path / "Training" / path
+            )
+            paths.append(path)
+            if label != "notumor":
+                mask = (rows - (16 if index == 2 and label == "glioma" else 48)) ** 2 + (cols - 48) ** 2 < 8**2
+                (tmp_path / "masks" / "Training" / label).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(mask).save(tmp_path / "masks" / "Training" / label / f"{label}_{index}.png")
+
+    def answer(label: str, top: float) -> dict:
+        rest = (1 - top) / 3
+        return {"label": label, "probabilities": {name: top if name == label else rest for name in LABELS}, "is_mri": True}
+
+    answers = {name: {path: answer(path.split("/")[0], 0.9) for path in paths} for name in ("cnn", "vgg16")}
+    answers["cnn"]["notumor/notumor_0.png"] = answer("glioma", 0.99)  # both wrong, surest: but it has no outline
+    answers["vgg16"]["notumor/notumor_0.png"] = answer("glioma", 0.99)
+    answers["cnn"]["glioma/glioma_0.png"] = answer("meningioma", 0.8)
+    answers["vgg16"]["glioma/glioma_0.png"] = answer("meningioma", 0.7)
+    answers["vgg16"]["meningioma/meningioma_0.png"] = answer("pituitary", 0.85)
+    answers["vgg16"]["pituitary/pituitary_0.png"] = answer("pituitary", 0.3)
+    answers["cnn"]["pituitary/pituitary_1.png"] = {**answer("pituitary", 0.1), "is_mri": False}  # refused: never chosen
+    cases = script.choose(tmp_path, paths, answers, script.Chosen({}))
+    assert [case["case"] for case in cases] == list(CASES)
+    assert [case["path"] for case in cases] == [
+        "glioma/glioma_0.png",
+        "meningioma/meningioma_0.png",
+        "pituitary/pituitary_0.png",
+        "glioma/glioma_2.png",
+    ]
+    assert cases[0]["answers"] == {"cnn": "meningioma 0.800", "vgg16": "meningioma 0.700"}
+    chosen = script.Chosen({})
+    pixels = read_image(tmp_path / "Training" / paths[0]).pixels
+    chosen.add(paths[0], pixels)
+    monkeypatch.undo()
+    assert chosen.copies("x", np.ascontiguousarray(pixels[:, ::-1])), "a mirrored copy is a copy"
+    for name, split in (("cnn", ["a.jpg"]), ("vgg16", ["b.jpg"])):
+        (tmp_path / "models" / name).mkdir(parents=True)
+        (tmp_path / "models" / name / "split.json").write_text(json.dumps({"validation": split}))
+    with pytest.raises(SystemExit, match="split differs"):
+        script.validation_split(tmp_path / "models", ["cnn", "vgg16"])
