@@ -184,17 +184,17 @@ def choose(data: Path, paths: list[str], answers: dict[str, dict], chosen: Chose
         "both_wrong": (
             [path for path in readable if all(label != truth(path) for label in read(path))],
             lambda path: -min(top(path)),
-            "every model reads another class than its folder's",
+            "every model reads another class than its folder's (of those, the one whose less sure model is surest)",
         ),
         "disagree": (
             [path for path in readable if len(set(read(path))) > 1 and truth(path) in read(path)],
             lambda path: -min(top(path)),
-            "the models read different classes, one of them the true one",
+            "the models read different classes, one of them the true one (of those, the one whose less sure model is surest)",
         ),
-        "unsure": (readable, lambda path: min(top(path)), "a model's top probability is the lowest of the split"),
+        "unsure": (readable, lambda path: min(top(path)), "a model's top probability is the lowest of the split's slices"),
     }
     cases = []
-    for case, (candidates, score, rule) in rules.items():
+    for case, (candidates, score, rule) in rules.items():  # a slice with a tumour outline first, so there is one to draw
         ordered = sorted(candidates, key=lambda path: (mask_path(data, path) is None, score(path), path))
         path = _first_new(data, ordered, chosen)
         cases.append({"case": case, "path": path, "rule": rule, "answers": answer_text(answers, path)})
@@ -209,7 +209,8 @@ def choose(data: Path, paths: list[str], answers: dict[str, dict], chosen: Chose
     path = _first_new(data, ordered, chosen)
     gap = next(gap for gap, _, candidate in gaps if candidate == path)
     rule = (
-        f"the tumour outline reaches the head's border (gap {gap:.3f} of the head's width, the smallest; then the largest tumour)"
+        f"the tumour outline comes closest to the head's border (a gap of {gap:.3f} of the head's width, the smallest; "
+        "a larger tumour first when gaps tie)"
     )
     cases.append({"case": "edge", "path": path, "rule": rule, "answers": answer_text(answers, path)})
     assert [case["case"] for case in cases] == list(CASES)
