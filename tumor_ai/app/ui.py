@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS  # noqa: E402
 from tumor_ai.app import handlers  # noqa: E402
@@ -30,7 +31,15 @@ from tumor_ai.core.cam import method_name  # noqa: E402
 from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.core.inference import Predictor  # noqa: E402
-from tumor_ai.core.wording import API_DESCRIPTIONS, listed  # noqa: E402
+from tumor_ai.core.wording import (  # noqa: E402
+    API_DESCRIPTIONS,
+    APP_TITLE,
+    PREVIEW_ALT,
+    listed,
+    preview_tagline,
+    share_description,
+    what_it_does,
+)
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
@@ -122,13 +131,13 @@ def _shown_source(source: str) -> str:
 
 def _header(predictors: dict[str, Predictor]) -> str:
     """What the app does, from the models' own metadata: their classes and what they are."""
+    return what_it_does(*_classes_and_models(predictors))
+
+
+def _classes_and_models(predictors: dict[str, Predictor]) -> tuple[list[str], list[str]]:
+    """The classes the models tell apart, and each model as a sentence names it ("a Custom CNN")."""
     labels = next(iter(predictors.values())).labels
-    classes = [display_name(label).lower() for label in labels]
-    models = listed([f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()])
-    return (
-        f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {models}, "
-        "and see where each one looked (Grad-CAM)."
-    )
+    return labels, [f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()]
 
 
 def serving_text(predictors: dict[str, Predictor], sources: dict[str, str], fallback_reasons: dict[str, str]) -> str:
@@ -307,15 +316,27 @@ def _wire_slice(image, other, state, message, cleared: list) -> None:
 
 
 class Shown(NamedTuple):
-    """The pictures the page shows, as copies in ``folder``: the examples, and each model's confusion matrix."""
+    """The pictures the page shows, as copies in ``folder``: the examples, each model's confusion matrix, and the
+    picture a shared link's preview card shows."""
 
     folder: Path
     examples: list[Path]
     matrices: dict[str, Path]
+    preview: Path | None = None
+
+
+class SharePreview(NamedTuple):
+    """What a shared link's preview card says (the page's ``og:`` and ``twitter:`` tags; ``tumor_ai.app.serve``)."""
+
+    title: str
+    description: str
+    image: Path | None
+    image_alt: str
 
 
 def show_pictures(predictors: dict[str, Predictor]) -> Shown:
-    """Copy the examples and each model's confusion matrix into a folder of their own (``workspace.pictures_folder``)."""
+    """Copy the examples and each model's confusion matrix into a folder of their own (``workspace.pictures_folder``),
+    and draw the preview card's picture there."""
     folder = pictures_folder()
     examples = []
     for path in EXAMPLES:
@@ -327,7 +348,46 @@ def show_pictures(predictors: dict[str, Predictor]) -> Shown:
         if matrix.is_file():
             matrices[name] = folder / f"model{index}-confusion_matrix.png"
             shutil.copyfile(matrix, matrices[name])
-    return Shown(folder, examples, matrices)
+    labels = next(iter(predictors.values())).labels
+    one_each = [path for label in labels for path in EXAMPLES if path.stem == label] or EXAMPLES[:4]
+    preview = folder / "preview.png" if one_each else None
+    if preview:
+        shown = [(path, display_name(path.stem)) for path in one_each]
+        preview_picture(shown, preview_tagline(len(predictors))).save(preview, optimize=True)
+    return Shown(folder, examples, matrices, preview)
+
+
+PREVIEW_SIZE = (1200, 630)  # the size link previews (Open Graph, X/Twitter's large card) are drawn at
+
+
+def preview_picture(slices: list[tuple[Path, str]], tagline: str) -> Image.Image:
+    """The preview card's picture: the app's name, what it does, and one example slice of each class, named."""
+
+    def font(size: int):
+        try:
+            return ImageFont.load_default(size=size)
+        except (TypeError, OSError):  # a Pillow without FreeType has one small bitmap font
+            return ImageFont.load_default()
+
+    width, height = PREVIEW_SIZE
+    card = Image.new("RGB", PREVIEW_SIZE, (11, 15, 25))
+    draw = ImageDraw.Draw(card)
+    draw.text((48, 36), "tumor-ai", fill=(255, 255, 255), font=font(64))
+    draw.text((50, 116), tagline, fill=(200, 205, 215), font=font(30))
+    gap, top = 24, 188
+    side = min(300, (width - 96 - gap * (len(slices) - 1)) // max(len(slices), 1))
+    left = (width - side * len(slices) - gap * (len(slices) - 1)) // 2
+    for index, (path, name) in enumerate(slices):
+        with Image.open(path) as picture:
+            tile = picture.convert("RGB")
+        tile.thumbnail((side, side))
+        x = left + index * (side + gap)
+        card.paste(tile, (x + (side - tile.width) // 2, top + (side - tile.height) // 2))
+        label = font(28)
+        shown = draw.textlength(name, font=label)
+        draw.text((x + (side - shown) / 2, top + side + 14), name, fill=(255, 255, 255), font=label)
+    draw.text((50, height - 56), NOT_A_DIAGNOSIS, fill=(255, 190, 120), font=font(24))
+    return card
 
 
 def build_app(
@@ -356,7 +416,7 @@ def build_app(
 
     # The app's own sweeper (tumor_ai.app.workspace) spares files a running batch reads; Gradio's would not.
     gradio_sweep = None if active_sweep() else cache_sweep
-    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=gradio_sweep) as app:
+    with gr.Blocks(title=APP_TITLE, analytics_enabled=False, delete_cache=gradio_sweep) as app:
         gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
         serving = serving_text(predictors, sources, fallback_reasons or {})
         if fallback_reasons:
@@ -375,6 +435,7 @@ def build_app(
         _assistant_tab(toolbox, brain or Router(), session_state)
         _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
         app.tool_gates = register_tools(toolbox, app)  # after the last tab: a block between tabs would start a second tab bar
+    app.share_preview = SharePreview(APP_TITLE, share_description(*_classes_and_models(predictors)), shown.preview, PREVIEW_ALT)
     return app
 
 

@@ -622,3 +622,47 @@ def tools_busy(waiting: int) -> str:
 
 
 SUMMARY_STOPPED = "The summary stopped between two files: its caller had gone."
+
+
+# The page's frame: its header, the preview a shared link shows, and what `tumor-ai serve` prints when it starts.
+APP_TITLE = "tumor-ai: brain-tumour MRI classifier"
+PREVIEW_ALT = "One brain MRI slice of each class the models tell apart, as the app's examples show them"
+
+
+def what_it_does(labels: list[str], models: list[str]) -> str:
+    """What the app does, from its models' classes and titles ("a Custom CNN", ...): the header and the preview card."""
+    classes = [display_name(label).lower() for label in labels]
+    return (
+        f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {listed(models)}, "
+        "and see where each one looked (Grad-CAM)."
+    )
+
+
+def preview_tagline(models: int) -> str:
+    """The preview picture's line under the app's name."""
+    if models == 1:
+        return "Brain MRI slices through a model, and where it looked"
+    return f"Brain MRI slices through {({2: 'two', **NUMBER_WORDS}).get(models, models)} models, and where each one looked"
+
+
+def share_description(labels: list[str], models: list[str]) -> str:
+    """The sharing preview's description: what the app does, and that it is not a diagnosis."""
+    return f"{what_it_does(labels, models)} Research and teaching only: not a diagnosis."
+
+
+def started(local_url: str, share_asked: bool, share_url: str | None, share_reachable: bool, on_space: bool) -> list[str]:
+    """What ``tumor-ai serve`` prints once the app answers: where it runs and, in one consistent sentence, the public link
+    (Gradio prints a link it opened itself; its advice to edit ``launch()`` does not apply to a command)."""
+    lines = [f"* Running on local URL:  {local_url}"]
+    if on_space:
+        return lines
+    if share_asked and not share_url:
+        why = (
+            "Gradio could not open one (its reason is above)"
+            if share_reachable
+            else "Gradio's share service cannot be reached from here"
+        )
+        lines.append(f"* No public link: {why}; the app still works at {local_url}")
+    elif not share_asked:
+        lines.append("* For a public link to show the app to others, start it with --share.")
+    return lines
