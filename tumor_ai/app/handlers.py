@@ -40,7 +40,7 @@ from tumor_ai.core.batch import (
     summary,
 )
 from tumor_ai.core.conformal import SERVED_LEVEL
-from tumor_ai.core.explain import display_copy, drawn_strength, heatmap, overlay
+from tumor_ai.core.explain import display_copy, drawn_strength, heatmap, legend_html, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
@@ -49,6 +49,7 @@ from tumor_ai.core.wording import (  # noqa: F401 - re-exported
     HIDE_LESSON,
     batch_stopped,
     hidden_reading,
+    map_strength,
     not_a_choice,
     not_a_number,
     not_mri,
@@ -345,6 +346,23 @@ def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float,
         reading=reader(predictors).reading(explained.answer, cam, predictor.labels[index]),
         explained=explained,
     )
+
+
+def evidence_legend(predictors: dict[str, Predictor], explained: Explained | None, evidence: str) -> str:
+    """The colour bar under the Predict overlay: how strong the map on screen is drawn (as ``draw`` drew it), and what
+    that means; nothing while no map is shown."""
+    if explained is None or not isinstance(evidence, str):
+        return ""
+    predictor = predictors[explained.model]
+    index = evidence_index(predictor, explained.prediction, evidence)
+    cam = explained.cams.get(index)
+    if cam is None:
+        return ""
+    label = predictor.labels[index]
+    probability, is_answer = explained.prediction.probabilities[label], label == explained.prediction.label
+    shown = drawn_strength(cam, probability, is_answer)
+    peak = float(shown.max()) if shown.size else 0.0
+    return legend_html(map_strength(label, probability, is_answer, peak), peak)
 
 
 def predict(

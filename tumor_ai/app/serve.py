@@ -171,6 +171,7 @@ def launch(app, args: argparse.Namespace, block: bool = True) -> None:
         max_file_size="100mb",
         footer_links=["api"],
         mcp_server=args.mcp,
+        css=getattr(app, "page_css", None),
         quiet=True,
         prevent_thread_lock=True,
         ssr_mode=False,
