@@ -453,8 +453,9 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
         "changes only when the tumour goes shows that the model reads the tumour, not the erasure. "
         + (
-            "The held-out fills (scikit-image's biharmonic inpainting and a heavy blur) are ones no training recipe "
-            "uses, so a model that learned the training fills as a cue shows it there. "
+            "The held-out fills (each hidden pixel given the nearest visible pixel's grey, and the surroundings "
+            "blurred in) are ones no training recipe uses, so a model that learned the training fills as a cue shows "
+            "it there. "
             if erased.held_out_fills
             else ""
         )
