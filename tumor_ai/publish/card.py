@@ -571,6 +571,8 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     folder = training.out or f"models/{metadata.name}"
     started = training.started_from
     commands = [started.command] if started and started.command else []
+    if commands and started.out and started.out != started.of:
+        commands.append(f"cp -r {started.out} {started.of}  # the fine-tune below starts from these weights")
     commands += [refit.split_run_command] if refit else []
     commands.append(training.command)
     if metadata.mri_check:
