@@ -617,8 +617,7 @@ def table(report: dict) -> str:
     ]
     for style, held in erased.get("held_out_fills", {}).items():
         lines.append(
-            f"held-out fill '{style}': tumour class kept {cell(held['tumour_kept'])}, "
-            f"control kept {cell(held['control_kept'])}"
+            f"held-out fill '{style}': tumour class kept {cell(held['tumour_kept'])}, control kept {cell(held['control_kept'])}"
         )
     if "score_cam" in report:
         score = report["score_cam"]

@@ -44,17 +44,21 @@ def front_matter(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     """YAML front matter that the Hugging Face Hub reads (library, task, licence, base model, metrics)."""
     scores = metadata.metrics.validation if metadata.metrics else None
     architecture = architectures.find(metadata.architecture)
-    results = [
-        EvalResult(
-            task_type="image-classification",
-            dataset_type=DATASET_ID,
-            dataset_name="Brain Tumor MRI Dataset (group-aware validation split of Training)",
-            metric_type=metric,
-            metric_name=name,
-            metric_value=value,
-        )
-        for value, metric, name in ((scores.accuracy, "accuracy", None), (scores.macro_f1, "f1", "macro F1"))
-    ] if scores else []
+    results = (
+        [
+            EvalResult(
+                task_type="image-classification",
+                dataset_type=DATASET_ID,
+                dataset_name="Brain Tumor MRI Dataset (group-aware validation split of Training)",
+                metric_type=metric,
+                metric_name=name,
+                metric_value=value,
+            )
+            for value, metric, name in ((scores.accuracy, "accuracy", None), (scores.macro_f1, "f1", "macro F1"))
+        ]
+        if scores
+        else []
+    )
     data = ModelCardData(
         library_name="keras",
         pipeline_tag="image-classification",
