@@ -19,7 +19,7 @@ from tumor_ai import DISCLAIMER
 from tumor_ai.app.reader import Answer, Reader, ReaderError
 from tumor_ai.core.imaging import ImageError, LoadedImage
 from tumor_ai.core.inference import Prediction, Predictor
-from tumor_ai.core.wording import focus_region, map_trust, surest, verdict
+from tumor_ai.core.wording import HELD_OUT_ONLY, figures_lead, focus_region, map_trust, surest, verdict
 from tumor_ai.model.labels import display_name
 
 TOOL_OPACITY = 0.45  # the overlay's opacity in tool answers (the tabs have a slider)
@@ -103,7 +103,7 @@ class Toolbox:
         """A model's validation figures (accuracy, macro-F1, per class), where its map points, and its prediction sets."""
         metadata = self.model(model).metadata
         if not metadata.metrics:
-            return ToolResult(f"The {model} model's metadata holds no validation figures.")
+            return ToolResult(figures_lead(model, metadata))
         validation, per_class = metadata.metrics.validation, metadata.metrics.validation_per_class
         chosen = [self.label(label)] if label else list(per_class)
         lines = [
@@ -128,7 +128,7 @@ class Toolbox:
                 f"Its {float(conformal.served_level or 0):.0%} prediction sets held the true class for "
                 f"{sets.coverage:.1%} of validation slices, with {sets.set_size:.2f} classes on average."
             )
-        lines.append("These are figures on this dataset's own held-out slices, not on patients from a clinic. " + DISCLAIMER)
+        lines.append(f"{HELD_OUT_ONLY} {DISCLAIMER}")
         return ToolResult("\n".join(lines))
 
     def summarise_batch(self, paths: list[str], stop: Callable[[], bool] | None = None) -> ToolResult:
