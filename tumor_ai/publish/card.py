@@ -453,8 +453,9 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
         "changes only when the tumour goes shows that the model reads the tumour, not the erasure. "
         + (
-            "The held-out fills (scikit-image's biharmonic inpainting and a heavy blur) are ones no training recipe "
-            "uses, so a model that learned the training fills as a cue shows it there. "
+            "The held-out fills (each hidden pixel given the nearest visible pixel's grey, and the surroundings "
+            "blurred in) are ones no training recipe uses, so a model that learned the training fills as a cue shows "
+            "it there. "
             if erased.held_out_fills
             else ""
         )
@@ -570,6 +571,8 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     folder = training.out or f"models/{metadata.name}"
     started = training.started_from
     commands = [started.command] if started and started.command else []
+    if commands and started.out and started.out != started.of:
+        commands.append(f"cp -r {started.out} {started.of}  # the fine-tune below starts from these weights")
     commands += [refit.split_run_command] if refit else []
     commands.append(training.command)
     if metadata.mri_check:
