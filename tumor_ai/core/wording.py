@@ -517,6 +517,9 @@ def figures_lead(model: str, metadata: ModelMetadata, label: str | None = None) 
     )
 
 
+HELD_OUT_ONLY = "These are figures on this dataset's own held-out slices, not on patients from a clinic."
+
+
 def better_model(metadata: dict[str, ModelMetadata]) -> str:
     """Which model is better, by how much, on what data, and where the other wins, from the metadata alone."""
     scored = {name: meta for name, meta in metadata.items() if meta.metrics}
@@ -558,7 +561,7 @@ def better_model(metadata: dict[str, ModelMetadata]) -> str:
         lead += f" The {other} wins on {listed(wins)}."
     else:
         lead += f" The {other} does not beat it on any class's recall, on calibration or on where its map points."
-    return lead + " These are figures on this dataset's own held-out slices, not on patients from a clinic."
+    return f"{lead} {HELD_OUT_ONLY}"
 
 
 def _pointing(metadata: ModelMetadata) -> float | None:
