@@ -42,6 +42,7 @@ def test_what_the_about_tab_promises_holds(slot_predictors, example_paths):
         kept = [path for path in Path(get_upload_folder()).rglob("privacy_probe.jpg")]
         states = [data for session in app.state_holder.session_data.values() for data in session.state_data.values()]
         assert kept and any(value is not None for value in states), "the upload and the session's slice are there at first"
+
         def states():
             return [data for session in app.state_holder.session_data.values() for data in session.state_data.values()]
 

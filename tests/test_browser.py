@@ -573,3 +573,198 @@ def test_the_assistant_holds_a_six_turn_conversation(browser, app_url, example_p
     assert "Source:" in replies[5] and "I can't give medical advice" not in "".join(replies)
     page.screenshot(path=SHOTS / "assistant_conversation.png", full_page=True)
     page.close()
+
+
+# Issue 40: the maps say how strong they are, the page says why a map ends in a straight edge, the layout holds on a
+# phone and in a 1400x900 window, and About opens with the models compared. Each test opens its own page.
+
+# The words of ``selector``'s text rendered on more than one line: a word broken inside itself ("Gliom a"). A break at
+# a hyphen or a dash ("macro-", "F1") is where a line may end, so the parts between them are checked.
+BROKEN_WORDS = """sel => {
+  const broken = [];
+  document.querySelectorAll(sel).forEach(cell => {
+    const walker = document.createTreeWalker(cell, NodeFilter.SHOW_TEXT);
+    for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+      for (const part of node.textContent.matchAll(/[^\\s\\-–—]+/g)) {
+        const range = document.createRange();
+        range.setStart(node, part.index);
+        range.setEnd(node, part.index + part[0].length);
+        const lines = new Set(Array.from(range.getClientRects()).filter(r => r.width > 0).map(r => Math.round(r.top)));
+        if (lines.size > 1) broken.push(part[0]);
+      }
+    }
+  });
+  return broken;
+}"""
+
+
+def _box(page, selector: str) -> dict:
+    return page.locator(selector).first.bounding_box()
+
+
+def _compare(page, path: Path) -> None:
+    _tab(page, "Compare")
+    _upload(page, "compare-image", str(path))
+    page.locator("#compare-summary").get_by_text("Slice loaded").wait_for()
+    page.locator("#compare-button").click()
+    page.locator("#compare-summary").get_by_text("ms").first.wait_for()
+    for name in ("cnn", "vgg16"):
+        page.locator(f"#compare-{name} img").first.wait_for()
+    page.wait_for_function(IDLE, arg="#compare-answer")
+
+
+def test_the_colour_bar_says_how_strong_the_map_on_screen_is(browser, app_url, example_paths):
+    """Predict's colour bar marks where the drawn map peaks, and its words say the same: full strength for the answer,
+    as faint as its probability for another class (``drawn_strength``); Compare has its own bar under its maps."""
+    page = _open(browser, app_url)
+    _upload(page, "predict-image", str(example_paths["glioma"]))
+    page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
+    page.locator("#predict-button").click()
+    legend = page.locator("#predict-legend")
+    legend.get_by_text("Drawn at full strength: red marks the strongest evidence for Glioma").wait_for()
+    assert float(legend.locator(".evidence-legend").get_attribute("data-peak")) > 0.98  # the answer's map, at full strength
+    assert legend.get_by_text("weak", exact=True).is_visible() and legend.get_by_text("strong evidence").is_visible()
+    assert _box(page, "#predict-legend")["y"] >= _box(page, "#predict-overlay")["y"] + _box(page, "#predict-overlay")["height"]
+    page.locator("#predict-evidence").get_by_text("Meningioma").click()
+    legend.get_by_text("Meningioma is not the model's answer").wait_for()
+    words = legend.locator(".evidence-words").inner_text()
+    probability = float(re.search(r"(?:only |likely \()(\d+\.?\d*)%", words)[1]) / 100
+    peak = float(legend.locator(".evidence-legend").get_attribute("data-peak"))
+    assert abs(peak - probability) < 0.006, (words, peak)  # the map is drawn as strong as the class is likely
+    mark = float(re.search(r"left: ([\d.]+)%", legend.locator(".evidence-peak").get_attribute("style"))[1])
+    assert abs(mark / 100 - peak) < 0.001 and ("never red" in words or "not red" in words)
+    if probability < 0.10:
+        assert words.startswith("Weak evidence") and "weak evidence" in page.locator("#predict-reading").inner_text()
+    page.locator("#predict-answer").screenshot(path=SHOTS / "predict_weak_evidence.png")
+    _compare(page, example_paths["meningioma"])
+    bar = _box(page, "#compare-legend .evidence-bar")
+    assert bar and bar["y"] > _box(page, "#compare-cnn")["y"] + _box(page, "#compare-cnn")["height"] - 1, "under the maps"
+    assert "drawn at full strength" in page.locator("#compare-legend").inner_text()
+    page.close()
+
+
+def test_the_page_says_why_a_map_ends_in_a_straight_edge(browser, app_url, example_paths):
+    """Under the maps, the caveat names the model that reads only the square around the head (its metadata's crop)."""
+    page = _open(browser, app_url)
+    for caveat in ("#predict-caveat", "#compare-caveat"):
+        if caveat == "#compare-caveat":
+            _tab(page, "Compare")
+        text = page.locator(caveat).inner_text()
+        assert "The cnn model reads only the square around the head" in text and "hard straight edge" in text, text
+        assert "not a finding" in text and "vgg16 model reads only" not in text
+    page.close()
+
+
+def test_compare_on_a_phone_shows_both_maps_together_and_whole_words(browser, app_url, example_paths):
+    phone = browser.new_page(viewport={"width": 390, "height": 844})
+    phone.set_default_timeout(60_000)
+    phone.goto(app_url)
+    _compare(phone, example_paths["meningioma"])
+    phone.wait_for_function("() => Math.abs(document.getElementById('compare-answer').getBoundingClientRect().top) < 200")
+    cnn, vgg16 = _box(phone, "#compare-cnn"), _box(phone, "#compare-vgg16")
+    assert abs(cnn["y"] - vgg16["y"]) < 2, "the two maps side by side, not a screen apart"
+    assert cnn["x"] + cnn["width"] <= vgg16["x"] and vgg16["x"] + vgg16["width"] <= 390
+    assert cnn["y"] >= 0 and cnn["y"] + cnn["height"] <= 844, "both maps on the screen with the answer"
+    assert phone.evaluate(BROKEN_WORDS, "#compare-summary th, #compare-summary td") == []
+    for name in ("cnn", "vgg16"):
+        label, buttons = _box(phone, f"#compare-{name} [data-testid=block-label]"), _box(phone, f"#compare-{name} button")
+        assert label["x"] + label["width"] <= buttons["x"] + 1, "the map's label beside its buttons, not under them"
+    phone.screenshot(path=SHOTS / "phone_compare.png")
+    phone.close()
+
+
+def test_compare_in_a_1400x900_window_shows_both_maps_without_scrolling(browser, app_url, example_paths):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    _compare(page, example_paths["glioma"])
+    assert page.evaluate("window.scrollY") == 0
+    for name in ("cnn", "vgg16"):
+        box = _box(page, f"#compare-{name}")
+        assert box["y"] >= 0 and box["y"] + box["height"] <= 900, f"the {name} map is above the fold"
+    assert _box(page, "#compare-legend .evidence-bar")["y"] < 900
+    page.screenshot(path=SHOTS / "compare_1400x900.png")
+    page.close()
+
+
+def _labelled_zip(path: Path, per_class: int, example_paths) -> Path:
+    """A .zip with class folders: ``per_class`` different pictures of each example (each at another contrast)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    with zipfile.ZipFile(path, "w") as archive:
+        for label, source in example_paths.items():
+            pixels = np.asarray(Image.open(source).convert("L"), dtype=np.float32)
+            for index in range(per_class):
+                data = io.BytesIO()
+                Image.fromarray(np.clip(pixels * (0.8 + 0.03 * index), 0, 255).astype(np.uint8)).save(data, "PNG")
+                archive.writestr(f"{label}/slice_{index}.png", data.getvalue())
+    return path
+
+
+# While a batch runs: the progress text's box and the summary's text box, once both are on the page (one frame).
+PROGRESS_AND_SUMMARY = """() => {
+  const tracker = Array.from(document.querySelectorAll('#batch-status [data-testid=status-tracker], '
+    + '#batch-summary [data-testid=status-tracker]')).find(e => !e.classList.contains('hide') && e.innerText.includes('%'));
+  const summary = document.querySelector('#batch-summary .prose');
+  if (!tracker || !summary || !summary.innerText.includes('so far')) return null;
+  const words = Array.from(tracker.querySelectorAll('.progress-level-inner, .progress-text')).map(e => e.getBoundingClientRect());
+  const text = summary.getBoundingClientRect();
+  const overlaps = words.filter(r => r.width > 0 && r.left < text.right && text.left < r.right && r.top < text.bottom
+    && text.top < r.bottom);
+  return {words: words.length, overlaps: overlaps.length};
+}"""
+
+
+def test_a_labelled_batch_keeps_words_whole_and_its_progress_off_the_summary(browser, app_url, tmp_path, example_paths):
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(120_000)
+    page.goto(app_url)
+    _tab(page, "Batch")
+    _upload(page, "batch-files", str(_labelled_zip(tmp_path / "labelled.zip", 6, example_paths)))
+    page.locator("#batch-files").get_by_text("labelled.zip").wait_for()
+    page.locator("#batch-button").click()
+    shown = page.wait_for_function(PROGRESS_AND_SUMMARY, polling="raf").json_value()
+    assert shown["words"] and shown["overlaps"] == 0, "the progress is not written over the summary"
+    page.locator("#batch-summary").get_by_text("24 files · 0 refused").wait_for()
+    page.locator("#batch-summary").get_by_text("Labelled by folder: 24 of 24 files.").wait_for()
+    headers = page.locator("#batch-summary th")
+    assert "Meningioma" in headers.all_inner_texts() and "Glioma" in headers.all_inner_texts()
+    assert page.evaluate(BROKEN_WORDS, "#batch-summary th, #batch-summary td") == []
+    page.locator("#batch-summary").screenshot(path=SHOTS / "batch_labelled.png")
+    page.close()
+
+
+def test_about_opens_with_the_models_compared(browser, app_url):
+    """About's first block: which model is better at what (from each tumor_ai.json), the table, then the confusion
+    matrices side by side; the reliability diagrams where a model folder has one, else a sentence saying why not."""
+    from tumor_ai.core.wording import RELIABILITY_MISSING, which_is_better
+    from tumor_ai.model.metadata import ModelMetadata
+
+    metadata = {name: ModelMetadata.read(ROOT / "models" / name / "tumor_ai.json") for name in ("cnn", "vgg16")}
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.set_default_timeout(60_000)
+    page.goto(app_url)
+    _tab(page, "About")
+    comparison = page.locator("#about-comparison")
+    comparison.get_by_text("Which model is better, at what?").wait_for()
+    text = comparison.inner_text()
+    assert which_is_better(metadata).replace("**", "") in text.replace("\n", " ")
+    for meta in metadata.values():
+        assert f"{meta.metrics.validation.accuracy:.1%}" in text and f"{meta.localisation.pointing_game.value:.0%}" in text
+    assert all(row in text for row in ("Macro-F1", "Calibration error", "pointing game", "tumour erased"))
+    first = page.locator("#about-tab .block").first
+    assert first.get_attribute("id") == "about-comparison", "About opens with the comparison"
+    assert _box(page, "#about-comparison")["y"] < _box(page, "#about-maps")["y"]
+    matrices = page.locator("#about-matrices img")
+    matrices.first.wait_for()
+    left, right = (matrices.nth(index).bounding_box() for index in range(2))
+    assert abs(left["y"] - right["y"]) < 2 and left["x"] + left["width"] <= right["x"], "side by side"
+    if not list((ROOT / "models").glob("*/reliability_diagram.png")):
+        assert RELIABILITY_MISSING in page.locator("#about-no-reliability").inner_text()
+    assert page.evaluate(BROKEN_WORDS, "#about-comparison th, #about-comparison td") == []
+    page.screenshot(path=SHOTS / "about_comparison.png")
+    page.close()

@@ -123,6 +123,18 @@ def test_the_readme_is_a_front_door():
     assert lines[0] == "---", "the Hugging Face Space reads the README's front matter: keep it first"
 
 
+def test_the_readme_s_first_command_installs_the_tumor_ai_command():
+    """After the README's run command a clone has `.venv/bin/tumor-ai`: pip installs the project itself, whose console
+    script is the `tumor-ai` entry point."""
+    import tomllib
+
+    command = next(line for line in README.read_text().splitlines() if line.startswith("python3 -m venv .venv"))
+    install = command.split("&&")[1].split()
+    assert install[:2] == [".venv/bin/pip", "install"] and "-e" in install and install[install.index("-e") + 1] == "."
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts == {"tumor-ai": "tumor_ai.cli:main"} and "`.venv/bin/tumor-ai serve`" in README.read_text()
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_the_readme_models_table_is_the_shipped_metadata(name):
     figures, conformal = meta(name)["metrics"]["validation"], meta(name)["conformal"]

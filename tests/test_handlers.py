@@ -310,3 +310,25 @@ def test_the_map_of_an_unlikely_class_is_drawn_as_weak_as_its_probability_and_sa
     answer_cam = outputs.explained.cams[slot_predictors["cnn"].labels.index(outputs.explained.prediction.label)]
     full = heatmap(answer_cam, outputs.explained.display.shape[:2]).astype(int)
     assert np.abs(_pixels(top.heatmap).astype(int) - full).mean() < 3
+
+
+def test_the_colour_bar_marks_where_the_drawn_map_peaks_and_says_so(slot_predictors, example_paths):
+    """The legend under Predict's map follows ``draw``: its mark at the drawn map's peak (1 for the answer, the class's
+    probability for another), its words the same, and nothing while no map is shown."""
+    import re
+
+    outputs = handlers.predict(slot_predictors, _payload(example_paths["glioma"]), "cnn", 0.5, handlers.TOP_CLASS, None)
+    explained = outputs.explained
+    answer = handlers.evidence_legend(slot_predictors, explained, handlers.TOP_CLASS)
+    answer_cam = explained.cams[slot_predictors["cnn"].labels.index(explained.prediction.label)]
+    peak = float(answer_cam.max())  # 1 at the layer's grid; placing it over the slice may round it off
+    assert f'data-peak="{peak:.4f}"' in answer and f"left: {100 * peak:.1f}%" in answer and "Drawn at full strength" in answer
+    probabilities = explained.prediction.probabilities
+    other = min(probabilities, key=probabilities.get)
+    handlers.redraw(slot_predictors, explained, 0.5, other)  # the map drawn first, as the page does before its legend
+    legend = handlers.evidence_legend(slot_predictors, explained, other)
+    index = slot_predictors["cnn"].labels.index(other)
+    peak = float(re.search(r'data-peak="([\d.]+)"', legend)[1])
+    assert abs(peak - float((explained.cams[index] * probabilities[other]).max())) < 1e-4
+    assert f"{display_name(other)} is not the model&#x27;s answer" in legend and "red" in legend
+    assert handlers.evidence_legend(slot_predictors, None, handlers.TOP_CLASS) == ""

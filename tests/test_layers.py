@@ -81,3 +81,41 @@ def test_the_registry_binds_the_builder_where_it_is_defined():
     from tumor_ai.model import registry
 
     assert registry.get("cnn").builder().__module__ in ("training.networks", "tumor_ai.training.networks")
+
+
+def repeated_blocks(sources: dict[str, str], size: int = 6) -> list[str]:
+    """Where the same ``size`` lines stand twice (stripped; blank lines, comments and imports left out), as "a:1 = b:9"."""
+    import ast
+
+    first, found = {}, []
+    for name, text in sources.items():
+        imports = {
+            line
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.Import | ast.ImportFrom)
+            for line in range(node.lineno, node.end_lineno + 1)
+        }
+        lines = [
+            (number, line.strip())
+            for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#") and number not in imports
+        ]
+        for start in range(len(lines) - size + 1):
+            block = tuple(line for _, line in lines[start : start + size])
+            here = f"{name}:{lines[start][0]}"
+            if block in first:
+                found.append(f"{first[block]} = {here}")
+            first.setdefault(block, here)
+    return found
+
+
+def test_no_block_of_six_lines_is_written_twice():
+    """One place for each sentence a person reads and each step of the flow: no six lines repeat in tumor_ai/."""
+    sources = {str(path.relative_to(ROOT)): path.read_text() for path in sorted((ROOT / "tumor_ai").rglob("*.py"))}
+    assert repeated_blocks(sources) == []
+
+
+def test_the_repeat_check_sees_a_copied_block():
+    body = "".join(f"    total += {step}\n" for step in range(6))
+    sources = {"a.py": f"import os\n\ndef f(total):\n{body}", "b.py": f"def g(total):\n    # the same\n\n{body}{body}"}
+    assert repeated_blocks(sources) == ["a.py:4 = b.py:4", "a.py:4 = b.py:10"]

@@ -132,6 +132,19 @@ def test_a_held_out_fill_changes_only_the_region(style):
     assert filled[region].max() < 200
 
 
+@pytest.mark.parametrize("style", HELD_OUT_FILLS)
+def test_a_held_out_fill_does_not_let_the_tumour_through(style):
+    """A tight outline (the tumour's bright rim just outside it, as figshare's often are) is still erased: the
+    filled region is nearer the surroundings' grey than the tumour's. A plain blur of the box and biharmonic
+    inpainting both failed this (a bright blob, or an overshoot), so "kept" measured a tumour still there."""
+    pixels = np.full((96, 96, 3), 40, np.uint8)
+    pixels[30:60, 30:60] = 220
+    region = np.zeros((96, 96), bool)
+    region[31:59, 31:59] = True  # one px of the tumour's rim stays visible
+    filled = held_out_fill(pixels, region, style)
+    assert filled[region].mean() < (40 + 220) / 2
+
+
 def test_a_model_that_reads_the_border_misses_the_tumour_and_keeps_its_answer(stripe_predictor):
     report = localise(stripe_predictor, samples(stripe=True), ["grad_cam"], ["evidence"], deletion_images=0)
     figures = report["maps"]["grad_cam@evidence"]

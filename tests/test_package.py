@@ -54,5 +54,8 @@ def test_the_built_wheel_installs_and_classifies_the_examples(tmp_path):
     assert nowhere.returncode == 1 and "pass --models DIR" in nowhere.stderr and "Traceback" not in nowhere.stderr
     recipe = "from tumor_ai import architectures as a; print(a.resolve('training.recipe:Recipe').__module__)"
     assert _run(venv / "bin" / "python", "-c", recipe, cwd=tmp_path).stdout.strip() == "tumor_ai.training.recipe"
-    extras = _run(command, "train", "--help", cwd=tmp_path, check=False)
+    taught = _run(command, "train", "--help", cwd=tmp_path, check=False)  # the help, without the training extras
+    assert taught.returncode == 0 and taught.stdout.startswith("usage: tumor-ai train") and "--data" in taught.stdout
+    assert taught.stdout.rstrip().endswith("pip install 'tumor-ai[train]'")
+    extras = _run(command, "train", "--data", tmp_path, "--out", tmp_path / "run", cwd=tmp_path, check=False)
     assert extras.returncode and "pip install 'tumor-ai[train]'" in extras.stderr

@@ -208,3 +208,35 @@ def test_help_teaches(capsys):
     text = capsys.readouterr().out
     for phrase in ("--refit", "--resume", "--precision", "--crop", "python -m training.train --model cnn"):
         assert phrase in text
+
+
+def test_a_fine_tune_starts_from_its_split_run_and_says_so(dataset_dir, tmp_path):
+    """``--start-from`` copies the source's weights (a rate of ~0 leaves its kernels as they were), records the
+    source and its command, and the card copies the source where the fine-tune reads it before its command."""
+    root, _ = dataset_dir
+    source, tuned = tmp_path / "source", tmp_path / "tuned"
+    _train([*CNN_SMALL, "--epochs", "2", "--early-stopping-from", "5"], root, source, tmp_path / "c")
+    _train([*CNN_SMALL, "--epochs", "1", "--learning-rate", "1e-12", "--start-from", str(source)], root, tuned, tmp_path / "c")
+    before, source_metadata = load_model(source)
+    after, metadata = load_model(tuned)
+    kernels = [layer.kernel.numpy() for layer in before.layers if hasattr(layer, "kernel")]
+    copied = [layer.kernel.numpy() for layer in after.layers if hasattr(layer, "kernel")]
+    for left, right in zip(kernels, copied):
+        np.testing.assert_allclose(left, right, atol=1e-6)
+    started = metadata.training.started_from
+    assert started.of == str(source) and started.command == source_metadata.training.command
+    assert started.out == str(source) and "same validation images" in started.held_out
+    card = (tuned / "README.md").read_text()
+    assert card.index(source_metadata.training.command) < card.index(metadata.training.command)
+
+
+def test_a_fine_tune_refuses_a_source_that_saw_its_validation_images(dataset_dir, tmp_path, capsys):
+    root, _ = dataset_dir
+    source = tmp_path / "source"
+    _train([*CNN_SMALL, "--epochs", "1", "--early-stopping-from", "5"], root, source, tmp_path / "c")
+    with pytest.raises(SystemExit, match="held out other images"):
+        _train([*CNN_SMALL, "--epochs", "1", "--seed", "3", "--start-from", str(source)], root, tmp_path / "t", tmp_path / "c")
+    with pytest.raises(SystemExit, match="another network"):
+        _train(
+            [*CNN_SMALL, "--epochs", "1", "--input-size", "40", "--start-from", str(source)], root, tmp_path / "t", tmp_path / "c"
+        )

@@ -34,7 +34,7 @@ class MadeUpTrials:
     def score(self, folder: Path) -> TrialScore:
         return TrialScore(
             macro_f1=0.9, accuracy=0.91, pointing_game=0.9, tumour_kept=0.1, control_kept=0.99,
-            held_out_tumour_kept={"biharmonic": 0.1}, held_out_control_kept={"biharmonic": 0.98},
+            held_out_tumour_kept={"nearest": 0.1}, held_out_control_kept={"nearest": 0.98},
             other_collection=0.96, train_seconds=1.0,
         )  # fmt: skip
 
@@ -112,5 +112,5 @@ def test_two_real_trials_on_synthetic_data(tmp_path):
     assert scored, report["rows"]
     for row in scored:
         assert 0.0 <= row["score"]["macro_f1"] <= 1.0
-        assert set(row["score"]["held_out_control_kept"]) == {"biharmonic", "blur"}
+        assert set(row["score"]["held_out_control_kept"]) == {"nearest", "blur"}
         assert "--guidance" in row["flags"] and "--input-size 48" in row["flags"]

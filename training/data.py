@@ -154,9 +154,7 @@ def load_folder(
     return dataset
 
 
-def cache_key(
-    root: Path, items: list[tuple[str, str]], sizes: list[tuple[int, int]], crop: str, labels: list[str]
-) -> str:
+def cache_key(root: Path, items: list[tuple[str, str]], sizes: list[tuple[int, int]], crop: str, labels: list[str]) -> str:
     """What the decoded arrays depend on: each file's relative name, label and sha256 of its bytes, the sizes and crop.
 
     Content, not size or time: an edited image of the same byte size misses, and the same files in a

@@ -13,8 +13,8 @@ the map of the *true* class placed over the whole image as the app draws it:
 - the tumour-erased test: the tumour filled from its surroundings (``tumor_ai.core.erase``, the fill the
   app's "hide a region" uses) and the share of images that still get their tumour class, beside a
   same-size region filled elsewhere in the head (the control: does any erasure change the answer?);
-  both again with fills no training recipe uses (``HELD_OUT_FILLS``: scikit-image's biharmonic
-  inpainting and a heavy blur), so that a model that learned the training fills is caught.
+  both again with fills no training recipe uses (``HELD_OUT_FILLS``: the nearest visible pixel's grey,
+  and the surroundings blurred in), so that a model that learned the training fills is caught.
 
 Every figure comes with a 95% bootstrap interval over whole figshare slices. ``--write`` stores the
 figures in the model's metadata (and card), and names the variant that localises best within the
@@ -59,35 +59,48 @@ BOOTSTRAP_DRAWS = 1000
 COST_ENVELOPE = 1.5  # a map may cost at most this multiple of the served one's forward-and-CAM pass
 FINER_LAYERS = 1  # stage outputs finer than the metadata's layer to try
 SEED = 0
-HELD_OUT_FILLS = ("biharmonic", "blur")  # no recipe trains on these (training.counterfactuals.FILLS)
+HELD_OUT_FILLS = ("nearest", "blur")  # no recipe trains on these (training.counterfactuals.FILLS)
+HELD_OUT_GROW = 2  # px the outline grows before "nearest" copies its edge, so the tumour's rim is not what it copies
 
 
 def held_out_fill(pixels: np.ndarray, region: np.ndarray, style: str) -> np.ndarray:
-    """``region`` hidden by a fill the models never trained on: "biharmonic" (scikit-image's inpainting,
-    Damelin & Hoang 2018) or "blur" (the region replaced by the slice blurred as wide as the region).
+    """``region`` hidden by a fill the models never trained on, made only of the pixels around it.
+
+    "nearest": each hidden pixel takes the grey of the nearest visible pixel (a Voronoi fill, flat
+    facets where the training fills are smooth or textured), with the outline grown by
+    ``HELD_OUT_GROW`` px first; "blur": the surroundings blurred as wide as the region by normalised
+    convolution, so the region's own pixels never enter. An erasure must not let the tumour
+    through: a plain blur of the box kept a bright tumour as a bright blob, and scikit-image's
+    biharmonic inpainting overshot at the skull's edge (the filled mean up to twice its
+    surroundings'), so "kept" partly measured a tumour still there; both were replaced.
 
     Both work on the region's box with a margin, so the cost follows the region, not the slice.
     """
     from scipy import ndimage
-    from skimage.restoration import inpaint_biharmonic
 
+    if style not in HELD_OUT_FILLS:
+        raise ValueError(f"unknown held-out fill {style!r}: one of {', '.join(HELD_OUT_FILLS)}")
     region = np.asarray(region).astype(np.uint8, copy=False) > 0  # canonical bools (a PIL "1" mask holds 255s)
-    rows, cols = np.nonzero(region)
-    if rows.size == 0:
+    if not region.any():
         return pixels
+    if style == "nearest":
+        region = ndimage.binary_dilation(region, iterations=HELD_OUT_GROW)
+    rows, cols = np.nonzero(region)
     margin = 12
     top, left = max(rows.min() - margin, 0), max(cols.min() - margin, 0)
     bottom, right = min(rows.max() + margin + 1, region.shape[0]), min(cols.max() + margin + 1, region.shape[1])
     box = pixels[top:bottom, left:right].astype(np.float64)
     inside = region[top:bottom, left:right].copy()
     gray = box.mean(axis=-1) if box.ndim == 3 else box
-    if style == "biharmonic":
-        filled = inpaint_biharmonic(gray / 255.0, inside) * 255.0
-    elif style == "blur":
-        sigma = max(2.0, 0.25 * max(bottom - top, right - left))
-        filled = ndimage.gaussian_filter(gray, sigma, mode="reflect")
+    if inside.all():
+        filled = np.full_like(gray, gray.mean())  # nothing visible around it: the box's mean
+    elif style == "nearest":
+        _, (near_rows, near_cols) = ndimage.distance_transform_edt(inside, return_indices=True)
+        filled = gray[near_rows, near_cols]
     else:
-        raise ValueError(f"unknown held-out fill {style!r}: one of {', '.join(HELD_OUT_FILLS)}")
+        sigma = max(2.0, 0.25 * max(bottom - top, right - left))
+        visible = ndimage.gaussian_filter((~inside).astype(np.float64), sigma, mode="reflect")
+        filled = ndimage.gaussian_filter(np.where(inside, 0.0, gray), sigma, mode="reflect") / np.maximum(visible, 1e-6)
     out = pixels.copy()
     value = np.clip(np.rint(filled), 0, 255).astype(pixels.dtype)
     window = out[top:bottom, left:right]
@@ -604,8 +617,7 @@ def table(report: dict) -> str:
     ]
     for style, held in erased.get("held_out_fills", {}).items():
         lines.append(
-            f"held-out fill '{style}': tumour class kept {cell(held['tumour_kept'])}, "
-            f"control kept {cell(held['control_kept'])}"
+            f"held-out fill '{style}': tumour class kept {cell(held['tumour_kept'])}, control kept {cell(held['control_kept'])}"
         )
     if "score_cam" in report:
         score = report["score_cam"]

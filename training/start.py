@@ -47,6 +47,7 @@ def check_source(recipe, dataset, validation_paths: list[str]) -> StartRecord:
         )
     return StartRecord(
         of=str(folder),
+        out=source.training.out,
         command=source.training.command,
         seconds=source.training.seconds,
         held_out="the source held out the same validation images (same data, seed and fraction), checked image by image",

@@ -10,15 +10,17 @@
     tumor-ai calibrate --model models/cnn --data Training/   # fit the not-an-MRI check
     tumor-ai publish --space USER/tumor-ai   # both models to the Hub, and a Space that serves them
 
-``tumor-ai COMMAND --help`` explains each. Serving and publishing need only ``pip install tumor-ai``;
-``train``, ``evaluate``, ``localise``, ``tune``, ``audit`` and ``calibrate`` need ``pip install 'tumor-ai[train]'``.
-Research and teaching only: not a diagnosis.
+``tumor-ai COMMAND --help`` explains each, installed or not. Serving and publishing need only
+``pip install tumor-ai``; running ``train``, ``evaluate``, ``localise``, ``tune``, ``audit`` and ``calibrate``
+needs ``pip install 'tumor-ai[train]'``. From a clone, ``pip install -r requirements.txt -e .`` puts the
+command in the virtual environment. Research and teaching only: not a diagnosis.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import re
 import sys
 
 from tumor_ai.model.registry import import_training_aware
@@ -50,14 +52,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("arguments", nargs=argparse.REMAINDER, help="the command's own arguments (see tumor-ai COMMAND --help)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     module_name, _ = COMMANDS[args.command]
-    if module_name.startswith("training.") and args.command != "publish":
-        missing = [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
-        if missing:
-            raise SystemExit(
-                f"error: tumor-ai {args.command} needs the training extras ({', '.join(missing)}): {TRAINING_EXTRAS}"
-            )
+    missing = missing_extras(args.command)
+    asks_help = any(argument in ("-h", "--help") for argument in args.arguments)
+    if missing and not asks_help:
+        raise SystemExit(f"error: tumor-ai {args.command} needs the training extras ({', '.join(missing)}): {TRAINING_EXTRAS}")
     module = import_training_aware(module_name)
-    module.main(args.arguments, prog=f"tumor-ai {args.command}")  # the module never imports this one
+    module.__doc__ = as_commands(module.__doc__)  # its --help shows its examples as a user types them here
+    try:
+        module.main(args.arguments, prog=f"tumor-ai {args.command}")  # the module never imports this one
+    finally:
+        if missing and asks_help:
+            print(f"\nRunning tumor-ai {args.command} needs the training extras ({', '.join(missing)}): {TRAINING_EXTRAS}")
+
+
+def missing_extras(command: str) -> list[str]:
+    """The training extras a command needs and this installation lacks (none for serve, predict and publish)."""
+    module_name, _ = COMMANDS[command]
+    if not module_name.startswith("training.") or command == "publish":
+        return []
+    return [name for name in EXTRA_MODULES if importlib.util.find_spec(name) is None]
+
+
+def as_commands(text: str | None) -> str | None:
+    """A command's help with its examples as this entry point runs them: ``python -m training.publish`` and
+    ``python app.py`` become ``tumor-ai publish`` and ``tumor-ai serve``."""
+    if not text:
+        return text
+    for name, (module_name, _) in COMMANDS.items():
+        text = re.sub(rf"python -m {re.escape(module_name)}\b(?!\.)", f"tumor-ai {name}", text)
+    return text.replace("python app.py --", "tumor-ai serve --")
 
 
 if __name__ == "__main__":

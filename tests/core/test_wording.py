@@ -82,3 +82,84 @@ def test_the_page_and_an_agent_say_the_same_thing_in_the_same_words(slot_predict
     compared = handlers.compare(slot_predictors, {"path": path}, 0.5, None)
     agent_compared = Toolbox(slot_predictors).compare_models(read_image(path)).text
     assert agent_compared.startswith(compared.summary.split("\n\n")[0]) and "is the surer (" in agent_compared
+
+
+def test_the_colour_bar_words_follow_the_strength_the_map_is_drawn_at():
+    from tumor_ai.core.explain import drawn_strength, jet, legend_html
+    from tumor_ai.core.wording import colour_name, map_strength
+
+    cam = np.linspace(0.0, 1.0, 16).reshape(4, 4)
+    full = map_strength("glioma", 0.97, True, float(drawn_strength(cam, 0.97, True).max()))
+    assert full.startswith("Drawn at full strength: red marks the strongest evidence for Glioma")
+    weak = map_strength("meningioma", 0.03, False, float(drawn_strength(cam, 0.03, False).max()))
+    assert weak.startswith("Weak evidence") and "3.0%" in weak and "at most dark blue, never red" in weak
+    some = map_strength("meningioma", 0.45, False, float(drawn_strength(cam, 0.45, False).max()))
+    assert "(45%)" in some and "shows as green, not red" in some
+    assert "is empty" in map_strength("pituitary", 0.2, False, 0.0)
+    # The names are the colours the maps are drawn in: blue to red, as jet draws them.
+    for value, name in ((0.03, "dark blue"), (0.3, "blue"), (0.5, "green"), (0.65, "yellow"), (0.8, "orange"), (1.0, "red")):
+        assert colour_name(value) == name
+        red, green, blue = (int(channel) for channel in jet(np.array([value]))[0])
+        assert {"dark blue": blue > red, "red": red > green and red > blue, "green": green >= red}.get(name, True)
+    bar = legend_html("Words & <b>", 0.25)
+    assert "left: 25.0%" in bar and "Words &amp; &lt;b&gt;" in bar and "<b>" not in bar
+    assert bar.count("rgb(") == 9 and "rgb(0, 0, 127) 0.0%" in bar and "rgb(127, 0, 0) 100.0%" in bar
+
+
+def test_a_straight_edge_in_a_map_is_explained_for_the_models_that_crop_to_the_head():
+    from tumor_ai.core.wording import edge_caveat, map_caveat
+
+    one = edge_caveat({"cnn": "head", "vgg16": "none"})
+    assert one.startswith("The cnn model reads only the square around the head, so its map stops at that square's edges")
+    assert "not a finding" in one and "vgg16" not in one
+    assert edge_caveat({"a": "head", "b": "head"}).startswith("The a and b models read only the square around the head")
+    assert edge_caveat({"vgg16": "none"}) == "" and "square" not in map_caveat({"vgg16": "none"})
+    assert "not a segmentation" in map_caveat({"cnn": "head"}) and one in map_caveat({"cnn": "head"})
+
+
+def _shipped(name: str):
+    from conftest import ROOT
+
+    from tumor_ai.model.metadata import ModelMetadata
+
+    return ModelMetadata.read(ROOT / "models" / name / "tumor_ai.json")
+
+
+def test_which_model_is_better_follows_the_numbers_in_their_metadata():
+    """The About tab's two sentences and table are worked out from the metadata: change the numbers, the answer follows."""
+    import copy
+
+    from tumor_ai.core.wording import comparison_table, which_is_better
+
+    a, b = _shipped("cnn"), _shipped("vgg16")
+    for metadata in (a, b):
+        metadata.metrics.validation.accuracy = metadata.metrics.validation.macro_f1 = 0.90
+        metadata.calibration.ece_after = 0.02
+        metadata.localisation.pointing_game.value, metadata.localisation.pointing_game.low = 0.80, 0.77
+        metadata.localisation.pointing_game.high = 0.83
+        kept = metadata.localisation.erased.tumour_kept
+        kept.value, kept.low, kept.high = 0.30, 0.27, 0.33
+    even = which_is_better({"cnn": a, "vgg16": b})
+    assert even.startswith("**Neither is clearly the more accurate**") and "about as well calibrated" in even
+    assert "maps land on the tumour about as often (80% and 80%)" in even and "about as often with it erased" in even
+    assert even.count(". ") == 1 and even.endswith("."), "two sentences"
+    better = copy.deepcopy(b)
+    better.metrics.validation.accuracy, better.metrics.validation.macro_f1 = 0.97, 0.96
+    better.calibration.ece_after = 0.005
+    better.localisation.pointing_game.value, better.localisation.pointing_game.low = 0.95, 0.93
+    better.localisation.pointing_game.high = 0.97
+    sentences = which_is_better({"cnn": a, "vgg16": better})
+    assert sentences.startswith("**The vgg16 is the more accurate**: 97.0% against 90.0% for the cnn")
+    assert "The vgg16's calibration error is lower (ECE 0.005 against 0.020)" in sentences
+    assert "the vgg16's map lands on the tumour more often (95% against 80% of outlined slices)" in sentences
+    assert "the cnn and the vgg16 still name a tumour about as often" in sentences or "the vgg16 and the cnn" in sentences
+    erased = copy.deepcopy(a)
+    erased.localisation.erased.tumour_kept.value = 0.05
+    erased.localisation.erased.tumour_kept.low, erased.localisation.erased.tumour_kept.high = 0.03, 0.07
+    assert "the cnn needs the tumour more (with it erased, it still names a tumour in 5% against 30%)" in which_is_better(
+        {"cnn": erased, "vgg16": b}
+    )
+    table = comparison_table({"cnn": a, "vgg16": better})
+    assert "| Accuracy (validation split) | 90.0% | **97.0%** |" in table
+    assert "| Still names a tumour with the tumour erased (lower is better) | 30% | 30% |" in table, "no bold for a tie"
+    assert which_is_better({"cnn": a}).startswith("Only one model is served")

@@ -1,6 +1,7 @@
-"""Pictures and files the app hands to Gradio, written into its cache atomically; an upload's cache path.
+"""Pictures and files the app hands to Gradio, written into its cache atomically.
 
-The page (``tumor_ai.app.handlers``), the chat (``tumor_ai.app.chat``) and the tool endpoints write through here.
+The page (``tumor_ai.app.handlers``), the chat (``tumor_ai.app.chat``) and the tool endpoints write through here; what
+comes in (an upload's path) is ``tumor_ai.app.workspace.upload_path``.
 """
 
 from __future__ import annotations
@@ -43,9 +44,3 @@ def cache_picture(pixels: np.ndarray, name: str) -> str:
     else:
         Image.fromarray(pixels).save(buffer, format="PNG", compress_level=1)
     return cache_file(buffer.getvalue(), name)
-
-
-def upload_path(payload) -> str | None:
-    """The cache path of an upload, from Gradio's file payload (a dict) or a plain path."""
-    path = payload.get("path") if isinstance(payload, dict) else payload
-    return str(path) if path and isinstance(path, str | os.PathLike) else None  # an API client's number or list: none

@@ -13,8 +13,9 @@ from pathlib import Path
 import gradio as gr
 
 from tumor_ai.app.assistant import MESSAGE_LIMIT, Answer, Brain, Conversation, Router, suggestions
-from tumor_ai.app.cache import cache_picture, upload_path
+from tumor_ai.app.cache import cache_picture
 from tumor_ai.app.tools import Toolbox, ToolResult
+from tumor_ai.app.workspace import upload_path
 from tumor_ai.core.safe_text import markdown
 
 ARCHIVES = (".zip",)

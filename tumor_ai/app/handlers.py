@@ -23,9 +23,9 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from tumor_ai.app.cache import cache_file, cache_picture, upload_path  # noqa: F401 - re-exported for one release
-from tumor_ai.app.reader import WEB_BATCH_SIZE, Answer, Reader, ReaderError
-from tumor_ai.app.workspace import in_use
+from tumor_ai.app.cache import cache_file, cache_picture  # noqa: F401 - re-exported for one release
+from tumor_ai.app.reader import TOP_CLASS, WEB_BATCH_SIZE, Answer, Reader, ReaderError
+from tumor_ai.app.workspace import in_use, upload_path
 from tumor_ai.core.batch import (
     ANY_TUMOUR,
     PLAUSIBLE,
@@ -45,10 +45,9 @@ from tumor_ai.core.batch import (
 )
 from tumor_ai.core.conformal import SERVED_LEVEL
 from tumor_ai.core.examples import book as examples_book
-from tumor_ai.core.explain import display_copy, drawn_strength, heatmap, outlined, overlay
+from tumor_ai.core.explain import display_copy, legend_html, outlined, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
-from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
 from tumor_ai.core.safe_text import html_text, markdown
 from tumor_ai.core.wording import (  # noqa: F401 - re-exported
     HIDE_LESSON,
@@ -59,7 +58,6 @@ from tumor_ai.core.wording import (  # noqa: F401 - re-exported
     hidden_reading,
     not_a_choice,
     not_a_number,
-    not_mri,
     outline_note,
     plausible_sentence,
     verdict,
@@ -67,7 +65,6 @@ from tumor_ai.core.wording import (  # noqa: F401 - re-exported
 from tumor_ai.model.labels import display_name
 
 SESSION_SECONDS = 600  # session state is dropped 10 minutes after it was last set
-TOP_CLASS = "top"  # "show evidence for" the model's own answer
 NO_UPLOAD = "Upload an MRI slice first (JPG, PNG, BMP, TIFF, WebP or DICOM)."
 NOTHING_PAINTED = "Paint over the region to hide first: drag the brush across the slice in the editor."
 NO_SLICE_TO_HIDE = "Upload a slice and press Predict or Compare first; then paint over a region and ask again."
@@ -86,32 +83,6 @@ class SessionSlice:
     image: LoadedImage | None
     error: str | None = None
     truth: str | None = None  # its class from its folder, for a slice opened from a labelled batch
-
-
-@dataclass
-class Explained:
-    """One model's answer for a slice, with the Grad-CAM of each class drawn so far (index -> map)."""
-
-    model: str
-    display: np.ndarray  # the slice at display size
-    answer: Answer  # the reader's answer: the prediction, and what its reading says beside the class
-    pixels: np.ndarray  # the slice as the model reads it, for another class's Grad-CAM
-    cams: dict[int, np.ndarray] = field(default_factory=dict)
-    outline: np.ndarray | None = None  # the tumour outline drawn over the maps (display size), when asked for and known
-
-    @classmethod
-    def of(cls, answer: Answer, predictor: Predictor, image: LoadedImage, display: np.ndarray) -> Explained:
-        """A fresh answer, with the Grad-CAM of the model's own class that came with the prediction."""
-        prediction = answer.prediction
-        return cls(answer.model, display, answer, image.pixels, {predictor.labels.index(prediction.label): prediction.cam})
-
-    @property
-    def prediction(self) -> Prediction:
-        return self.answer.prediction
-
-    def top_cam(self, predictor: Predictor) -> np.ndarray:
-        """The Grad-CAM of the model's answer."""
-        return self.cams[predictor.labels.index(self.prediction.label)]
 
 
 # What each handler fills, by name. ``tumor_ai.app.ui`` builds the same type holding the components
@@ -138,7 +109,7 @@ class PredictOutputs(NamedTuple):
     reading: str
     details: dict | None  # the JSON an API user gets
     slice: SessionSlice | None  # session state: the decoded upload
-    explained: Explained | None  # session state: the answer and the Grad-CAMs drawn so far
+    explained: Answer | None  # session state: the reader's answer, with the Grad-CAMs drawn so far
 
 
 class EvidenceOutputs(NamedTuple):
@@ -147,7 +118,7 @@ class EvidenceOutputs(NamedTuple):
     overlay: str
     heatmap: str
     reading: str
-    explained: Explained | None
+    explained: Answer | None
 
 
 class CompareColumn(NamedTuple):
@@ -163,7 +134,7 @@ class CompareOutputs(NamedTuple):
     models: dict[str, CompareColumn]  # model name -> its column
     summary: str  # the verdict and the table of answers and timings
     slice: SessionSlice | None
-    explained: dict[str, Explained]  # session state: each model's answer, for the slider
+    explained: dict[str, Answer]  # session state: each model's answer, for the slider
 
 
 class BatchOutputs(NamedTuple):
@@ -294,69 +265,12 @@ def _model(predictors: dict[str, Predictor], name: str) -> Predictor:
     try:
         return Reader(predictors).model(name)
     except ReaderError as error:
-        raise gr.Error(html_text(str(error)), print_exception=False) from None
+        raise _page_error(error) from None
 
 
-def details(model: str, prediction: Prediction, seconds: float, image: LoadedImage, checked: bool = True) -> dict:
-    """The JSON an API user gets: the class, or ``null`` and ``is_brain_mri: false``.
-
-    ``checked`` is whether the model has its not-an-MRI check; without it ``is_brain_mri`` is
-    ``null`` (nobody looked) and ``mri_check`` says ``"off"``.
-    """
-    ok = prediction.is_mri
-    return {
-        "model": model,
-        "is_brain_mri": ok if checked else None,
-        "mri_check": "on" if checked else "off: this model was served without its not-an-MRI check",
-        "label": prediction.label if ok else None,
-        "display_name": display_name(prediction.label) if ok else None,
-        "confidence": round(prediction.confidence, 4) if ok else None,
-        "probabilities": {k: round(v, 4) for k, v in prediction.probabilities.items()} if ok else None,
-        "prediction_set": prediction_set(prediction) if ok else None,
-        "mri_score": prediction.mri_score,
-        "message": None if ok else NOT_MRI_MESSAGE,
-        "seconds": round(seconds, 4),
-        "notes": image.notes,
-    }
-
-
-def prediction_set(prediction: Prediction) -> dict | None:
-    """The API's view of the conformal set: its level and labels."""
-    return {"level": SERVED_LEVEL, "labels": prediction.plausible} if prediction.plausible else None
-
-
-def label_value(prediction: Prediction) -> dict[str, float] | None:
-    """What ``gr.Label`` shows: display name -> probability, or nothing for a refused picture."""
-    if not prediction.is_mri:
-        return None
-    return {display_name(label): p for label, p in prediction.probabilities.items()}
-
-
-def evidence_index(predictor: Predictor, prediction: Prediction, evidence: str) -> int:
-    """The class whose Grad-CAM to draw: the model's answer, or a label the person chose."""
-    if not evidence or evidence == TOP_CLASS:
-        return predictor.labels.index(prediction.label)
-    if evidence not in predictor.labels:
-        message = f"Unknown class '{evidence}'; choose '{TOP_CLASS}' or one of {predictor.labels}."
-        raise gr.Error(html_text(message), print_exception=False)
-    return predictor.labels.index(evidence)
-
-
-def draw(predictors: dict[str, Predictor], explained: Explained, opacity: float, evidence: str = TOP_CLASS) -> EvidenceOutputs:
-    """Overlay, heatmap and reading for one class; only a class not drawn before costs a model call."""
-    predictor = predictors[explained.model]
-    index = evidence_index(predictor, explained.prediction, evidence)
-    if index not in explained.cams:
-        explained.cams[index] = reader(predictors).evidence(explained.model, explained.pixels, index)
-    cam = explained.cams[index]
-    label = predictor.labels[index]
-    shown = drawn_strength(cam, explained.prediction.probabilities[label], label == explained.prediction.label)
-    return EvidenceOutputs(
-        overlay=cache_picture(outlined(overlay(explained.display, shown, opacity), explained.outline), "overlay.jpg"),
-        heatmap=cache_picture(outlined(heatmap(shown, explained.display.shape[:2]), explained.outline), "heatmap.jpg"),
-        reading=reader(predictors).reading(explained.answer, cam, predictor.labels[index]),
-        explained=explained,
-    )
+def _page_error(error: ReaderError) -> gr.Error:
+    """The reader's sentence as an error for the page (and an exception for API clients)."""
+    return gr.Error(html_text(str(error)), print_exception=False)
 
 
 def predict(
@@ -373,42 +287,41 @@ def predict(
     _model(predictors, model)
     if not isinstance(evidence, str):
         raise gr.Error(html_text(not_a_choice("class to show evidence for", evidence)), print_exception=False)
-    image, state = take_slice(payload, state)
-    return _answer(predictors, image, state, model, opacity, evidence, outline)
+    return _answer(predictors, payload, state, model, opacity, evidence, outline=outline)
 
 
 def _answer(
     predictors: dict[str, Predictor],
-    image: LoadedImage,
-    state: SessionSlice,
+    payload,
+    state: SessionSlice | None,
     model: str,
     opacity: float,
     evidence: str,
+    *,
+    again: bool = False,
     outline: bool = False,
 ) -> PredictOutputs:
-    """One model's answer for the session's decoded slice, drawn."""
-    predictor = predictors[model]
-    answer = reader(predictors).classify(image, model)
-    prediction = answer.prediction
-    info = details(model, prediction, answer.seconds, image, checked=answer.checked)
-    display = display_copy(image.pixels)
+    """One model's answer for the upload (``again``: the session's slice once more), as the tab's outputs: the reader
+    gives the whole answer in one call, and this only hands it to the components (``outline``: with the tumour outline
+    of a labelled example over both maps)."""
+    image, state = (state.image, state) if again else take_slice(payload, state)
+    try:
+        answer = reader(predictors).classify(image, model, evidence, opacity)
+    except ReaderError as error:
+        raise _page_error(error) from None
     notes = "\n\n_Note: " + markdown("; ".join(image.notes)) + "._" if image.notes else ""
-    if not prediction.is_mri:
-        shown = cache_picture(display, "slice.jpg")
-        return PredictOutputs(
-            label=None, overlay=shown, heatmap=None, reading=not_mri() + notes, details=info, slice=state, explained=None
-        )
-    explained = Explained.of(answer, predictor, image, display)
-    explained.outline = tumour_outline(image, display) if outline else None
-    drawn = draw(predictors, explained, opacity, evidence)
+    drawn = answer.drawn  # none for a slice the MRI check refused: the slice itself is shown, and why
+    mask = tumour_outline(answer.pixels, answer.display) if outline and drawn else None
     return PredictOutputs(
-        label=label_value(prediction),
-        overlay=drawn.overlay,
-        heatmap=drawn.heatmap,
-        reading=drawn.reading + notes,
-        details=info,
+        label=answer.confidences,
+        overlay=cache_picture(outlined(drawn.overlay, mask), "overlay.jpg")
+        if drawn
+        else cache_picture(answer.display, "slice.jpg"),
+        heatmap=cache_picture(outlined(drawn.heatmap, mask), "heatmap.jpg") if drawn else None,
+        reading=answer.text + notes,
+        details=answer.details,
         slice=state,
-        explained=drawn.explained,
+        explained=answer if drawn else None,
     )
 
 
@@ -418,7 +331,7 @@ def model_switched(
     opacity: float,
     evidence: str,
     state: SessionSlice | None,
-    explained: Explained | None,
+    explained: Answer | None,
     outline: bool = False,
 ) -> PredictOutputs:
     """The model choice changed while another model's answer is on screen: the new model answers the same slice at once.
@@ -431,14 +344,39 @@ def model_switched(
     _model(predictors, model)
     if not isinstance(evidence, str) or (evidence != TOP_CLASS and evidence not in predictors[model].labels):
         evidence = TOP_CLASS
-    return _answer(predictors, state.image, state, model, opacity_value(opacity), evidence, outline)
+    return _answer(predictors, None, state, model, opacity_value(opacity), evidence, again=True, outline=outline)
 
 
-def redraw(predictors: dict[str, Predictor], explained: Explained | None, opacity: float, evidence: str) -> EvidenceOutputs:
-    """The slider or the class choice moved: redraw from the cached Grad-CAM (no model call for opacity)."""
+def redraw(
+    predictors: dict[str, Predictor], explained: Answer | None, opacity: float, evidence: str, outline: bool = False
+) -> EvidenceOutputs:
+    """The slider or the class choice moved: redraw from the session's answer (a model call only for a class whose
+    Grad-CAM was not drawn before; none for opacity), with the tumour outline when ``outline`` and the slice has one."""
     if explained is None:
         return unchanged(EvidenceOutputs)
-    return draw(predictors, explained, opacity, evidence)
+    try:
+        drawn = reader(predictors).draw(explained, evidence, opacity)
+    except ReaderError as error:
+        raise _page_error(error) from None
+    mask = tumour_outline(explained.pixels, explained.display) if outline else None
+    return EvidenceOutputs(
+        overlay=cache_picture(outlined(drawn.overlay, mask), "overlay.jpg"),
+        heatmap=cache_picture(outlined(drawn.heatmap, mask), "heatmap.jpg"),
+        reading=drawn.reading,
+        explained=explained,
+    )
+
+
+def evidence_legend(predictors: dict[str, Predictor], explained: Answer | None, evidence: str) -> str:
+    """The colour bar under the Predict overlay, for the map on screen: how far up the bar it reaches and what that
+    means, as the reader drew it (no model call: the map was drawn just before); nothing while no map is shown."""
+    if explained is None or not explained.is_mri:
+        return ""
+    try:
+        drawn = reader(predictors).draw(explained, evidence)
+    except ReaderError:
+        return ""
+    return legend_html(drawn.legend, drawn.strength)
 
 
 def compare(
@@ -454,17 +392,15 @@ def compare_slice(
     predictors: dict[str, Predictor], image: LoadedImage, state: SessionSlice, opacity: float, outline: bool = False
 ) -> CompareOutputs:
     """Every model's answer for a decoded slice, drawn: ``compare`` for an upload, a batch row opened in Compare."""
-    display = display_copy(image.pixels)
-    mask = tumour_outline(image, display) if outline else None
-    comparison = reader(predictors).compare(image)
+    comparison = reader(predictors).compare(image, opacity)
+    mask = tumour_outline(image, display_copy(image.pixels)) if outline else None
     answers, timings, explained = {}, [], {}
     for name, answer in comparison.answers.items():
         prediction = answer.prediction
-        if prediction.is_mri:
-            explained[name] = Explained.of(answer, predictors[name], image, display)
-            explained[name].outline = mask
-        picture = outlined(overlay(display, prediction.cam, opacity), mask) if prediction.is_mri else display
-        answers[name] = CompareColumn(label=label_value(prediction), overlay=cache_picture(picture, f"{name}.jpg"))
+        if answer.drawn is not None:
+            explained[name] = answer
+        picture = outlined(answer.drawn.overlay, mask) if answer.drawn is not None else answer.display
+        answers[name] = CompareColumn(label=answer.confidences, overlay=cache_picture(picture, f"{name}.jpg"))
         confidence = f" ({prediction.confidence:.0%})" if prediction.is_mri else ""
         shown = " or ".join(display_name(label) for label in prediction.plausible or []) or "–"
         timings.append(f"| {name} | {shown_label(prediction)}{confidence} | {shown} | {answer.seconds * 1000:.0f} ms |")
@@ -473,15 +409,17 @@ def compare_slice(
     return CompareOutputs(models=answers, summary=f"{comparison.verdict}\n\n{table}", slice=state, explained=explained)
 
 
-def recolour_compare(predictors: dict[str, Predictor], explained: dict[str, Explained] | None, opacity: float) -> dict[str, Any]:
-    """The Compare slider moved: re-blend each cached Grad-CAM (no model call); model name -> overlay, or gr.skip()."""
+def recolour_compare(
+    predictors: dict[str, Predictor], explained: dict[str, Answer] | None, opacity: float, outline: bool = False
+) -> dict[str, Any]:
+    """The Compare slider moved: re-blend each cached Grad-CAM (no model call); model name -> overlay, or gr.skip().
+    ``outline``: with the tumour outline of a labelled example."""
+    draw = reader(predictors).draw
+    outlines = {
+        name: tumour_outline(answer.pixels, answer.display) if outline else None for name, answer in (explained or {}).items()
+    }
     return {
-        name: cache_picture(
-            outlined(
-                overlay(explained[name].display, explained[name].top_cam(predictors[name]), opacity), explained[name].outline
-            ),
-            f"{name}.jpg",
-        )
+        name: cache_picture(outlined(draw(explained[name], TOP_CLASS, opacity).overlay, outlines[name]), f"{name}.jpg")
         if explained and name in explained
         else gr.skip()
         for name in predictors
@@ -734,28 +672,23 @@ def tumour_outline(image: LoadedImage | np.ndarray, display: np.ndarray) -> np.n
 
 
 def show_outline(
-    predictors: dict[str, Predictor], on: bool, explained: Explained | None, opacity: float, evidence: str
+    predictors: dict[str, Predictor], on: bool, explained: Answer | None, opacity: float, evidence: str
 ) -> EvidenceOutputs:
     """The Predict tab's outline toggle: redraw the overlay and heatmap with the outline, or without (no model call)."""
-    if explained is None:
-        return unchanged(EvidenceOutputs)
-    explained.outline = tumour_outline(explained.pixels, explained.display) if on else None
-    return redraw(predictors, explained, opacity, evidence)
+    return redraw(predictors, explained, opacity, evidence, outline=bool(on))
 
 
 def show_outline_compare(
-    predictors: dict[str, Predictor], on: bool, explained: dict[str, Explained] | None, opacity: float
+    predictors: dict[str, Predictor], on: bool, explained: dict[str, Answer] | None, opacity: float
 ) -> dict[str, Any]:
     """The Compare tab's outline toggle: each model's overlay redrawn with the outline, or without (no model call)."""
-    for answer in (explained or {}).values():
-        answer.outline = tumour_outline(answer.pixels, answer.display) if on else None
-    return recolour_compare(predictors, explained, opacity)
+    return recolour_compare(predictors, explained, opacity, outline=bool(on))
 
 
 def teaching(
     predictors: dict[str, Predictor],
     state: SessionSlice | None,
-    explained: Explained | dict[str, Explained] | None,
+    explained: Answer | dict[str, Answer] | None,
     guess_first: bool,
     outline: bool,
 ) -> str:
@@ -770,7 +703,7 @@ def teaching(
     truth, case = (example.label, example.case) if example else (state.truth, None)
     if explained is None:
         answers = None
-    elif isinstance(explained, Explained):
+    elif isinstance(explained, Answer):
         answers = {explained.model: explained.prediction}
     else:  # Compare: a model missing from its answers refused the slice
         answers = {name: explained[name].prediction if name in explained else None for name in predictors}

@@ -148,15 +148,117 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     # The page's own events keep their session state; they are API endpoints but not MCP tools (page_only).
     warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
-    share = args.share and share_reachable(f"http://{args.host}:{args.port}/")
+    launch(app, args)
+
+
+def launch(app, args: argparse.Namespace, block: bool = True) -> None:
+    """Start serving ``app`` as ``args`` say, print where (and whether there is a public link) in the app's own words,
+    then serve until stopped (``block``).
+
+    Gradio's own start-up lines are off (``quiet``): offline, after the app's sentence that there is no public link,
+    they would advise setting ``share=True`` in ``launch()``, which a person running a command cannot do. The page's
+    preview tags are rewritten on its way out (``PreviewTags``), which needs the page rendered here, so not by Gradio's
+    Node server (``ssr_mode=False``: the app does not use it).
+    """
+    from starlette.middleware import Middleware
+
+    on_space = bool(os.environ.get("SPACE_ID"))
+    reachable = bool(args.share) and not on_space and share_reachable()
     app.launch(
         server_name=args.host,
         server_port=args.port,
-        share=share,
+        share=reachable,
         max_file_size="100mb",
         footer_links=["api"],
         mcp_server=args.mcp,
+        css=getattr(app, "page_css", None),
+        quiet=True,
+        prevent_thread_lock=True,
+        ssr_mode=False,
+        app_kwargs={"middleware": [Middleware(PreviewTags, preview=getattr(app, "share_preview", None))]},
     )
+    from tumor_ai.core.wording import started
+
+    if getattr(app, "mcp_error", None):
+        print(app.mcp_error)
+    for line in started(app.local_url.rstrip("/"), bool(args.share), app.share_url, reachable, on_space):
+        print(line, flush=True)
+    if block:
+        app.block_thread()
+
+
+class PreviewTags:
+    """ASGI middleware: the page's HTML names tumor-ai in its preview tags (``og:``, ``twitter:``), not Gradio's
+    "Gradio" / "Click to try out the app!". Link previews (chat apps, social sites) read the HTML without running its
+    scripts, so the tags must be in the page as served; every other request passes through untouched."""
+
+    def __init__(self, app, preview=None):
+        self.app = app
+        self.preview = preview
+
+    async def __call__(self, scope, receive, send):
+        if self.preview is None or scope["type"] != "http" or scope["method"] != "GET" or scope["path"] not in ("/", ""):
+            await self.app(scope, receive, send)
+            return
+        start: dict = {}
+        body: list[bytes] = []
+
+        async def rewritten(message):
+            if message["type"] == "http.response.start":
+                start.update(message)
+                return
+            if message["type"] != "http.response.body":
+                await send(message)
+                return
+            body.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            from starlette.datastructures import MutableHeaders
+            from starlette.requests import Request
+
+            headers = MutableHeaders(raw=start["headers"])
+            content = b"".join(body)
+            if headers.get("content-type", "").startswith("text/html") and "content-encoding" not in headers:
+                content = preview_tags(content.decode(), self.preview, root_url(Request(scope))).encode()
+                headers["content-length"] = str(len(content))
+            await send(start)
+            await send({"type": "http.response.body", "body": content})
+
+        await self.app(scope, receive, rewritten)
+
+
+def root_url(request) -> str:
+    """The page's public address as Gradio works it out (proxies and Spaces included), without a trailing slash."""
+    from gradio.route_utils import get_root_url
+
+    return get_root_url(request, route_path="/", root_path=request.scope.get("root_path") or None)
+
+
+def preview_tags(html: str, preview, root: str) -> str:
+    """``html`` with every ``og:`` and ``twitter:`` tag removed and the app's own written first in its head."""
+    import html as markup
+    import re
+
+    html = re.sub(r"<meta\s[^>]*?(?:property|name)=\"(?:og|twitter):[^\"]*\"[^>]*>\s*", "", html)
+    image = f"{root}/gradio_api/file={preview.image}" if preview.image else None
+    tags = {
+        "og:type": "website",
+        "og:url": f"{root}/",
+        "og:title": preview.title,
+        "og:description": preview.description,
+        "og:site_name": "tumor-ai",
+    }
+    if image:
+        tags |= {"og:image": image, "og:image:type": "image/png", "og:image:width": "1200", "og:image:height": "630"}
+        tags["og:image:alt"] = preview.image_alt
+    cards = {"twitter:card": "summary_large_image" if image else "summary", "twitter:title": preview.title}
+    cards["twitter:description"] = preview.description
+    if image:
+        cards |= {"twitter:image": image, "twitter:image:alt": preview.image_alt}
+    written = "".join(f'\n\t\t<meta property="{key}" content="{markup.escape(value)}" />' for key, value in tags.items())
+    written += "".join(f'\n\t\t<meta name="{key}" content="{markup.escape(value)}" />' for key, value in cards.items())
+    head = re.search(r"<head[^>]*>", html)
+    return html[: head.end()] + written + html[head.end() :] if head else html
 
 
 def assistant_brain(args: argparse.Namespace):
@@ -196,8 +298,8 @@ def is_hugging_face(url: str) -> bool:
     return parts.scheme == "https" and any(host == name or host.endswith("." + name) for name in HUGGING_FACE_HOSTS)
 
 
-def share_reachable(local_url: str) -> bool:
-    """Whether Gradio's share service answers; offline, one sentence instead of Gradio's download advice."""
+def share_reachable() -> bool:
+    """Whether Gradio's share service answers (offline, ``launch`` says in one sentence that there is no public link)."""
     import httpx
     from gradio.networking import GRADIO_API_SERVER
 
@@ -205,9 +307,6 @@ def share_reachable(local_url: str) -> bool:
         httpx.get(GRADIO_API_SERVER, timeout=5).raise_for_status()
         return True
     except httpx.HTTPError:
-        logging.getLogger("tumor_ai.app").warning(
-            "no public link: Gradio's share service cannot be reached from here; the app still works at %s", local_url
-        )
         return False
 
 

@@ -16,11 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tumor_ai import DISCLAIMER
-from tumor_ai.app.reader import Reader, ReaderError
-from tumor_ai.core.explain import display_copy, drawn_strength, overlay
+from tumor_ai.app.reader import Answer, Reader, ReaderError
 from tumor_ai.core.imaging import ImageError, LoadedImage
 from tumor_ai.core.inference import Prediction, Predictor
-from tumor_ai.core.wording import focus_region, map_trust, not_mri, plausible_sentence, surest, verdict
+from tumor_ai.core.wording import HELD_OUT_ONLY, figures_lead, focus_region, map_trust, surest, verdict
 from tumor_ai.model.labels import display_name
 
 TOOL_OPACITY = 0.45  # the overlay's opacity in tool answers (the tabs have a slider)
@@ -76,29 +75,17 @@ class Toolbox:
     def classify_slice(self, image: LoadedImage, model: str) -> ToolResult:
         """One model's class, calibrated confidence, plausible set and Grad-CAM overlay for one slice."""
         self.model(model)
-        answer = self.reader.classify(image, model)
-        if not answer.is_mri:
-            return ToolResult(not_mri(DISCLAIMER), facts={"predictions": {model: answer.prediction}})
-        prediction = answer.prediction
-        text = self.reader.reading(answer, prediction.cam, reminder=DISCLAIMER)  # no page header around an agent's answer
-        pictures = [overlay(display_copy(image.pixels), prediction.cam, TOOL_OPACITY)]
-        facts = {
-            "predictions": {model: prediction},
-            "model": model,
-            "label": prediction.label,
-            "region": focus_region(prediction.cam),
-        }
-        return ToolResult(text, pictures, [_caption(model, prediction)], facts)
+        answer = self.reader.classify(image, model, opacity=TOOL_OPACITY, reminder=DISCLAIMER)  # no page header here
+        return _drawn(answer, _caption(model, answer.prediction))
 
     def compare_models(self, image: LoadedImage) -> ToolResult:
         """Every model's answer for one slice, and what they add up to, with each overlay."""
-        display = display_copy(image.pixels)
-        comparison = self.reader.compare(image)
+        comparison = self.reader.compare(image, TOOL_OPACITY, DISCLAIMER)
         lines, pictures, captions = [], [], []
         for name, answer in comparison.answers.items():
-            lines.append(f"- **{name}**: {_answer(answer.prediction)}")
-            if answer.is_mri:
-                pictures.append(overlay(display, answer.prediction.cam, TOOL_OPACITY))
+            lines.append(f"- **{name}**: {_answer(answer)}")
+            if answer.drawn is not None:
+                pictures.append(answer.drawn.overlay)
                 captions.append(_caption(name, answer.prediction))
         text = f"{agreement(comparison.predictions)}\n\n" + "\n".join(lines) + f"\n\n{DISCLAIMER}"
         return ToolResult(text, pictures, captions, {"predictions": comparison.predictions})
@@ -107,19 +94,16 @@ class Toolbox:
         """Where one model found evidence for a class a person names, and that class's probability."""
         self.model(model)
         with _as_tool_error():
-            answer, chosen, cam, text = self.reader.explain_class(image, label, model, reminder=DISCLAIMER)
-        if cam is None:
-            return ToolResult(not_mri(DISCLAIMER), facts={"predictions": {model: answer.prediction}})
-        caption = f"{model}: evidence for {display_name(chosen)} ({answer.prediction.probabilities[chosen]:.0%})"
-        facts = {"predictions": {model: answer.prediction}, "model": model, "label": chosen, "region": focus_region(cam)}
-        shown = drawn_strength(cam, answer.prediction.probabilities[chosen], chosen == answer.prediction.label)
-        return ToolResult(text, [overlay(display_copy(image.pixels), shown, TOOL_OPACITY)], [caption], facts)
+            answer = self.reader.explain_class(image, label, model, TOOL_OPACITY, DISCLAIMER)
+        drawn = answer.drawn
+        chance = answer.prediction.probabilities[drawn.label] if drawn else 0.0
+        return _drawn(answer, f"{model}: evidence for {display_name(drawn.label)} ({chance:.0%})" if drawn else "")
 
     def model_figures(self, model: str, label: str = "") -> ToolResult:
         """A model's validation figures (accuracy, macro-F1, per class), where its map points, and its prediction sets."""
         metadata = self.model(model).metadata
         if not metadata.metrics:
-            return ToolResult(f"The {model} model's metadata holds no validation figures.")
+            return ToolResult(figures_lead(model, metadata))
         validation, per_class = metadata.metrics.validation, metadata.metrics.validation_per_class
         chosen = [self.label(label)] if label else list(per_class)
         lines = [
@@ -144,7 +128,7 @@ class Toolbox:
                 f"Its {float(conformal.served_level or 0):.0%} prediction sets held the true class for "
                 f"{sets.coverage:.1%} of validation slices, with {sets.set_size:.2f} classes on average."
             )
-        lines.append("These are figures on this dataset's own held-out slices, not on patients from a clinic. " + DISCLAIMER)
+        lines.append(f"{HELD_OUT_ONLY} {DISCLAIMER}")
         return ToolResult("\n".join(lines))
 
     def summarise_batch(self, paths: list[str], stop: Callable[[], bool] | None = None) -> ToolResult:
@@ -180,10 +164,19 @@ def agreement(predictions: dict[str, Prediction]) -> str:
     return " ".join(filter(None, [verdict(predictions), surest(predictions)]))
 
 
-def _answer(prediction: Prediction) -> str:
-    if not prediction.is_mri:
+def _drawn(answer: Answer, caption: str) -> ToolResult:
+    """One model's answer as a tool gives it: the reading and the overlay, or the MRI check's refusal alone."""
+    facts = {"predictions": {answer.model: answer.prediction}}
+    if answer.drawn is None:
+        return ToolResult(answer.text, facts=facts)
+    facts |= {"model": answer.model, "label": answer.drawn.label, "region": focus_region(answer.drawn.cam)}
+    return ToolResult(answer.text, [answer.drawn.overlay], [caption], facts)
+
+
+def _answer(answer: Answer) -> str:
+    if not answer.is_mri:
         return "refused by its MRI check (no class given)"
-    plausible = plausible_sentence(prediction)
+    prediction, plausible = answer.prediction, answer.plausible
     return f"{display_name(prediction.label)}, {prediction.confidence:.1%}" + (f" ({plausible})" if plausible else "")
 
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from tumor_ai import DISCLAIMER, NOT_A_DIAGNOSIS  # noqa: E402
 from tumor_ai.app import handlers  # noqa: E402
@@ -28,10 +29,27 @@ from tumor_ai.app.tools import Toolbox  # noqa: E402
 from tumor_ai.app.workspace import CACHE_SWEEP, active_sweep, pictures_folder  # noqa: E402
 from tumor_ai.core.cam import method_name  # noqa: E402
 from tumor_ai.core.examples import load_examples  # noqa: E402
-from tumor_ai.core.explain import DEFAULT_OPACITY  # noqa: E402
+from tumor_ai.core.explain import DEFAULT_OPACITY, legend_html  # noqa: E402
 from tumor_ai.core.imaging import IMAGE_SUFFIXES  # noqa: E402
 from tumor_ai.core.inference import Predictor  # noqa: E402
-from tumor_ai.core.wording import API_DESCRIPTIONS, GUESS_FIRST, HARD_CASE_TITLES, OUTLINE_TOGGLE, listed  # noqa: E402
+from tumor_ai.core.wording import (  # noqa: E402
+    API_DESCRIPTIONS,
+    APP_TITLE,
+    COMPARE_STRENGTH,
+    GUESS_FIRST,
+    HARD_CASE_TITLES,
+    OUTLINE_TOGGLE,
+    PREVIEW_ALT,
+    RELIABILITY_MISSING,
+    comparison_notes,
+    comparison_table,
+    listed,
+    map_caveat,
+    preview_tagline,
+    share_description,
+    what_it_does,
+    which_is_better,
+)
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
@@ -56,11 +74,35 @@ SHOW_OPENED_JS = """() => {
   document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
   requestAnimationFrame(() => document.getElementById('compare-answer')?.scrollIntoView({block: 'start'}));
 }"""
-CAM_CAVEAT = (
-    "_The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a model "
-    "found the evidence for a class: where it looked, **not a segmentation** of the tumour, and not always the "
-    "tumour: the About tab says how often it is._"
-)
+
+
+# The page's own styles (``tumor_ai.app.serve`` passes them to ``launch``, where Gradio 6 takes them).
+PAGE_CSS = """
+/* Tables in the page's text (Compare's answers, a labelled batch's confusion matrices, the model cards): a header
+   wraps between words, never inside one; on a phone the cells are tighter, and a table still too wide scrolls. */
+.prose table th, .prose table td { word-break: normal !important; overflow-wrap: normal !important; hyphens: manual; }
+.prose:has(table) { overflow-x: auto; }
+@media (max-width: 640px) {
+  .prose table th, .prose table td { padding: 4px 5px !important; font-size: 0.85em; }
+  /* Compare's maps side by side on a phone: each label on one line, beside (not under) the picture's buttons. */
+  #compare-overlays [data-testid="block-label"] {
+    max-width: calc(100% - 64px); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; display: block;
+  }
+}
+/* Batch: the progress is shown in the status line above the summary, in room of its own (while it runs), never over
+   the summary's text. */
+#batch-status:has([data-testid="status-tracker"]:not(.hide)) { min-height: 64px; overflow: visible; }
+/* The colour bar under a map: the colour map from weak to strong evidence, and a mark where the map on screen peaks. */
+.evidence-legend { margin: 2px 0 0; font-size: var(--text-sm); }
+.evidence-scale { display: flex; align-items: center; gap: 8px; }
+.evidence-end { white-space: nowrap; }
+.evidence-bar { position: relative; flex: 1 1 auto; height: 12px; border-radius: 3px; }
+.evidence-peak {
+  position: absolute; top: -4px; bottom: -4px; width: 4px; margin-left: -2px; border-radius: 2px;
+  background: var(--body-text-color); box-shadow: 0 0 0 1px var(--background-fill-primary);
+}
+.evidence-words { margin: 4px 0 0; }
+"""
 
 
 def _opacity(elem_id: str) -> gr.Slider:
@@ -128,13 +170,13 @@ def _shown_source(source: str) -> str:
 
 def _header(predictors: dict[str, Predictor]) -> str:
     """What the app does, from the models' own metadata: their classes and what they are."""
+    return what_it_does(*_classes_and_models(predictors))
+
+
+def _classes_and_models(predictors: dict[str, Predictor]) -> tuple[list[str], list[str]]:
+    """The classes the models tell apart, and each model as a sentence names it ("a Custom CNN")."""
     labels = next(iter(predictors.values())).labels
-    classes = [display_name(label).lower() for label in labels]
-    models = listed([f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()])
-    return (
-        f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {models}, "
-        "and see where each one looked (Grad-CAM)."
-    )
+    return labels, [f"a {predictor.metadata.title or name}" for name, predictor in predictors.items()]
 
 
 def serving_text(predictors: dict[str, Predictor], sources: dict[str, str], fallback_reasons: dict[str, str]) -> str:
@@ -209,6 +251,11 @@ def named(fn: Callable, template: Any) -> Callable:
     return wrapper
 
 
+def _crops(predictors: dict[str, Predictor]) -> dict[str, str]:
+    """Each model's crop, as its metadata names it ("head": it reads only the square around the head)."""
+    return {name: predictor.metadata.crop for name, predictor in predictors.items()}
+
+
 def _model_title(name: str, predictor: Predictor) -> str:
     """A model as a person picks it: its metadata's title and the name it serves under ("Custom CNN (cnn)")."""
     title = predictor.metadata.title
@@ -271,9 +318,9 @@ def _wire_hide(predictors, controls: HideControls, state, shown_after) -> None:
     )
 
 
-def _on_change(control, fn, inputs, outputs) -> None:
+def _on_change(control, fn, inputs, outputs):
     """A slider or choice that only redraws: private, the latest value wins, beside (not behind) the model queue."""
-    control.change(
+    return control.change(
         fn, inputs, outputs, api_visibility="private", trigger_mode="always_last", concurrency_id="draw", concurrency_limit=4
     )
 
@@ -316,17 +363,30 @@ def _wire_slice(image, other, state, message, cleared: list) -> list:
 
 
 class Shown(NamedTuple):
-    """The pictures the page shows, as copies in ``folder``: the examples, and each model's confusion matrix."""
+    """The pictures the page shows, as copies in ``folder``: the examples, each model's confusion matrix, and the
+    picture a shared link's preview card shows."""
 
     folder: Path
     examples: list[Path]
     matrices: dict[str, Path]
+    preview: Path | None = None
+    reliability: dict[str, Path] = {}  # each model's reliability diagram, where its folder has one
     hard: tuple[tuple[Path, str], ...] = ()  # the hard cases and their gallery titles (the reason, never the class)
     labelled: Path | None = None  # every example in a .zip of class folders: a labelled batch
 
 
+class SharePreview(NamedTuple):
+    """What a shared link's preview card says (the page's ``og:`` and ``twitter:`` tags; ``tumor_ai.app.serve``)."""
+
+    title: str
+    description: str
+    image: Path | None
+    image_alt: str
+
+
 def show_pictures(predictors: dict[str, Predictor]) -> Shown:
-    """Copy the examples and each model's confusion matrix into a folder of their own (``workspace.pictures_folder``)."""
+    """Copy the examples and each model's confusion matrix into a folder of their own (``workspace.pictures_folder``),
+    and draw the preview card's picture there."""
     folder = pictures_folder()
     examples = []
     for path in EXAMPLES:
@@ -337,13 +397,20 @@ def show_pictures(predictors: dict[str, Predictor]) -> Shown:
         if example.hard:
             hard.append((folder / f"hard-{example.path.name}", HARD_CASE_TITLES[example.case]))
             shutil.copyfile(example.path, hard[-1][0])
-    matrices = {}
+    matrices, reliability = {}, {}
     for index, (name, predictor) in enumerate(predictors.items()):
-        matrix = (predictor.folder or Path(predictor.source)) / "confusion_matrix.png"
-        if matrix.is_file():
-            matrices[name] = folder / f"model{index}-confusion_matrix.png"
-            shutil.copyfile(matrix, matrices[name])
-    return Shown(folder, examples, matrices, tuple(hard), labelled_zip(folder))
+        for picture, copies in (("confusion_matrix.png", matrices), (RELIABILITY_FILE, reliability)):
+            found = (predictor.folder or Path(predictor.source)) / picture
+            if found.is_file():
+                copies[name] = folder / f"model{index}-{picture}"
+                shutil.copyfile(found, copies[name])
+    labels = next(iter(predictors.values())).labels
+    one_each = [path for label in labels for path in EXAMPLES if path.stem == label] or EXAMPLES[:4]
+    preview = folder / "preview.png" if one_each else None
+    if preview:
+        shown = [(path, display_name(path.stem)) for path in one_each]
+        preview_picture(shown, preview_tagline(len(predictors))).save(preview, optimize=True)
+    return Shown(folder, examples, matrices, preview, reliability, tuple(hard), labelled_zip(folder))
 
 
 def labelled_zip(folder: Path) -> Path | None:
@@ -359,6 +426,40 @@ def labelled_zip(folder: Path) -> Path | None:
         for example in examples:
             archive.write(example.path, f"{example.label}/{example.path.name}")
     return path
+
+
+RELIABILITY_FILE = "reliability_diagram.png"  # shown beside the confusion matrices where a model folder has one
+PREVIEW_SIZE = (1200, 630)  # the size link previews (Open Graph, X/Twitter's large card) are drawn at
+
+
+def preview_picture(slices: list[tuple[Path, str]], tagline: str) -> Image.Image:
+    """The preview card's picture: the app's name, what it does, and one example slice of each class, named."""
+
+    def font(size: int):
+        try:
+            return ImageFont.load_default(size=size)
+        except (TypeError, OSError):  # a Pillow without FreeType has one small bitmap font
+            return ImageFont.load_default()
+
+    width, height = PREVIEW_SIZE
+    card = Image.new("RGB", PREVIEW_SIZE, (11, 15, 25))
+    draw = ImageDraw.Draw(card)
+    draw.text((48, 36), "tumor-ai", fill=(255, 255, 255), font=font(64))
+    draw.text((50, 116), tagline, fill=(200, 205, 215), font=font(30))
+    gap, top = 24, 188
+    side = min(300, (width - 96 - gap * (len(slices) - 1)) // max(len(slices), 1))
+    left = (width - side * len(slices) - gap * (len(slices) - 1)) // 2
+    for index, (path, name) in enumerate(slices):
+        with Image.open(path) as picture:
+            tile = picture.convert("RGB")
+        tile.thumbnail((side, side))
+        x = left + index * (side + gap)
+        card.paste(tile, (x + (side - tile.width) // 2, top + (side - tile.height) // 2))
+        label = font(28)
+        shown = draw.textlength(name, font=label)
+        draw.text((x + (side - shown) / 2, top + side + 14), name, fill=(255, 255, 255), font=label)
+    draw.text((50, height - 56), NOT_A_DIAGNOSIS, fill=(255, 190, 120), font=font(24))
+    return card
 
 
 def build_app(
@@ -387,7 +488,7 @@ def build_app(
 
     # The app's own sweeper (tumor_ai.app.workspace) spares files a running batch reads; Gradio's would not.
     gradio_sweep = None if active_sweep() else cache_sweep
-    with gr.Blocks(title="tumor-ai: brain-tumour MRI classifier", analytics_enabled=False, delete_cache=gradio_sweep) as app:
+    with gr.Blocks(title=APP_TITLE, analytics_enabled=False, delete_cache=gradio_sweep) as app:
         gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
         serving = serving_text(predictors, sources, fallback_reasons or {})
         if fallback_reasons:
@@ -405,9 +506,11 @@ def build_app(
             _batch_tab(predictors, session_state, shown, compare, tabs)
             toolbox = Toolbox(predictors)
             _assistant_tab(toolbox, brain or Router(), session_state)
-            _about_tab(predictors, serving, cache_sweep, session_seconds, shown.matrices)
+            _about_tab(predictors, serving, cache_sweep, session_seconds, shown)
         _same_switches(predict_switches, compare.switches)
         app.tool_gates = register_tools(toolbox, app)  # after the last tab: a block between tabs would start a second tab bar
+    app.page_css = PAGE_CSS
+    app.share_preview = SharePreview(APP_TITLE, share_description(*_classes_and_models(predictors)), shown.preview, PREVIEW_ALT)
     return app
 
 
@@ -496,7 +599,8 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
                     p_heatmap = gr.Image(
                         label="Evidence heatmap", type="numpy", format="png", interactive=False, elem_id="predict-heatmap"
                     )
-                gr.Markdown(CAM_CAVEAT)
+                p_legend = gr.HTML(elem_id="predict-legend")
+                gr.Markdown(map_caveat(_crops(predictors)), elem_id="predict-caveat")
                 p_reading = gr.Markdown(elem_id="predict-reading")
                 with gr.Accordion("Details (JSON, as the API returns it)", open=False):
                     p_details = gr.JSON()
@@ -512,8 +616,15 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
         )
         p_redrawn = handlers.EvidenceOutputs(overlay=p_overlay, heatmap=p_heatmap, reading=p_reading, explained=p_explained)
         p_new = _wire_slice(
-            p_image, p_other, p_slice, p_reading, [p_label, p_overlay, p_heatmap, p_details, p_explained, *p_hide.cleared]
+            p_image,
+            p_other,
+            p_slice,
+            p_reading,
+            [p_label, p_overlay, p_heatmap, p_legend, p_details, p_explained, *p_hide.cleared],
         )
+        # The colour bar follows every drawing of the map (a private step after it: the API's outputs stay as they are).
+        legend = partial(handlers.evidence_legend, predictors)
+        legend_after = {"fn": legend, "inputs": [p_explained, p_evidence], "outputs": p_legend, "api_visibility": "private"}
         p_done = p_button.click(
             page_only(named(partial(handlers.predict, predictors), p_answer)),
             [p_image, p_model, p_opacity, p_evidence, p_slice, p_outline],
@@ -526,6 +637,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             show_progress_on=[p_label],  # one spinner (or one error badge), not one per pane
         )
         _show_answer(p_done, "predict-answer")
+        p_done.then(**legend_after, queue=False)
         _wire_hide(predictors, p_hide, p_slice, p_done)
         p_switched = p_model.change(
             named(partial(handlers.model_switched, predictors), p_answer),
@@ -537,13 +649,14 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             concurrency_limit=MODEL_CONCURRENCY,
             show_progress_on=[p_label],
         )
+        p_switched.then(**legend_after, queue=False)
         for control in (p_opacity, p_evidence):
             _on_change(
                 control,
                 named(partial(handlers.redraw, predictors), p_redrawn),
-                [p_explained, p_opacity, p_evidence],
+                [p_explained, p_opacity, p_evidence, p_outline],
                 outputs(p_redrawn),
-            )
+            ).then(**legend_after, queue=False)
         p_outlined = p_switches.outline.change(
             lambda on: bool(on), p_switches.outline, p_outline, api_visibility="private", queue=False
         ).then(
@@ -595,10 +708,15 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             with gr.Column(scale=2, elem_id="compare-answer"):
                 c_teaching = gr.Markdown(elem_id="compare-teaching")
                 c_summary = gr.Markdown(elem_id="compare-summary")
-                with gr.Row():  # one column per model, in the order they were given; a narrow page wraps them
-                    c_columns = {name: _compare_column(name, predictors[name], len(labels)) for name in names}
-                gr.Markdown(CAM_CAVEAT)
+                # The maps first and side by side, on a phone too (one screen shows both), then the confidences.
+                with gr.Row(elem_id="compare-overlays"):
+                    maps = {name: _compare_map(name, predictors[name]) for name in names}
+                gr.HTML(legend_html(COMPARE_STRENGTH), elem_id="compare-legend")
+                gr.Markdown(map_caveat(_crops(predictors)), elem_id="compare-caveat")
+                with gr.Row(elem_id="compare-labels"):  # a narrow page puts them one under the other
+                    confidences = {name: _compare_label(name, predictors[name], len(labels)) for name in names}
                 c_hide = _hide_block("compare")
+        c_columns = {name: handlers.CompareColumn(label=confidences[name], overlay=maps[name]) for name in names}
         c_answer = handlers.CompareOutputs(models=c_columns, summary=c_summary, slice=c_slice, explained=c_explained)
         c_overlays = {name: column.overlay for name, column in c_columns.items()}
         c_new = _wire_slice(c_image, c_other, c_slice, c_summary, [*outputs(c_columns), c_explained, *c_hide.cleared])
@@ -618,7 +736,7 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
         _on_change(
             c_opacity,
             named(partial(handlers.recolour_compare, predictors), c_overlays),
-            [c_explained, c_opacity],
+            [c_explained, c_opacity, c_outline],
             outputs(c_overlays),
         )
         c_outlined = c_switches.outline.change(
@@ -642,14 +760,22 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
     return CompareHandle(c_image, c_answer, c_teaching, c_opacity, c_outline, c_switches, c_hide)
 
 
-def _compare_column(name: str, predictor: Predictor, classes: int) -> handlers.CompareColumn:
-    """One model's column in Compare: its confidences, titled from its metadata, and its map over the slice."""
-    with gr.Column(scale=1, min_width=220):
-        label = gr.Label(num_top_classes=classes, label=f"{_model_title(name, predictor)}: confidence")
-        overlay = gr.Image(
-            label=f"{name}: {_map_name(predictor)}", type="numpy", format="png", interactive=False, elem_id=f"compare-{name}"
-        )
-    return handlers.CompareColumn(label=label, overlay=overlay)
+def _compare_map(name: str, predictor: Predictor) -> gr.Image:
+    """One model's map over the slice in Compare, named by its model and its method."""
+    return gr.Image(
+        label=f"{name}: {_map_name(predictor)}",
+        type="numpy",
+        format="png",
+        interactive=False,
+        elem_id=f"compare-{name}",
+        min_width=120,  # two side by side on a phone
+        buttons=["download", "fullscreen"],  # room for the label on a phone
+    )
+
+
+def _compare_label(name: str, predictor: Predictor, classes: int) -> gr.Label:
+    """One model's confidences in Compare, titled from its metadata."""
+    return gr.Label(num_top_classes=classes, label=f"{_model_title(name, predictor)}: confidence", min_width=220)
 
 
 def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, compare: CompareHandle, tabs: gr.Tabs) -> None:
@@ -707,7 +833,7 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
                     elem_id="batch-table",
                 )
                 b_gallery = gr.Gallery(label="Grad-CAM overlays", columns=len(names), height="auto", elem_id="batch-gallery")
-                gr.Markdown(CAM_CAVEAT)
+                gr.Markdown(map_caveat(_crops(predictors)), elem_id="batch-caveat")
         b_answer = handlers.BatchOutputs(
             summary=b_summary, table=b_table, gallery=b_gallery, csv=b_csv, entries=b_entries, rows=b_rows
         )
@@ -744,7 +870,7 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             api_name="batch",
             api_description=API_DESCRIPTIONS["batch"],
             concurrency_id="batch",
-            show_progress_on=[b_summary],
+            show_progress_on=[b_status],  # above the summary, in room of its own: never over the summary's text
         )
         usable = gr.update(interactive=True)  # the filter, once the rows are all there (or Stop kept them)
         b_run.then(lambda: (False, usable), None, [b_running, b_filter], api_visibility="private", queue=False)
@@ -786,25 +912,36 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
         b_opened.then(handlers.editable_slice, compare.answer.slice, compare.hide.editor, api_visibility="private", queue=False)
 
 
-def _about_tab(
-    predictors: dict[str, Predictor],
-    serving: str,
-    cache_sweep: tuple[int, int],
-    session_seconds: int,
-    matrices: dict[str, Path],
-) -> None:
-    """What the app keeps, which models serve, whether the maps can be trusted, and each model card."""
+def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tuple[int, int], session_seconds: int, shown: Shown):
+    """The models compared (a table, which is better at what, their confusion matrices and reliability diagrams side by
+    side), then what the app keeps, which models serve, whether the maps can be trusted, and each model card."""
     names = list(predictors)
     default = names[-1]
+    metadata = {name: predictor.metadata for name, predictor in predictors.items()}
     with gr.Tab("About", id="about", elem_id="about-tab"):
+        gr.Markdown(
+            f"### Which model is better, at what?\n{which_is_better(metadata)}\n\n{comparison_table(metadata)}\n\n"
+            f"<small>{comparison_notes(metadata)}</small>",
+            elem_id="about-comparison",
+        )
+        for pictures, what, elem_id in (
+            (shown.matrices, "confusion matrix on the validation split", "about-matrices"),
+            (shown.reliability, "reliability diagram on the validation split", "about-reliability"),
+        ):
+            if pictures:
+                with gr.Row(elem_id=elem_id):
+                    for name in names:
+                        if name in pictures:
+                            gr.Image(  # the picture's own title names the model: no label over it
+                                str(pictures[name]), label=f"{name}: {what}", show_label=False, interactive=False, min_width=200
+                            )
+        if len(shown.reliability) < len(names):
+            gr.Markdown(RELIABILITY_MISSING, elem_id="about-no-reliability")
         gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
         gr.Markdown(maps_text(predictors), elem_id="about-maps")
         for name in [default, *[n for n in names if n != default]]:
-            predictor = predictors[name]
             with gr.Accordion(f"Model card: {name}", open=name == default):
-                gr.Markdown(model_card(predictor.metadata, standalone=False))
-                if name in matrices:
-                    gr.Image(str(matrices[name]), label=f"{name}: confusion matrix on the validation split", interactive=False)
+                gr.Markdown(model_card(predictors[name].metadata, standalone=False))
 
 
 def _assistant_tab(toolbox: Toolbox, brain: Brain, session_state) -> None:

@@ -61,6 +61,12 @@ def in_use(paths: Iterable[str | Path]) -> Iterator[None]:
                     del _in_use[key]
 
 
+def upload_path(payload) -> str | None:
+    """Where an upload lies in the app's folder, from Gradio's file payload (a dict) or a plain path."""
+    path = payload.get("path") if isinstance(payload, dict) else payload
+    return str(path) if path and isinstance(path, str | os.PathLike) else None  # an API client's number or list: none
+
+
 def is_in_use(path: str | Path) -> bool:
     """Whether a running event has marked ``path`` as read (``in_use``)."""
     with _in_use_lock:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from tumor_ai.core.wording import confidence_words, focus_region, listed, reading  # noqa: F401 - moved to wording; for one release
+from tumor_ai.core.wording import LEGEND_ENDS, confidence_words, focus_region, listed, reading  # noqa: F401 - moved to wording; for one release
 
 DEFAULT_OPACITY = 0.45
 DISPLAY_SIDE = 768  # overlays are drawn at most this large: the app never shows them bigger
@@ -61,6 +61,27 @@ def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACIT
     alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(np.clip(cam, 0.0, 1.0)) * 255).astype(np.uint8)
     blended = Image.composite(_resized(jet(cam), size), Image.fromarray(pixels), _resized(alpha, size, "L"))
     return np.asarray(blended)
+
+
+def legend_html(words: str, peak: float | None = None) -> str:
+    """The colour bar under a map: the colour map's own colours from weak to strong evidence, a mark where this map's
+    strongest point lies (``peak``, 0..1, as drawn), and ``words`` saying what that means (plain text, escaped)."""
+    import html
+
+    values = np.linspace(0.0, 1.0, 9)  # jet is piecewise linear between eighths: nine stops draw it exactly
+    stops = ", ".join(f"rgb({r}, {g}, {b}) {value:.1%}" for value, (r, g, b) in zip(values, jet(values)))
+    mark = ""
+    if peak is not None:
+        left = 100 * float(np.clip(peak, 0.0, 1.0))
+        mark = f'<span class="evidence-peak" style="left: {left:.1f}%" title="this map\'s strongest point"></span>'
+    weak, strong = (html.escape(end) for end in LEGEND_ENDS)
+    return (
+        f'<div class="evidence-legend" data-peak="{"" if peak is None else f"{float(peak):.4f}"}">'
+        f'<div class="evidence-scale"><span class="evidence-end">{weak}</span>'
+        f'<span class="evidence-bar" style="background: linear-gradient(to right, {stops})">{mark}</span>'
+        f'<span class="evidence-end">{strong}</span></div>'
+        f'<p class="evidence-words">{html.escape(words)}</p></div>'
+    )
 
 
 OUTLINE_COLOUR = (255, 255, 255)  # white with a dark rim: on grey tissue and on every colour of the map

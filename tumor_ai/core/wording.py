@@ -9,8 +9,10 @@ names joined as a sentence joins them (``listed``). Nothing here draws or runs a
 
 from __future__ import annotations
 
+import math
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -515,6 +517,9 @@ def figures_lead(model: str, metadata: ModelMetadata, label: str | None = None) 
     )
 
 
+HELD_OUT_ONLY = "These are figures on this dataset's own held-out slices, not on patients from a clinic."
+
+
 def better_model(metadata: dict[str, ModelMetadata]) -> str:
     """Which model is better, by how much, on what data, and where the other wins, from the metadata alone."""
     scored = {name: meta for name, meta in metadata.items() if meta.metrics}
@@ -556,7 +561,7 @@ def better_model(metadata: dict[str, ModelMetadata]) -> str:
         lead += f" The {other} wins on {listed(wins)}."
     else:
         lead += f" The {other} does not beat it on any class's recall, on calibration or on where its map points."
-    return lead + " These are figures on this dataset's own held-out slices, not on patients from a clinic."
+    return f"{lead} {HELD_OUT_ONLY}"
 
 
 def _pointing(metadata: ModelMetadata) -> float | None:
@@ -622,6 +627,300 @@ def tools_busy(waiting: int) -> str:
 
 
 SUMMARY_STOPPED = "The summary stopped between two files: its caller had gone."
+
+
+# The page's frame: its header, the preview a shared link shows, and what `tumor-ai serve` prints when it starts.
+APP_TITLE = "tumor-ai: brain-tumour MRI classifier"
+PREVIEW_ALT = "One brain MRI slice of each class the models tell apart, as the app's examples show them"
+
+
+def what_it_does(labels: list[str], models: list[str]) -> str:
+    """What the app does, from its models' classes and titles ("a Custom CNN", ...): the header and the preview card."""
+    classes = [display_name(label).lower() for label in labels]
+    return (
+        f"Sort a brain MRI slice into {', '.join(classes[:-1])} or {classes[-1]} with {listed(models)}, "
+        "and see where each one looked (Grad-CAM)."
+    )
+
+
+def preview_tagline(models: int) -> str:
+    """The preview picture's line under the app's name."""
+    if models == 1:
+        return "Brain MRI slices through a model, and where it looked"
+    return f"Brain MRI slices through {({2: 'two', **NUMBER_WORDS}).get(models, models)} models, and where each one looked"
+
+
+def share_description(labels: list[str], models: list[str]) -> str:
+    """The sharing preview's description: what the app does, and that it is not a diagnosis."""
+    return f"{what_it_does(labels, models)} Research and teaching only: not a diagnosis."
+
+
+def started(local_url: str, share_asked: bool, share_url: str | None, share_reachable: bool, on_space: bool) -> list[str]:
+    """What ``tumor-ai serve`` prints once the app answers: where it runs and, in one consistent sentence, the public link
+    (Gradio prints a link it opened itself; its advice to edit ``launch()`` does not apply to a command)."""
+    lines = [f"* Running on local URL:  {local_url}"]
+    if on_space:
+        return lines
+    if share_asked and not share_url:
+        why = (
+            "Gradio could not open one (its reason is above)"
+            if share_reachable
+            else "Gradio's share service cannot be reached from here"
+        )
+        lines.append(f"* No public link: {why}; the app still works at {local_url}")
+    elif not share_asked:
+        lines.append("* For a public link to show the app to others, start it with --share.")
+    return lines
+
+
+# The evidence maps: what their colours mean, and why a map may end in a hard straight edge.
+MAP_CAVEAT = (
+    "The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a "
+    "model found the evidence for a class: where it looked, **not a segmentation** of the tumour, and not always the "
+    "tumour: the About tab says how often it is."
+)
+LEGEND_ENDS = ("weak", "strong evidence")
+COLOUR_NAMES = ((0.2, "dark blue"), (0.4, "blue"), (0.55, "green"), (0.7, "yellow"), (0.85, "orange"), (1.0, "red"))
+
+
+def colour_name(value: float) -> str:
+    """The colour the maps draw ``value`` (0..1) in, as a person names it (``tumor_ai.core.explain.jet``)."""
+    return next((name for top, name in COLOUR_NAMES if value < top), "red")
+
+
+def map_strength(label: str, probability: float, is_answer: bool, peak: float) -> str:
+    """What the colour bar under a map says: how strong the map is drawn (``tumor_ai.core.explain.drawn_strength``)
+    and so how far up the bar its strongest point reaches (``peak``, 0..1)."""
+    name = display_name(label)
+    if peak <= 0.0:
+        return f"The map for {name} is empty: no evidence for it anywhere in this slice."
+    if is_answer:
+        return (
+            f"Drawn at full strength: red marks the strongest evidence for {name}, the model's answer, in this slice; "
+            "blue marks weak evidence, and no colour none."
+        )
+    if probability < WEAK_EVIDENCE:
+        return (
+            f"Weak evidence: {name} is not the model's answer and the model gives it only {probability:.1%}, so its "
+            f"map is drawn that faint: at most {colour_name(peak)}, never red."
+        )
+    return (
+        f"{name} is not the model's answer: its map is drawn as strong as the model finds it likely ({probability:.0%}), "
+        f"so its strongest evidence shows as {colour_name(peak)}, not red."
+    )
+
+
+COMPARE_STRENGTH = (
+    "Each overlay is its model's evidence for its own answer, drawn at full strength: red marks the strongest evidence "
+    "in this slice, blue weak evidence, and no colour none."
+)
+
+
+def edge_caveat(crops: dict[str, str]) -> str:
+    """Why a map may end in a hard straight edge inside the head: the models that read only the square around the head
+    (``crop`` "head" in their metadata) have no map outside it."""
+    names = [name for name, crop in crops.items() if crop == "head"]
+    if not names:
+        return ""
+    several = len(names) > 1
+    who = f"The {listed(names)} model{'s read' if several else ' reads'}"
+    return (
+        f"{who} only the square around the head, so {'their maps stop' if several else 'its map stops'} at that square's "
+        "edges: a hard straight edge in a map is where the model's input ends, not a finding."
+    )
+
+
+def map_caveat(crops: dict[str, str]) -> str:
+    """The caveat under every map: what a map is, and (where a model crops) why one may end in a straight edge."""
+    return f"_{MAP_CAVEAT}_" + (f" _{edge_caveat(crops)}_" if edge_caveat(crops) else "")
+
+
+# The About tab's comparison of the models: every figure read from their metadata, so it stays right when one is retrained.
+ECE_MARGIN = 0.005  # calibration errors closer than this are alike (the metadata keeps no interval for them)
+
+
+class _Measure(NamedTuple):
+    """One row of the comparison: how to read it from a model's metadata and which way is better."""
+
+    title: str
+    higher_is_better: bool
+    value: Callable[[ModelMetadata], float | None]
+    shown: Callable[[float], str]
+    interval: Callable[[ModelMetadata], tuple[float, float] | None]
+
+
+def _scores(metadata: ModelMetadata):
+    return metadata.metrics.validation if metadata.metrics else None
+
+
+def _accuracy_interval(metadata: ModelMetadata, value: float | None) -> tuple[float, float] | None:
+    """A share's rough 95% interval on the validation images (binomial), for telling a real gap from noise."""
+    scores = _scores(metadata)
+    if value is None or not scores or not scores.images:
+        return None
+    half = 1.96 * math.sqrt(max(value * (1 - value), 1e-9) / scores.images)
+    return value - half, value + half
+
+
+def _figure_interval(figure) -> tuple[float, float] | None:
+    return (figure.low, figure.high) if figure is not None else None
+
+
+MEASURES = {
+    "accuracy": _Measure(
+        "Accuracy (validation split)",
+        True,
+        lambda m: _scores(m).accuracy if _scores(m) else None,
+        lambda v: f"{v:.1%}",
+        lambda m: _accuracy_interval(m, _scores(m).accuracy if _scores(m) else None),
+    ),
+    "macro_f1": _Measure(
+        "Macro-F1 (every class counts the same)",
+        True,
+        lambda m: _scores(m).macro_f1 if _scores(m) else None,
+        lambda v: f"{v:.1%}",
+        lambda m: _accuracy_interval(m, _scores(m).macro_f1 if _scores(m) else None),
+    ),
+    "calibration": _Measure(
+        "Calibration error (ECE; lower is better)",
+        False,
+        lambda m: m.calibration.ece_after,
+        lambda v: f"{v:.3f}",
+        lambda m: None,  # no interval recorded: ``leader`` compares with ``ECE_MARGIN`` instead
+    ),
+    "pointing": _Measure(
+        "Map's peak on the tumour (pointing game)",
+        True,
+        lambda m: m.localisation.pointing_game.value if m.localisation else None,
+        lambda v: f"{v:.0%}",
+        lambda m: _figure_interval(m.localisation.pointing_game) if m.localisation else None,
+    ),
+    "erased": _Measure(
+        "Still names a tumour with the tumour erased (lower is better)",
+        False,
+        lambda m: m.localisation.erased.tumour_kept.value if m.localisation else None,
+        lambda v: f"{v:.0%}",
+        lambda m: _figure_interval(m.localisation.erased.tumour_kept) if m.localisation else None,
+    ),
+}
+
+
+def leader(metadata: dict[str, ModelMetadata], key: str) -> tuple[str, str, bool] | None:
+    """The model ahead on a measure, the next one, and whether it is clearly ahead: the gap is wider than the two 95%
+    intervals' half-widths combined (as for two independent shares; a calibration error: lower by at least
+    ``ECE_MARGIN``). None when fewer than two models have the figure."""
+    measure = MEASURES[key]
+    values = {name: measure.value(meta) for name, meta in metadata.items()}
+    known = sorted((name for name, value in values.items() if value is not None), key=lambda name: values[name])
+    if len(known) < 2:
+        return None
+    best, runner = (known[-1], known[-2]) if measure.higher_is_better else (known[0], known[1])
+    if key == "calibration":
+        return best, runner, abs(values[best] - values[runner]) >= ECE_MARGIN
+    ahead, behind = measure.interval(metadata[best]), measure.interval(metadata[runner])
+    if ahead is None or behind is None:
+        return best, runner, values[best] != values[runner]
+    margin = math.hypot((ahead[1] - ahead[0]) / 2, (behind[1] - behind[0]) / 2)
+    return best, runner, abs(values[best] - values[runner]) > margin
+
+
+def comparison_table(metadata: dict[str, ModelMetadata]) -> str:
+    """The models side by side (a column each), a row per measure; the clear leader of a row in bold."""
+    names = list(metadata)
+    lines = ["| | " + " | ".join(f"**{name}**" for name in names) + " |", "|---|" + "---:|" * len(names)]
+    for key, measure in MEASURES.items():
+        ahead = leader(metadata, key)
+        cells = []
+        for name in names:
+            value = measure.value(metadata[name])
+            shown = measure.shown(value) if value is not None else "–"
+            cells.append(f"**{shown}**" if ahead and ahead[2] and ahead[0] == name else shown)
+        lines.append(f"| {measure.title} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def comparison_notes(metadata: dict[str, ModelMetadata]) -> str:
+    """What the comparison's figures are measured on, and what bold means."""
+    scores = {name: _scores(meta) for name, meta in metadata.items() if _scores(meta)}
+    images = sorted({s.images for s in scores.values()})
+    data = f"the same {images[0]:,} validation images" if len(images) == 1 else f"{listed([f'{n:,}' for n in images])} images"
+    text = f"Accuracy, macro-F1 and calibration error on {data}" if scores else "No model here records validation figures"
+    located = {name: meta.localisation for name, meta in metadata.items() if meta.localisation}
+    if located:
+        slices = sorted({record.images for record in located.values()})
+        text += (
+            f"; the map and the tumour-erased test on {listed([f'{n:,}' for n in slices])} held-out tumour images with the "
+            "tumour outlined. Erasing the tumour (filled in from its surroundings) should make a model that reads the "
+            "lesion stop naming a tumour; erasing a region as large elsewhere, "
+            + listed(
+                [
+                    f"the {name}{' kept its answer' if index == 0 else ''} in {record.erased.control_kept.value:.0%}"
+                    for index, (name, record) in enumerate(located.items())
+                ]
+            )
+        )
+    return text + ". **Bold**: clearly ahead, beyond the margin those images allow. All from each model's `tumor_ai.json`."
+
+
+def which_is_better(metadata: dict[str, ModelMetadata]) -> str:
+    """ "Which is better, at what?" in two sentences, from the metadata: overall accuracy, then calibration, where the
+    map points and whether the answer needs the tumour."""
+    if len(metadata) < 2:
+        return "Only one model is served, so there is nothing to compare it with."
+    most = "more" if len(metadata) == 2 else "most"
+    accuracy = MEASURES["accuracy"]
+    ahead = leader(metadata, "accuracy")
+    if ahead is None:
+        first = "The models' metadata does not hold validation figures for them all, so overall accuracy cannot be compared."
+    else:
+        best, runner, clear = ahead
+        a, b = _scores(metadata[best]), _scores(metadata[runner])
+        data = f"the same {a.images:,} validation images" if a.images == b.images else f"{a.images:,} and {b.images:,} images"
+        if clear:
+            first = (
+                f"**The {best} is the {most} accurate**: {accuracy.shown(a.accuracy)} against {accuracy.shown(b.accuracy)} "
+                f"for the {runner} on {data} (macro-F1 {a.macro_f1:.1%} against {b.macro_f1:.1%})."
+            )
+        else:
+            first = (
+                f"**Neither is clearly the {most} accurate**: the {best} {accuracy.shown(a.accuracy)} and the {runner} "
+                f"{accuracy.shown(b.accuracy)} on {data}, within the margin those images allow."
+            )
+    clauses = []
+    for key, clear_words, alike_words in (
+        (
+            "calibration",
+            "the {w}'s calibration error is lower (ECE {x} against {y})",
+            "the {w} and the {r} are about as well calibrated (ECE {x} and {y})",
+        ),
+        (
+            "pointing",
+            "the {w}'s map lands on the tumour more often ({x} against {y} of outlined slices)",
+            "the {w}'s and the {r}'s maps land on the tumour about as often ({x} and {y})",
+        ),
+        (
+            "erased",
+            "the {w} needs the tumour more (with it erased, it still names a tumour in {x} against {y})",
+            "the {w} and the {r} still name a tumour about as often with it erased ({x} and {y})",
+        ),
+    ):
+        ahead = leader(metadata, key)
+        if ahead is None:
+            continue
+        best, runner, clear = ahead
+        measure = MEASURES[key]
+        x, y = measure.shown(measure.value(metadata[best])), measure.shown(measure.value(metadata[runner]))
+        clauses.append((clear_words if clear else alike_words).format(w=best, r=runner, x=x, y=y))
+    if not clauses:
+        return first + " Their metadata holds no calibration or map figures to compare them on further."
+    second = listed(clauses)
+    return f"{first} {second[0].upper()}{second[1:]}."
+
+
+RELIABILITY_MISSING = (
+    "No reliability diagram: each model's metadata keeps its calibration error before and after the temperature (the "
+    "table's ECE), not the per-bin confidences and accuracies a diagram is drawn from."
+)
 
 
 # The teaching panel: an example's true class, why a hard case was chosen, and the tumour outline (Predict, Compare).

@@ -242,6 +242,7 @@ class StartRecord(Block):
     Reproducing the weights takes both commands, the source's first."""
 
     of: str
+    out: str | None = None  # where the source's own command wrote it (its --out), copied to ``of`` before the fine-tune
     command: str | None = None
     seconds: float | None = None
     held_out: str = ""  # why this run's validation images were unseen by the source too

@@ -44,17 +44,21 @@ def front_matter(metadata: ModelMetadata, repo_id: str | None = None) -> str:
     """YAML front matter that the Hugging Face Hub reads (library, task, licence, base model, metrics)."""
     scores = metadata.metrics.validation if metadata.metrics else None
     architecture = architectures.find(metadata.architecture)
-    results = [
-        EvalResult(
-            task_type="image-classification",
-            dataset_type=DATASET_ID,
-            dataset_name="Brain Tumor MRI Dataset (group-aware validation split of Training)",
-            metric_type=metric,
-            metric_name=name,
-            metric_value=value,
-        )
-        for value, metric, name in ((scores.accuracy, "accuracy", None), (scores.macro_f1, "f1", "macro F1"))
-    ] if scores else []
+    results = (
+        [
+            EvalResult(
+                task_type="image-classification",
+                dataset_type=DATASET_ID,
+                dataset_name="Brain Tumor MRI Dataset (group-aware validation split of Training)",
+                metric_type=metric,
+                metric_name=name,
+                metric_value=value,
+            )
+            for value, metric, name in ((scores.accuracy, "accuracy", None), (scores.macro_f1, "f1", "macro F1"))
+        ]
+        if scores
+        else []
+    )
     data = ModelCardData(
         library_name="keras",
         pipeline_tag="image-classification",
@@ -453,8 +457,9 @@ def localisation_section(metadata: ModelMetadata) -> list[str]:
         "*Hide a region* uses); the control fills a region of the same shape elsewhere in the head, so an answer that "
         "changes only when the tumour goes shows that the model reads the tumour, not the erasure. "
         + (
-            "The held-out fills (scikit-image's biharmonic inpainting and a heavy blur) are ones no training recipe "
-            "uses, so a model that learned the training fills as a cue shows it there. "
+            "The held-out fills (each hidden pixel given the nearest visible pixel's grey, and the surroundings "
+            "blurred in) are ones no training recipe uses, so a model that learned the training fills as a cue shows "
+            "it there. "
             if erased.held_out_fills
             else ""
         )
@@ -570,6 +575,8 @@ def _reproduce(metadata: ModelMetadata) -> list[str]:
     folder = training.out or f"models/{metadata.name}"
     started = training.started_from
     commands = [started.command] if started and started.command else []
+    if commands and started.out and started.out != started.of:
+        commands.append(f"cp -r {started.out} {started.of}  # the fine-tune below starts from these weights")
     commands += [refit.split_run_command] if refit else []
     commands.append(training.command)
     if metadata.mri_check:
