@@ -86,6 +86,7 @@ def _checked(page, elem_id: str, value: bool) -> None:
 
 
 IN_VIEW = "id => Math.abs(document.getElementById(id).getBoundingClientRect().top) < 200"
+ON_SCREEN = "id => { const top = document.getElementById(id).getBoundingClientRect().top; return top >= 0 && top < innerHeight; }"
 
 
 def _selected_tab(page, name: str) -> None:
@@ -238,6 +239,7 @@ def test_the_lesson_plan_step_by_step(browser, app_url, app_log):
     assert "Meningioma" not in teaching.inner_text()
     page.locator("#predict-button").click()
     teaching.get_by_text("True class: Meningioma").wait_for()
+    page.wait_for_function(ON_SCREEN, arg="predict-teaching")  # revealed where the class sees it, not above the window
     page.screenshot(path=SHOTS / "lesson_1_guess_first.png")
     # 2. Where did it look: the outline over both maps, then the faint map of an unlikely class.
     overlay = _src(page, "#predict-overlay")

@@ -69,6 +69,13 @@ SHOW_ANSWER_JS = """() => {
   document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
   if (window.innerWidth < 768) document.getElementById('ELEM_ID')?.scrollIntoView({block: 'start'});
 }"""
+# The teaching panel written again: when it is above the window (the page scrolled down to an example or a switch),
+# bring it back into view, so the true class is seen when it is revealed; a panel below the window (a phone, before
+# the answer) stays where it is.
+REVEAL_JS = """() => {
+  const panel = document.getElementById('ELEM_ID');
+  if (panel && panel.innerText.trim() && panel.getBoundingClientRect().top < 0) panel.scrollIntoView({block: 'start'});
+}"""
 # A batch row opened in Compare: its answer into view, whatever the width (the table was far down the page).
 SHOW_OPENED_JS = """() => {
   document.querySelectorAll('.toast-wrap .toast-close, .toast-body .toast-close').forEach((b) => b.click());
@@ -562,7 +569,9 @@ def _examples(shown: Shown, image: gr.Image, prefix: str, label: str) -> None:
 def _wire_teaching(predictors: dict[str, Predictor], panel: gr.Markdown, inputs: list, after: list) -> None:
     """The teaching panel (true class, outline note) is written again after each event in ``after``."""
     for event in after:
-        event.then(partial(handlers.teaching, predictors), inputs, panel, api_visibility="private", queue=False)
+        event.then(partial(handlers.teaching, predictors), inputs, panel, api_visibility="private", queue=False).then(
+            None, None, None, js=REVEAL_JS.replace("ELEM_ID", panel.elem_id)
+        )
 
 
 def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) -> Switches:
