@@ -36,7 +36,8 @@ def test_only_the_pictures_the_page_shows_are_served_never_a_model_folder(slot_m
     added = _StaticFiles.all_paths[before:]
     assert len(added) == 1 and added[0].is_dir()
     served = sorted(path.name for path in added[0].rglob("*"))
-    assert served and all(name.endswith((".jpg", ".png")) for name in served), served
+    # pictures, and the labelled batch example the page builds from them (a zip of those same pictures)
+    assert served and all(name.endswith((".jpg", ".png")) or name == "labelled.zip" for name in served), served
     assert "model0-confusion_matrix.png" in served
     for static in _StaticFiles.all_paths:  # every app built in this process: none serves a model folder
         assert not folder.resolve().is_relative_to(static) and not static.is_relative_to(folder.resolve())

@@ -536,8 +536,15 @@ def better_model(metadata: dict[str, ModelMetadata]) -> str:
         else f"{a.images:,} and {b.images:,} held-out images"
     )
     gap = (a.accuracy - b.accuracy) * 100
+    ahead = leader(scored, "accuracy")  # the About tab's rule: ahead only beyond the margin those images allow
     if gap < 0.05:
         lead = f"**Neither is better overall**: both models reach {a.accuracy:.1%} accuracy on {data}."
+    elif ahead is not None and not ahead[2]:
+        lead = (
+            f"**Neither is clearly better overall**: accuracy {a.accuracy:.1%} for the {best} against {b.accuracy:.1%} "
+            f"for the {other} on {data} (macro-F1 {a.macro_f1:.1%} against {b.macro_f1:.1%}), a gap of {gap:.1f} points, "
+            "within the margin those images allow."
+        )
     else:
         lead = (
             f"**The {best} model is better overall**, by {gap:.1f} points: accuracy {a.accuracy:.1%} against "
