@@ -669,6 +669,8 @@ def test_compare_on_a_phone_shows_both_maps_together_and_whole_words(browser, ap
     for name in ("cnn", "vgg16"):
         label, buttons = _box(phone, f"#compare-{name} [data-testid=block-label]"), _box(phone, f"#compare-{name} button")
         assert label["x"] + label["width"] <= buttons["x"] + 1, "the map's label beside its buttons, not under them"
+        icon = _box(phone, f"#compare-{name} [data-testid=block-label] svg")
+        assert icon["height"] <= 24 and icon["width"] <= 24, ("the label's icon stays small, never over the map", icon)
     phone.screenshot(path=SHOTS / "phone_compare.png")
     phone.close()
 

@@ -95,6 +95,9 @@ PAGE_CSS = """
   #compare-overlays [data-testid="block-label"] {
     max-width: calc(100% - 64px); white-space: nowrap; overflow: hidden; text-overflow: ellipsis; display: block;
   }
+  /* as a block the label's icon would grow to the label's width, over the map: keep it the size of the text */
+  #compare-overlays [data-testid="block-label"] span:has(> svg) { display: inline-block; width: 12px; height: 12px; }
+  #compare-overlays [data-testid="block-label"] svg { width: 12px; height: 12px; }
 }
 /* Batch: the progress is shown in the status line above the summary, in room of its own (while it runs), never over
    the summary's text. */
