@@ -569,12 +569,15 @@ def _examples(shown: Shown, image: gr.Image, prefix: str, label: str) -> None:
         )
 
 
-def _wire_teaching(predictors: dict[str, Predictor], panel: gr.Markdown, inputs: list, after: list) -> None:
-    """The teaching panel (true class, outline note) is written again after each event in ``after``."""
+def _wire_teaching(predictors: dict[str, Predictor], panel: gr.Markdown, inputs: list, after: list, guess) -> None:
+    """The teaching panel (true class, outline note) is written again after each event in ``after`` (then scrolled
+    into view), and when the ``guess`` switch turns."""
+    teaching = partial(handlers.teaching, predictors)
     for event in after:
-        event.then(partial(handlers.teaching, predictors), inputs, panel, api_visibility="private", queue=False).then(
+        event.then(teaching, inputs, panel, api_visibility="private", queue=False).then(
             None, None, None, js=REVEAL_JS.replace("ELEM_ID", panel.elem_id)
         )
+    guess.change(teaching, inputs, panel, api_visibility="private", queue=False)
 
 
 def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) -> Switches:
@@ -680,14 +683,11 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             concurrency_limit=4,
         )
         _wire_teaching(
-            predictors, p_teaching, [p_slice, p_explained, p_switches.guess, p_outline], [*p_new, p_done, p_switched, p_outlined]
-        )
-        p_switches.guess.change(
-            partial(handlers.teaching, predictors),
-            [p_slice, p_explained, p_switches.guess, p_outline],
+            predictors,
             p_teaching,
-            api_visibility="private",
-            queue=False,
+            [p_slice, p_explained, p_switches.guess, p_outline],
+            [*p_new, p_done, p_switched, p_outlined],
+            p_switches.guess,
         )
     return p_switches
 
@@ -761,13 +761,12 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             concurrency_id="draw",
             concurrency_limit=4,
         )
-        _wire_teaching(predictors, c_teaching, [c_slice, c_explained, c_switches.guess, c_outline], [*c_new, c_done, c_outlined])
-        c_switches.guess.change(
-            partial(handlers.teaching, predictors),
-            [c_slice, c_explained, c_switches.guess, c_outline],
+        _wire_teaching(
+            predictors,
             c_teaching,
-            api_visibility="private",
-            queue=False,
+            [c_slice, c_explained, c_switches.guess, c_outline],
+            [*c_new, c_done, c_outlined],
+            c_switches.guess,
         )
     return CompareHandle(c_image, c_answer, c_teaching, c_opacity, c_outline, c_switches, c_hide)
 
