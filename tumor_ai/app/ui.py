@@ -682,13 +682,8 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             concurrency_id="draw",
             concurrency_limit=4,
         )
-        _wire_teaching(
-            predictors,
-            p_teaching,
-            [p_slice, p_explained, p_switches.guess, p_outline],
-            [*p_new, p_done, p_switched, p_outlined],
-            p_switches.guess,
-        )
+        teaching = [p_slice, p_explained, p_switches.guess, p_outline]
+        _wire_teaching(predictors, p_teaching, teaching, [*p_new, p_done, p_switched, p_outlined], p_switches.guess)
     return p_switches
 
 
@@ -761,13 +756,8 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             concurrency_id="draw",
             concurrency_limit=4,
         )
-        _wire_teaching(
-            predictors,
-            c_teaching,
-            [c_slice, c_explained, c_switches.guess, c_outline],
-            [*c_new, c_done, c_outlined],
-            c_switches.guess,
-        )
+        teaching = [c_slice, c_explained, c_switches.guess, c_outline]
+        _wire_teaching(predictors, c_teaching, teaching, [*c_new, c_done, c_outlined], c_switches.guess)
     return CompareHandle(c_image, c_answer, c_teaching, c_opacity, c_outline, c_switches, c_hide)
 
 
