@@ -61,8 +61,9 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     assert metadata.training.stage_epochs["fine_tune"] == 2 and 1 <= metadata.training.stage_epochs["head"] <= 2
     flip = metadata.training.test_time_flip
     assert metadata.test_time_flip == flip.adopted and set(flip.to_dict()) >= {"with", "without"}
-    features = sorted((cache / "features").glob("*.npy"))
+    features = sorted((cache / "features").glob("vgg16_*.npy"))
     assert len(features) == 3, "clean, mirrored and one augmented variant"
+    assert len(list((cache / "features").glob("pooled_*.npy"))) == 1, "the head's inputs, cached for the next run"
     assert np.load(features[0], mmap_mode="r").shape == (metadata.dataset.images, 4, 4, 256)
     extraction = metadata.training.features
     # The split run computed the features (the card's test: at least half their time spent in this run).
@@ -81,6 +82,27 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     assert refitted.calibration == metadata.calibration
     assert refitted.training.features.extraction_seconds == extraction.extraction_seconds, "timed when written"
     assert refitted.training.features.seconds_in_this_run < extraction.extraction_seconds / 2, "read, not computed"
+
+
+def test_a_vgg16_head_alone_starts_from_a_split_run_and_keeps_its_blocks(dataset_dir, tmp_path):
+    """``--start-from`` with ``--epochs 0`` retrains the head on the source's frozen blocks (their pooled output
+    cached by the blocks' weights) and keeps the map the source is served with."""
+    root, _ = dataset_dir
+    source, head, cache = tmp_path / "source", tmp_path / "head", tmp_path / "c"
+    _train([*VGG_SMALL, "--epochs", "1", "--early-stopping-from", "5"], root, source, cache)
+    with pytest.raises(SystemExit, match="needs --start-from"):
+        _train([*VGG_SMALL, "--epochs", "0"], root, head, cache)
+    _train([*VGG_SMALL, "--epochs", "0", "--head-learning-rate", "0.05", "--start-from", str(source)], root, head, cache)
+    before, source_metadata = load_model(source)
+    after, metadata = load_model(head)
+    for layer in before.layers:
+        if layer.name.startswith("block") and layer.weights:
+            np.testing.assert_array_equal(layer.kernel.numpy(), after.get_layer(layer.name).kernel.numpy())
+    assert not np.allclose(before.get_layer("predictions").kernel.numpy(), after.get_layer("predictions").kernel.numpy())
+    assert metadata.training.stage_epochs == {"head": metadata.training.stage_epochs["head"], "fine_tune": 0}
+    assert (metadata.cam_layer, metadata.cam_method) == (source_metadata.cam_layer, source_metadata.cam_method)
+    assert metadata.training.started_from.of == str(source)
+    assert len(list((cache / "features").glob("pooled_*.npy"))) == 2, "the source's blocks and the head run's: one each"
 
 
 def test_feature_extraction_resumes_to_the_same_file(tmp_path):

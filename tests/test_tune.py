@@ -114,3 +114,42 @@ def test_two_real_trials_on_synthetic_data(tmp_path):
         assert 0.0 <= row["score"]["macro_f1"] <= 1.0
         assert set(row["score"]["held_out_control_kept"]) == {"nearest", "blur"}
         assert "--guidance" in row["flags"] and "--input-size 48" in row["flags"]
+
+
+@pytest.mark.slow
+def test_a_vgg16_head_study_reads_cached_maps_of_a_split_run(tmp_path):
+    """Heads trained for real on a tiny VGG16 split run's frozen blocks: every trial scored from the cached maps
+    (the reasons with the training and held-out fills, the other collection), the pointing game the source's."""
+    from conftest import write_dataset
+    from test_counterfactual_runs import _masks_for
+    from test_partial import write_partial
+
+    from training.localise import HELD_OUT_FILLS
+    from training.train import main as train_main
+    from tumor_ai.model.folder import load_model
+
+    data, masks, partial, cache = tmp_path / "data", tmp_path / "masks", tmp_path / "br35h", tmp_path / "cache"
+    write_dataset(data, per_class=12, seed=2)
+    _masks_for(data, masks)
+    write_partial(partial, slices=8)
+    source = tmp_path / "vgg16"
+    train_main(["--model", "vgg16", "--input-size", "32", "--batch-size", "8", "--backbone-weights", "none",
+                "--head-epochs", "1", "--epochs", "1", "--data", str(data), "--out", str(source),
+                "--cache-dir", str(cache)])  # fmt: skip
+    with pytest.raises(SystemExit):
+        main(["--model", "vgg16-head", "--data", str(data), "--masks", str(masks), "--partial", str(partial)])
+    main(["--model", "vgg16-head", "--start-from", str(source), "--backbone-weights", "none", "--data", str(data),
+          "--masks", str(masks), "--partial", str(partial), "--trials", "2", "--out", str(tmp_path / "report"),
+          "--work", str(tmp_path / "work"), "--cache-dir", str(cache), "--limit", "20"])  # fmt: skip
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    scored = [row for row in report["rows"] if row["score"]]
+    assert len(scored) == 2, report["rows"]
+    _, metadata = load_model(source)
+    for row in scored:
+        score = row["score"]
+        assert 0.0 <= score["macro_f1"] <= 1.0 and 0.0 <= score["other_collection"] <= 1.0
+        assert set(score["held_out_tumour_kept"]) == set(HELD_OUT_FILLS)
+        assert "--epochs 0" in row["flags"] and "--head-learning-rate" in row["flags"]
+    assert len(list((cache / "tune" / "vgg16-head").glob("reasons_*.npz"))) == 1, "the hidden-region maps, computed once"
+    assert report["source"]["train_seconds"] == 0.0, "the source's own head is the study's baseline"
+    assert "| source | its own head |" in (tmp_path / "report" / "report.md").read_text()

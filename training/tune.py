@@ -104,12 +104,28 @@ def cnn_space(trial) -> list[str]:
     ]  # fmt: skip
 
 
-SEARCH_SPACES: dict[str, Callable] = {"cnn": cnn_space}
+def vgg16_head_space(trial) -> list[str]:
+    """The VGG16 head's flags (``--model vgg16-head``: blocks frozen, training.tune_head): its stage-1 schedule and
+    how much the other collection's partial labels weigh."""
+    return [
+        "--head-learning-rate", f"{trial.suggest_float('head_learning_rate', 1e-4, 3e-3, log=True):.6g}",
+        "--label-smoothing", f"{trial.suggest_float('label_smoothing', 0.0, 0.15):.4g}",
+        "--head-epochs", str(trial.suggest_int("head_epochs", 4, 30)),
+        "--patience", str(trial.suggest_int("patience", 2, 6)),
+        "--partial-repeat", str(trial.suggest_int("partial_repeat", 1, 6)),
+        "--batch-size", str(trial.suggest_categorical("batch_size", [32, 64])),
+    ]  # fmt: skip
+
+
+SEARCH_SPACES: dict[str, Callable] = {"cnn": cnn_space, "vgg16-head": vgg16_head_space}
 # The shipped recipe (plus the partial labels the probe found worth most), tried first as the study's reference.
 REFERENCE = {
     "cnn": {"learning_rate": 2e-3, "label_smoothing": 0.1, "guidance": 1.0, "guidance_from": 2, "erase": 0.2,
             "control": 0.2, "erase_grow_max": 4, "partial_repeat": 1, "sequence": 0.0},
+    "vgg16-head": {"head_learning_rate": 1e-3, "label_smoothing": 0.1, "head_epochs": 20, "patience": 3,
+                   "partial_repeat": 1, "batch_size": 32},
 }  # fmt: skip
+FINISHED = ("tumor_ai.json", "score.json")  # what a finished trial leaves: a run's model folder, or a head trial's score
 
 
 def trial_folder(work: Path, flags: list[str]) -> Path:
@@ -212,7 +228,7 @@ def objective_for(args: argparse.Namespace, trials) -> Callable:
             return trial.should_prune()
 
         trials.train(folder, flags, on_epoch)
-        if not (folder / "tumor_ai.json").exists():
+        if not any((folder / name).exists() for name in FINISHED):
             trial.set_user_attr("constraints", [1.0] * len(asdict(TARGETS)))
             raise optuna.TrialPruned()
         score = trials.score(folder)
@@ -272,6 +288,15 @@ def cpu_name() -> str:
     return f"{model} ({'AVX512-BF16' if 'avx512_bf16' in text else 'no bfloat16'})"
 
 
+def head_proxy(start_from: str, backbone_weights: str) -> str:
+    """A head-alone run on ``start_from``'s blocks, fed as it was (its preprocessing), reading the clean features only."""
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
+
+    source = ModelMetadata.read(Path(start_from) / METADATA_FILE)
+    return (f"--start-from {start_from} --epochs 0 --feature-variants 1 --preprocessing {source.preprocessing} "
+            f"--input-size {source.input_size[0]} --backbone-weights {backbone_weights}")  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m training.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -290,9 +315,18 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--proxy", default=" ".join(PROXY), help="flags of the proxy run, in one string (default: %(default)s)")
     parser.add_argument("--startup-trials", type=int, default=2, help="random trials before TPE, and before pruning")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
+    parser.add_argument("--start-from", help="vgg16-head: the model folder whose frozen blocks the heads are trained on")
+    parser.add_argument(
+        "--backbone-weights", default="imagenet", help="vgg16-head: the backbone file its block-3 cache was keyed by"
+    )
     parser.add_argument("--poll-seconds", type=float, default=10.0, help="how often a trial's epoch log is read")
     parser.add_argument("--report-only", action="store_true", help="write the report from the storage, train nothing")
     args = parser.parse_args(argv)
+    if args.model == "vgg16-head":
+        if not args.start_from:
+            parser.error("--model vgg16-head trains heads on a model folder's frozen blocks: give --start-from FOLDER")
+        if args.proxy == " ".join(PROXY):
+            args.proxy = head_proxy(args.start_from, args.backbone_weights)
     args.proxy = shlex.split(args.proxy)
     args.out = args.out or f"docs/reports/tune/{args.model}"
     args.storage = args.storage or f"sqlite:///{args.out}/study.db"
@@ -302,6 +336,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
 
 def main(argv: list[str] | None = None, prog: str | None = None, trials=None) -> None:
     """Run the command; ``trials`` replaces the subprocess trainer (tests)."""
+    from .tune_head import HEAD_NOTE, HeadTrials
     from .tune_report import write_report
 
     args = parse_args(argv, prog)
@@ -309,7 +344,12 @@ def main(argv: list[str] | None = None, prog: str | None = None, trials=None) ->
     if not args.report_only and not study.trials:
         study.enqueue_trial(REFERENCE[args.model], user_attrs={"reference": True})
     if not args.report_only:
-        study.optimize(objective_for(args, trials or SubprocessTrials(args)), n_trials=args.trials, catch=(RuntimeError,))
+        if args.model == "vgg16-head":
+            study.set_user_attr("note", HEAD_NOTE)
+        trials = trials or (HeadTrials(args) if args.model == "vgg16-head" else SubprocessTrials(args))
+        study.optimize(objective_for(args, trials), n_trials=args.trials, catch=(RuntimeError,))
+        if getattr(trials, "source_score", None) is not None:  # a head study's baseline: the source's head, untrained
+            study.set_user_attr("source_score", asdict(trials.source_score))
     print(write_report(study, Path(args.out), TARGETS))
 
 

@@ -67,7 +67,7 @@ def cells(score: dict) -> list[str]:
             f"{min(held.values()):.3f}" if held else "n/a", f"{score['other_collection']:.3f}"]  # fmt: skip
 
 
-def markdown(rows: list[dict], best: dict | None, found: dict[str, float], targets) -> str:
+def markdown(rows: list[dict], best: dict | None, found: dict[str, float], targets, source: dict | None = None) -> str:
     """The report as Markdown: the trials table, the chosen trial and the importances."""
     lines = [
         f"| trial | state | {' | '.join(COLUMNS)} | meets the targets | minutes | recipe |",
@@ -82,6 +82,8 @@ def markdown(rows: list[dict], best: dict | None, found: dict[str, float], targe
             f"| {row['number']} | {row['state']} | {' | '.join(values)} | {'yes' if row['feasible'] else 'no'} "
             f"| {row['minutes'] if row['minutes'] is not None else '–'} | {params} |"
         )
+    if source:  # a head study's baseline row
+        lines.append(f"| source | its own head | {' | '.join(cells(source))} | – | – | as trained |")
     lines.append("")
     lines.append(
         f"Targets: map peak ≥ {targets.pointing_game}, tumour erased kept ≤ {targets.tumour_kept} with every fill, "
@@ -128,14 +130,17 @@ def write_report(study, out: Path, targets) -> str:
     rows = trial_rows(study, targets)
     best = best_row(rows)
     found = importances(study)
-    text = markdown(rows, best, found, targets)
+    source = study.user_attrs.get("source_score")
+    text = markdown(rows, best, found, targets, source)
     minutes = sum(row["minutes"] or 0 for row in rows)
     cpus = sorted({row["cpu"] for row in rows if row["cpu"]})
     summary = {"study": study.study_name, "trials": len(rows), "minutes": round(minutes, 1), "cpus": cpus,
                "targets": vars(targets) if hasattr(targets, "__dict__") else {}, "best": best, "importances": found,
-               "rows": rows}  # fmt: skip
+               "source": source, "rows": rows}  # fmt: skip
     (out / "report.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
     footer = f"{len(rows)} trials, {minutes:.0f} minutes in all, on {', '.join(cpus) or 'n/a'}."
+    if study.user_attrs.get("note"):  # what this kind of study measures differently (e.g. a head study's map)
+        footer += f"\n\n{study.user_attrs['note']}"
     (out / "report.md").write_text(f"{text}\n\n{footer}\n")
     if any(row["score"] for row in rows):
         plot(rows, out / "front.png", targets)

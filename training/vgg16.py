@@ -10,6 +10,7 @@ and shifts its feature map by whole cells, which is the image shifted by multipl
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ class Vgg16Recipe(Recipe):
 
     preprocessings = ("vgg16", "vgg16_luminance")  # three channels, ImageNet-style
     distributable = False  # it reads block-3 features cached on this machine
-    fine_tunable = False  # two stages from the backbone's weights; --start-from is not wired into them
+    fine_tunable = True  # --start-from continues both stages from a model folder's weights (--epochs 0: the head alone)
 
     epochs: int = 5
     learning_rate: float = 1e-4
@@ -45,10 +46,17 @@ class Vgg16Recipe(Recipe):
     backbone_weights: str = option(
         "imagenet", "'imagenet' (download, the default) or a path to vgg16 no-top weights (.weights.h5), or 'none'"
     )
-    head_epochs: int = option(20, "stage 1 (head on frozen blocks): most epochs, stopped early")
+    head_epochs: int = option(20, "stage 1 (head on frozen blocks): most epochs, stopped early; 0 skips it")
     head_learning_rate: float = option(1e-3, "stage-1 Adam rate")
     feature_variants: int = option(3, "cached block-3 variants per image: clean, mirrored, then seeded augmentations")
     feature_shift: int = option(2, "random shift of the cached feature map in cells of 8 px, per image and epoch")
+
+    def check(self) -> str | None:
+        if self.epochs < 0 or self.head_epochs < 0:
+            return "--epochs and --head-epochs count epochs: 0 or more"
+        if self.epochs == 0 and (self.head_epochs == 0 or not self.start_from):
+            return "--epochs 0 trains the head alone: it needs --start-from (the blocks to keep) and --head-epochs 1 or more"
+        return super().check()
 
 
 def chained_model(model, after_layer: str, up_to_layer: str | None = None):
@@ -180,8 +188,32 @@ def counterfactual_feature_swaps(
     return FeatureSwaps(swaps, cells.astype(np.float32)), path
 
 
-def train_head(recipe: Recipe, model, variants, train_idx, validation_idx, targets, weights_by_class, labels) -> dict:
-    """Stage 1: the head alone on the pooled output of the frozen blocks 4-5 (clean variant, computed once)."""
+def pooled_features(frozen, features, cache_dir: str) -> np.ndarray:
+    """``frozen`` (blocks 4-5 and the pooling) on every row of ``features`` (clean block-3 features), cached.
+
+    The file is named by the block-3 files read and by the weights of blocks 4-5, so a run started
+    from a model folder (other blocks 4-5) gets its own, and the trials of a head study share one.
+    """
+    import hashlib
+
+    parts = features.parts if isinstance(features, RowConcat) else (features,)
+    digest = hashlib.sha256(json.dumps([Path(str(getattr(part, "filename", ""))).name for part in parts]).encode())
+    for weights in frozen.get_weights():
+        digest.update(np.ascontiguousarray(weights).tobytes())
+    path = Path(cache_dir) / "features" / f"pooled_{digest.hexdigest()[:16]}.npy"
+    if path.exists():
+        return np.load(path)
+    dataset, _ = feature_pipeline([features], np.arange(len(features)), np.zeros(len(features), np.int32), 64)
+    found = frozen.predict(dataset.map(lambda x, y: x), verbose=0).astype(np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, found)
+    return found
+
+
+def train_head(
+    recipe: Recipe, model, variants, train_idx, validation_idx, targets, weights_by_class, labels, cache_dir: str = ".cache"
+) -> dict:
+    """Stage 1: the head alone on the pooled output of the frozen blocks 4-5 (clean variant, computed once and cached)."""
     import keras
 
     frozen = chained_model(model, FEATURE_LAYER, up_to_layer="block5_pool")
@@ -192,9 +224,10 @@ def train_head(recipe: Recipe, model, variants, train_idx, validation_idx, targe
         metrics=["accuracy"],
     )
 
+    every_row = pooled_features(frozen, variants[0], cache_dir)
+
     def pooled(rows):
-        dataset, _ = feature_pipeline(variants[:1], rows, targets[rows], 64)
-        return frozen.predict(dataset.map(lambda x, y: x), verbose=0)
+        return every_row[rows]
 
     validation = (pooled(validation_idx), targets[validation_idx]) if len(validation_idx) else None
     callbacks = [engine.early_stopping(recipe.patience, 0)] if validation else []
@@ -308,12 +341,25 @@ def backbone_weights(recipe: Recipe) -> str | None:
     return None if recipe.backbone_weights == "none" else recipe.backbone_weights
 
 
-def train_vgg16(
-    recipe: Recipe, run: RunOptions, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, strategy
-) -> TrainResult:
-    """Stage 1 (head) then stage 2 (blocks 4-5 and head); a refit runs each for the split run's epoch counts."""
-    import keras
+@dataclass
+class Prepared:
+    """The network (started from ``--start-from`` where given) and what both stages read: cached features and targets."""
 
+    model: object
+    metadata: object
+    variants: list
+    targets: np.ndarray
+    train_idx: np.ndarray  # with the partial slices' rows after the dataset's
+    counterfactual: FeatureSwaps | None
+    weights_by_class: dict[int, float] | None
+
+    @property
+    def training(self) -> tuple:
+        return self.variants, self.targets, self.train_idx, self.counterfactual, self.weights_by_class
+
+
+def prepare(recipe: Recipe, run: RunOptions, dataset, train_idx: np.ndarray) -> Prepared:
+    """Build the VGG16 (its weights copied from ``--start-from``) and read or compute every cached feature."""
     from training.networks import build_vgg16
 
     model, metadata = build_vgg16(
@@ -322,18 +368,55 @@ def train_vgg16(
     if recipe.guidance:
         metadata.cam_layer, metadata.cam_method = GUIDED_MAP
         metadata.training.guidance_map = GuidanceMap(layer=GUIDED_MAP[0], method=GUIDED_MAP[1])
+    if recipe.start_from:
+        start_from_folder(model, metadata, recipe.start_from)
     variants, counterfactual = cached_variants(recipe, run, dataset, model, metadata, train_idx)
     targets = dataset.targets
     counts = np.bincount(targets[train_idx], minlength=len(dataset.labels))
     if counterfactual:
         counts = counterfactual.swaps.expected_targets(targets[train_idx], len(dataset.labels))
-    weights_by_class = engine.class_weights(counts)
-    variants, targets, train_idx, counterfactual, weights_by_class = with_partial_features(
-        recipe, run, dataset, model, metadata, (variants, targets, train_idx, counterfactual, weights_by_class)
+    training = with_partial_features(
+        recipe, run, dataset, model, metadata, (variants, targets, train_idx, counterfactual, engine.class_weights(counts))
     )
+    return Prepared(model, metadata, *training)
 
-    head = train_head(recipe, model, variants, train_idx, validation_idx, targets, weights_by_class, dataset.labels)
 
+def train_vgg16(
+    recipe: Recipe, run: RunOptions, dataset, train_idx: np.ndarray, validation_idx: np.ndarray, strategy
+) -> TrainResult:
+    """Stage 1 (head) then stage 2 (blocks 4-5 and head); a refit runs each for the split run's epoch counts."""
+    ready = prepare(recipe, run, dataset, train_idx)
+    head = {"history": {}, "chosen": 0}
+    if recipe.head_epochs:
+        head = train_head(
+            recipe, ready.model, ready.variants, ready.train_idx, validation_idx, ready.targets, ready.weights_by_class,
+            dataset.labels, run.cache_dir,
+        )  # fmt: skip
+    if not recipe.epochs:  # the head alone, on the blocks of --start-from
+        stages = {"head": head["chosen"], "fine_tune": 0}
+        return TrainResult(ready.model, ready.metadata, {"head": head["history"]}, ready.weights_by_class, 0, None, stages)
+    return fine_tune(recipe, run, ready.model, ready.metadata, dataset.labels, ready.training, validation_idx, head)
+
+
+def start_from_folder(model, metadata, folder: str) -> None:
+    """Copy a VGG16 folder's weights, and keep the map its blocks were shaped for (and served with)."""
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
+
+    from .start import copy_weights
+
+    copy_weights(model, folder)
+    source = ModelMetadata.read(Path(folder) / METADATA_FILE)
+    metadata.cam_layer, metadata.cam_method = source.cam_layer, source.cam_method
+    metadata.training.guidance_map = metadata.training.guidance_map or source.training.guidance_map
+
+
+def fine_tune(
+    recipe: Recipe, run: RunOptions, model, metadata, labels: list[str], training: tuple, validation_idx: np.ndarray, head: dict
+) -> TrainResult:
+    """Stage 2: blocks 4-5 and the head at a low rate with warm-up and cosine decay, on cached block-3 features."""
+    import keras
+
+    variants, targets, train_idx, counterfactual, weights_by_class = training
     tail, graph = chained_graph(model, FEATURE_LAYER, None, metadata.cam_layer, metadata.logits_layer)
     steps_per_epoch = math.ceil(len(train_idx) / recipe.batch_size)
     schedule = engine.warmup_cosine(
@@ -344,10 +427,8 @@ def train_vgg16(
         from .guidance import GuidedModel
 
         fitted = GuidedModel(tail, metadata.cam_layer, metadata.logits_layer, metadata.cam_method, graph)
-    loss = engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(dataset.labels) if recipe.partial else None)
-    fitted.compile(
-        optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=training_metrics(dataset.labels, bool(recipe.partial))
-    )
+    loss = engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None)
+    fitted.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=training_metrics(labels, bool(recipe.partial)))
     if counterfactual and not recipe.guidance:
         counterfactual = FeatureSwaps(counterfactual.swaps, None)
     train, epoch = feature_pipeline(
