@@ -70,7 +70,7 @@ def test_a_request_during_loading_is_told_and_answered_once_the_model_is_ready(
     monkeypatch.setattr(loading, "tell_the_page", tell)
     loader = loader_over(lambda name, files: slot_predictors[name])
     build_app(loader.predictors, loading=loader)  # the page over the stand-ins, as serve builds it
-    assert models_status(loader) == f"> ⏳ **{MODELS_LOADING}**" and not loader.settled
+    assert models_status(loader) == f"> **{MODELS_LOADING}**" and not loader.settled
     answers = []
     request = threading.Thread(
         target=lambda: answers.append(

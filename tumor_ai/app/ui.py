@@ -537,7 +537,7 @@ def models_status(loading: ModelLoader) -> str:
     text = loading.status()
     if not text:
         return ""
-    return f"> ⚠️ **{text}**" if loading.error else f"> ⏳ **{text}**"
+    return f"> ⚠️ **{text}**" if loading.error else f"> **{text}**"
 
 
 def _loading_status(app: gr.Blocks, loading: ModelLoader) -> None:
