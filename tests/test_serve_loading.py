@@ -36,7 +36,8 @@ def test_a_model_that_cannot_be_loaded_is_one_sentence_and_the_page_keeps_servin
     url = f"http://127.0.0.1:{port}/"
     try:
         wait_for_http(url, process, log=log)
-        client = Client(url, verbose=False)
+        # TensorFlow's import, behind the page, can hold the server for seconds at a time on a loaded machine.
+        client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
         with pytest.raises(Exception, match="The models could not be loaded, so no slice can be read") as raised:
             client.predict(handle_file(str(example_paths["glioma"])), "cnn", 0.5, "top", api_name="/predict")
         assert "model.keras is damaged or incomplete and cannot be loaded" in str(raised.value)
