@@ -89,7 +89,8 @@ def test_a_session_leaves_no_file_behind_and_no_file_name_in_the_log(slot_models
         process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/", process, timeout=120, log=log_path)
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        # The page comes before TensorFlow: on a loaded machine its import can hold the server for seconds at a time.
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, httpx_kwargs={"timeout": 120})
         secret = tmp_path / "secret-patient-name.png"
         secret.write_text("not an image")
         archive = tmp_path / "secret-archive.zip"

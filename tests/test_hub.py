@@ -113,7 +113,8 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
         wait_for_http(f"http://127.0.0.1:{port}/", process, log=log)
         from gradio_client import Client, handle_file
 
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        # The page comes before TensorFlow: on a loaded machine its import can hold the server for seconds at a time.
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, httpx_kwargs={"timeout": 120})
         example = handle_file(str(ROOT / "tumor_ai" / "examples" / "glioma.jpg"))
         details = client.predict(example, "vgg16", 0.4, "top", api_name="/predict")[-1]
         assert details["model"] == "vgg16"

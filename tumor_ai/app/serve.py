@@ -1,4 +1,4 @@
-"""Serve the app: load the models, build the Gradio app, launch it (``tumor-ai serve``, ``python app.py``).
+"""Serve the app: build the page, serve it, load the models behind it (``tumor-ai serve``, ``python app.py``).
 
     tumor-ai serve --models models/        # http://127.0.0.1:7860
     tumor-ai serve --share                 # plus a public *.gradio.live link
@@ -8,7 +8,8 @@ One model per registered architecture (tumor_ai.model.registry: cnn and vgg16), 
 a folder, a .keras file or hf://USER/REPO[@REVISION]; also from the environment
 variables TUMOR_AI_CNN and TUMOR_AI_VGG16; on a Hugging Face Space, the repos README.md preloads;
 else the cnn/ and vgg16/ folders of --models (env TUMOR_AI_MODELS; from a clone, its models/). A
-Hub source that cannot be loaded falls back to those folders, and the page says so.
+Hub source that cannot be loaded falls back to those folders, and the page says so. The page is served
+within seconds; the models load behind it, and the page says "Loading the models…" until they are ready.
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import argparse
 import logging
 import os
 import socket
+import time
 import warnings
 
 from tumor_ai.app.workspace import CACHE_SWEEP
 from tumor_ai.model.sources import add_source_arguments
+
+STARTED = time.perf_counter()  # the start-up's clock: this module is the first thing app.py and tumor-ai serve import
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -119,7 +123,14 @@ def port_problem(host: str, port: int) -> str | None:
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> None:
-    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point)."""
+    """Run the command; ``prog`` is the name its ``--help`` shows (``tumor-ai NAME`` under that entry point).
+
+    The page comes first: it is built from each model's metadata and not-an-MRI check (read without TensorFlow) and
+    served, and only then does a thread import TensorFlow and load and trace the models (``tumor_ai.app.loading``); a
+    request that comes before them waits, and the page says "Loading the models…". What cannot be served at all (no
+    model folder, damaged metadata or check, no check without ``--allow-no-mri-check``, a busy port) stops the command in
+    one sentence before the page; a model whose weights fail to load is one sentence on the page, which keeps serving.
+    """
     args = parse_args(argv, prog)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     problem = port_problem(args.host, args.port)
@@ -129,26 +140,52 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
 
     cache_sweep = (args.sweep_every, args.sweep_age)
     open_workspace(*cache_sweep)  # before Gradio is imported: every temporary file goes into the app's folder
+    began = time.perf_counter()
+    from tumor_ai.app.loading import StartupClock
+
+    clock = StartupClock(STARTED)
+    app, loader = page(args, clock, began)
+    clock.timed("launch", lambda: launch(app, args, block=False))
+    logging.getLogger("tumor_ai.app").info(
+        "start-up: page served %.1f s after start (%s); the models load behind it",
+        clock.mark("page served"),
+        ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in clock.phases.items()),
+    )
+    loader.start()
+    app.block_thread()
+
+
+def page(args: argparse.Namespace, clock=None, began: float | None = None):
+    """The app's page over the models ``args`` name, and the ``ModelLoader`` that will load them (not started): built
+    from each model's files without TensorFlow. What cannot be served stops the command in one sentence."""
+    began = time.perf_counter() if began is None else began
+    from tumor_ai.app.loading import ModelLoader, StartupClock
     from tumor_ai.app.ui import build_app
-    from tumor_ai.core.inference import configure_threads, load_predictors
+    from tumor_ai.core.inference import read_served_files
     from tumor_ai.model.metadata import ModelSourceError
     from tumor_ai.model.sources import explicit_sources, local_fallbacks, model_sources
 
-    configure_threads()
+    clock = clock or StartupClock()
+    clock.phase("page imports", time.perf_counter() - began)
     try:
         sources = model_sources(explicit_sources(args), args.models)
-        predictors, loaded_from, fallback_reasons = load_predictors(
-            sources, local_fallbacks(args.models), args.precision, require_mri_check=not args.allow_no_mri_check
+        files, read_from, fallback_reasons = clock.timed(
+            "model files",  # metadata and not-an-MRI checks; a Hub source's download
+            lambda: read_served_files(sources, local_fallbacks(args.models), require_mri_check=not args.allow_no_mri_check),
         )
     except ModelSourceError as error:
         raise SystemExit(f"error: {error}") from None
-    for predictor in predictors.values():
-        predictor.share_passes()  # several users at once: one forward pass for their slices
-    app = build_app(predictors, loaded_from, fallback_reasons, cache_sweep=cache_sweep, brain=assistant_brain(args))
+    loader = ModelLoader(files, args.precision, clock=clock)
+    cache_sweep = (args.sweep_every, args.sweep_age)
+    brain = assistant_brain(args)
+    app = clock.timed(
+        "page build",
+        lambda: build_app(loader.predictors, read_from, fallback_reasons, cache_sweep=cache_sweep, brain=brain, loading=loader),
+    )
     app.queue(default_concurrency_limit=1, max_size=args.queue_size)
     # The page's own events keep their session state; they are API endpoints but not MCP tools (page_only).
     warnings.filterwarnings("ignore", message="This MCP server includes a tool that has a gr.State input")
-    launch(app, args)
+    return app, loader
 
 
 def launch(app, args: argparse.Namespace, block: bool = True) -> None:

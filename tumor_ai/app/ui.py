@@ -14,7 +14,7 @@ import shutil
 from collections.abc import Callable
 from functools import partial, wraps
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -52,6 +52,9 @@ from tumor_ai.core.wording import (  # noqa: E402
 )
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
+
+if TYPE_CHECKING:
+    from tumor_ai.app.loading import ModelLoader
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"  # package data: the wheel serves them too
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
@@ -166,7 +169,7 @@ def _duration(seconds: int) -> str:
     return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
 
 
-def _shown_source(source: str) -> str:
+def shown_source(source: str) -> str:
     """A local model path relative to the working directory, or its folder's name alone when it lies outside it (no
     machine paths on a public page)."""
     if str(source).startswith("hf://"):
@@ -193,7 +196,7 @@ def serving_text(predictors: dict[str, Predictor], sources: dict[str, str], fall
     """Which model serves from where, and why where a Hub source fell back to a local folder."""
     lines = []
     for name, predictor in predictors.items():
-        line = f"`{name}` from `{_shown_source(sources.get(name, predictor.source))}`"
+        line = f"`{name}` from `{shown_source(sources.get(name, predictor.source))}`"
         if name in fallback_reasons:
             line += f", because {fallback_reasons[name]}"
         lines.append(line)
@@ -419,7 +422,7 @@ def show_pictures(predictors: dict[str, Predictor]) -> Shown:
     preview = folder / "preview.png" if one_each else None
     if preview:
         shown = [(path, display_name(path.stem)) for path in one_each]
-        preview_picture(shown, preview_tagline(len(predictors))).save(preview, optimize=True)
+        preview_picture(shown, preview_tagline(len(predictors))).save(preview)  # not optimize=True: 5x the time for 10% less
     return Shown(folder, examples, matrices, preview, reliability, tuple(hard), labelled_zip(folder))
 
 
@@ -479,11 +482,14 @@ def build_app(
     cache_sweep: tuple[int, int] = CACHE_SWEEP,
     session_seconds: int = handlers.SESSION_SECONDS,
     brain: Brain | None = None,
+    loading: ModelLoader | None = None,
 ) -> gr.Blocks:
     """The five-tab Blocks app over ``predictors`` (name -> Predictor); the last one is the default model.
 
     ``fallback_reasons`` (name -> why its Hub source failed) puts a banner over the page; ``brain``
     answers in the Assistant tab (the deterministic ``Router`` unless a language model is given).
+    ``loading``: the models are still loading (``tumor_ai.app.loading``; ``predictors`` is its dict of stand-ins),
+    and a line under the header says so until they are ready, or says in one sentence why they could not be loaded.
     """
     sources = sources or {name: predictor.source for name, predictor in predictors.items()}
 
@@ -500,6 +506,8 @@ def build_app(
     gradio_sweep = None if active_sweep() else cache_sweep
     with gr.Blocks(title=APP_TITLE, analytics_enabled=False, delete_cache=gradio_sweep) as app:
         gr.Markdown(f"# tumor-ai\n{_header(predictors)}\n\n> ⚠️ **{DISCLAIMER}**")
+        if loading is not None:
+            _loading_status(app, loading)
         serving = serving_text(predictors, sources, fallback_reasons or {})
         if fallback_reasons:
             gr.Markdown(f"> ⚠️ **Not the requested models.** {serving}", elem_id="fallback-banner")
@@ -522,6 +530,29 @@ def build_app(
     app.page_css = PAGE_CSS
     app.share_preview = SharePreview(APP_TITLE, share_description(*_classes_and_models(predictors)), shown.preview, PREVIEW_ALT)
     return app
+
+
+def models_status(loading: ModelLoader) -> str:
+    """The line under the header while the models load (or after they failed to): the loader's sentence, marked."""
+    text = loading.status()
+    if not text:
+        return ""
+    return f"> ⚠️ **{text}**" if loading.error else f"> **{text}**"
+
+
+def _loading_status(app: gr.Blocks, loading: ModelLoader) -> None:
+    """The models' status under the header: written when the page opens, then once a second until the loading is over
+    (a timer that stops itself), so a page opened during start-up sees "Loading the models…" go once they are ready."""
+    text = models_status(loading)
+    status = gr.Markdown(text, visible=bool(text), elem_id="models-status")
+    timer = gr.Timer(1.0, active=not loading.settled)
+
+    def shown():
+        text = models_status(loading)
+        return gr.update(value=text, visible=bool(text)), gr.Timer(active=not loading.settled)
+
+    for event in (app.load, timer.tick):
+        event(shown, None, [status, timer], api_visibility="private", queue=False, show_progress="hidden")
 
 
 class Switches(NamedTuple):

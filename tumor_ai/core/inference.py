@@ -10,8 +10,11 @@ features come from the layers the metadata names too.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,8 +23,11 @@ from tumor_ai.core.cam import cam_function, place_in_frame
 from tumor_ai.core.conformal import plausible
 from tumor_ai.core.precision import resolve_precision, with_policy
 from tumor_ai.core.preprocessing import Frame, channels, model_input, normalize
-from tumor_ai.model.folder import load_model, resolve_source
+from tumor_ai.model.folder import load_model, read_metadata, resolve_source
 from tumor_ai.model.metadata import ModelMetadata
+
+if TYPE_CHECKING:
+    from tumor_ai.core.mri_check import MriCheck
 
 
 def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
@@ -33,6 +39,42 @@ def configure_threads(intra_op: int = 0, inter_op: int = 1) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(inter_op)
     except RuntimeError:
         pass  # already initialised: keep what is there
+
+
+@dataclass
+class ModelFiles:
+    """What a served model's folder holds besides its weights, read without TensorFlow: enough to describe the model
+    (its metadata and its not-an-MRI check) before ``Predictor.from_files`` loads it."""
+
+    source: str  # as given: a folder, a .keras file or hf://USER/REPO[@rev]
+    folder: Path  # the local folder it resolved to (a Hub source's download)
+    metadata: ModelMetadata
+    mri_check: MriCheck | None  # its not-an-MRI check (mri_check.npz), None when it has none
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.metadata.labels)
+
+
+def read_model_files(source: str | Path) -> ModelFiles:
+    """A model's folder (one Hub round trip for ``hf://``), metadata and not-an-MRI check, without TensorFlow; one
+    sentence (``ModelSourceError``) for a folder that is not there or a file that is damaged."""
+    from tumor_ai.core.mri_check import MriCheck
+    from tumor_ai.model.metadata import ModelSourceError
+
+    folder = resolve_source(source)
+    metadata = read_metadata(folder, source)
+    try:
+        check = MriCheck.in_folder(folder)
+    except Exception as error:  # noqa: BLE001 - a truncated or foreign .npz: one sentence, not a traceback
+        if isinstance(error, ModelSourceError):
+            raise  # already one sentence: a check newer than this code
+        raise ModelSourceError(f"{source}: mri_check.npz is damaged and cannot be read ({type(error).__name__}).") from None
+    return ModelFiles(str(source), folder, metadata, check)
 
 
 @dataclass
@@ -94,20 +136,16 @@ class Predictor:
 
         ``precision``: ``auto`` (bfloat16 where the CPU has it), ``float32`` or ``bfloat16``.
         """
-        from tumor_ai.core.mri_check import MriCheck
+        return cls.from_files(read_model_files(source), warm_up, precision)
 
-        folder = resolve_source(source)  # one Hub round trip, then local files only
-        model, metadata = load_model(source if str(source).endswith(".keras") else folder)
-        predictor = cls(model, metadata, str(source), warm_up=False, precision=resolve_precision(precision))
-        predictor.folder = folder
-        try:
-            predictor.mri_check = MriCheck.in_folder(folder)
-        except Exception as error:  # noqa: BLE001 - a truncated or foreign .npz: one sentence, not a traceback
-            from tumor_ai.model.metadata import ModelSourceError
-
-            if isinstance(error, ModelSourceError):
-                raise  # already one sentence: a check newer than this code
-            raise ModelSourceError(f"{source}: mri_check.npz is damaged and cannot be read ({type(error).__name__}).") from None
+    @classmethod
+    def from_files(cls, files: ModelFiles, warm_up: bool = True, precision: str = "auto") -> Predictor:
+        """Load the Keras model of files ``read_model_files`` has read (the one step that needs TensorFlow) and compile."""
+        source = files.source
+        model, metadata = load_model(source if source.endswith(".keras") else files.folder)
+        predictor = cls(model, metadata, source, warm_up=False, precision=resolve_precision(precision))
+        predictor.folder = files.folder
+        predictor.mri_check = files.mri_check
         if warm_up:
             predictor.warm_up()
         return predictor
@@ -239,28 +277,56 @@ def load_predictors(
     import logging
 
     log = logging.getLogger("tumor_ai.core.inference")
-    fallbacks = fallbacks or {}
     predictors, loaded_from, reasons = {}, {}, {}
     for name, source in sources.items():
-        try:
-            predictors[name] = Predictor.from_source(source, precision=precision)
-            loaded_from[name] = source
-        except Exception as error:  # noqa: BLE001 - any Hub/network failure: fall back, say why
-            fallback = fallbacks.get(name)
-            if not str(source).startswith("hf://") or not fallback:
-                raise
-            reasons[name] = f"{source} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
-            log.warning("%s; falling back to %s", reasons[name], fallback)
-            predictors[name] = Predictor.from_source(fallback, precision=precision)
-            loaded_from[name] = fallback
+        load = partial(Predictor.from_source, precision=precision)
+        predictors[name], loaded_from[name] = _with_fallback(name, source, (fallbacks or {}).get(name), load, reasons)
         log.info("loaded %s from %s (%s)", name, loaded_from[name], predictors[name].precision)
-        if predictors[name].mri_check is None:
-            if require_mri_check:
-                from tumor_ai.model.metadata import ModelSourceError
-
-                raise ModelSourceError(no_mri_check(name, loaded_from[name]) + " Pass --allow-no-mri-check to serve it anyway.")
-            log.warning("%s", no_mri_check(name, loaded_from[name]) + " Serving it anyway (--allow-no-mri-check).")
+        _require_check(name, loaded_from[name], predictors[name].mri_check, require_mri_check)
     return predictors, loaded_from, reasons
+
+
+def read_served_files(
+    sources: dict[str, str], fallbacks: dict[str, str] | None = None, require_mri_check: bool = True
+) -> tuple[dict[str, ModelFiles], dict[str, str], dict[str, str]]:
+    """``load_predictors`` up to the weights, without TensorFlow: each source's files (``read_model_files``), a Hub
+    source that cannot be read falling back to its local folder (and why), and a model without its not-an-MRI check
+    refused unless ``require_mri_check`` is off. The app builds its page from these while the weights load."""
+    files, read_from, reasons = {}, {}, {}
+    for name, source in sources.items():
+        files[name], read_from[name] = _with_fallback(name, source, (fallbacks or {}).get(name), read_model_files, reasons)
+        _require_check(name, read_from[name], files[name].mri_check, require_mri_check)
+    return files, read_from, reasons
+
+
+def _with_fallback(name: str, source: str, fallback: str | None, load: Callable, reasons: dict[str, str]) -> tuple:
+    """``(load(source), source)``; for a Hub source that fails, ``(load(fallback), fallback)`` with the reason in
+    ``reasons[name]``. Any other failure is raised."""
+    import logging
+
+    try:
+        return load(source), source
+    except Exception as error:  # noqa: BLE001 - any Hub/network failure: fall back, say why
+        if not str(source).startswith("hf://") or not fallback:
+            raise
+        reasons[name] = f"{source} could not be loaded ({type(error).__name__}: {str(error).splitlines()[0][:160]})"
+        logging.getLogger("tumor_ai.core.inference").warning("%s; falling back to %s", reasons[name], fallback)
+        return load(fallback), fallback
+
+
+def _require_check(name: str, source: str, check: MriCheck | None, required: bool) -> None:
+    """A model without its not-an-MRI check: refused (one sentence) when ``required``, else served with a warning."""
+    import logging
+
+    if check is not None:
+        return
+    if required:
+        from tumor_ai.model.metadata import ModelSourceError
+
+        raise ModelSourceError(no_mri_check(name, source) + " Pass --allow-no-mri-check to serve it anyway.")
+    logging.getLogger("tumor_ai.core.inference").warning(
+        "%s", no_mri_check(name, source) + " Serving it anyway (--allow-no-mri-check)."
+    )
 
 
 def no_mri_check(name: str, source: str) -> str:

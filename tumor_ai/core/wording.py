@@ -680,6 +680,21 @@ def started(local_url: str, share_asked: bool, share_url: str | None, share_reac
     return lines
 
 
+# While the models load behind the page (tumor_ai.app.loading), and if they cannot be loaded.
+MODELS_LOADING = "Loading the models… The page works already; an answer asked for now comes as soon as they are ready."
+
+
+def models_still_loading(seconds: float) -> str:
+    """The answer to a request that waited ``seconds`` for the models and they are still not ready."""
+    return f"The models are still loading after {seconds:.0f} seconds of waiting; ask again in a minute."
+
+
+def models_failed(reason: str) -> str:
+    """The one sentence the page and every answer give when the models could not be loaded; ``reason`` is the loader's
+    own sentence ("models/cnn: model.keras is damaged or incomplete and cannot be loaded (ValueError).")."""
+    return f"The models could not be loaded, so no slice can be read until the app is restarted: {reason.rstrip('.')}."
+
+
 # The evidence maps: what their colours mean, and why a map may end in a hard straight edge.
 MAP_CAVEAT = (
     "The map (Grad-CAM or a variant: each model card says which, and how often it points at the tumour) shows where a "

@@ -23,6 +23,7 @@ __all__ = [
     "library_versions",
     "load_model",
     "parse_hub_source",
+    "read_metadata",
     "resolve_source",
     "save_model_folder",
     "without_optimizer",
@@ -100,6 +101,18 @@ def resolve_source(source: str | Path) -> Path:
     raise ModelSourceError(f"model source '{text}' is neither a model folder, a .keras file nor hf://USER/REPO")
 
 
+def read_metadata(folder: Path, source: str | Path) -> ModelMetadata:
+    """The ``tumor_ai.json`` of the model in ``folder`` (from ``source``), without Keras; one sentence if it is missing
+    or damaged (``ModelSourceError``)."""
+    metadata_path = Path(folder) / METADATA_FILE
+    if not metadata_path.exists():
+        raise ModelSourceError(f"{source}: {METADATA_FILE} (labels, preprocessing, Grad-CAM layer) is missing")
+    try:
+        return ModelMetadata.read(metadata_path)
+    except (ValueError, TypeError, KeyError, OSError) as error:  # JSONDecodeError is a ValueError
+        raise ModelSourceError(f"{source}: {METADATA_FILE} is damaged and cannot be read ({type(error).__name__}).") from None
+
+
 def load_model(source: str | Path) -> tuple[keras.Model, ModelMetadata]:
     """Load a model and its metadata from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]``.
 
@@ -115,13 +128,7 @@ def load_model(source: str | Path) -> tuple[keras.Model, ModelMetadata]:
         model_path = folder  # the unzipped Keras layout of a Hub repo
         if not (folder / "config.json").exists():
             raise ModelSourceError(f"{source}: no {MODEL_FILE} and no Keras config.json found")
-    metadata_path = folder / METADATA_FILE
-    if not metadata_path.exists():
-        raise ModelSourceError(f"{source}: {METADATA_FILE} (labels, preprocessing, Grad-CAM layer) is missing")
-    try:
-        metadata = ModelMetadata.read(metadata_path)
-    except (ValueError, TypeError, KeyError, OSError) as error:  # JSONDecodeError is a ValueError
-        raise ModelSourceError(f"{source}: {METADATA_FILE} is damaged and cannot be read ({type(error).__name__}).") from None
+    metadata = read_metadata(folder, source)
     try:
         model = keras.saving.load_model(model_path, compile=False)
     except Exception as error:  # noqa: BLE001 - a truncated zip, a broken config, missing weights: one sentence
