@@ -413,10 +413,11 @@ def test_each_shipped_card_is_what_its_metadata_writes(name):
     assert (folder / "README.md").read_text() == model_card(ModelMetadata.read(folder / "tumor_ai.json"))
 
 
-def test_the_tuning_study_in_the_docs_is_the_study_s_own_report():
-    """The study's table in docs/models.md is report.md's, row for row (``tumor-ai tune --report-only`` writes it)."""
-    report = ROOT / "docs" / "reports" / "tune" / "cnn" / "report.md"
+@pytest.mark.parametrize("study", ["cnn", "vgg16-head"])
+def test_the_tuning_study_in_the_docs_is_the_study_s_own_report(study):
+    """Each study's table in docs/models.md is its report.md's, row for row (``tumor-ai tune --report-only`` writes it)."""
+    report = ROOT / "docs" / "reports" / "tune" / study / "report.md"
     rows = [line for line in report.read_text().splitlines() if line.startswith("| ")]
     models = (DOCS / "models.md").read_text()
-    assert rows and all(row in models for row in rows), "rewrite the study's table in docs/models.md from report.md"
-    assert "docs/reports/tune/cnn/front.png" in models or "reports/tune/cnn/front.png" in models
+    assert rows and all(row in models for row in rows), f"rewrite the {study} study's table in docs/models.md from report.md"
+    assert f"reports/tune/{study}/front.png" in models

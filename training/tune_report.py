@@ -98,8 +98,9 @@ def markdown(rows: list[dict], best: dict | None, found: dict[str, float], targe
     return "\n".join(lines)
 
 
-def plot(rows: list[dict], path: Path, targets) -> None:
-    """macro-F1 against the map's peak and against the other collection; filled markers meet every target."""
+def plot(rows: list[dict], path: Path, targets, source: dict | None = None) -> None:
+    """macro-F1 against the map's peak (or, where every trial shares one map, the tumour-erased test) and against the
+    other collection; filled markers meet every target, a star is a head study's source."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -109,15 +110,21 @@ def plot(rows: list[dict], path: Path, targets) -> None:
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.6), sharey=True)
     panels = [("pointing_game", "map peak on the tumour", targets.pointing_game),
               ("other_collection", "Br35H held-out, called a tumour", targets.other_collection)]  # fmt: skip
+    if len({row["score"]["pointing_game"] for row in scored}) == 1:  # one map for all (a head study): show the erasures
+        panels[0] = ("tumour_kept", "tumour erased, kept (training fill)", targets.tumour_kept)
     for axis, (key, label, target) in zip(axes, panels):
         for row in scored:
             face = "tab:blue" if row["feasible"] else "none"
             axis.scatter(row["score"][key], row["score"]["macro_f1"], facecolors=face, edgecolors="tab:blue")
             axis.annotate(str(row["number"]), (row["score"][key], row["score"]["macro_f1"]), fontsize=8, xytext=(3, 3),
                           textcoords="offset points")  # fmt: skip
+        if source:
+            axis.scatter(source[key], source["macro_f1"], marker="*", s=120, color="tab:red", label="source, its own head")
         axis.axvline(target, color="grey", linestyle="--", linewidth=1)
         axis.set_xlabel(label)
     axes[0].set_ylabel("validation macro-F1")
+    if source:
+        axes[1].legend(loc="upper right", fontsize=8)
     figure.suptitle("Tuning study: each trial (filled: meets every target)")
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -143,5 +150,5 @@ def write_report(study, out: Path, targets) -> str:
         footer += f"\n\n{study.user_attrs['note']}"
     (out / "report.md").write_text(f"{text}\n\n{footer}\n")
     if any(row["score"] for row in rows):
-        plot(rows, out / "front.png", targets)
+        plot(rows, out / "front.png", targets, source)
     return text
