@@ -102,7 +102,7 @@ def test_a_request_that_waits_too_long_gets_one_sentence(loader_over, example_pa
     "error,said",
     [
         ("damaged", "model.keras is damaged or incomplete and cannot be loaded (BadZipFile)"),
-        ("unforeseen", "MemoryError while loading the cnn model (the app's log has the details)"),
+        ("unforeseen", "MemoryError while loading the vgg16 model (the app's log has the details)"),  # the default loads first
     ],
 )
 def test_a_load_that_fails_is_one_sentence_and_the_page_keeps_its_other_answers(

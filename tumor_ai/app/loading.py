@@ -171,12 +171,16 @@ class ModelLoader:
         return self.thread
 
     def run(self) -> None:
-        """Load every model in order, each available as soon as it is; a failure stops the loading in one sentence."""
+        """Load every model, each available as soon as it is; a failure stops the loading in one sentence.
+
+        The last model named loads first: it is the one the page's tabs start on (``ui``: ``names[-1]``), so a
+        person's first Predict waits for one model, not for all of them.
+        """
         name = None
         try:
             if not self._custom_load:
                 self.clock.timed("tensorflow import", import_tensorflow)
-            for name, model in self.files.items():
+            for name, model in reversed(list(self.files.items())):
                 self.predictors[name] = self._load(name, model)
                 self._loaded.add(name)
                 self._events[name].set()
