@@ -40,17 +40,18 @@ from tumor_ai.core.wording import (  # noqa: E402
     HARD_CASE_TITLES,
     OUTLINE_TOGGLE,
     PREVIEW_ALT,
-    RELIABILITY_MISSING,
     comparison_notes,
     comparison_table,
     listed,
     map_caveat,
     preview_tagline,
+    reliability_missing,
     share_description,
     what_it_does,
     which_is_better,
 )
 from tumor_ai.model.labels import display_name  # noqa: E402
+from tumor_ai.model.metadata import RELIABILITY_FILE  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"  # package data: the wheel serves them too
@@ -438,7 +439,6 @@ def labelled_zip(folder: Path) -> Path | None:
     return path
 
 
-RELIABILITY_FILE = "reliability_diagram.png"  # shown beside the confusion matrices where a model folder has one
 PREVIEW_SIZE = (1200, 630)  # the size link previews (Open Graph, X/Twitter's large card) are drawn at
 
 
@@ -932,12 +932,15 @@ def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tupl
             if pictures:
                 with gr.Row(elem_id=elem_id):
                     for name in names:
-                        if name in pictures:
-                            gr.Image(  # the picture's own title names the model: no label over it
-                                str(pictures[name]), label=f"{name}: {what}", show_label=False, interactive=False, min_width=200
-                            )
-        if len(shown.reliability) < len(names):
-            gr.Markdown(RELIABILITY_MISSING, elem_id="about-no-reliability")
+                        with gr.Column(min_width=200):  # each model's place, under its confusion matrix
+                            if name in pictures:
+                                gr.Image(  # the picture's own title names the model: no label over it
+                                    str(pictures[name]), label=f"{name}: {what}", show_label=False, interactive=False
+                                )
+                            elif pictures is shown.reliability:
+                                gr.Markdown(reliability_missing([name]), elem_id=f"about-no-reliability-{name}")
+        if not shown.reliability:
+            gr.Markdown(reliability_missing(names), elem_id="about-no-reliability")
         gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
         gr.Markdown(maps_text(predictors), elem_id="about-maps")
         for name in [default, *[n for n in names if n != default]]:
