@@ -884,13 +884,15 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             api_visibility="private",
             queue=False,
         ).then(lambda: usable, None, b_filter, api_visibility="private", queue=False)
-        _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+        _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity, b_rows, b_view], b_gallery)
         b_filter.input(  # a person's choice only: the resets above must not redraw the table under a running batch
             partial(handlers.filter_batch, names=names, labels=labels),
             [b_rows, b_filter],
             [b_table, b_note, b_view],
             api_visibility="private",
             queue=False,
+        ).then(  # the gallery follows: the overlays of the rows shown
+            handlers.recolour_batch, [b_entries, b_opacity, b_rows, b_view], b_gallery, api_visibility="private", queue=False
         )
 
         def opened(rows, view, paths, opacity, outline, guess_first, chosen: gr.SelectData):
