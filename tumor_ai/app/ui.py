@@ -99,6 +99,9 @@ PAGE_CSS = """
   /* as a block the label's icon would grow to the label's width, over the map: keep it the size of the text */
   #compare-overlays [data-testid="block-label"] span:has(> svg) { display: inline-block; width: 12px; height: 12px; }
   #compare-overlays [data-testid="block-label"] svg { width: 12px; height: 12px; }
+  /* The batch table: tighter cells, so a class name ("Meningioma") fits its model's column whole. Gradio sets each
+     column's width on its header and its cells alike (ui._batch_widths), so a cell's padding never misaligns them. */
+  #batch-table .cell-wrap { padding-left: 4px !important; padding-right: 4px !important; }
 }
 /* Batch: the progress is shown in the status line above the summary, in room of its own (while it runs), never over
    the summary's text. */
@@ -336,11 +339,16 @@ def _on_change(control, fn, inputs, outputs):
     )
 
 
+BATCH_AGREE_WIDTH = 64  # pixels: "agree" (and "yes", "no") on one line at any width; a share of a phone's table is not
+
+
 def _batch_widths(columns: list[str], names: list[str]) -> list[str]:
-    """Shares of the table's width: the models' columns take most, so a phone shows each without scrolling."""
-    shares = {"file": 20, "agree": 8, "note": 14}
+    """The columns' widths, which Gradio gives a column's header and its cells alike: the models' columns take most of
+    the table, so a phone shows each without scrolling. "agree" is as wide as its word; 9% is kept for it, so a
+    desktop's table fits its column, and a phone's is a little wider than the screen: its last column scrolls in."""
+    shares = {"file": 20, "agree": 9, "note": 14}
     rest = (100 - sum(shares[column] for column in columns if column in shares)) / len(names)
-    return [f"{shares.get(column, rest):g}%" for column in columns]
+    return [f"{BATCH_AGREE_WIDTH}px" if column == "agree" else f"{shares.get(column, rest):g}%" for column in columns]
 
 
 def _show_answer(event, elem_id: str) -> None:
