@@ -743,7 +743,7 @@ def test_a_labelled_batch_keeps_words_whole_and_its_progress_off_the_summary(bro
 def test_about_opens_with_the_models_compared(browser, app_url):
     """About's first block: which model is better at what (from each tumor_ai.json), the table, then the confusion
     matrices side by side; the reliability diagrams where a model folder has one, else a sentence saying why not."""
-    from tumor_ai.core.wording import RELIABILITY_MISSING, which_is_better
+    from tumor_ai.core.wording import reliability_missing, which_is_better
     from tumor_ai.model.metadata import ModelMetadata
 
     metadata = {name: ModelMetadata.read(ROOT / "models" / name / "tumor_ai.json") for name in ("cnn", "vgg16")}
@@ -765,8 +765,23 @@ def test_about_opens_with_the_models_compared(browser, app_url):
     matrices.first.wait_for()
     left, right = (matrices.nth(index).bounding_box() for index in range(2))
     assert abs(left["y"] - right["y"]) < 2 and left["x"] + left["width"] <= right["x"], "side by side"
-    if not list((ROOT / "models").glob("*/reliability_diagram.png")):
-        assert RELIABILITY_MISSING in page.locator("#about-no-reliability").inner_text()
+    drawn = [name for name in metadata if (ROOT / "models" / name / "reliability_diagram.png").is_file()]
+    missing = page.locator("[id^='about-no-reliability']").all_inner_texts()
+    if not drawn:
+        assert missing == [reliability_missing(list(metadata)).replace("`", "")]
+    else:  # each diagram under its model's confusion matrix; a model without one says why in its place
+        assert missing == [reliability_missing([name]).replace("`", "") for name in metadata if name not in drawn]
+        diagrams = page.locator("#about-reliability img")
+        diagrams.first.wait_for()
+        assert diagrams.count() == len(drawn)
+        for index, name in enumerate(metadata):  # the diagrams come in the models' order, each under its matrix
+            if name in drawn:
+                box = diagrams.nth(drawn.index(name)).bounding_box()
+                matrix = matrices.nth(index).bounding_box()
+                assert box["y"] > matrix["y"] + matrix["height"] - 2 and abs(box["x"] - matrix["x"]) < 40, name
     assert page.evaluate(BROKEN_WORDS, "#about-comparison th, #about-comparison td") == []
     page.screenshot(path=SHOTS / "about_comparison.png")
+    if drawn:
+        page.locator("#about-reliability").scroll_into_view_if_needed()
+        page.screenshot(path=SHOTS / "about_reliability.png")
     page.close()

@@ -18,6 +18,7 @@ import test_browser
 from conftest import EXAMPLES
 from PIL import Image
 from test_browser import (
+    BROKEN_WORDS,
     IDLE,
     SHOTS,
     _clear_batch,
@@ -180,6 +181,16 @@ def _filter(page, name: str, line: str) -> None:
     page.locator("#batch-view").get_by_text(line).wait_for()
 
 
+GALLERY_SHOWS = "n => document.querySelectorAll('#batch-gallery img').length === n"
+# Each batch table column's header and first cell, as [left, width]: Gradio sizes them apart (a header table above a
+# virtual list of rows), so a width set on one alone would misalign them.
+COLUMN_BOXES = """() => [...document.querySelectorAll('#batch-table th')].map((th, col) => {
+  const cell = document.querySelector(`#batch-table [data-testid^='cell-'][data-col='${col}']`);
+  const [h, c] = [th.getBoundingClientRect(), cell.getBoundingClientRect()];
+  return [th.innerText.trim(), Math.round(h.left), Math.round(h.width), Math.round(c.left), Math.round(c.width)];
+})"""
+
+
 def _labelled_batch(page) -> None:
     """The labelled example set through the Batch tab, to its end (its filter usable again)."""
     _tab(page, "Batch")
@@ -197,12 +208,14 @@ def test_a_labelled_batch_shows_its_errors_and_disagreements_and_a_row_opens_in_
     errors, total = _view(page)
     assert total == len(ENTRIES)
     page.wait_for_function("n => document.querySelectorAll(\"#batch-table [data-col='0']\").length === n", arg=errors)
+    page.wait_for_function(GALLERY_SHOWS, arg=2 * errors)  # the gallery follows: both models' overlays of those rows
     table = page.locator("#batch-table").inner_text()
     assert table.count("✗") >= errors, "each error row marks the wrong answer"
     page.screenshot(path=SHOTS / "teaching_batch_errors.png", full_page=True)
     _filter(page, "Disagreements", "the models read differently")
     disagreements, _ = _view(page)
     page.wait_for_function("n => document.querySelectorAll(\"#batch-table [data-col='0']\").length === n", arg=disagreements)
+    page.wait_for_function(GALLERY_SHOWS, arg=2 * disagreements)
     assert all(row.strip() for row in _rows_shown(page))
     if not errors:  # models retrained into getting every example right: open a row of all of them
         _filter(page, "All", "every file")
@@ -318,6 +331,17 @@ def test_teaching_on_a_phone(browser, app_url):
     assert box and 0 <= box["y"] < 844 and box["x"] + box["width"] <= 390, "the true class is on screen with the answer"
     phone.screenshot(path=SHOTS / "phone_teaching_predict.png")
     _labelled_batch(phone)
+    # The table on a phone: every header on one line ("agree" once broke letter by letter), a class name whole in its
+    # model's column, each header over its cells; a table wider than the screen scrolls sideways as one.
+    columns = phone.evaluate(COLUMN_BOXES)
+    assert [column[0] for column in columns] == ["file", "cnn", "vgg16", "agree", "note"]
+    assert all(abs(left - cell_left) <= 1 and abs(width - cell_width) <= 1 for _, left, width, cell_left, cell_width in columns)
+    heights = phone.evaluate("() => [...document.querySelectorAll('#batch-table th .header-content')].map(h => h.offsetHeight)")
+    assert max(heights) < 2 * min(heights) and max(heights) < 30, heights
+    cells = ", ".join(f"#batch-table [data-testid^='cell-'][data-col='{col}']" for col in (1, 2, 3))
+    assert phone.evaluate(BROKEN_WORDS, f"#batch-table th, {cells}") == []
+    phone.locator("#batch-table").scroll_into_view_if_needed()
+    phone.screenshot(path=SHOTS / "phone_batch_table.png")
     _filter(phone, "Errors", "a model reads as another class")
     filter_box = phone.locator("#batch-filter").bounding_box()
     assert filter_box and filter_box["x"] + filter_box["width"] <= 390

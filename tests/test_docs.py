@@ -210,6 +210,24 @@ def test_the_calibration_table(name):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_the_reliability_table(name):
+    """The reliability diagram's row: the folder's picture and its bins' ECEs (the calibration block's), or none yet."""
+    calibration = meta(name)["calibration"]
+    rows = next(rows for rows in tables(DOCS / "models.md") if rows[0][:2] == ["model", "reliability diagram"])
+    shown = row(rows, f"{_title(name)} (split run)")[1:]
+    if "reliability" not in calibration:
+        assert shown[0].startswith("none yet") and shown[1] == "-"
+        assert not (ROOT / "models" / name / "reliability_diagram.png").exists()
+        return
+    bins = calibration["reliability"]
+    assert (bins["before"]["ece"], bins["after"]["ece"]) == (calibration["ece_before"], calibration["ece_after"])
+    assert shown == [
+        f"[reliability_diagram.png](../models/{name}/reliability_diagram.png)",
+        f"{bins['before']['ece']:.4f} → {bins['after']['ece']:.4f}",
+    ]
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_the_prediction_sets_table(name):
     conformal = meta(name)["conformal"]
     method = conformal["method"]

@@ -51,3 +51,61 @@ def test_subset_scores_only_the_side_of_the_split_asked_for(dataset_dir, slot_mo
         reports[subset] = json.loads(out.read_text())
     assert sorted(record["path"] for record in reports["validation"]["predictions"]) == validation
     assert reports["train"]["images"] == 60 - 3 and not set(validation) & {r["path"] for r in reports["train"]["predictions"]}
+
+
+def _with_validation_split(source, model, validation: list[str], temperature: float = 0.5) -> None:
+    """A copy of a slot model that records a validation split (split.json) and figures on it, as a split run does."""
+    import shutil
+
+    from tumor_ai.model.metadata import Calibration, Metrics, ModelMetadata, Scores
+
+    shutil.copytree(source, model)
+    (model / "split.json").write_text(json.dumps({"validation": validation}))
+    metadata = ModelMetadata.read(model / "tumor_ai.json")
+    metadata.metrics = Metrics(Scores(images=len(validation), accuracy=0.5, macro_f1=0.5, ece=0.1, nll=1.0))
+    metadata.calibration = Calibration(temperature=temperature, ece_before=0.1, ece_after=0.05, fitted_on="validation split")
+    (model / "tumor_ai.json").write_text(metadata.to_json())
+
+
+def test_reliability_is_backfilled_into_a_model_folder_from_its_validation_split(dataset_dir, slot_models, tmp_path, capsys):
+    """``--subset validation --reliability --write``: the diagram beside the report and in the model folder, its bins
+    (the report's ECEs, before and after the model's temperature) in the metadata's calibration block, the card."""
+    from tumor_ai.model.metadata import RELIABILITY_FILE, ModelMetadata
+
+    root, _ = dataset_dir
+    model = tmp_path / "model"
+    validation = sorted(f"{label}/{label}_{index:03d}.png" for label in ("glioma", "notumor", "pituitary") for index in (3, 4))
+    _with_validation_split(slot_models["cnn"], model, validation)
+    out = tmp_path / "validation.json"
+    common = ["--model", str(model), "--data", str(root), "--out", str(out), "--reliability"]
+    evaluate_main([*common, "--subset", "validation", "--write"])
+    report = json.loads(out.read_text())
+    assert (tmp_path / "validation_reliability.png").is_file() and (model / RELIABILITY_FILE).is_file()
+    metadata = ModelMetadata.read(model / "tumor_ai.json")
+    record = metadata.calibration.reliability
+    assert record.images == report["images"] == len(validation) and record.to_dict()["edges"] == report["reliability"]["edges"]
+    assert (record.before.ece, record.after.ece) == (report["ece_uncalibrated"], report["ece"])
+    assert record.command.startswith("python -m training.evaluate --model") and "--reliability" in record.command
+    assert metadata.calibration.temperature == 0.5 and metadata.calibration.ece_after == 0.05, "the fit is kept as it was"
+    assert f"]({RELIABILITY_FILE})" in (model / "README.md").read_text()
+    assert "reliability diagram: ECE" in capsys.readouterr().out
+
+
+def test_reliability_is_written_only_for_the_images_the_temperature_was_fitted_on(dataset_dir, slot_models, tmp_path):
+    from tumor_ai.model.metadata import RELIABILITY_FILE
+
+    root, _ = dataset_dir
+    model = tmp_path / "model"
+    _with_validation_split(slot_models["cnn"], model, ["glioma/glioma_003.png", "notumor/notumor_004.png"])
+    before = (model / "tumor_ai.json").read_text()
+    common = ["--model", str(model), "--data", str(root), "--out", str(tmp_path / "r.json"), "--write"]
+    with pytest.raises(SystemExit, match="measured neither"):
+        evaluate_main([*common, "--subset", "validation"])
+    with pytest.raises(SystemExit, match="pass --subset validation"):
+        evaluate_main([*common, "--reliability"])
+    (model / "split.json").write_text(json.dumps({"validation": ["glioma/glioma_003.png"]}))  # not the recorded 2
+    with pytest.raises(SystemExit, match="1 validation images were scored, but the model's metadata records 2"):
+        evaluate_main([*common, "--subset", "validation", "--reliability"])
+    assert (model / "tumor_ai.json").read_text() == before and not (model / RELIABILITY_FILE).exists()
+    evaluate_main([*common[:-1], "--subset", "validation", "--reliability"])  # no --write: the report's picture only
+    assert (tmp_path / "r_reliability.png").is_file() and not (model / RELIABILITY_FILE).exists()

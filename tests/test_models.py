@@ -158,7 +158,7 @@ def test_a_schema_5_metadata_file_reads_typed_and_writes_back_the_same(name):
     written = json.loads(metadata.to_json())
     expected = {**shipped, "schema_version": SCHEMA_VERSION, "training": {**shipped["training"], "out": f"models/{name}"}}
     assert written == expected
-    assert json.loads(ModelMetadata.from_dict(written).to_json()) == written, "schema 6 round-trips exactly"
+    assert json.loads(ModelMetadata.from_dict(written).to_json()) == written, "today's schema round-trips exactly"
 
 
 def test_a_typed_block_refuses_an_unknown_key_at_any_depth():
@@ -202,13 +202,30 @@ def test_serving_reads_the_layers_the_metadata_names():
         Predictor(model, ModelMetadata("odd", "cnn", LABELS, (32, 32), "rescale_unit", "last_conv"))
 
 
-def test_the_shipped_cnn_is_schema_6_and_round_trips_exactly():
+def test_a_schema_6_file_reads_and_writes_back_the_same_but_its_version():
+    """The CNN as it shipped before schema 7 (kept in tests/data): no reliability block, nothing else changes."""
     from conftest import ROOT
 
     from tumor_ai.model.metadata import SCHEMA_VERSION, ModelMetadata
 
+    shipped = json.loads((ROOT / "tests" / "data" / "schema6_cnn_tumor_ai.json").read_text())
+    assert shipped["schema_version"] == 6 and "reliability" not in shipped["calibration"]
+    metadata = ModelMetadata.from_dict(shipped)
+    assert metadata.calibration.reliability is None and metadata.calibration.ece_after == shipped["calibration"]["ece_after"]
+    assert json.loads(metadata.to_json()) == {**shipped, "schema_version": SCHEMA_VERSION}
+
+
+def test_the_shipped_cnn_is_schema_7_and_round_trips_exactly():
+    from conftest import ROOT
+
+    from tumor_ai.model.metadata import RELIABILITY_FILE, SCHEMA_VERSION, ModelMetadata
+
     shipped = json.loads((ROOT / "models" / "cnn" / METADATA_FILE).read_text())
-    assert shipped["schema_version"] == SCHEMA_VERSION == 6
+    assert shipped["schema_version"] == SCHEMA_VERSION == 7
     metadata = ModelMetadata.from_dict(shipped)
     assert metadata.training.started_from.of == "models/cnn-v1" and metadata.training.partial.validation["slices"] == 30
+    reliability, calibration = metadata.calibration.reliability, metadata.calibration
+    assert (reliability.before.ece, reliability.after.ece) == (calibration.ece_before, calibration.ece_after)
+    assert sum(reliability.before.counts) == sum(reliability.after.counts) == metadata.metrics.validation.images
+    assert (ROOT / "models" / "cnn" / RELIABILITY_FILE).is_file(), "the diagram of those bins is beside the metadata"
     assert json.loads(metadata.to_json()) == shipped

@@ -163,6 +163,12 @@ def test_a_labelled_batch_filters_errors_and_disagreements_and_a_row_opens_in_co
     _, _, disagreements = handlers.filter_batch(rows, "disagreements", names, labels)
     assert disagreements == [i for i, row in enumerate(rows) if row["agree"] == "no"]
     assert handlers.filter_batch(rows, "all", names, labels)[2] is None
+    # The gallery follows the filter: each model's overlay of the rows shown, and only theirs (the files are readable).
+    for view in (wrong, disagreements, None):
+        drawn = handlers.recolour_batch(last.entries, 0.5, rows, view)
+        files = [rows[i]["file"] for i in (range(len(rows)) if view is None else view)]
+        assert len(drawn) == len(names) * len(files)
+        assert [caption.split(" · ")[0] for _, caption in drawn] == [handlers._short(f) for f in files for _ in names]
     opened = handlers.open_in_compare(slot_predictors, rows, [len(examples) - 1], [str(archive)], 0.5, False, True, 0)
     truth = examples[-1].label
     assert set(opened.compare.explained) <= set(names) and opened.tab.selected == "compare"

@@ -35,6 +35,10 @@ def test_cnn_learns_the_synthetic_classes_and_writes_a_complete_folder(tmp_path)
     for name in ("model.keras", "tumor_ai.json", "README.md", "split.json", "validation_report.json", "history.png"):
         assert (out / name).exists(), name
     model, metadata = load_model(out)
+    calibration, bins = metadata.calibration, metadata.calibration.reliability
+    assert (out / "reliability_diagram.png").exists(), "the validation split's reliability diagram"
+    assert (bins.before.ece, bins.after.ece) == (calibration.ece_before, calibration.ece_after)
+    assert sum(bins.after.counts) == metadata.dataset.validation_images
     assert metadata.dataset.validation_images + metadata.dataset.train_images == 4 * 43
     assert len(json.loads((out / "split.json").read_text())["validation"]) == metadata.dataset.validation_images
     assert metadata.crop == "head" and metadata.training.precision == engine.resolve_precision("auto")
@@ -79,7 +83,8 @@ def test_vgg16_split_run_then_refit_on_cached_features(dataset_dir, tmp_path):
     assert refitted.training.epochs_run["fine-tune"] == 2
     assert refitted.training.epochs_run["head"] == metadata.training.stage_epochs["head"]
     assert refitted.test_time_flip == metadata.test_time_flip and refitted.input_size == (32, 32)
-    assert refitted.calibration == metadata.calibration
+    assert refitted.calibration == metadata.calibration and refitted.calibration.reliability is not None
+    assert (refit / "reliability_diagram.png").read_bytes() == (split_run / "reliability_diagram.png").read_bytes()
     assert refitted.training.features.extraction_seconds == extraction.extraction_seconds, "timed when written"
     assert refitted.training.features.seconds_in_this_run < extraction.extraction_seconds / 2, "read, not computed"
 

@@ -13,9 +13,17 @@ any tumour class) and the split across classes, per image and, with ``--groups``
 
     python -m training.evaluate --model models/cnn --data ../shared/data/br35h \\
         --groups ../shared/data/br35h/groups.csv --out .cache/evaluate/cnn_br35h.json
- ``--subset validation`` scores only the
-images of the model's own validation split (its ``split.json``), reproducing the model card; for
-a refit (trained on every image) point it at the split run the refit came from.
+
+``--subset validation`` scores only the images of the model's own validation split (its ``split.json``),
+reproducing the model card; for a refit (trained on every image) point it at the split run the refit came from.
+
+``--reliability`` adds the reliability diagram (accuracy against confidence per bin, before and after the
+temperature; ``<out>_reliability.png`` beside the report); on the model's validation split, ``--write`` also stores
+it in the model folder (``reliability_diagram.png``, its bins in the metadata's ``calibration.reliability``, the
+card), as ``training.train`` writes it for a new model:
+
+    python -m training.evaluate --model models/cnn --data ../shared/data/brain-tumor-mri/Training \\
+        --subset validation --reliability --write --out .cache/evaluate/cnn_validation.json
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import class_folders, list_images
-from .metrics import classification_report, plot_confusion_matrix
+from .metrics import classification_report, plot_confusion_matrix, plot_reliability, reliability_figures
 from .partial import PARTIAL_FOLDER, tumour_classes
 
 
@@ -48,9 +56,16 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     )
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     parser.add_argument(
+        "--reliability",
+        action="store_true",
+        help="add the reliability diagram's bins (before and after the temperature) to the report and draw it beside",
+    )
+    parser.add_argument(
         "--write",
         action="store_true",
-        help="store the 'tumour' folder's figures in the model folder's metadata (other_collections) and card",
+        help="store what was measured in the model folder's metadata and card: the 'tumour' folder's figures "
+        "(other_collections) and, with --reliability on --subset validation, the reliability diagram "
+        "(calibration.reliability and reliability_diagram.png)",
     )
     parser.add_argument(
         "--groups",
@@ -109,8 +124,15 @@ def tumour_report(records: list[dict], labels: list[str], groups: str | None) ->
     return report
 
 
-def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int = 32, groups: str | None = None) -> dict:
-    """The report as a dict (see the module docstring)."""
+def evaluate(
+    model_source: str,
+    data: str,
+    subset: str = "all",
+    batch_size: int = 32,
+    groups: str | None = None,
+    reliability: bool = False,
+) -> dict:
+    """The report as a dict (see the module docstring); ``reliability`` adds the reliability diagram's bins."""
     from tumor_ai.core.calibration import softmax
     from tumor_ai.core.imaging import ImageError, read_image
     from tumor_ai.core.inference import Predictor
@@ -169,7 +191,10 @@ def evaluate(model_source: str, data: str, subset: str = "all", batch_size: int 
     if labelled.any():
         targets = np.array([labels.index(record["label"]) for record in records if record["label"] != PARTIAL_FOLDER])
         report = classification_report(probabilities[labelled], targets, labels)
-        report["ece_uncalibrated"] = classification_report(softmax(logits[labelled]), targets, labels)["ece"]
+        raw = softmax(logits[labelled])
+        report["ece_uncalibrated"] = classification_report(raw, targets, labels)["ece"]
+        if reliability:
+            report["reliability"] = reliability_figures(raw, probabilities[labelled], targets)
     if not labelled.all():
         report[PARTIAL_FOLDER] = {**tumour_report(records, labels, groups), "seen_in_training": seen}
         if outputs["passes"]:
@@ -197,39 +222,67 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     from tumor_ai.model.metadata import ModelSourceError
 
     try:
-        report = evaluate(args.model, args.data, args.subset, args.batch_size, args.groups)
+        report = evaluate(args.model, args.data, args.subset, args.batch_size, args.groups, args.reliability)
     except ModelSourceError as error:
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
     if args.write:
-        write_other_collection(args, report)
+        write_to_model_folder(args, report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(summary(report, out))
+    title = f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})"
     if "accuracy" in report:
-        plot_confusion_matrix(
-            report, out.with_suffix(".png"), f"{Path(str(args.model)).name} on {Path(args.data).name} ({args.subset})"
-        )
+        plot_confusion_matrix(report, out.with_suffix(".png"), title)
+    if "reliability" in report:
+        plot_reliability(report["reliability"], report["temperature"], reliability_picture(out), title)
 
 
-def write_other_collection(args: argparse.Namespace, report: dict) -> None:
-    """Record the tumour folder's figures (per distinct slice) in the model folder's metadata and rewrite its card."""
+def reliability_picture(out: Path) -> Path:
+    """Where the report's reliability diagram is drawn: beside the report, ``<out>_reliability.png``."""
+    return out.with_name(f"{out.stem}_reliability.png")
+
+
+def write_to_model_folder(args: argparse.Namespace, report: dict) -> None:
+    """Store what this run measured in the model folder: the tumour folder's figures (per distinct slice) and the
+    reliability diagram (its bins in the metadata, its picture beside); the card is written again."""
     from tumor_ai.model.folder import resolve_source
-    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata, OtherCollectionRecord
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
     from tumor_ai.publish.card import write_model_card
 
-    found = report.get(PARTIAL_FOLDER)
-    if not found or "per_slice" not in found:
-        raise SystemExit(f"error: --write records a '{PARTIAL_FOLDER}' folder's figures per distinct slice: pass --groups")
+    asked = PARTIAL_FOLDER in report or args.reliability
+    if not asked:
+        raise SystemExit(
+            f"error: --write records a '{PARTIAL_FOLDER}' folder's figures (with --groups) or, with --reliability on "
+            "--subset validation, the reliability diagram: this run measured neither"
+        )
     folder = Path(args.model)
     if not (folder / METADATA_FILE).exists() or resolve_source(args.model) != folder:
         raise SystemExit(f"error: --write needs a local model folder, not {args.model}")
     metadata = ModelMetadata.read(folder / METADATA_FILE)
-    name = Path(args.data).name
+    command = " ".join(["python -m training.evaluate", *sys.argv[1:]]) if args.command is None else args.command
+    written = []
+    if PARTIAL_FOLDER in report:
+        written.append(record_other_collection(metadata, args.data, command, report))
+    if args.reliability:
+        written.append(record_reliability(metadata, folder, args.subset, command, report))
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+    write_model_card(folder)
+    print(f"wrote {' and '.join(written)} into {folder / METADATA_FILE} and its card")
+
+
+def record_other_collection(metadata, data: str, command: str, report: dict) -> str:
+    """The tumour folder's figures (per distinct slice) in ``metadata.other_collections``; returns what was written."""
+    from tumor_ai.model.metadata import OtherCollectionRecord
+
+    found = report[PARTIAL_FOLDER]
+    if "per_slice" not in found:
+        raise SystemExit(f"error: --write records a '{PARTIAL_FOLDER}' folder's figures per distinct slice: pass --groups")
+    name = Path(data).name
     metadata.other_collections[name] = OtherCollectionRecord(
         data=name,
-        command=" ".join(["python -m training.evaluate", *sys.argv[1:]]) if args.command is None else args.command,
+        command=command,
         images=found["per_image"]["slices"],
         slices=found["per_slice"]["slices"],
         sensitivity=found["per_slice"]["sensitivity"],
@@ -238,9 +291,35 @@ def write_other_collection(args: argparse.Namespace, report: dict) -> None:
         mri_check_pass_rate=found.get("mri_check_pass_rate"),
         seen_in_training=found["seen_in_training"],
     )
-    (folder / METADATA_FILE).write_text(metadata.to_json())
-    write_model_card(folder)
-    print(f"wrote the {name} figures into {folder / METADATA_FILE} and its card")
+    return f"the {name} figures"
+
+
+def record_reliability(metadata, folder: Path, subset: str, command: str, report: dict) -> str:
+    """The reliability diagram of the model's own validation split, the images its temperature was fitted on, in
+    ``metadata.calibration.reliability`` and ``reliability_diagram.png``; returns what was written."""
+    from tumor_ai.model.metadata import RELIABILITY_FILE, ReliabilityRecord
+
+    from .train import write_reliability
+
+    expected = metadata.metrics.validation.images if metadata.metrics else None
+    if subset != "validation" or "reliability" not in report:
+        raise SystemExit(
+            "error: --write stores the reliability diagram of the images the temperature was fitted on: "
+            "pass --subset validation (and the model's own training folder as --data)"
+        )
+    if report["reliability"]["images"] != expected:
+        raise SystemExit(
+            f"error: {report['reliability']['images']} validation images were scored, but the model's metadata records "
+            f"{expected}: --data is not the folder it was trained on (or images are missing), so nothing was written"
+        )
+    calibration = metadata.calibration
+    calibration.reliability = ReliabilityRecord.from_dict({**report["reliability"], "command": command})
+    write_reliability(folder, calibration, f"{folder.name} on the group-aware validation split")
+    recorded = (calibration.ece_before, calibration.ece_after)
+    measured = (calibration.reliability.before.ece, calibration.reliability.after.ece)
+    agree = "the same as" if measured == recorded else "against"
+    print(f"reliability diagram: ECE {measured[0]} -> {measured[1]}, {agree} the metadata's {recorded[0]} -> {recorded[1]}")
+    return f"the reliability diagram ({RELIABILITY_FILE})"
 
 
 def summary(report: dict, out: Path) -> str:
@@ -262,7 +341,9 @@ def summary(report: dict, out: Path) -> str:
                 )
     if "mri_check_pass_rate" in report:
         parts.append(f"MRI check pass rate {report['mri_check_pass_rate']:.4f}")
-    written = f"wrote {out}" + (f" and {out.with_suffix('.png')}" if "accuracy" in report else "")
+    pictures = [out.with_suffix(".png")] if "accuracy" in report else []
+    pictures += [reliability_picture(out)] if "reliability" in report else []
+    written = f"wrote {', '.join(map(str, [out, *pictures]))}"
     return "; ".join(parts) + f"; {written}"
 
 

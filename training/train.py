@@ -19,7 +19,8 @@ the split run's validation metrics and temperature stay the published estimate. 
 
 Every run writes into ``--out``: ``model.keras`` (float32, no optimizer state), ``tumor_ai.json``
 (the metadata), ``split.json``, ``validation_report.json``, ``history.png``,
-``confusion_matrix.png`` and the model card. An interrupted run continues with ``--resume``
+``confusion_matrix.png``, ``reliability_diagram.png`` (its bins in the metadata's ``calibration.reliability``) and
+the model card. An interrupted run continues with ``--resume``
 (same arguments). Fit the not-an-MRI check afterwards with ``python -m training.fit_mri_check``.
 
 The recipe flags are the fields of each architecture's typed ``Recipe`` (``training.recipe``; e.g.
@@ -43,7 +44,14 @@ from tumor_ai.model import registry as architectures
 
 from . import engine
 from .data import dataset_identity, load_folder
-from .metrics import apply_temperature, classification_report, fit_temperature, plot_confusion_matrix
+from .metrics import (
+    apply_temperature,
+    classification_report,
+    fit_temperature,
+    plot_confusion_matrix,
+    plot_reliability,
+    reliability_figures,
+)
 from .recipe import Recipe, RunOptions, add_recipe_arguments, recipe_fields, recipe_from_namespace
 from .split import split_dataset
 
@@ -203,6 +211,7 @@ class Validation:
     report: dict | None = None
     temperature: float = 1.0
     ece_after: float | None = None
+    reliability: dict | None = None  # the reliability diagram's bins, before and after the temperature
 
 
 def build_metadata(
@@ -216,6 +225,7 @@ def build_metadata(
         DatasetRecord,
         MachineRecord,
         Metrics,
+        ReliabilityRecord,
         Scores,
         Throughput,
     )
@@ -265,6 +275,7 @@ def build_metadata(
         ece_before=report["ece"],
         ece_after=validation.ece_after,
         fitted_on="validation split",
+        reliability=ReliabilityRecord.from_dict(validation.reliability) if validation.reliability else None,
     )
     return metadata
 
@@ -320,6 +331,7 @@ def write_model_folder(
 ) -> None:
     """Everything a model folder holds, written in one place: weights, metadata, split, report, plots, card."""
     from tumor_ai.model.folder import save_model_folder
+    from tumor_ai.model.metadata import RELIABILITY_FILE
     from tumor_ai.publish.card import write_model_card
 
     save_model_folder(model, metadata, out)
@@ -329,13 +341,23 @@ def write_model_folder(
         histories, out / "history.png", f"{out.name}: training history" + (" (refit, no validation)" if run.refit else "")
     )
     if run.refit:
-        for name in ("validation_report.json", "confusion_matrix.png"):
-            if (Path(run.refit) / name).resolve() != (out / name).resolve():
-                shutil.copyfile(Path(run.refit) / name, out / name)
+        for name in ("validation_report.json", "confusion_matrix.png", RELIABILITY_FILE):
+            source = Path(run.refit) / name
+            if source.resolve() != (out / name).resolve() and (name != RELIABILITY_FILE or source.exists()):
+                shutil.copyfile(source, out / name)  # an older split run may have no reliability diagram
     else:
         (out / "validation_report.json").write_text(json.dumps(report, indent=2) + "\n")
         plot_confusion_matrix(report, out / "confusion_matrix.png", f"{out.name} on the group-aware validation split")
+        write_reliability(out, metadata.calibration, f"{out.name} on the group-aware validation split")
     write_model_card(out)
+
+
+def write_reliability(out: Path, calibration, title: str) -> None:
+    """Draw the reliability diagram of ``calibration.reliability`` (its bins) into the model folder, where there is one."""
+    from tumor_ai.model.metadata import RELIABILITY_FILE
+
+    if calibration.reliability is not None:
+        plot_reliability(calibration.reliability.to_dict(), calibration.temperature, out / RELIABILITY_FILE, title)
 
 
 def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[int, int]) -> Validation:
@@ -355,8 +377,9 @@ def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[i
         probabilities = flip_averaged(probabilities, mirrored)
     report = classification_report(probabilities, targets, dataset.labels)
     temperature = fit_temperature(probabilities, targets)
-    ece_after = classification_report(apply_temperature(probabilities, temperature), targets, dataset.labels)["ece"]
-    return Validation(report, temperature, ece_after)
+    calibrated = apply_temperature(probabilities, temperature)
+    ece_after = classification_report(calibrated, targets, dataset.labels)["ece"]
+    return Validation(report, temperature, ece_after, reliability_figures(probabilities, calibrated, targets))
 
 
 def partial_sensitivity(model, metadata, images: np.ndarray) -> dict:

@@ -474,18 +474,19 @@ def _gallery_entries(items: list[BatchItem], results: dict[str, list[Prediction 
             models.append(
                 (f"{_short(item.name)} · {name}: {shown_label(prediction)}{score}", prediction.cam if prediction.is_mri else None)
             )
-        entries.append({"thumbnail": thumbnail, "models": models})
+        entries.append({"file": item.name, "thumbnail": thumbnail, "models": models})
     return entries
 
 
-def gallery(entries: list[dict] | None, opacity: float) -> list[tuple[str, str]]:
-    """Each file's overlay per model, captioned with file, model and class."""
+def gallery(entries: list[dict] | None, opacity: float, files: set[str] | None = None) -> list[tuple[str, str]]:
+    """Each file's overlay per model, captioned with file, model and class; only ``files``' where they are given."""
     return [
         (
             cache_picture(overlay(entry["thumbnail"], cam, opacity) if cam is not None else entry["thumbnail"], "thumbnail.jpg"),
             caption,
         )
         for entry in entries or []
+        if files is None or entry["file"] in files
         for caption, cam in entry["models"]
     ]
 
@@ -618,9 +619,13 @@ def stop_batch(running: bool, shown: str | None) -> tuple[str, Any, bool]:
     return status, rest, False
 
 
-def recolour_batch(entries: list[dict] | None, opacity: float):
-    """The Batch slider moved: re-blend the cached thumbnails' Grad-CAMs (no model call)."""
-    return gr.skip() if entries is None else gallery(entries, opacity)
+def recolour_batch(entries: list[dict] | None, opacity: float, rows: list[dict] | None = None, view: list[int] | None = None):
+    """The Batch slider moved, or the filter: re-blend the cached thumbnails' Grad-CAMs (no model call), for the rows
+    the filter shows (``view``, ``filter_batch``'s; None: every row)."""
+    if entries is None:
+        return gr.skip()
+    files = None if view is None else {rows[index]["file"] for index in view if 0 <= index < len(rows or [])}
+    return gallery(entries, opacity, files)
 
 
 def editable_slice(state: SessionSlice | None):

@@ -40,17 +40,18 @@ from tumor_ai.core.wording import (  # noqa: E402
     HARD_CASE_TITLES,
     OUTLINE_TOGGLE,
     PREVIEW_ALT,
-    RELIABILITY_MISSING,
     comparison_notes,
     comparison_table,
     listed,
     map_caveat,
     preview_tagline,
+    reliability_missing,
     share_description,
     what_it_does,
     which_is_better,
 )
 from tumor_ai.model.labels import display_name  # noqa: E402
+from tumor_ai.model.metadata import RELIABILITY_FILE  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
 
 if TYPE_CHECKING:
@@ -101,6 +102,9 @@ PAGE_CSS = """
   /* as a block the label's icon would grow to the label's width, over the map: keep it the size of the text */
   #compare-overlays [data-testid="block-label"] span:has(> svg) { display: inline-block; width: 12px; height: 12px; }
   #compare-overlays [data-testid="block-label"] svg { width: 12px; height: 12px; }
+  /* The batch table: tighter cells, so a class name ("Meningioma") fits its model's column whole. Gradio sets each
+     column's width on its header and its cells alike (ui._batch_widths), so a cell's padding never misaligns them. */
+  #batch-table .cell-wrap { padding-left: 4px !important; padding-right: 4px !important; }
 }
 /* Batch: the progress is shown in the status line above the summary, in room of its own (while it runs), never over
    the summary's text. */
@@ -338,11 +342,16 @@ def _on_change(control, fn, inputs, outputs):
     )
 
 
+BATCH_AGREE_WIDTH = 64  # pixels: "agree" (and "yes", "no") on one line at any width; a share of a phone's table is not
+
+
 def _batch_widths(columns: list[str], names: list[str]) -> list[str]:
-    """Shares of the table's width: the models' columns take most, so a phone shows each without scrolling."""
-    shares = {"file": 20, "agree": 8, "note": 14}
+    """The columns' widths, which Gradio gives a column's header and its cells alike: the models' columns take most of
+    the table, so a phone shows each without scrolling. "agree" is as wide as its word; 9% is kept for it, so a
+    desktop's table fits its column, and a phone's is a little wider than the screen: its last column scrolls in."""
+    shares = {"file": 20, "agree": 9, "note": 14}
     rest = (100 - sum(shares[column] for column in columns if column in shares)) / len(names)
-    return [f"{shares.get(column, rest):g}%" for column in columns]
+    return [f"{BATCH_AGREE_WIDTH}px" if column == "agree" else f"{shares.get(column, rest):g}%" for column in columns]
 
 
 def _show_answer(event, elem_id: str) -> None:
@@ -441,7 +450,6 @@ def labelled_zip(folder: Path) -> Path | None:
     return path
 
 
-RELIABILITY_FILE = "reliability_diagram.png"  # shown beside the confusion matrices where a model folder has one
 PREVIEW_SIZE = (1200, 630)  # the size link previews (Open Graph, X/Twitter's large card) are drawn at
 
 
@@ -915,13 +923,15 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             api_visibility="private",
             queue=False,
         ).then(lambda: usable, None, b_filter, api_visibility="private", queue=False)
-        _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity], b_gallery)
+        _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity, b_rows, b_view], b_gallery)
         b_filter.input(  # a person's choice only: the resets above must not redraw the table under a running batch
             partial(handlers.filter_batch, names=names, labels=labels),
             [b_rows, b_filter],
             [b_table, b_note, b_view],
             api_visibility="private",
             queue=False,
+        ).then(  # the gallery follows: the overlays of the rows shown
+            handlers.recolour_batch, [b_entries, b_opacity, b_rows, b_view], b_gallery, api_visibility="private", queue=False
         )
 
         def opened(rows, view, paths, opacity, outline, guess_first, chosen: gr.SelectData):
@@ -963,12 +973,15 @@ def _about_tab(predictors: dict[str, Predictor], serving: str, cache_sweep: tupl
             if pictures:
                 with gr.Row(elem_id=elem_id):
                     for name in names:
-                        if name in pictures:
-                            gr.Image(  # the picture's own title names the model: no label over it
-                                str(pictures[name]), label=f"{name}: {what}", show_label=False, interactive=False, min_width=200
-                            )
-        if len(shown.reliability) < len(names):
-            gr.Markdown(RELIABILITY_MISSING, elem_id="about-no-reliability")
+                        with gr.Column(min_width=200):  # each model's place, under its confusion matrix
+                            if name in pictures:
+                                gr.Image(  # the picture's own title names the model: no label over it
+                                    str(pictures[name]), label=f"{name}: {what}", show_label=False, interactive=False
+                                )
+                            elif pictures is shown.reliability:
+                                gr.Markdown(reliability_missing([name]), elem_id=f"about-no-reliability-{name}")
+        if not shown.reliability:
+            gr.Markdown(reliability_missing(names), elem_id="about-no-reliability")
         gr.Markdown(f"{privacy_text(cache_sweep, session_seconds)}\n\n{serving}")  # the disclaimer is the page's header
         gr.Markdown(maps_text(predictors), elem_id="about-maps")
         for name in [default, *[n for n in names if n != default]]:

@@ -939,10 +939,14 @@ def which_is_better(metadata: dict[str, ModelMetadata]) -> str:
     return f"{first} {second[0].upper()}{second[1:]}."
 
 
-RELIABILITY_MISSING = (
-    "No reliability diagram: each model's metadata keeps its calibration error before and after the temperature (the "
-    "table's ECE), not the per-bin confidences and accuracies a diagram is drawn from."
-)
+def reliability_missing(names: list[str]) -> str:
+    """Why About shows no reliability diagram for these models, and the command that draws one."""
+    folders = "its model folder has" if len(names) == 1 else "their model folders have"
+    return (
+        f"No reliability diagram for the {listed(names)}: {folders} none yet (training draws one; older runs did not). "
+        "`python -m training.evaluate --subset validation --reliability --write` draws one from a model's own validation "
+        "split; the calibration error before and after the temperature is in the table either way."
+    )
 
 
 # The teaching panel: an example's true class, why a hard case was chosen, and the tumour outline (Predict, Compare).

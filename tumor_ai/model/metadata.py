@@ -16,19 +16,11 @@ from typing import Any, ClassVar
 METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
-SCHEMA_VERSION = 6  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
-# 5: other_collections; 6: training.out (the output folder, which older files only name in training.command)
+RELIABILITY_FILE = "reliability_diagram.png"  # the diagram of calibration.reliability, beside the metadata
+SCHEMA_VERSION = 7  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
+# 5: other_collections; 6: training.out (the output folder, which older files only name in training.command);
+# 7: calibration.reliability (the reliability diagram's bins; optional, so older files read as they are)
 DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
-
-
-@dataclass
-class Calibration:
-    """The temperature that calibrates the softmax (``tumor_ai.core.calibration``), and the calibration error it left."""
-
-    temperature: float = 1.0
-    ece_before: float | None = None
-    ece_after: float | None = None
-    fitted_on: str = ""
 
 
 @dataclass
@@ -467,6 +459,44 @@ class ConformalRecord(Block):
                 name: {level: figures.to_dict() for level, figures in levels.items()} for name, levels in self.compared.items()
             }
         return data
+
+
+@dataclass(kw_only=True)
+class ReliabilityBins(Block):
+    """One temperature's reliability diagram: per confidence bin, the images in it, their accuracy and mean confidence
+    (``None`` for an empty bin), and the calibration error (ECE) those give."""
+
+    ece: float
+    counts: list[int]
+    accuracy: list[float | None]
+    confidence: list[float | None]
+
+
+@dataclass(kw_only=True)
+class ReliabilityRecord(Block):
+    """The reliability diagram (``reliability_diagram.png`` beside the metadata) in figures: the validation split's
+    images in equal-width confidence bins (the ECE's), before and after the temperature (``training.metrics``)."""
+
+    images: int
+    edges: list[float]
+    before: ReliabilityBins
+    after: ReliabilityBins
+    command: str | None = None  # written by a later command (training.evaluate --reliability --write), not the run
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {"before": ReliabilityBins, "after": ReliabilityBins}
+
+
+@dataclass
+class Calibration(Block):
+    """The temperature that calibrates the softmax (``tumor_ai.core.calibration``), and the calibration error it left."""
+
+    temperature: float = 1.0
+    ece_before: float | None = None
+    ece_after: float | None = None
+    fitted_on: str = ""
+    reliability: ReliabilityRecord | None = None  # schema 7; older files and runs without a split have none
+
+    NESTED: ClassVar[dict[str, type[Block]]] = {"reliability": ReliabilityRecord}
 
 
 def _typed_block(kind: type, data: Any) -> Any:

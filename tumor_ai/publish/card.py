@@ -18,6 +18,7 @@ from tumor_ai.model.labels import display_name
 from tumor_ai.model.metadata import (
     CARD_FILE,
     METADATA_FILE,
+    RELIABILITY_FILE,
     Figure,
     LocalisationRecord,
     MachineRecord,
@@ -178,7 +179,10 @@ def metrics_section(metadata: ModelMetadata, standalone: bool = True) -> list[st
     for label, row in metadata.metrics.validation_per_class.items():
         parts.append(f"| {display_name(label)} | {row.precision:.4f} | {row.recall:.4f} | {row.f1:.4f} | {row.support} |")
     if standalone:
-        parts += ["", "![confusion matrix](confusion_matrix.png)\n", "![training history](history.png)\n"]
+        parts += ["", "![confusion matrix](confusion_matrix.png)\n"]
+        if calibration.reliability is not None:  # its figures are the metadata's calibration.reliability
+            parts.append(f"![reliability diagram before and after the temperature]({RELIABILITY_FILE})\n")
+        parts.append("![training history](history.png)\n")
     return parts
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tumor_ai.model.folder import CARD_FILE, METADATA_FILE, load_model
+from tumor_ai.model.metadata import RELIABILITY_FILE
 from tumor_ai.publish.card import model_card
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-EXTRA_FILES = ("mri_check.npz", "split.json", "validation_report.json", "history.png", "confusion_matrix.png")
+EXTRA_FILES = ("mri_check.npz", "split.json", "validation_report.json", "history.png", "confusion_matrix.png", RELIABILITY_FILE)
 
 
 class HubError(RuntimeError):
