@@ -63,7 +63,8 @@ def test_a_guided_vgg16_swaps_cached_counterfactual_features(tmp_path):
     history = engine.read_history(engine.run_directory(cache, out))
     assert history["guidance_weight"] == [0.0, 1.0] and all(0.0 <= value <= 1.0 for value in history["outside"])
     features = metadata.training.features
-    assert features.counterfactual_variants > 0 and len(list((cache / "features").glob("*.npy"))) == 4
+    assert features.counterfactual_variants > 0 and len(list((cache / "features").glob("vgg16_*.npy"))) == 4
+    assert len(list((cache / "features").glob("pooled_*.npy"))) == 1, "the head's inputs, cached for the next run"
 
     # The pipeline: an erased swap is labelled no tumour and guides nowhere; masks follow mirror and shift.
     variants = [np.zeros((3, 4, 4, 2), np.float16), np.ones((3, 4, 4, 2), np.float16)]

@@ -116,8 +116,9 @@ def test_app_runs_on_hub_sources(hub, tmp_path):
         # The page comes before TensorFlow: on a loaded machine its import can hold the server for seconds at a time.
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, httpx_kwargs={"timeout": 120})
         example = handle_file(str(ROOT / "tumor_ai" / "examples" / "glioma.jpg"))
-        details = client.predict(example, "vgg16", 0.4, "top", api_name="/predict")[-1]
-        assert details["model"] == "vgg16"
+        for name in ("vgg16", "cnn"):  # the default loads first; asking the other waits for it too
+            details = client.predict(example, name, 0.4, "top", api_name="/predict")[-1]
+            assert details["model"] == name
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -138,12 +138,12 @@ def test_schema_1_metadata_loads_with_todays_defaults():
 @pytest.mark.parametrize("name", ["cnn", "vgg16"])
 def test_a_schema_5_metadata_file_reads_typed_and_writes_back_the_same(name):
     """Every block is typed, and a schema 5 file round-trips: only the version and the output folder (schema 6) change.
-    The CNN's is the one v1 shipped with (kept in tests/data), the VGG16's is still the shipped one."""
+    Both are the files the models shipped with before schema 6 (kept in tests/data)."""
     from conftest import ROOT
 
     from tumor_ai.model.metadata import SCHEMA_VERSION, ModelMetadata
 
-    path = ROOT / "tests" / "data" / "schema5_cnn_tumor_ai.json" if name == "cnn" else ROOT / "models" / name / METADATA_FILE
+    path = ROOT / "tests" / "data" / f"schema5_{name}_tumor_ai.json"
     shipped = json.loads(path.read_text())
     assert shipped["schema_version"] == 5
     metadata = ModelMetadata.from_dict(shipped)

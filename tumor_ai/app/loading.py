@@ -197,7 +197,7 @@ class ModelLoader:
 
     def failed(self, error: Exception, name: str | None) -> None:
         """Record the failure's one sentence; the log gets the sentence (and a trace only for a failure nobody foresaw)."""
-        from tumor_ai.app.ui import shown_source
+        from tumor_ai.model.folder import shown_source
         from tumor_ai.model.metadata import ModelSourceError
 
         if isinstance(error, ModelSourceError):

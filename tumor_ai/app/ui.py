@@ -50,6 +50,7 @@ from tumor_ai.core.wording import (  # noqa: E402
     what_it_does,
     which_is_better,
 )
+from tumor_ai.model.folder import shown_source  # noqa: E402
 from tumor_ai.model.labels import display_name  # noqa: E402
 from tumor_ai.model.metadata import RELIABILITY_FILE  # noqa: E402
 from tumor_ai.publish.card import localisation_summary, model_card  # noqa: E402
@@ -171,18 +172,6 @@ def _map_name(predictor: Predictor) -> str:
 
 def _duration(seconds: int) -> str:
     return f"{seconds // 60} minutes" if seconds >= 120 else f"{seconds} seconds"
-
-
-def shown_source(source: str) -> str:
-    """A local model path relative to the working directory, or its folder's name alone when it lies outside it (no
-    machine paths on a public page)."""
-    if str(source).startswith("hf://"):
-        return str(source)
-    try:
-        shown = os.path.relpath(source)
-    except ValueError:
-        return Path(source).name
-    return Path(source).name if shown == ".." or shown.startswith(".." + os.sep) else shown
 
 
 def _header(predictors: dict[str, Predictor]) -> str:

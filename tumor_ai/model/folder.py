@@ -6,6 +6,7 @@ Keras is imported when a model is saved or loaded, never when this module is: th
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,6 +80,18 @@ def parse_hub_source(source: str) -> tuple[str, str | None]:
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
         raise ModelSourceError(f"'{source}' is not a Hub model source; expected hf://USER/REPO or hf://USER/REPO@REVISION")
     return repo_id, revision or None
+
+
+def shown_source(source: str) -> str:
+    """A local model path relative to the working directory, or its folder's name alone when it lies outside it (no
+    machine paths on a public page)."""
+    if str(source).startswith("hf://"):
+        return str(source)
+    try:
+        shown = os.path.relpath(source)
+    except ValueError:
+        return Path(source).name
+    return Path(source).name if shown == ".." or shown.startswith(".." + os.sep) else shown
 
 
 def resolve_source(source: str | Path) -> Path:
