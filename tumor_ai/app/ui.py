@@ -63,6 +63,7 @@ EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 OTHER_TYPES = list(IMAGE_SUFFIXES)  # the file button takes every format, DICOM and TIFF above all
 BATCH_TYPES = [*IMAGE_SUFFIXES, ".zip"]
 MODEL_CONCURRENCY = 8  # Predict and Compare requests handled at once; their forward passes share batches
+MODEL_QUEUE = {"concurrency_id": "model", "concurrency_limit": MODEL_CONCURRENCY}  # every event that runs a model
 BATCH_HELP = (
     "A .zip with class folders (`glioma/`, `meningioma/`, `notumor/`, `pituitary/`) is a labelled set: each model's "
     "accuracy and confusion matrix come with the table. The same picture uploaded twice is one row. Stop keeps what "
@@ -319,8 +320,23 @@ def _wire_hide(predictors, controls: HideControls, state, shown_after) -> None:
         [controls.editor, state],
         outputs(answer),
         api_visibility="private",
-        concurrency_id="model",
-        concurrency_limit=MODEL_CONCURRENCY,
+        **MODEL_QUEUE,
+    )
+
+
+def _answer_on_click(button, fn, inputs, outs, name: str, spinner):
+    """A public endpoint that answers with a model: named and described on the API page, the upload read by the
+    handler itself (so a bad file is refused in one sentence), queued with the other model calls, and one spinner (or
+    one error badge) on ``spinner`` rather than one per pane."""
+    return button.click(
+        page_only(fn),
+        inputs,
+        outs,
+        api_name=name,
+        api_description=API_DESCRIPTIONS[name],
+        preprocess=False,
+        show_progress_on=[spinner],
+        **MODEL_QUEUE,
     )
 
 
@@ -668,16 +684,13 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
         # The colour bar follows every drawing of the map (a private step after it: the API's outputs stay as they are).
         legend = partial(handlers.evidence_legend, predictors)
         legend_after = {"fn": legend, "inputs": [p_explained, p_evidence], "outputs": p_legend, "api_visibility": "private"}
-        p_done = p_button.click(
-            page_only(named(partial(handlers.predict, predictors), p_answer)),
+        p_done = _answer_on_click(
+            p_button,
+            named(partial(handlers.predict, predictors), p_answer),
             [p_image, p_model, p_opacity, p_evidence, p_slice, p_outline],
             outputs(p_answer),
-            api_name="predict",
-            api_description=API_DESCRIPTIONS["predict"],
-            preprocess=False,
-            concurrency_id="model",
-            concurrency_limit=MODEL_CONCURRENCY,
-            show_progress_on=[p_label],  # one spinner (or one error badge), not one per pane
+            "predict",
+            p_label,
         )
         _show_answer(p_done, "predict-answer")
         p_done.then(**legend_after, queue=False)
@@ -688,8 +701,7 @@ def _predict_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
             outputs(p_answer),
             api_visibility="private",
             trigger_mode="always_last",
-            concurrency_id="model",
-            concurrency_limit=MODEL_CONCURRENCY,
+            **MODEL_QUEUE,
             show_progress_on=[p_label],
         )
         p_switched.then(**legend_after, queue=False)
@@ -755,16 +767,13 @@ def _compare_tab(predictors: dict[str, Predictor], session_state, shown: Shown) 
         c_answer = handlers.CompareOutputs(models=c_columns, summary=c_summary, slice=c_slice, explained=c_explained)
         c_overlays = {name: column.overlay for name, column in c_columns.items()}
         c_new = _wire_slice(c_image, c_other, c_slice, c_summary, [*outputs(c_columns), c_explained, *c_hide.cleared])
-        c_done = c_button.click(
-            page_only(named(partial(handlers.compare, predictors), c_answer)),
+        c_done = _answer_on_click(
+            c_button,
+            named(partial(handlers.compare, predictors), c_answer),
             [c_image, c_opacity, c_slice, c_outline],
             outputs(c_answer),
-            api_name="compare",
-            api_description=API_DESCRIPTIONS["compare"],
-            preprocess=False,
-            concurrency_id="model",
-            concurrency_limit=MODEL_CONCURRENCY,
-            show_progress_on=[c_summary],
+            "compare",
+            c_summary,
         )
         _show_answer(c_done, "compare-answer")
         _wire_hide(predictors, c_hide, c_slice, c_done)
@@ -936,8 +945,7 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             [b_rows, b_view, b_files, compare.opacity, compare.outline, compare.switches.guess],
             outputs(shown_in_compare),
             api_visibility="private",
-            concurrency_id="model",
-            concurrency_limit=MODEL_CONCURRENCY,
+            **MODEL_QUEUE,
         )
         b_opened.success(None, None, None, js=SHOW_OPENED_JS)  # the page was scrolled down to the table
         b_opened.then(handlers.editable_slice, compare.answer.slice, compare.hide.editor, api_visibility="private", queue=False)

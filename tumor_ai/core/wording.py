@@ -788,21 +788,32 @@ def _figure_interval(figure) -> tuple[float, float] | None:
     return (figure.low, figure.high) if figure is not None else None
 
 
+def _score_measure(title: str, field: str) -> _Measure:
+    """A validation score ("accuracy", "macro_f1") as a percentage, with its binomial interval."""
+
+    def value(metadata: ModelMetadata) -> float | None:
+        scores = _scores(metadata)
+        return getattr(scores, field) if scores else None
+
+    return _Measure(title, True, value, lambda v: f"{v:.1%}", lambda m: _accuracy_interval(m, value(m)))
+
+
+def _found_measure(title: str, higher_is_better: bool, figure: Callable) -> _Measure:
+    """A figure of the localisation block (``figure`` picks it), with the interval its bootstrap recorded."""
+
+    def found(metadata: ModelMetadata):
+        return figure(metadata.localisation) if metadata.localisation else None
+
+    def value(metadata: ModelMetadata) -> float | None:
+        measured = found(metadata)
+        return measured.value if measured is not None else None
+
+    return _Measure(title, higher_is_better, value, lambda v: f"{v:.0%}", lambda m: _figure_interval(found(m)))
+
+
 MEASURES = {
-    "accuracy": _Measure(
-        "Accuracy (validation split)",
-        True,
-        lambda m: _scores(m).accuracy if _scores(m) else None,
-        lambda v: f"{v:.1%}",
-        lambda m: _accuracy_interval(m, _scores(m).accuracy if _scores(m) else None),
-    ),
-    "macro_f1": _Measure(
-        "Macro-F1 (every class counts the same)",
-        True,
-        lambda m: _scores(m).macro_f1 if _scores(m) else None,
-        lambda v: f"{v:.1%}",
-        lambda m: _accuracy_interval(m, _scores(m).macro_f1 if _scores(m) else None),
-    ),
+    "accuracy": _score_measure("Accuracy (validation split)", "accuracy"),
+    "macro_f1": _score_measure("Macro-F1 (every class counts the same)", "macro_f1"),
     "calibration": _Measure(
         "Calibration error (ECE; lower is better)",
         False,
@@ -810,19 +821,9 @@ MEASURES = {
         lambda v: f"{v:.3f}",
         lambda m: None,  # no interval recorded: ``leader`` compares with ``ECE_MARGIN`` instead
     ),
-    "pointing": _Measure(
-        "Map's peak on the tumour (pointing game)",
-        True,
-        lambda m: m.localisation.pointing_game.value if m.localisation else None,
-        lambda v: f"{v:.0%}",
-        lambda m: _figure_interval(m.localisation.pointing_game) if m.localisation else None,
-    ),
-    "erased": _Measure(
-        "Still names a tumour with the tumour erased (lower is better)",
-        False,
-        lambda m: m.localisation.erased.tumour_kept.value if m.localisation else None,
-        lambda v: f"{v:.0%}",
-        lambda m: _figure_interval(m.localisation.erased.tumour_kept) if m.localisation else None,
+    "pointing": _found_measure("Map's peak on the tumour (pointing game)", True, lambda found: found.pointing_game),
+    "erased": _found_measure(
+        "Still names a tumour with the tumour erased (lower is better)", False, lambda found: found.erased.tumour_kept
     ),
 }
 
