@@ -245,3 +245,11 @@ def test_compare_measures_each_slice_once_and_draws_what_each_model_found(shippe
         if answer.drawn is not None:
             cam = answer.drawn.cam
             assert np.array_equal(answer.drawn.overlay, overlay(answer.display, cam, 0.45))
+
+
+def test_distances_through_blas_are_the_three_operand_einsum():
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(5, 16)).astype(np.float32)
+    check = mri_check.MriCheck.fit(rng.normal(size=(200, 16)).astype(np.float32), rng.random((200, 11)), rng.integers(0, 3, 200))
+    squared = [np.einsum("ij,jk,ik->i", embeddings - mean, check.precision, embeddings - mean) for mean in check.means]
+    np.testing.assert_allclose(check.distances(embeddings), np.sqrt(np.maximum(np.min(squared, axis=0), 0)), rtol=1e-5)

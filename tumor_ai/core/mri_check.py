@@ -269,9 +269,10 @@ class MriCheck:
         return self.limits["distance_threshold"]
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each embedding to the nearest class mean."""
+        """Mahalanobis distance of each embedding to the nearest class mean (the product with the precision matrix
+        through BLAS: a three-operand ``einsum`` loops in C without it, ten times slower on a 512-wide embedding)."""
         embeddings = np.asarray(embeddings, np.float32)
-        squared = [np.einsum("ij,jk,ik->i", embeddings - mean, self.precision, embeddings - mean) for mean in self.means]
+        squared = [np.einsum("ij,ij->i", (embeddings - mean) @ self.precision, embeddings - mean) for mean in self.means]
         return np.sqrt(np.maximum(np.min(squared, axis=0), 0.0))
 
     @property
