@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 
 from tumor_ai import NOT_A_DIAGNOSIS
 from tumor_ai.core import wording
 from tumor_ai.core.batch import check_limit, iter_decoded, result_rows, run_batch, summary
 from tumor_ai.core.conformal import SERVED_LEVEL
 from tumor_ai.core.erase import fill_region
-from tumor_ai.core.explain import DEFAULT_OPACITY, display_copy, drawn_strength, heatmap, overlay
+from tumor_ai.core.explain import DEFAULT_OPACITY, coloured, display_copy, drawn_strength, heatmap, overlay
 from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.mri_check import MESSAGE as NOT_MRI_MESSAGE
@@ -67,6 +68,7 @@ class Answer:
     pixels: np.ndarray  # the slice as the model reads it, for another class's map
     cams: dict[int, np.ndarray] = field(default_factory=dict)  # class index -> map, those computed so far
     drawn: Drawn | None = None  # the map this call drew; none for a refused slice
+    colours: dict[int, Image.Image] = field(default_factory=dict)  # class index -> its map coloured at display size
 
     @property
     def is_mri(self) -> bool:
@@ -213,12 +215,15 @@ class Reader:
             cams[index] = predictor.explain(pixels, index)
         if display is None:
             display = earlier.display if earlier is not None else display_copy(pixels)
-        if ok:  # the pictures: another class's map as faint as the model finds it likely
+        colours = earlier.colours if earlier is not None and earlier.display is display else {}  # kept, as the maps
+        if ok:  # the pictures: another class's map as faint as the model finds it likely, coloured once per answer
             cam = cams[index]
             chance = prediction.probabilities[label]
             shown = drawn_strength(cam, chance, label == prediction.label)
-            picture = overlay(display, shown, opacity)
-            colours = heatmap(shown, display.shape[:2])
+            if index not in colours:
+                colours[index] = coloured(shown, display.shape[:2])
+            picture = overlay(display, shown, opacity, colours[index])
+            pixels_of_map = heatmap(shown, display.shape[:2], colours[index])
             strength = float(shown.max()) if shown.size else 0.0
             legend = wording.map_strength(label, chance, label == prediction.label, strength)
         caveat = wording.map_trust(predictor.metadata)  # the words
@@ -242,7 +247,8 @@ class Reader:
             display=display,
             pixels=pixels,
             cams=cams,
-            drawn=Drawn(label, cam, picture, colours, text, strength, legend) if ok else None,
+            drawn=Drawn(label, cam, picture, pixels_of_map, text, strength, legend) if ok else None,
+            colours=colours,
         )
 
     def draw(self, answer: Answer, evidence: str = TOP_CLASS, opacity: float = DEFAULT_OPACITY) -> Drawn:

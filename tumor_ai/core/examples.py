@@ -13,7 +13,6 @@ example gallery, a file button or a batch.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from functools import lru_cache
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from tumor_ai.core.imaging import read_image
+from tumor_ai.core.imaging import pixel_key, read_image  # noqa: F401 - pixel_key: its old home, for scripts and tests
 
 EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"  # package data: the wheel has them
 MANIFEST = "examples.json"
@@ -59,13 +58,6 @@ def load_examples(folder: Path = EXAMPLES_DIR) -> list[Example]:
         path, mask_path = folder / entry["file"], folder / mask if mask else None
         examples.append(Example(path, entry["label"], case, mask_path, entry.get("source", "")))
     return examples
-
-
-def pixel_key(pixels: np.ndarray) -> str:
-    """A slice's content as a key: the decoded pixels and their shape, not the file's name or bytes."""
-    digest = hashlib.sha1(pixels.tobytes())
-    digest.update(repr(pixels.shape).encode())
-    return digest.hexdigest()
 
 
 class ExampleBook:

@@ -39,9 +39,18 @@ def _resized(picture: np.ndarray, size: tuple[int, int], mode: str | None = None
     return Image.fromarray(picture, mode).resize((width, height), Image.Resampling.BILINEAR)
 
 
-def heatmap(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """The CAM as a colour picture at ``size`` = (height, width): coloured at its own grid, then resized (in C)."""
-    return np.asarray(_resized(jet(cam), size))
+def coloured(cam: np.ndarray, size: tuple[int, int]) -> Image.Image:
+    """The CAM in the colour map at ``size`` = (height, width): coloured at its own grid, then resized (in C).
+
+    It is the heatmap, and the colour layer of every overlay of the same map, so an answer colours and
+    resizes its map once (``overlay``'s ``colours``), whatever the pictures and opacities drawn from it.
+    """
+    return _resized(jet(cam), size)
+
+
+def heatmap(cam: np.ndarray, size: tuple[int, int], colours: Image.Image | None = None) -> np.ndarray:
+    """The CAM as a colour picture at ``size`` = (height, width) (``colours``: ``coloured(cam, size)``, if made)."""
+    return np.asarray(colours if colours is not None else coloured(cam, size))
 
 
 def drawn_strength(cam: np.ndarray, probability: float, is_answer: bool) -> np.ndarray:
@@ -50,16 +59,21 @@ def drawn_strength(cam: np.ndarray, probability: float, is_answer: bool) -> np.n
     return cam if is_answer else cam * float(np.clip(probability, 0.0, 1.0))
 
 
-def overlay(pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY) -> np.ndarray:
+def overlay(
+    pixels: np.ndarray, cam: np.ndarray, opacity: float = DEFAULT_OPACITY, colours: Image.Image | None = None
+) -> np.ndarray:
     """Blend the coloured CAM over the RGB input at the input's resolution.
 
     Opacity scales with the CAM itself, so regions the model ignored keep the original image.
     Colour and opacity are computed on the CAM's own grid and resized by PIL, which blends them
-    (``Image.composite``): a 768-px overlay costs a millisecond or two.
+    (``Image.composite``): a 768-px overlay costs a millisecond or two. ``colours``, the map already
+    coloured at the picture's size (``coloured``), saves colouring it again.
     """
     size = pixels.shape[:2]
+    if colours is None or colours.size != (size[1], size[0]):
+        colours = coloured(cam, size)
     alpha = (np.clip(opacity, 0.0, 1.0) * np.sqrt(np.clip(cam, 0.0, 1.0)) * 255).astype(np.uint8)
-    blended = Image.composite(_resized(jet(cam), size), Image.fromarray(pixels), _resized(alpha, size, "L"))
+    blended = Image.composite(colours, Image.fromarray(pixels), _resized(alpha, size, "L"))
     return np.asarray(blended)
 
 

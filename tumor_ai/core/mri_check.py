@@ -28,6 +28,8 @@ validation MRIs pass; the fitted values live beside the model (``mri_check.npz``
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,15 +140,45 @@ def image_statistics(pixels: np.ndarray) -> np.ndarray:
     """The ``STATISTICS`` of an RGB ``uint8`` image, taken on a 224x224 copy.
 
     The "head" is everything brighter than the background, holes filled; its rim is the outer
-    ``RIM_WIDTH`` pixels and its interior the rest.
+    ``RIM_WIDTH`` pixels and its interior the rest. A slice already measured (Compare asks every model
+    about the same slice; a second Predict asks again) is answered from ``STATISTICS_CACHE``.
     """
+    from tumor_ai.core.imaging import pixel_key
+
+    key = pixel_key(pixels)
+    with _CACHE_LOCK:
+        cached = _STATISTICS_CACHE.get(key)
+        if cached is not None:
+            _STATISTICS_CACHE.move_to_end(key)
+            return cached.copy()
+    statistics = _image_statistics(pixels)
+    with _CACHE_LOCK:
+        _STATISTICS_CACHE[key] = statistics
+        while len(_STATISTICS_CACHE) > STATISTICS_CACHE:
+            _STATISTICS_CACHE.popitem(last=False)
+    return statistics.copy()
+
+
+STATISTICS_CACHE = 32  # slices whose statistics are kept: a few sessions' recent slices, 44 bytes each
+_STATISTICS_CACHE: OrderedDict[str, np.ndarray] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+_UNIT = np.arange(256, dtype=np.float32) / 255.0  # uint8 -> 0..1, exactly as ``astype(np.float32) / 255.0`` gives it
+
+
+def _image_statistics(pixels: np.ndarray) -> np.ndarray:
+    """``image_statistics`` computed: channel by channel on the ``uint8`` copy, with no float copy of all three
+    channels (the values are the same as taking them on the 0..1 float RGB copy)."""
     from scipy import ndimage
 
     from tumor_ai.core.preprocessing import resize
 
-    small = resize(pixels, STATISTICS_SIZE).astype(np.float32) / 255.0
-    saturation = float((small.max(axis=-1) - small.min(axis=-1)).mean())
-    gray = small.mean(axis=-1)
+    small = resize(pixels, STATISTICS_SIZE)
+    red, green, blue = (small[..., channel] for channel in range(3))
+    spread = _UNIT[np.maximum(np.maximum(red, green), blue)] - _UNIT[np.minimum(np.minimum(red, green), blue)]
+    saturation = float(spread.mean())
+    gray = _UNIT[red] + _UNIT[green]
+    gray += _UNIT[blue]
+    gray /= np.float32(3)
     frame = np.ones(gray.shape, dtype=bool)
     margin = STATISTICS_SIZE[0] // 8
     frame[margin:-margin, margin:-margin] = False
@@ -171,7 +203,7 @@ def image_statistics(pixels: np.ndarray) -> np.ndarray:
 def _shape_statistics(gray: np.ndarray, ndimage) -> list[float]:
     """Rim against interior, brightest pixels in the rim, fine texture, head fraction, interior spread."""
     tiny = 1e-3
-    head = ndimage.binary_fill_holes(gray > HEAD_LEVEL)
+    head = fill_holes(gray > HEAD_LEVEL, ndimage)
     interior = ndimage.binary_erosion(head, iterations=RIM_WIDTH)
     rim = head & ~interior
     if not interior.any():
@@ -188,6 +220,14 @@ def _shape_statistics(gray: np.ndarray, ndimage) -> list[float]:
         float(head.mean()),
         float(np.log(spread + tiny)),
     ]
+
+
+def fill_holes(mask: np.ndarray, ndimage) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask)`` by one labelling instead of a dilation repeated until nothing changes (a
+    third of the time): a hole is a background region, 4-connected as that dilation spreads, that touches no edge."""
+    regions, _ = ndimage.label(~mask)
+    edges = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    return ~np.isin(regions, edges[edges > 0])
 
 
 @dataclass
@@ -229,9 +269,10 @@ class MriCheck:
         return self.limits["distance_threshold"]
 
     def distances(self, embeddings: np.ndarray) -> np.ndarray:
-        """Mahalanobis distance of each embedding to the nearest class mean."""
+        """Mahalanobis distance of each embedding to the nearest class mean (the product with the precision matrix
+        through BLAS: a three-operand ``einsum`` loops in C without it, ten times slower on a 512-wide embedding)."""
         embeddings = np.asarray(embeddings, np.float32)
-        squared = [np.einsum("ij,jk,ik->i", embeddings - mean, self.precision, embeddings - mean) for mean in self.means]
+        squared = [np.einsum("ij,ij->i", (embeddings - mean) @ self.precision, embeddings - mean) for mean in self.means]
         return np.sqrt(np.maximum(np.min(squared, axis=0), 0.0))
 
     @property

@@ -46,15 +46,35 @@ def luminance(batch):
     and overall level would let a network sort by collection, so it gets neither: the head
     (pixels above a tenth of the image's brightest) is brought to a mean of ``TISSUE_LEVEL``,
     and black stays black, so the padding of a head crop stays zero.
+
+    A numpy batch (serving, evaluation) is computed in numpy, a tensor (the training pipeline) with
+    ``keras.ops``: the same arithmetic, in float32 both, so the two agree to float rounding, and a
+    request pays for no TensorFlow op dispatch (a dozen eager ops cost more than the arithmetic).
     """
+    if isinstance(batch, np.ndarray):
+        return _luminance_numpy(batch)
     from keras import ops
 
     gray = ops.sum(ops.cast(batch, "float32") * ops.convert_to_tensor(LUMA, "float32"), axis=-1, keepdims=True)
     brightest = ops.max(gray, axis=(1, 2, 3), keepdims=True)
     head = ops.cast(gray > 0.1 * brightest, "float32")
     mean = ops.sum(gray * head, axis=(1, 2, 3), keepdims=True) / ops.maximum(ops.sum(head, axis=(1, 2, 3), keepdims=True), 1.0)
-    out = ops.clip(gray * (TISSUE_LEVEL / ops.maximum(mean, 1.0)), 0.0, LUMINANCE_MAX)
-    return ops.convert_to_numpy(out) if isinstance(batch, np.ndarray) else out
+    return ops.clip(gray * (TISSUE_LEVEL / ops.maximum(mean, 1.0)), 0.0, LUMINANCE_MAX)
+
+
+def _luminance_numpy(batch: np.ndarray) -> np.ndarray:
+    """``luminance`` of a numpy batch (N, H, W, 3) in float32, channel by channel: no float copy of the RGB batch."""
+    weights = np.asarray(LUMA, np.float32)
+    gray = batch[..., 0].astype(np.float32) * weights[0]
+    gray += batch[..., 1].astype(np.float32) * weights[1]
+    gray += batch[..., 2].astype(np.float32) * weights[2]
+    gray = gray[..., None]
+    brightest = gray.max(axis=(1, 2, 3), keepdims=True)
+    head = gray > np.float32(0.1) * brightest
+    total = np.sum(gray, axis=(1, 2, 3), keepdims=True, where=head, dtype=np.float32)
+    mean = total / np.maximum(np.sum(head, axis=(1, 2, 3), keepdims=True), 1).astype(np.float32)
+    gray *= np.float32(TISSUE_LEVEL) / np.maximum(mean, np.float32(1.0))
+    return np.clip(gray, np.float32(0.0), np.float32(LUMINANCE_MAX), out=gray)
 
 
 VGG16_HEAD_LEVEL = 160.0  # luminance 0.5 (the head's mean) to 80 of 255: the dataset's median head brightness
@@ -65,13 +85,20 @@ def vgg16_luminance(batch):
 
     ImageNet filters want three channels in the 0..255 range, so the one channel is scaled to put
     the head's mean at the dataset's median brightness, repeated, then given VGG16's own
-    ``preprocess_input``. Level and colour no longer tell the source collections apart.
+    ``preprocess_input``. Level and colour no longer tell the source collections apart. A numpy
+    batch is computed in numpy (as ``luminance``): the grey channel minus each ImageNet mean, in
+    the BGR order ``preprocess_input`` gives.
     """
+    if isinstance(batch, np.ndarray):
+        gray = np.clip(_luminance_numpy(batch)[..., 0] * np.float32(VGG16_HEAD_LEVEL), np.float32(0.0), np.float32(255.0))
+        return np.stack([gray - np.float32(mean) for mean in CAFFE_BGR_MEANS], axis=-1)
     from keras import ops
 
     gray = ops.clip(luminance(batch) * VGG16_HEAD_LEVEL, 0.0, 255.0)
-    out = vgg16_caffe(ops.concatenate([gray, gray, gray], axis=-1))
-    return ops.convert_to_numpy(out) if isinstance(batch, np.ndarray) else out
+    return vgg16_caffe(ops.concatenate([gray, gray, gray], axis=-1))
+
+
+CAFFE_BGR_MEANS = (103.939, 116.779, 123.68)  # what keras.applications.vgg16.preprocess_input subtracts, in BGR order
 
 
 NORMALIZERS: dict[str, Callable] = {
