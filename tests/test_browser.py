@@ -20,6 +20,8 @@ import pytest
 from conftest import write_hostile_mr_dicom
 from helpers import free_port, wait_for_http
 
+from tumor_ai.core.explain import DEFAULT_OPACITY
+
 ROOT = Path(__file__).resolve().parent.parent
 SHOTS = ROOT / "artifacts" / "screenshots"
 CHROMIUM = os.environ.get("TUMOR_AI_CHROMIUM", "/usr/bin/chromium")
@@ -235,11 +237,14 @@ def test_compare_says_what_matters_and_its_slider_is_live(page, app_log, example
     page.locator("#compare-summary").get_by_text("ms").first.wait_for()
     text = page.locator("#compare-summary").inner_text()
     assert ("Both models read" in text or "The models disagree" in text) and "cnn" in text and "vgg16" in text
+    page.screenshot(path=SHOTS / "compare.png", full_page=True)  # at the default opacity, as a newcomer sees it
     before, calls = _src(page, "#compare-cnn"), _model_calls(app_log)
     _set_slider(page, "compare-opacity", 0.1)
     _wait_src_change(page, "#compare-cnn", before)
     assert _model_calls(app_log) == calls
-    page.screenshot(path=SHOTS / "compare.png", full_page=True)
+    before = _src(page, "#compare-cnn")
+    _set_slider(page, "compare-opacity", DEFAULT_OPACITY)  # and back, for the shots of the tests after it
+    _wait_src_change(page, "#compare-cnn", before)
 
 
 def test_compare_draws_both_maps_on_each_example(page, example_paths):
