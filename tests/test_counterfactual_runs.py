@@ -46,6 +46,21 @@ def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
     assert list((cache / "counterfactuals").glob("*.npz")), "the variants are made once and cached"
 
 
+def test_a_run_with_soft_erased_labels_trains_and_records_them(tmp_path):
+    root, masks_root = tmp_path / "data", tmp_path / "masks"
+    write_dataset(root, per_class=8, seed=4)
+    _masks_for(root, masks_root)
+    out, cache = tmp_path / "cnn", tmp_path / "c"
+    arguments = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1", "--epochs", "1"]
+    recipe = ["--masks", str(masks_root), "--erase", "0.6", "--erased-label", "not-class"]
+    train_main([*arguments, *recipe, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
+    _, metadata = load_model(out)
+    assert metadata.training.arguments["erased_label"] == "not-class"
+    assert np.isfinite(engine.read_history(engine.run_directory(cache, out))["loss"]).all()
+    with pytest.raises(SystemExit):
+        train_main([*arguments, "--erased-label", "not-class", "--data", str(root), "--out", str(tmp_path / "x")])
+
+
 def test_a_guided_vgg16_swaps_cached_counterfactual_features(tmp_path):
     from training.vgg16 import FeatureSwaps, feature_pipeline
 

@@ -92,6 +92,22 @@ def test_swaps_depend_on_seed_epoch_and_image_only_and_relabel_erasures():
     assert swaps.expected_targets(np.array([0, 2]), 4).tolist() == [0.5, 0.0, 1.5, 0.0]
 
 
+def test_under_not_class_an_erased_tumour_is_no_longer_its_own_class():
+    swaps = Swaps(
+        pixels=np.full((1, 2, 2, 3), 200, np.uint8),
+        erased=[np.array([0]), np.array([], int)],
+        control=[np.array([], int), np.array([], int)],
+        no_tumour=2,
+        erase=1.0,
+        control_rate=0.0,
+        not_class=4,
+    )
+    labels = np.array([1, 2])
+    erased = swaps.apply(np.zeros((2, 2, 2, 3), np.uint8), labels, np.array([0, 1]), seed=0, epoch=0)
+    assert erased.tolist() == [True, False] and labels.tolist() == [4 + 1 + 1, 2], "'not meningioma', not 'no tumour'"
+    assert swaps.expected_targets(np.array([1, 2]), 4).tolist() == [0.0, 0.0, 1.0, 0.0], "it adds to no class"
+
+
 def test_masks_move_with_their_images_through_the_augmentation():
     pixels, blob = _slice_with_blob()
     images = np.stack([pixels] * 8)

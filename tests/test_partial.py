@@ -13,7 +13,16 @@ from PIL import Image
 
 from training import engine
 from training.evaluate import main as evaluate_main
-from training.partial import PARTIAL_FOLDER, load_partial, read_groups, sensitivity, tumour_classes
+from training.partial import (
+    PARTIAL_FOLDER,
+    label_sets,
+    load_partial,
+    not_class_target,
+    read_groups,
+    sensitivity,
+    tumour_classes,
+    weights_with_partial,
+)
 from training.sequence import SequenceRemap, head_region, match_histogram
 from tumor_ai.model.metadata import ModelMetadata
 
@@ -50,6 +59,20 @@ def test_a_partial_label_costs_minus_log_of_the_tumour_classes_mass():
     np.testing.assert_allclose(loss, [-np.log(0.4), -np.log(0.5)], rtol=1e-5)
     plain = np.asarray(engine.sparse_crossentropy(0.0)(np.array([0, 0]), probabilities))
     assert loss[1] == pytest.approx(plain[1]), "a labelled row keeps its loss"
+
+
+def test_an_erased_tumour_under_not_class_costs_minus_log_of_the_other_classes_mass():
+    labels = ["glioma", "meningioma", "notumor", "pituitary"]
+    probabilities = np.array([[0.7, 0.1, 0.1, 0.1], [0.1, 0.2, 0.6, 0.1], [0.5, 0.2, 0.2, 0.1]], dtype="float32")
+    glioma_erased = not_class_target(0, len(labels))
+    assert glioma_erased == 5 and not_class_target(3, len(labels)) == 8
+    targets = np.array([glioma_erased, len(labels), 0])
+    loss = np.asarray(engine.sparse_crossentropy(0.0, tumour_classes(labels), not_class=True)(targets, probabilities))
+    np.testing.assert_allclose(loss, [-np.log(0.3), -np.log(0.4), -np.log(0.5)], rtol=1e-5)
+    sets = label_sets(4, None, True)
+    assert sets[0].sum() == 0 and sets[1:].tolist() == (1 - np.eye(4)).tolist(), "no partial row without partial labels"
+    weights = weights_with_partial({0: 1.0, 1: 2.0, 2: 1.0, 3: 1.0}, 4, partial=False, not_class=True)
+    assert sorted(weights) == list(range(9)), "Keras gathers class weights by index: none may be missing"
 
 
 def test_the_partial_folder_splits_by_slice_group(tmp_path):

@@ -23,9 +23,9 @@ from .partial import (
     load_partial,
     mixed_training_set,
     partial_fraction,
+    recipe_loss,
+    recipe_weights,
     training_metrics,
-    tumour_classes,
-    weights_with_partial,
 )
 from .pipeline import make_pipeline
 from .recipe import Recipe, RunOptions, TrainResult
@@ -58,7 +58,7 @@ def compiled_model(recipe: Recipe, labels: list[str], steps_per_epoch: int, stra
         )
         model.compile(
             optimizer=keras.optimizers.Adam(schedule),
-            loss=engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None),
+            loss=recipe_loss(recipe, labels),
             metrics=training_metrics(labels, bool(recipe.partial)),
         )
     return model, metadata
@@ -134,7 +134,7 @@ def train_end_to_end(
         callbacks.append(stopping)
     counts = np.bincount(dataset.targets[train_idx], minlength=num_classes)
     weights = engine.class_weights(swaps.expected_targets(dataset.targets[train_idx], num_classes) if swaps else counts)
-    weights = weights_with_partial(weights, num_classes, bool(added))
+    weights = recipe_weights(recipe, weights, num_classes)
     fitted.fit(train, validation_data=validation, epochs=epochs, class_weight=weights, callbacks=callbacks, verbose=2)
     history = engine.read_history(run_dir)
     if stopping is not None and stopping.best_weights is not None:

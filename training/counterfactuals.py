@@ -212,6 +212,7 @@ def epoch_swaps(recipe: Recipe, dataset, bank, pixels: np.ndarray, train_idx: np
         dataset.labels.index("notumor"),
         recipe.erase,
         recipe.control,
+        len(dataset.labels) if recipe.erased_label == "not-class" else 0,
     )
 
 

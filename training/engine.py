@@ -104,15 +104,19 @@ def warmup_cosine(peak_rate: float, warmup_steps: int, total_steps: int):
     )
 
 
-def sparse_crossentropy(label_smoothing: float = 0.0, partial_classes: list[int] | None = None):
-    """Sparse categorical cross-entropy on probabilities, with label smoothing and, optionally, partial labels.
+def sparse_crossentropy(label_smoothing: float = 0.0, partial_classes: list[int] | None = None, not_class: bool = False):
+    """Sparse categorical cross-entropy on probabilities, with label smoothing and, optionally, set-valued labels.
 
     Keras's ``SparseCategoricalCrossentropy`` has no ``label_smoothing``; this is the same loss
     with the target mixed as ``(1 - e) * one_hot + e / classes``, without building one-hot labels.
-    With ``partial_classes`` (``training.partial``), the target ``classes`` (one past the last
-    class) means "one of these": its loss is ``-log`` of their total probability.
+    Targets past the last class are sets (``training.partial.label_sets``): with ``partial_classes``
+    the target ``classes`` means "one of these"; with ``not_class`` the target ``classes + 1 + c``
+    means "any class but c" (an erased tumour under ``--erased-label not-class``). A set's loss is
+    ``-log`` of its classes' total probability.
     """
     from keras import ops
+
+    from .partial import label_sets
 
     def loss(y_true, y_pred):
         y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
@@ -122,9 +126,10 @@ def sparse_crossentropy(label_smoothing: float = 0.0, partial_classes: list[int]
         known = y_true < classes
         picked = ops.where(known, y_true, ops.zeros_like(y_true))
         nll = -ops.take_along_axis(log_p, ops.expand_dims(picked, 1), axis=1)[:, 0]
-        if partial_classes is not None:
-            allowed = ops.sum(ops.one_hot(ops.convert_to_tensor(partial_classes), classes), axis=0)
-            mass = ops.sum(probabilities * allowed, axis=-1)
+        if partial_classes is not None or not_class:
+            sets = ops.convert_to_tensor(label_sets(int(log_p.shape[-1]), partial_classes, not_class))
+            row = ops.where(known, ops.zeros_like(y_true), y_true - classes)
+            mass = ops.sum(probabilities * ops.take(sets, row, axis=0), axis=-1)
             nll = ops.where(known, nll, -ops.log(ops.clip(mass, 1e-7, 1.0)))
         if not label_smoothing:
             return nll

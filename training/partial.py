@@ -33,6 +33,25 @@ PARTIAL_FOLDER = ANY_TUMOUR  # a folder of this name means "one of the tumour cl
 NO_TUMOUR = "notumor"
 
 
+def label_sets(num_classes: int, partial_classes: list[int] | None, not_class: bool) -> np.ndarray:
+    """The classes each set-valued target allows, one row per target past the last class (float32).
+
+    Row 0 is the partial target ``num_classes`` ("one of ``partial_classes``"; no class when there
+    are none); row ``1 + c`` is ``not_class_target(c)``, "any class but c", when ``not_class``.
+    """
+    rows = np.zeros((1 + num_classes, num_classes), dtype=np.float32)
+    if partial_classes is not None:
+        rows[0, partial_classes] = 1.0
+    if not_class:
+        rows[1:] = 1.0 - np.eye(num_classes, dtype=np.float32)
+    return rows
+
+
+def not_class_target(label: int, num_classes: int) -> int:
+    """The target "any class but ``label``" (``--erased-label not-class``): an erased tumour is no longer this one."""
+    return num_classes + 1 + int(label)
+
+
 def tumour_classes(labels: list[str]) -> list[int]:
     """Indices of the classes a partial "tumour" label allows: every class but no tumour."""
     if NO_TUMOUR not in labels:
@@ -160,7 +179,7 @@ def partial_loss_metric(labels: list[str]):
             self.count = self.add_variable(shape=(), initializer="zeros", name="count")
 
         def update_state(self, y_true, y_pred, sample_weight=None) -> None:
-            partial = ops.cast(ops.reshape(y_true, (-1,)) >= len(labels), "float32")
+            partial = ops.cast(ops.reshape(y_true, (-1,)) == len(labels), "float32")
             mass = ops.sum(ops.cast(y_pred, "float32") * ops.convert_to_tensor(allowed), axis=-1)
             self.total.assign_add(ops.sum(-ops.log(ops.clip(mass, 1e-7, 1.0)) * partial))
             self.count.assign_add(ops.sum(partial))
@@ -174,6 +193,20 @@ def partial_loss_metric(labels: list[str]):
 def training_metrics(labels: list[str], partial: bool) -> list:
     """What a trainer's history tracks: accuracy, and with partial labels their own loss."""
     return ["accuracy", partial_loss_metric(labels)] if partial else ["accuracy"]
+
+
+def recipe_loss(recipe, labels: list[str]):
+    """The loss a recipe trains with: label smoothing, the partial target, and the erased tumours' target."""
+    from . import engine
+
+    return engine.sparse_crossentropy(
+        recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None, recipe.erased_label == "not-class"
+    )
+
+
+def recipe_weights(recipe, weights: dict[int, float] | None, num_classes: int) -> dict[int, float] | None:
+    """``weights_with_partial`` for what this recipe's targets hold (partial slices, "not this class")."""
+    return weights_with_partial(weights, num_classes, bool(recipe.partial), recipe.erased_label == "not-class")
 
 
 def partial_fraction(recipe, run) -> float:
@@ -208,11 +241,16 @@ def mixed_training_set(
     )
 
 
-def weights_with_partial(weights: dict[int, float] | None, num_classes: int, partial: bool) -> dict[int, float] | None:
-    """Class weights that also cover the partial target (weight 1): Keras gathers a weight for every label."""
-    if weights is None or not partial:
+def weights_with_partial(
+    weights: dict[int, float] | None, num_classes: int, partial: bool, not_class: bool = False
+) -> dict[int, float] | None:
+    """Class weights that also cover the set targets (weight 1): Keras gathers a weight for every label."""
+    if weights is None or not (partial or not_class):
         return weights
-    return {**weights, num_classes: 1.0}
+    extra = {num_classes: 1.0}  # Keras wants every index up to the largest, used or not
+    if not_class:
+        extra.update({not_class_target(c, num_classes): 1.0 for c in range(num_classes)})
+    return {**weights, **extra}
 
 
 def describe(partial: PartialSet, added: int, repeat: int) -> dict:

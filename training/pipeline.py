@@ -224,8 +224,9 @@ class Swaps:
 
     ``erased[i]`` and ``control[i]`` index ``pixels`` for the pipeline's image ``i``. Each epoch
     an image with an erased variant is replaced by one with probability ``erase`` (labelled
-    ``no_tumour``), and any image by a control variant with probability ``control_rate`` (label
-    kept; the two draws exclude each other).
+    ``no_tumour``, or with ``not_class`` "any class but its own": ``training.partial.not_class_target``),
+    and any image by a control variant with probability ``control_rate`` (label kept; the two
+    draws exclude each other).
     """
 
     pixels: np.ndarray
@@ -234,6 +235,13 @@ class Swaps:
     no_tumour: int
     erase: float = 0.2
     control_rate: float = 0.2
+    not_class: int = 0  # with --erased-label not-class: the number of classes (0: erased means no tumour)
+
+    def erased_target(self, label: int) -> int:
+        """The target of an erased tumour that was class ``label``."""
+        from .partial import not_class_target
+
+        return not_class_target(label, self.not_class) if self.not_class else self.no_tumour
 
     def extended(self, count: int) -> Swaps:
         """The same swaps over ``count`` more images that have no variant (partial labels: no outline)."""
@@ -246,7 +254,8 @@ class Swaps:
         for target, erased in zip(targets, self.erased):
             if len(erased):
                 counts[target] -= self.erase
-                counts[self.no_tumour] += self.erase
+                if not self.not_class:  # a "not this class" target adds to no class
+                    counts[self.no_tumour] += self.erase
         return counts
 
     def apply(self, batch: np.ndarray, labels: np.ndarray, indices: np.ndarray, seed: int, epoch: int) -> np.ndarray:
@@ -262,7 +271,7 @@ class Swaps:
             erased, variant = drawn
             batch[row] = self.pixels[variant]
             if erased:
-                labels[row] = self.no_tumour
+                labels[row] = self.erased_target(labels[row])
                 erased_rows[row] = True
         return erased_rows
 

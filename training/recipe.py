@@ -71,6 +71,12 @@ class Recipe:
         metavar=("MIN", "MAX"),
     )
     counterfactuals_per_image: int = option(2, "with --masks: erased and control variants made per image")
+    erased_label: str = option(
+        "notumor",
+        "with --masks: the target of a slice whose tumour was erased: 'notumor' (hard), or 'not-class', any class but "
+        "the tumour's own (-log(1 - p_class); a softer target when an outline may leave part of the lesion)",
+        choices=("notumor", "not-class"),
+    )
     guidance: float = option(
         0.0, "with --masks: weight of the term that penalises map mass outside the tumour (training.guidance; 0: off)"
     )
@@ -110,6 +116,8 @@ class Recipe:
         """What is wrong with this combination of choices, in one sentence, or ``None``."""
         if self.preprocessing not in self.preprocessings:
             return f"--preprocessing {self.preprocessing}: --model {self.model} takes {', '.join(self.preprocessings)}"
+        if self.erased_label != "notumor" and not self.masks:
+            return "--erased-label needs --masks: it is the target of a slice whose tumour was erased"
         if self.guidance and not self.masks:
             return "--guidance needs --masks: it steers the map towards the tumour outlines"
         if self.partial_repeat < 1:

@@ -23,7 +23,7 @@ from tumor_ai.model.metadata import FeatureCache, GuidanceMap, PartialRecord
 from . import engine
 from .counterfactuals import counterfactual_bank, epoch_swaps
 from .features import FEATURE_LAYER, block3_features, counterfactual_features, extraction_seconds, weights_id
-from .partial import describe, load_partial, partial_fraction, training_metrics, tumour_classes, weights_with_partial
+from .partial import describe, load_partial, partial_fraction, recipe_loss, recipe_weights, training_metrics
 from .pipeline import Swaps, epoch_order, epoch_seeds_callback
 from .recipe import Recipe, RunOptions, TrainResult, option
 
@@ -146,7 +146,7 @@ def feature_pipeline(
             if drawn is not None:
                 erased, swapped = drawn
                 features = swaps.pixels[swapped]
-                labels[index] = swaps.no_tumour if erased else labels[index]
+                labels[index] = swaps.erased_target(labels[index]) if erased else labels[index]
                 mask = masks[index] if erased or cells is None else cells[position]
             if training and shift:
                 offset = rng.integers(-shift, shift + 1, 2)
@@ -220,7 +220,7 @@ def train_head(
     head = chained_model(model, "block5_pool")
     head.compile(
         optimizer=keras.optimizers.Adam(recipe.head_learning_rate),
-        loss=engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None),
+        loss=recipe_loss(recipe, labels),
         metrics=["accuracy"],
     )
 
@@ -334,7 +334,7 @@ def with_partial_features(recipe: Recipe, run: RunOptions, dataset, model, metad
         if cells is not None:
             cells = np.concatenate([cells, np.zeros((len(rows), *cells.shape[1:]), dtype=cells.dtype)])
         counterfactual = FeatureSwaps(counterfactual.swaps.extended(len(rows)) if counterfactual.swaps else None, cells)
-    return variants, targets, np.concatenate([train_idx, rows]), counterfactual, weights_with_partial(weights, num_classes, True)
+    return variants, targets, np.concatenate([train_idx, rows]), counterfactual, weights
 
 
 def backbone_weights(recipe: Recipe) -> str | None:
@@ -375,9 +375,9 @@ def prepare(recipe: Recipe, run: RunOptions, dataset, train_idx: np.ndarray) -> 
     counts = np.bincount(targets[train_idx], minlength=len(dataset.labels))
     if counterfactual:
         counts = counterfactual.swaps.expected_targets(targets[train_idx], len(dataset.labels))
-    training = with_partial_features(
-        recipe, run, dataset, model, metadata, (variants, targets, train_idx, counterfactual, engine.class_weights(counts))
-    )
+    weights = recipe_weights(recipe, engine.class_weights(counts), len(dataset.labels))
+    training = (variants, targets, train_idx, counterfactual, weights)
+    training = with_partial_features(recipe, run, dataset, model, metadata, training)
     return Prepared(model, metadata, *training)
 
 
@@ -427,7 +427,7 @@ def fine_tune(
         from .guidance import GuidedModel
 
         fitted = GuidedModel(tail, metadata.cam_layer, metadata.logits_layer, metadata.cam_method, graph)
-    loss = engine.sparse_crossentropy(recipe.label_smoothing, tumour_classes(labels) if recipe.partial else None)
+    loss = recipe_loss(recipe, labels)
     fitted.compile(optimizer=keras.optimizers.Adam(schedule), loss=loss, metrics=training_metrics(labels, bool(recipe.partial)))
     if counterfactual and not recipe.guidance:
         counterfactual = FeatureSwaps(counterfactual.swaps, None)
