@@ -350,7 +350,12 @@ def recipe_section(arguments: dict, guidance_map: str = "Grad-CAM", features: bo
         steps.append(
             f"each epoch, {arguments.get('erase', 0):.0%} of the slices with a figshare tumour outline had the tumour "
             "erased (filled from its surroundings: smooth, textured or mirrored from the other side of the head) and "
-            f"were labelled *no tumour*, and {arguments.get('control', 0):.0%} of all slices (no-tumour ones too) had "
+            + (
+                "were taught *not this tumour class* (any class but their own)"
+                if arguments.get("erased_label") == "not-class"
+                else "were labelled *no tumour*"
+            )
+            + f", and {arguments.get('control', 0):.0%} of all slices (no-tumour ones too) had "
             "a region of a tumour's size and shape erased elsewhere in the head and kept their label, so that the "
             "erasure itself says nothing "
             "(`training/counterfactuals.py`"
