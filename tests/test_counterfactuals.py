@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from conftest import LABELS
 
-from training.counterfactuals import CONTROL, ERASED, FILLS, fill, make_variants
+from training.counterfactuals import CONTROL, ERASED, FILLS, class_growth, fill, make_variants
 from training.guidance import mask_cells, outside_share
 from training.pipeline import Swaps, make_pipeline
 from training.train import main as train_main
@@ -67,6 +67,22 @@ def test_variants_erase_the_tumour_relabel_it_and_keep_controls_clear_of_it():
     for k in control[0]:
         assert bank.kind[k] == CONTROL and np.array_equal(bank.pixels[k][blob], pixels[blob]), "a control keeps the tumour"
         assert not np.array_equal(bank.pixels[k], pixels), "and hides something else"
+
+
+def test_outline_growth_per_class_reads_its_flag_and_grows_that_class_more():
+    labels = ["glioma", "meningioma", "notumor", "pituitary"]
+    assert class_growth((2, 8), "", labels) == (2, 8), "without the flag: one pair, so the cached banks keep their names"
+    assert class_growth((2, 8), "glioma=4:16, pituitary=1:2", labels) == ((4, 16), (2, 8), (2, 8), (1, 2))
+    for wrong in ("glioma=4", "edema=1:2", "glioma=9:3"):
+        with pytest.raises(SystemExit, match="CLASS=MIN:MAX"):
+            class_growth((2, 8), wrong, labels)
+    pixels, blob = _slice_with_blob()
+    images, masks = np.stack([pixels, pixels]), np.stack([blob, blob])
+    growth = class_growth((1, 1), "glioma=6:6", labels)
+    bank = make_variants(images, np.array([0, 1]), masks, labels.index("notumor"), per_kind=1, seed=0, grow=growth)
+    erased, _ = bank.variants_of(2)
+    changed = [int((bank.pixels[erased[i][0]] != pixels).any(axis=-1).sum()) for i in (0, 1)]
+    assert changed[0] > changed[1], f"the glioma's erasure reaches further: {changed}"
 
 
 def test_swaps_depend_on_seed_epoch_and_image_only_and_relabel_erasures():

@@ -41,6 +41,31 @@ FILLS = ("smooth", "textured", "mirrored")
 # erasure would be a tumour labelled "no tumour". A first run that grew outlines by 1-4 px read
 # 29 of 823 held-out tumour slices as no tumour (no-tumour precision 0.916).
 GROW = (2, 8)  # the default of ``--erase-grow``
+Growth = tuple[int, int] | tuple[tuple[int, int], ...]  # one (MIN, MAX) for all, or one per class index
+
+
+def class_growth(erase_grow: tuple[int, int], by_class: str, labels: list[str]) -> Growth:
+    """The outline growth of each class: ``--erase-grow`` unless ``--erase-grow-class`` names the class.
+
+    ``by_class`` reads ``CLASS=MIN:MAX`` items split by commas (``glioma=4:16``). Without any, the one
+    pair is returned as is, so the caches made before per-class growth keep their names.
+    """
+    if not by_class.strip():
+        return tuple(erase_grow)
+    pairs = {label: tuple(erase_grow) for label in labels}
+    for item in by_class.split(","):
+        label, _, span = item.strip().partition("=")
+        low, _, high = span.partition(":")
+        if label not in pairs or not (low.isdigit() and high.isdigit()) or int(low) > int(high):
+            raise SystemExit(f"error: --erase-grow-class {item.strip()!r}: expected CLASS=MIN:MAX with CLASS one of {labels}")
+        pairs[label] = (int(low), int(high))
+    return tuple(pairs[label] for label in labels)
+
+
+def _drawn_growth(grow: Growth, target: int, rng: np.random.Generator) -> int:
+    """Pixels one variant's outline is grown by, drawn in its class's range."""
+    low, high = grow[target] if isinstance(grow[0], tuple) else grow
+    return int(rng.integers(low, high + 1))
 
 
 @dataclass
@@ -115,13 +140,14 @@ def make_variants(
     no_tumour: int,
     per_kind: int,
     seed: int,
-    grow: tuple[int, int] = GROW,
+    grow: Growth = GROW,
 ):
     """Per image: ``per_kind`` tumour-erased and ``per_kind`` control variants (controls only for no-tumour slices).
 
     A tumour slice without a known mask gets none: its tumour could be where a control erases.
-    The erased region is the mask grown by ``grow`` px (drawn per variant); a control is the same
-    grown shape moved elsewhere in the head; a no-tumour slice borrows a random tumour's shape.
+    The erased region is the mask grown by ``grow`` px (drawn per variant, in the class's own range
+    when ``grow`` has one per class); a control is the same grown shape moved elsewhere in the head;
+    a no-tumour slice borrows a random tumour's shape, grown as that tumour's class.
     """
     rng = np.random.default_rng(seed)
     shapes = np.flatnonzero(masks.any(axis=(1, 2)))
@@ -133,14 +159,15 @@ def make_variants(
             continue
         head = head_mask(image)
         for _ in range(per_kind):
-            grown = ndimage.binary_dilation(mask, iterations=int(rng.integers(grow[0], grow[1] + 1))) if has_mask else None
+            grown = ndimage.binary_dilation(mask, iterations=_drawn_growth(grow, targets[index], rng)) if has_mask else None
             if has_mask:
                 style = int(rng.integers(len(FILLS)))
                 pixels.append(fill(image, grown, FILLS[style], rng))
                 source.append(index), kind.append(ERASED), fills.append(style)
                 shape = grown
             else:
-                shape = ndimage.binary_dilation(masks[rng.choice(shapes)], iterations=int(rng.integers(grow[0], grow[1] + 1)))
+                borrowed = rng.choice(shapes)
+                shape = ndimage.binary_dilation(masks[borrowed], iterations=_drawn_growth(grow, targets[borrowed], rng))
             region = control_region(shape, head, rng)
             if region is None:
                 continue
@@ -156,12 +183,16 @@ def make_variants(
     )
 
 
-def bank_id(dataset, masks_root, size: tuple[int, int], crop: str, per_kind: int, seed: int, grow: tuple[int, int]) -> str:
+def bank_id(dataset, masks_root, size: tuple[int, int], crop: str, per_kind: int, seed: int, grow: Growth) -> str:
     """A short hash of everything that makes a bank: caches built from it (VGG16 features) carry it in their names."""
     key = json.dumps(
-        [dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS, list(grow)]
+        [dataset.fingerprint(), str(Path(masks_root).resolve()), list(size), crop, per_kind, seed, FILLS, _listed(grow)]
     )
     return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _listed(grow: Growth) -> list:
+    return [list(pair) for pair in grow] if isinstance(grow[0], tuple) else list(grow)
 
 
 def load_counterfactuals(
@@ -172,7 +203,7 @@ def load_counterfactuals(
     per_kind: int = 2,
     seed: int = 0,
     cache_dir: str | Path = ".cache",
-    grow: tuple[int, int] = GROW,
+    grow: Growth = GROW,
 ) -> Counterfactuals:
     """The dataset's counterfactual variants, made once and cached under ``cache_dir/counterfactuals``."""
     path = Path(cache_dir) / "counterfactuals" / f"{bank_id(dataset, masks_root, size, crop, per_kind, seed, grow)}.npz"
@@ -191,7 +222,7 @@ def counterfactual_bank(recipe: Recipe, dataset, cache_dir: str):
     if "notumor" not in dataset.labels:
         raise SystemExit("error: --masks relabels erased tumours as 'notumor', and this dataset has no such class folder")
     identity = (dataset, recipe.masks, recipe.size, recipe.crop, recipe.counterfactuals_per_image, recipe.seed)
-    grow = tuple(recipe.erase_grow)
+    grow = class_growth(recipe.erase_grow, recipe.erase_grow_class, dataset.labels)
     return load_counterfactuals(*identity, Path(cache_dir), grow), bank_id(*identity, grow)
 
 

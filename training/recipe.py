@@ -70,6 +70,12 @@ class Recipe:
         nargs=2,
         metavar=("MIN", "MAX"),
     )
+    erase_grow_class: str = option(
+        "",
+        "with --masks: per-class growth instead of --erase-grow, as CLASS=MIN:MAX items split by commas (e.g. "
+        "glioma=4:16: glioma outlines often cover the enhancing core, not the oedema)",
+        metavar="CLASS=MIN:MAX,...",
+    )
     counterfactuals_per_image: int = option(2, "with --masks: erased and control variants made per image")
     erased_label: str = option(
         "notumor",

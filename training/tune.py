@@ -89,7 +89,8 @@ class TrialScore:
 def cnn_space(trial) -> list[str]:
     """The CNN's recipe flags for one trial: what the last runs and the probe suggest may matter."""
     # Outline growth in full-size px, a few values so that each one's erased copies are made once and cached.
-    grow_max = trial.suggest_categorical("erase_grow_max", [2, 4, 8])  # glioma outlines often miss the oedema
+    grow_max = trial.suggest_categorical("erase_grow_max", [2, 4, 8])
+    glioma_factor = trial.suggest_categorical("glioma_grow_factor", [1, 2])  # glioma outlines often miss the oedema
     scale = PROXY_SIDE / FULL_SIDE
     return [
         "--learning-rate", f"{trial.suggest_float('learning_rate', 1e-3, 4e-3, log=True):.6g}",
@@ -99,6 +100,7 @@ def cnn_space(trial) -> list[str]:
         "--erase", f"{trial.suggest_float('erase', 0.1, 0.4):.3g}",
         "--control", f"{trial.suggest_float('control', 0.1, 0.4):.3g}",
         "--erase-grow", "1", str(max(1, round(grow_max * scale))),
+        "--erase-grow-class", f"glioma=1:{max(1, round(grow_max * glioma_factor * scale))}",
         "--partial-repeat", str(trial.suggest_int("partial_repeat", 1, 3)),
         "--sequence", f"{trial.suggest_float('sequence', 0.0, 0.15):.3g}",
         # an erased glioma often keeps its oedema: "no tumour" may be too hard a target, "not glioma" is safe
@@ -123,7 +125,8 @@ SEARCH_SPACES: dict[str, Callable] = {"cnn": cnn_space, "vgg16-head": vgg16_head
 # The shipped recipe (plus the partial labels the probe found worth most), tried first as the study's reference.
 REFERENCE = {
     "cnn": {"learning_rate": 2e-3, "label_smoothing": 0.1, "guidance": 1.0, "guidance_from": 2, "erase": 0.2,
-            "control": 0.2, "erase_grow_max": 4, "partial_repeat": 1, "sequence": 0.0, "erased_label": "notumor"},
+            "control": 0.2, "erase_grow_max": 4, "glioma_grow_factor": 1, "partial_repeat": 1, "sequence": 0.0,
+            "erased_label": "notumor"},
     "vgg16-head": {"head_learning_rate": 1e-3, "label_smoothing": 0.1, "head_epochs": 20, "patience": 3,
                    "partial_repeat": 1, "batch_size": 32},
 }  # fmt: skip
