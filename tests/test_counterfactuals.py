@@ -73,6 +73,7 @@ def test_outline_growth_per_class_reads_its_flag_and_grows_that_class_more():
     labels = ["glioma", "meningioma", "notumor", "pituitary"]
     assert class_growth((2, 8), "", labels) == (2, 8), "without the flag: one pair, so the cached banks keep their names"
     assert class_growth((2, 8), "glioma=4:16, pituitary=1:2", labels) == ((4, 16), (2, 8), (2, 8), (1, 2))
+    assert class_growth((2, 8), "glioma=2:8", labels) == (2, 8), "every class alike: the same bank as without the flag"
     for wrong in ("glioma=4", "edema=1:2", "glioma=9:3"):
         with pytest.raises(SystemExit, match="CLASS=MIN:MAX"):
             class_growth((2, 8), wrong, labels)

@@ -47,8 +47,9 @@ Growth = tuple[int, int] | tuple[tuple[int, int], ...]  # one (MIN, MAX) for all
 def class_growth(erase_grow: tuple[int, int], by_class: str, labels: list[str]) -> Growth:
     """The outline growth of each class: ``--erase-grow`` unless ``--erase-grow-class`` names the class.
 
-    ``by_class`` reads ``CLASS=MIN:MAX`` items split by commas (``glioma=4:16``). Without any, the one
-    pair is returned as is, so the caches made before per-class growth keep their names.
+    ``by_class`` reads ``CLASS=MIN:MAX`` items split by commas (``glioma=4:16``). Without any, or when
+    every class ends up alike, the one pair is returned, so the banks made before per-class growth (and
+    their cached features) keep their names.
     """
     if not by_class.strip():
         return tuple(erase_grow)
@@ -59,7 +60,8 @@ def class_growth(erase_grow: tuple[int, int], by_class: str, labels: list[str]) 
         if label not in pairs or not (low.isdigit() and high.isdigit()) or int(low) > int(high):
             raise SystemExit(f"error: --erase-grow-class {item.strip()!r}: expected CLASS=MIN:MAX with CLASS one of {labels}")
         pairs[label] = (int(low), int(high))
-    return tuple(pairs[label] for label in labels)
+    growth = tuple(pairs[label] for label in labels)
+    return growth[0] if len(set(growth)) == 1 else growth  # all alike: the one pair, and the bank's old name
 
 
 def _drawn_growth(grow: Growth, target: int, rng: np.random.Generator) -> int:
