@@ -288,6 +288,30 @@ def test_stop_says_the_batch_stopped_and_that_a_new_run_starts_over():
     assert status == handlers.NO_BATCH_RUNNING and isinstance(summary, type(gr.skip())) and running is False
 
 
+def test_after_stop_a_batch_yields_nothing_more_for_that_page(slot_predictors, example_paths, tmp_path):
+    """A group already being classified when Stop came ends without its "so far" summary, which would otherwise reach
+    the page after Stop's answer and show a stopped batch as running; another page's batch runs on."""
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    paths = []
+    for index in range(20):  # distinct pictures: three groups of 8
+        pixels = np.asarray(Image.open(example_paths["glioma"]).convert("L"), dtype=np.float32) * (0.7 + 0.01 * index)
+        paths.append(tmp_path / f"s{index}.png")
+        Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(paths[-1])
+    mine, other = SimpleNamespace(session_hash="mine"), SimpleNamespace(session_hash="other")
+    quiet = {"progress": lambda *a, **k: None}
+    running = handlers.batch(slot_predictors, [str(path) for path in paths], 0.5, request=mine, **quiet)
+    elsewhere = handlers.batch(slot_predictors, [str(path) for path in paths], 0.5, request=other, **quiet)
+    first = next(running)
+    assert "8/20 files so far" in first.summary and "8/20 files so far" in next(elsewhere).summary
+    handlers.stop_batch(True, first.summary, request=mine)
+    assert list(running) == [], "nothing after Stop"
+    assert len(list(elsewhere)) == 3, "the other page's batch is not stopped: 16/20, 20/20, then the whole"
+    assert "mine" not in handlers._STOPPED, "the flag ends with its batch"
+
+
 def test_the_map_of_an_unlikely_class_is_drawn_as_weak_as_its_probability_and_says_so(slot_predictors, example_paths):
     from tumor_ai.core.explain import heatmap
     from tumor_ai.core.wording import WEAK_EVIDENCE

@@ -491,8 +491,18 @@ def gallery(entries: list[dict] | None, opacity: float, files: set[str] | None =
     ]
 
 
+# Pages whose Stop ended a running batch (by Gradio session). Stop cancels the batch's event, but a group of files
+# already being classified finishes in its worker thread, and its "so far" yield could reach the page after Stop's
+# answer and put the running summary back; the batch checks this before each yield and ends instead.
+_STOPPED: set[str] = set()
+
+
 def batch(
-    predictors: dict[str, Predictor], paths: list[str] | None, opacity: float, progress=gr.Progress()
+    predictors: dict[str, Predictor],
+    paths: list[str] | None,
+    opacity: float,
+    progress=gr.Progress(),
+    request: gr.Request = None,
 ) -> Iterator[BatchOutputs]:
     """Batch tab and ``/batch``: a summary, the table, captioned overlays and the CSV (full precision).
 
@@ -514,8 +524,13 @@ def batch(
     except ImageError as error:
         raise refusal(error) from None
     log.info("model call: batch of %d files", total)
-    with in_use(paths):  # the sweep must not take an input that the batch has not read yet
-        yield from _batch_steps(predictors, paths, total, opacity, progress)
+    session = getattr(request, "session_hash", None)
+    _STOPPED.discard(session)
+    try:
+        with in_use(paths):  # the sweep must not take an input that the batch has not read yet
+            yield from _batch_steps(predictors, paths, total, opacity, progress, lambda: session in _STOPPED)
+    finally:
+        _STOPPED.discard(session)
 
 
 @dataclass
@@ -558,9 +573,10 @@ def _note_duplicate(row: dict, name: str) -> None:
 
 
 def _batch_steps(
-    predictors: dict[str, Predictor], paths: list[str], total: int, opacity: float, progress
+    predictors: dict[str, Predictor], paths: list[str], total: int, opacity: float, progress, stopped=lambda: False
 ) -> Iterator[BatchOutputs]:
-    """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far."""
+    """Read, fold duplicates, classify and tabulate ``WEB_BATCH_SIZE`` files at a time, yielding the outputs so far
+    (none once ``stopped()``: Stop's answer is the page's last word)."""
     names, labels = list(predictors), next(iter(predictors.values())).labels
     done, read, modelled = BatchSoFar(), 0, 0  # half the bar reads files, half runs the models
     progress(0.0, desc=f"reading 1/{total}")
@@ -582,6 +598,9 @@ def _batch_steps(
         done.entries += _gallery_entries(fresh, results, GALLERY_FILES - len(done.entries))
         done.readable += sum(1 for item in fresh if item.image is not None)
         log.info("batch: %d/%d files", read, total)
+        if stopped():
+            log.info("batch: stopped after %d/%d files", read, total)
+            return
         yield _batch_outputs(done, names, labels, opacity, f"**{read}/{total} files so far…**")
     yield _batch_outputs(done, names, labels, opacity, None)
 
@@ -611,10 +630,12 @@ def _batch_outputs(done: BatchSoFar, names: list[str], labels: list[str], opacit
     )
 
 
-def stop_batch(running: bool, shown: str | None) -> tuple[str, Any, bool]:
+def stop_batch(running: bool, shown: str | None, request: gr.Request = None) -> tuple[str, Any, bool]:
     """Stop: the status line, the summary without its "so far…" (unchanged when no batch ran), and not running."""
     if not running:
         return NO_BATCH_RUNNING, gr.skip(), False
+    if getattr(request, "session_hash", None) is not None:
+        _STOPPED.add(request.session_hash)
     status, rest = batch_stopped(shown or "")
     return status, rest, False
 

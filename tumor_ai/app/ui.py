@@ -255,6 +255,10 @@ def named(fn: Callable, template: Any) -> Callable:
         wrapper = call
     wrapper.__name__ = getattr(fn, "__name__", getattr(getattr(fn, "func", None), "__name__", "handler"))  # a partial has none
     wrapper.__doc__ = getattr(fn, "func", fn).__doc__  # a partial's own docstring ("partial(func, ...)") is not ours
+    # Gradio hands a gr.Request to a parameter annotated so, reading the wrapper's annotations, which a partial lacks.
+    hints = getattr(getattr(fn, "func", fn), "__annotations__", {})
+    requests = {name: gr.Request for name, hint in hints.items() if hint in ("gr.Request", gr.Request)}
+    wrapper.__annotations__ = {**getattr(wrapper, "__annotations__", {}), **requests}
     return wrapper
 
 
