@@ -288,6 +288,13 @@ def test_stop_says_the_batch_stopped_and_that_a_new_run_starts_over():
     assert status == handlers.NO_BATCH_RUNNING and isinstance(summary, type(gr.skip())) and running is False
 
 
+def test_after_stop_a_late_running_summary_is_settled_and_nothing_else_is():
+    stopped = handlers.stop_batch(True, "**16/160 files so far…** 16 files")[0]
+    assert handlers.settle_stopped(stopped, "**16/160 files so far…** 16 files") == "16 files"
+    assert isinstance(handlers.settle_stopped(stopped, "16 files"), type(gr.skip())), "already settled"
+    assert isinstance(handlers.settle_stopped("", "**8/20 files so far…** 8 files"), type(gr.skip())), "a running batch"
+
+
 def test_after_stop_a_batch_yields_nothing_more_for_that_page(slot_predictors, example_paths, tmp_path):
     """A group already being classified when Stop came ends without its "so far" summary, which would otherwise reach
     the page after Stop's answer and show a stopped batch as running; another page's batch runs on."""

@@ -50,6 +50,7 @@ from tumor_ai.core.imaging import ImageError, LoadedImage, read_image
 from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.safe_text import html_text, markdown
 from tumor_ai.core.wording import (  # noqa: F401 - re-exported
+    BATCH_RUNNING,
     HIDE_LESSON,
     NO_BATCH_FILE,
     batch_stopped,
@@ -638,6 +639,14 @@ def stop_batch(running: bool, shown: str | None, request: gr.Request = None) -> 
         _STOPPED.add(request.session_hash)
     status, rest = batch_stopped(shown or "")
     return status, rest, False
+
+
+def settle_stopped(status: str | None, shown: str | None):
+    """After Stop's answer, once more: a stopped batch's summary without its "so far…". A message the cancelled batch had
+    in flight can land on the page after Stop's own answer; this second, later answer has the last word."""
+    if not (status or "").startswith("**Stopped") or not BATCH_RUNNING.match(shown or ""):
+        return gr.skip()
+    return batch_stopped(shown)[1]
 
 
 def recolour_batch(entries: list[dict] | None, opacity: float, rows: list[dict] | None = None, view: list[int] | None = None):

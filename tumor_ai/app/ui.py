@@ -924,7 +924,9 @@ def _batch_tab(predictors: dict[str, Predictor], session_state, shown: Shown, co
             cancels=[b_run],
             api_visibility="private",
             queue=False,
-        ).then(lambda: usable, None, b_filter, api_visibility="private", queue=False)
+        ).then(lambda: usable, None, b_filter, api_visibility="private", queue=False).then(
+            handlers.settle_stopped, [b_status, b_summary], b_summary, api_visibility="private", queue=False
+        )
         _on_change(b_opacity, handlers.recolour_batch, [b_entries, b_opacity, b_rows, b_view], b_gallery)
         b_filter.input(  # a person's choice only: the resets above must not redraw the table under a running batch
             partial(handlers.filter_batch, names=names, labels=labels),
