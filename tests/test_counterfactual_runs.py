@@ -28,12 +28,17 @@ def _masks_for(root: Path, masks_root: Path) -> None:
             Image.fromarray(blob).save(masks_root / path.parent.name / path.name)
 
 
-def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
+def _outlined_cnn_run(tmp_path: Path, per_class: int, seed: int, epochs: int) -> tuple[Path, Path, Path, Path, list[str]]:
+    """A synthetic dataset with its blobs' outlines: (data, masks, output, cache) and a small CNN run's arguments."""
     root, masks_root = tmp_path / "data", tmp_path / "masks"
-    write_dataset(root, per_class=12, seed=2)
+    write_dataset(root, per_class=per_class, seed=seed)
     _masks_for(root, masks_root)
-    out, cache = tmp_path / "cnn", tmp_path / "c"
-    arguments = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1", "--epochs", "3"]
+    arguments = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1", "--epochs", str(epochs)]
+    return root, masks_root, tmp_path / "cnn", tmp_path / "c", arguments
+
+
+def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
+    root, masks_root, out, cache, arguments = _outlined_cnn_run(tmp_path, per_class=12, seed=2, epochs=3)
     recipe = ["--acquisition", "--masks", str(masks_root), "--guidance", "1", "--guidance-from", "1", "--guidance-ramp", "1"]
     train_main([*arguments, *recipe, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
     model, metadata = load_model(out)
@@ -47,11 +52,7 @@ def test_a_counterfactual_guided_run_records_its_recipe(tmp_path):
 
 
 def test_a_run_with_soft_erased_labels_trains_and_records_them(tmp_path):
-    root, masks_root = tmp_path / "data", tmp_path / "masks"
-    write_dataset(root, per_class=8, seed=4)
-    _masks_for(root, masks_root)
-    out, cache = tmp_path / "cnn", tmp_path / "c"
-    arguments = ["--model", "cnn", "--input-size", "48", "--batch-size", "8", "--warmup-epochs", "1", "--epochs", "1"]
+    root, masks_root, out, cache, arguments = _outlined_cnn_run(tmp_path, per_class=8, seed=4, epochs=1)
     recipe = ["--masks", str(masks_root), "--erase", "0.6", "--erased-label", "not-class"]
     train_main([*arguments, *recipe, "--data", str(root), "--out", str(out), "--cache-dir", str(cache)])
     _, metadata = load_model(out)

@@ -51,6 +51,7 @@ from tumor_ai.core.inference import Prediction, Predictor
 from tumor_ai.core.safe_text import html_text, markdown
 from tumor_ai.core.wording import (  # noqa: F401 - re-exported
     BATCH_RUNNING,
+    BATCH_STOPPED,
     HIDE_LESSON,
     NO_BATCH_FILE,
     batch_stopped,
@@ -644,7 +645,7 @@ def stop_batch(running: bool, shown: str | None, request: gr.Request = None) -> 
 def settle_stopped(status: str | None, shown: str | None):
     """After Stop's answer, once more: a stopped batch's summary without its "so far…". A message the cancelled batch had
     in flight can land on the page after Stop's own answer; this second, later answer has the last word."""
-    if not (status or "").startswith("**Stopped") or not BATCH_RUNNING.match(shown or ""):
+    if not (status or "").startswith(BATCH_STOPPED) or not BATCH_RUNNING.match(shown or ""):
         return gr.skip()
     return batch_stopped(shown)[1]
 

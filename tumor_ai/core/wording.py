@@ -226,13 +226,16 @@ API_DESCRIPTIONS = {
 BATCH_RUNNING = re.compile(r"^\*\*(\d+)/(\d+) files so far…\*\* ?")  # the running batch's summary prefix
 
 
+BATCH_STOPPED = "**Stopped"  # how Stop's status line begins (batch_stopped), which a later answer after Stop reads
+
+
 def batch_stopped(summary: str) -> tuple[str, str]:
     """What Stop says, and the summary without its "so far…": the files done, and that a new run starts over."""
     running = BATCH_RUNNING.match(summary or "")
     done = f" after {running[1]} of {running[2]} files" if running else ""
     rest = summary[running.end() :] if running else summary
     status = (
-        f"**Stopped{done}.** The table and the CSV hold the files done before Stop. Run batch again starts over from the "
+        f"{BATCH_STOPPED}{done}.** The table and the CSV hold the files done before Stop. Run batch again starts over from the "
         "first file (the files done are read again)."
     )
     return status, rest
