@@ -136,6 +136,8 @@ def test_each_row_of_the_table_is_a_test_of_its_statistic():
         else:
             statistics_row[0, STATISTICS.index(bound.statistic)] = check.limits[bound.key] + push * 0.5
         assert not check.passes_bounds(statistics_row, check.distances(features))[0], bound.key
+        assert check.failed_tests(statistics_row, check.distances(features), features) == [[bound.key]]
+    assert check.failed_tests(typical, check.distances(centre), centre) == [[]]
 
 
 def test_the_file_the_metadata_and_the_card_name_the_tables_bounds(tmp_path, monkeypatch):

@@ -218,7 +218,12 @@ def measure_check(model: str, data: str, cache_dir: Path, distance_quantile: flo
     _, _, groups = split_dataset(dataset)  # copy groups: the probe's folds never split one
     probe = fit_probe(embeddings[train], statistics[train], groups[train], negatives)
     check.probe = probe.arrays
-    passes = check.passes(statistics, check.distances(embeddings), embeddings)
+    distances = check.distances(embeddings)
+    passes = check.passes(statistics, distances, embeddings)
+    refused = is_validation & ~passes
+    reasons = check.failed_tests(statistics[refused], distances[refused], embeddings[refused])
+    for path, tests in zip(np.asarray(dataset.paths)[refused], reasons):
+        print(f"refused validation MRI {path}: fails {', '.join(tests)}")
     report = MriCheckRecord.from_dict(
         {
             "method": method_text(tails),

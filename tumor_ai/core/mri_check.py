@@ -293,6 +293,16 @@ class MriCheck:
         learned = self.probe_scores(embeddings, statistics) <= self.probe_threshold
         return self.passes_bounds(statistics, distances) & learned
 
+    def failed_tests(self, statistics: np.ndarray, distances: np.ndarray, embeddings: np.ndarray) -> list[list[str]]:
+        """Per image, the keys of the tests it fails (``Bound.key``, and ``probe_threshold`` for the learned refusal).
+
+        Which test refuses a real MRI is what decides how to mend a check that refuses too many.
+        """
+        failed = [~bound.holds(bound.values(statistics, distances), self.limits[bound.key]) for bound in BOUNDS]
+        failed.append(self.probe_scores(embeddings, statistics) > self.probe_threshold)
+        keys = [bound.key for bound in BOUNDS] + ["probe_threshold"]
+        return [[key for key, column in zip(keys, row) if column] for row in np.stack(failed, axis=1)]
+
     def passes_bounds(self, statistics: np.ndarray, distances: np.ndarray) -> np.ndarray:
         """Boolean per image: every row of ``BOUNDS`` holds, without the learned refusal."""
         held = [bound.holds(bound.values(statistics, distances), self.limits[bound.key]) for bound in BOUNDS]
