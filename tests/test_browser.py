@@ -323,11 +323,12 @@ def _clear_batch(page) -> None:
         page.wait_for_function("() => !document.querySelector(\"#batch-files button[aria-label='Clear']\")")
 
 
-STOPPED_BATCH = 160  # files in a batch that a test stops or abandons
+STOPPED_BATCH = 160  # files in a batch that a test stops, abandons or runs past the sweep
 
 
 def _distinct_slices(folder: Path, count: int, example_paths) -> list[str]:
-    """``count`` different pictures (each example at another contrast), so none is folded as a duplicate."""
+    """``count`` different pictures (each example at another contrast, 0.8x to 1.2x, so none is folded as a
+    duplicate and none is pushed so bright that the MRI check refuses it)."""
     import numpy as np
     from PIL import Image
 
@@ -337,7 +338,7 @@ def _distinct_slices(folder: Path, count: int, example_paths) -> list[str]:
     for index in range(count):
         pixels = np.asarray(Image.open(sources[index % len(sources)]).convert("L"), dtype=np.float32)
         path = folder / f"slice_{index:02d}.png"
-        Image.fromarray(np.clip(pixels * (0.8 + 0.01 * index), 0, 255).astype(np.uint8)).save(path)
+        Image.fromarray(np.clip(pixels * (0.8 + 0.4 * index / max(count - 1, 1)), 0, 255).astype(np.uint8)).save(path)
         paths.append(str(path))
     return paths
 
@@ -434,15 +435,22 @@ def test_after_the_sweep_examples_matrices_and_a_long_batch_all_still_work(brows
     matrix.wait_for()
     assert matrix.evaluate("img => img.complete && img.naturalWidth > 0"), "the confusion matrix loads after the sweep"
     page.screenshot(path=SHOTS / "after_sweep_about.png", full_page=True)
-    # A batch that runs longer than the sweep's age: the sweep must not take inputs it has not read yet.
+    # A batch that runs longer than the sweep's age and period together: the sweep must not take inputs it has not
+    # read yet. The Predict upload just before is the sweep's bait: free to go 5 s after it came, it is swept within
+    # 10 s, while the batch runs (160 slices take about 16 s on the fastest CPU these tests ran on, AMX bfloat16).
+    _tab(page, "Predict")
+    _upload(page, "predict-image", str(example_paths["glioma"]))
+    page.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
     _tab(page, "Batch")
-    _upload(page, "batch-files", _distinct_slices(tmp_path / "thirty-two", 32, example_paths))
-    page.locator("#batch-files").get_by_text("slice_31", exact=True).wait_for(state="attached")
+    last = STOPPED_BATCH - 1
+    _upload(page, "batch-files", _distinct_slices(tmp_path / "many", STOPPED_BATCH, example_paths))
+    page.locator("#batch-files").get_by_text(f"slice_{last}", exact=True).wait_for(state="attached")
     swept_before = log.read_text().count("file(s) older than")
     page.locator("#batch-button").click()
-    page.locator("#batch-summary").get_by_text("32 files · 0 refused").wait_for(timeout=240_000)
+    page.locator("#batch-summary").get_by_text(f"{STOPPED_BATCH} files · 0 refused").wait_for(timeout=400_000)
+    page.wait_for_function("() => !document.querySelector('#batch-summary').innerText.includes('so far')")  # the last yield
     assert log.read_text().count("file(s) older than") > swept_before, "the sweep ran and deleted files while the batch ran"
-    table = page.locator("#batch-table").inner_text()  # "0 refused" above: every one of the 32 was read
+    table = page.locator("#batch-table").inner_text()  # "0 refused" above: every one of them was read
     assert "not found" not in table and "expired" not in table
     page.screenshot(path=SHOTS / "after_sweep_batch.png", full_page=True)
     page.close()
