@@ -79,3 +79,31 @@ def test_scikit_learn_gives_the_shipped_reports_numbers(folder):
         report["macro_f1"],
         report["per_class"],
     )
+
+
+def _flip_case(gained: int, lost: int, rows: int = 1000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities right on ``rows`` images but for the flip's gains and losses (mirror images sure of their answer)."""
+    targets = np.arange(rows) % 4
+    plain = np.full((rows, 4), 0.05)
+    plain[np.arange(rows), targets] = 0.85
+    mirrored = plain.copy()
+    for index in range(gained):  # wrong alone, put right by a mirror image sure of the truth
+        plain[index] = np.roll(plain[index], 1)
+        mirrored[index] = 0.01
+        mirrored[index, targets[index]] = 0.97
+    for index in range(gained, gained + lost):  # right alone, put wrong by a mirror image sure of another class
+        mirrored[index] = 0.01
+        mirrored[index, (targets[index] + 1) % 4] = 0.97
+    return plain, mirrored, targets
+
+
+def test_the_flip_is_adopted_only_for_a_gain_chance_is_unlikely_to_give():
+    """Two more validation images right do not pay for doubling every answer; twenty against two do."""
+    from training.train import test_time_flip_choice
+
+    labels = ["a", "b", "c", "d"]
+    small = test_time_flip_choice(*_flip_case(4, 2), labels)
+    assert small["with"]["accuracy"] > small["without"]["accuracy"] and not small["adopted"]
+    assert "4 put right, 2 put wrong" in small["rule"]
+    assert test_time_flip_choice(*_flip_case(20, 2), labels)["adopted"]
+    assert not test_time_flip_choice(*_flip_case(0, 0), labels)["adopted"]

@@ -560,7 +560,7 @@ def _test_time_flip_text(metadata: ModelMetadata) -> list[str]:
     )
     if metadata.test_time_flip:
         return [f"- Test-time flip: the logits of the slice and its mirror image are averaged ({effect})"]
-    return [f"- Test-time flip: not used, it did not help on the validation split ({effect})"]
+    return [f"- Test-time flip: not used ({effect}; {choice.rule})"]
 
 
 def _crop_text(metadata: ModelMetadata) -> str:
