@@ -7,6 +7,7 @@ split runs); the other pictures ship with scikit-image or are drawn.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +34,9 @@ def test_the_card_states_the_check_that_serves(shipped):
     """The bounds the metadata (and so the card) publishes are the ones in the check file that serving loads."""
     assert shipped.mri_check is not None
     assert shipped.metadata.mri_check.bounds == shipped.mri_check.bounds()
-    assert len(shipped.mri_check.means) == len(shipped.labels), "one feature mean per class"
+    trained_on_other = (shipped.metadata.training.arguments or {}).get("partial")
+    other = 1 if trained_on_other and "include the" in shipped.metadata.mri_check.method else 0
+    assert len(shipped.mri_check.means) == len(shipped.labels) + other, "one feature mean per class (and the other collection)"
     assert shipped.mri_check.means.shape[1] == shipped.model.get_layer(shipped.metadata.embedding_layer).output.shape[-1]
 
 
@@ -278,3 +281,18 @@ def test_the_feature_cache_is_keyed_by_the_pixels_and_the_model(tmp_path, monkey
     (tmp_path / "model.keras").write_bytes(b"weights two")
     fit_mri_check.cached_embeddings(predictor, first, cache)
     assert len(runs) == 3, "another model misses it"
+
+
+def test_the_check_of_a_model_trained_on_another_collection_needs_its_slices(tmp_path):
+    """The shipped CNN trained on Br35H's slices: fitting its check without them stops, and says how to give them."""
+    from training.fit_mri_check import partial_folder
+
+    folder = gate_folder(tmp_path)  # the CNN's metadata records ../shared/data/br35h, absent from this temporary folder
+    recorded = json.loads((folder / "tumor_ai.json").read_text())["training"]["arguments"]["partial"]
+    assert recorded
+    missing = str(tmp_path / "no-such-folder")
+    with pytest.raises(SystemExit, match="pass --partial DIR"):
+        partial_folder(folder, missing)
+    given = tmp_path / "br35h"
+    given.mkdir()
+    assert partial_folder(folder, str(given)) == str(given)
