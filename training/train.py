@@ -390,7 +390,7 @@ def validate(model, metadata, dataset, validation_idx: np.ndarray, size: tuple[i
     if flip["adopted"]:
         probabilities = flip_averaged(probabilities, mirrored)
     report = classification_report(probabilities, targets, dataset.labels)
-    temperature = fit_temperature(probabilities, targets)
+    temperature = round(fit_temperature(probabilities, targets), 4)  # as stored and served, so its ECE is the served one
     calibrated = apply_temperature(probabilities, temperature)
     ece_after = classification_report(calibrated, targets, dataset.labels)["ece"]
     return Validation(report, temperature, ece_after, reliability_figures(probabilities, calibrated, targets))
