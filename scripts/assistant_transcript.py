@@ -40,7 +40,8 @@ def main() -> None:
         titles = [message.get("metadata", {}).get("title") for message in history[since:] if message["role"] == "assistant"]
         names = [re.sub(r"\\(.)", r"\1", title).removeprefix("🔧 ") for title in titles if title]
         bare = [name.split("(")[0] for name in names]
-        tools = [f"{bare[0]}` ×{len(names)}" if len(names) > 1 and len(set(bare)) == 1 else ", ".join(names) + "`"] if names else []
+        repeated = len(names) > 1 and len(set(bare)) == 1  # one tool called per model: its name and the count
+        tools = [f"{bare[0]}` ×{len(names)}" if repeated else ", ".join(names) + "`"] if names else []
         reply = history[-1]["content"].replace(f"_{NOT_A_DIAGNOSIS}_", "").replace(NOT_A_DIAGNOSIS, "").strip()
         reply = reply.replace("\n\n", " ").replace("\n", " ")
         shown = f" — `{tools[0]}" if tools else ""
