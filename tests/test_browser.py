@@ -463,9 +463,12 @@ def test_two_people_send_the_same_slice_at_once(browser, app_url, example_paths)
         other.locator("#predict-reading").get_by_text("Slice loaded").wait_for()
     for other in pages:
         other.locator("#predict-button").click()
+    said = []
     for other in pages:
-        other.locator("#predict-reading").get_by_text("No tumour").first.wait_for()
+        other.locator("#predict-reading").get_by_text("reads this slice as").wait_for()
+        said.append(other.locator("#predict-reading").inner_text())
         other.close()
+    assert said[0] == said[1], "the same slice, the same model: the same reading on both pages"
 
 
 def test_about_tab(page):
