@@ -327,8 +327,8 @@ def test_teaching_on_a_phone(browser, app_url):
     phone.locator("#predict-teaching").get_by_text(f"True class: {_truth('edge')}").wait_for()
     phone.locator("#predict-teaching").get_by_text(OUTLINE_SHOWN[:40]).wait_for()
     phone.wait_for_function("() => Math.abs(document.getElementById('predict-answer').getBoundingClientRect().top) < 200")
-    box = phone.locator("#predict-teaching").bounding_box()
-    assert box and 0 <= box["y"] < 844 and box["x"] + box["width"] <= 390, "the true class is on screen with the answer"
+    box = phone.locator("#predict-teaching").bounding_box()  # scrolling may land a fraction of a pixel above the top
+    assert box and -1 <= box["y"] < 844 and box["x"] + box["width"] <= 390, "the true class is on screen with the answer"
     phone.screenshot(path=SHOTS / "phone_teaching_predict.png")
     _labelled_batch(phone)
     # The table on a phone: every header on one line ("agree" once broke letter by letter), a class name whole in its

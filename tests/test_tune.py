@@ -91,6 +91,35 @@ def test_storage_can_be_a_journal_file_for_many_machines(tmp_path):
     assert args.storage == "sqlite:///docs/reports/tune/cnn/study.db" and args.proxy[0] == "--input-size"
 
 
+def test_a_finetune_study_continues_a_trained_cnn_at_its_own_size(tmp_path, monkeypatch):
+    import subprocess
+
+    from training import tune
+
+    with pytest.raises(SystemExit):
+        parse_args(["--model", "cnn-finetune", "--data", "d", "--masks", "m", "--partial", "p"])
+    args = parse_args(["--model", "cnn-finetune", "--start-from", "models/cnn", "--data", "d", "--masks", "m",
+                       "--partial", "p", "--work", str(tmp_path), "--cache-dir", str(tmp_path),
+                       "--poll-seconds", "0"])  # fmt: skip
+    assert args.proxy[:4] == ["--start-from", "models/cnn", "--input-size", "256"] and "--epochs" in args.proxy
+    assert args.out == "docs/reports/tune/cnn-finetune"
+    launched = []
+
+    class Finished:
+        returncode = 0
+
+        def __init__(self, command, **_):
+            launched.append(command)
+
+        def poll(self):
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Finished)
+    tune.SubprocessTrials(args).train(tmp_path / "trial", ["--guidance", "1"], lambda epoch, accuracy: False)
+    command = launched[0]
+    assert command[command.index("--model") + 1] == "cnn", "the trial trains the CNN architecture"
+
+
 @pytest.mark.slow
 def test_two_real_trials_on_synthetic_data(tmp_path):
     """Two trials trained and scored for real (tiny network, two epochs): the study, the scores and the report."""

@@ -13,6 +13,10 @@ own, and scores it on data it never trained on:
   trains on (``training.localise.HELD_OUT_FILLS``), on up to ``--limit`` validation outlines;
 - the other collection: sensitivity on the partial folder's held-out slice groups (per slice).
 
+``--model cnn-finetune --start-from models/cnn`` studies the recipe as a continuation of a trained CNN
+instead: each trial is one full-size epoch from the source's weights (the run one would ship, not a
+proxy of it), so the proxy question does not arise; one-epoch trials are never pruned.
+
 Why one objective under constraints rather than a Pareto front: the targets of the reasons and of
 the other collection are thresholds (``TARGETS``), and accuracy is what to maximise among recipes
 that meet them; TPE takes the thresholds as constraints (``constraints_func``), and a one-objective
@@ -108,6 +112,27 @@ def cnn_space(trial) -> list[str]:
     ]  # fmt: skip
 
 
+def cnn_finetune_space(trial) -> list[str]:
+    """The CNN's recipe as a continuation of a trained CNN (``--model cnn-finetune``, ``--start-from``).
+
+    A trial is the run itself at full size, one epoch from the source's weights, not a small proxy of it,
+    so its scores need no rank correlation with full runs: the winning trial's folder is the candidate.
+    """
+    return [
+        "--learning-rate", f"{trial.suggest_float('learning_rate', 1e-4, 1e-3, log=True):.6g}",
+        "--label-smoothing", f"{trial.suggest_float('label_smoothing', 0.0, 0.15):.4g}",
+        "--guidance", f"{trial.suggest_float('guidance', 0.25, 2.0, log=True):.4g}",
+        "--erase", f"{trial.suggest_float('erase', 0.1, 0.4):.3g}",
+        "--control", f"{trial.suggest_float('control', 0.1, 0.4):.3g}",
+        "--erase-grow", "1", "4",
+        # two outline growths for gliomas only (each bank of erased copies is made once and cached)
+        "--erase-grow-class", f"glioma={trial.suggest_categorical('glioma_grow', ['1:4', '4:12'])}",
+        "--partial-repeat", str(trial.suggest_int("partial_repeat", 1, 3)),
+        "--sequence", f"{trial.suggest_float('sequence', 0.0, 0.3):.3g}",
+        "--erased-label", trial.suggest_categorical("erased_label", ["notumor", "not-class"]),
+    ]  # fmt: skip
+
+
 def vgg16_head_space(trial) -> list[str]:
     """The VGG16 head's flags (``--model vgg16-head``: blocks frozen, training.tune_head): its stage-1 schedule and
     how much the other collection's partial labels weigh."""
@@ -121,12 +146,16 @@ def vgg16_head_space(trial) -> list[str]:
     ]  # fmt: skip
 
 
-SEARCH_SPACES: dict[str, Callable] = {"cnn": cnn_space, "vgg16-head": vgg16_head_space}
+SEARCH_SPACES: dict[str, Callable] = {"cnn": cnn_space, "cnn-finetune": cnn_finetune_space, "vgg16-head": vgg16_head_space}
+ARCHITECTURE = {"cnn": "cnn", "cnn-finetune": "cnn", "vgg16-head": "vgg16"}  # what training.train builds
 # The shipped recipe (plus the partial labels the probe found worth most), tried first as the study's reference.
 REFERENCE = {
     "cnn": {"learning_rate": 2e-3, "label_smoothing": 0.1, "guidance": 1.0, "guidance_from": 2, "erase": 0.2,
             "control": 0.2, "erase_grow_max": 4, "glioma_grow_factor": 1, "partial_repeat": 1, "sequence": 0.0,
             "erased_label": "notumor"},
+    # the shipped CNN's own recipe, continued for the trial's epoch
+    "cnn-finetune": {"learning_rate": 5e-4, "label_smoothing": 0.1, "guidance": 1.0, "erase": 0.2, "control": 0.2,
+                     "glioma_grow": "1:4", "partial_repeat": 2, "sequence": 0.2, "erased_label": "notumor"},
     "vgg16-head": {"head_learning_rate": 1e-3, "label_smoothing": 0.1, "head_epochs": 20, "patience": 3,
                    "partial_repeat": 1, "batch_size": 32},
 }  # fmt: skip
@@ -149,8 +178,8 @@ class SubprocessTrials:
         from .engine import run_directory
 
         backup = run_directory(self.args.cache_dir, folder)
-        command = [sys.executable, "-m", "training.train", "--model", self.args.model, *flags, "--data", self.args.data,
-                   "--masks", self.args.masks, "--partial", self.args.partial, "--out", str(folder),
+        command = [sys.executable, "-m", "training.train", "--model", ARCHITECTURE[self.args.model], *flags,
+                   "--data", self.args.data, "--masks", self.args.masks, "--partial", self.args.partial, "--out", str(folder),
                    "--cache-dir", self.args.cache_dir]  # fmt: skip
         if (backup / "history.csv").exists():
             command.append("--resume")
@@ -302,6 +331,15 @@ def head_proxy(start_from: str, backbone_weights: str) -> str:
             f"--input-size {source.input_size[0]} --backbone-weights {backbone_weights}")  # fmt: skip
 
 
+def finetune_proxy(start_from: str, epochs: int = 1) -> str:
+    """A continuation of ``start_from`` at its own input size: guidance on from the start, no early stop before the end."""
+    from tumor_ai.model.metadata import METADATA_FILE, ModelMetadata
+
+    source = ModelMetadata.read(Path(start_from) / METADATA_FILE)
+    return (f"--start-from {start_from} --input-size {source.input_size[0]} --epochs {epochs} --warmup-epochs 0.25 "
+            f"--early-stopping-from {epochs} --guidance-from 0 --guidance-ramp 1 --acquisition")  # fmt: skip
+
+
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog=prog or "python -m training.tune", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -320,7 +358,10 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--proxy", default=" ".join(PROXY), help="flags of the proxy run, in one string (default: %(default)s)")
     parser.add_argument("--startup-trials", type=int, default=2, help="random trials before TPE, and before pruning")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's seed")
-    parser.add_argument("--start-from", help="vgg16-head: the model folder whose frozen blocks the heads are trained on")
+    parser.add_argument(
+        "--start-from",
+        help="vgg16-head: the model folder whose frozen blocks the heads are trained on; cnn-finetune: the CNN continued",
+    )
     parser.add_argument(
         "--backbone-weights", default="imagenet", help="vgg16-head: the backbone file its block-3 cache was keyed by"
     )
@@ -332,6 +373,11 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
             parser.error("--model vgg16-head trains heads on a model folder's frozen blocks: give --start-from FOLDER")
         if args.proxy == " ".join(PROXY):
             args.proxy = head_proxy(args.start_from, args.backbone_weights)
+    if args.model == "cnn-finetune":
+        if not args.start_from:
+            parser.error("--model cnn-finetune continues a trained CNN: give --start-from FOLDER")
+        if args.proxy == " ".join(PROXY):
+            args.proxy = finetune_proxy(args.start_from)
     args.proxy = shlex.split(args.proxy)
     args.out = args.out or f"docs/reports/tune/{args.model}"
     args.storage = args.storage or f"sqlite:///{args.out}/study.db"
