@@ -52,14 +52,36 @@ def machine() -> dict:
     info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     lines = {key.strip(): value.strip() for key, value in (line.split(":", 1) for line in info.splitlines() if ":" in line)}
     flags = set(lines.get("flags", "").split())
-    from tumor_ai.core.precision import resolve_precision
-
+    policy, engine = served_as()
     return {
         "cpu": lines.get("model name", "unknown"),
         "flags": [flag for flag in FLAGS if flag in flags],
         "cores": os.cpu_count(),
-        "precision_served": resolve_precision("auto"),
+        "precision_served": policy,
+        "engine_served": engine,
+        # oneDNN (TensorFlow's kernels) capped at an older instruction set: how a CPU without AVX-512 runs them
+        "onednn_max_cpu_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "all"),
     }
+
+
+def served_as() -> tuple[str, str]:
+    """The precision and engine ``python app.py`` serves in here: its defaults, or ``TUMOR_AI_PRECISION`` and
+    ``TUMOR_AI_ENGINE`` where set (the app reads the same variables), so the in-process figures match the API's."""
+    from tumor_ai.core.engine import resolve_engine
+    from tumor_ai.core.precision import resolve_precision
+
+    policy = resolve_precision(os.environ.get("TUMOR_AI_PRECISION", "auto"))
+    return policy, resolve_engine(os.environ.get("TUMOR_AI_ENGINE", "auto"), policy)
+
+
+def served_predictor(name: str):
+    """The shipped model ``name`` as the app serves it here (``served_as``)."""
+    from tumor_ai.core.inference import Predictor
+
+    policy, engine = served_as()
+    return Predictor.from_source(
+        ROOT / "models" / name, precision="bfloat16" if policy != "float32" else "float32", engine=engine
+    )
 
 
 def load_average() -> list[float]:
@@ -124,12 +146,12 @@ def stage_breakdown(rounds: int) -> dict[str, dict[str, float]]:
     from tumor_ai.core.cam import place_in_frame
     from tumor_ai.core.explain import display_copy, heatmap, overlay
     from tumor_ai.core.imaging import read_image
-    from tumor_ai.core.inference import Predictor, configure_threads
+    from tumor_ai.core.inference import configure_threads
 
     configure_threads()
     breakdown = {}
     for name in ("cnn", "vgg16"):
-        predictor = Predictor.from_source(ROOT / "models" / name)
+        predictor = served_predictor(name)
         stages: dict[str, list[float]] = {}
 
         def clock(stage: str, started: float, stages: dict = stages) -> float:
@@ -170,9 +192,8 @@ def request_totals(rounds: int) -> dict[str, float]:
     """Median milliseconds of whole requests inside the process, through the handlers the API calls: a Predict per
     model and a Compare, each on a slice the app has not seen (decode, models, check, drawing, files written)."""
     from tumor_ai.app import handlers
-    from tumor_ai.core.inference import Predictor
 
-    predictors = {name: Predictor.from_source(ROOT / "models" / name) for name in ("cnn", "vgg16")}
+    predictors = {name: served_predictor(name) for name in ("cnn", "vgg16")}
     calls = {
         f"predict_{name}": lambda path, name=name: handlers.predict(predictors, {"path": str(path)}, name, 0.45, "top", None)
         for name in predictors

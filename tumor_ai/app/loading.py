@@ -119,10 +119,16 @@ class PendingPredictor:
         return f"PendingPredictor({self.key!r}, {self.source!r})"
 
 
-def load_files(files: ModelFiles, precision: str, clock: StartupClock, name: str) -> Predictor:
-    """A model loaded from its files and traced, each step timed; concurrent requests share its forward passes."""
+def load_files(files: ModelFiles, precision: str, clock: StartupClock, name: str, engine: str = "tensorflow") -> Predictor:
+    """A model loaded from its files and traced, each step timed; concurrent requests share its forward passes.
+
+    With the ``onnx`` engine and an export of these weights already cached, ONNX Runtime serves it from the first
+    answer (its tail traced, TensorFlow's whole-model function never); without one, TensorFlow serves it first and
+    ``ModelLoader`` exports it once every model is ready (``export_engines``), so no one waits for an export.
+    """
     predictor = clock.timed(f"{name} load", lambda: Predictor.from_files(files, warm_up=False, precision=precision))
-    clock.timed(f"{name} warm-up", predictor.warm_up)
+    if engine != "onnx" or not clock.timed(f"{name} onnx", lambda: predictor.use_onnx(export=False)):
+        clock.timed(f"{name} warm-up", predictor.warm_up)
     predictor.share_passes()  # several users at once: one forward pass for their slices
     return predictor
 
@@ -152,8 +158,10 @@ class ModelLoader:
         load: Callable[[str, ModelFiles], Any] | None = None,
         wait_seconds: float = WAIT_SECONDS,
         clock: StartupClock | None = None,
+        engine: str = "tensorflow",
     ):
         self.files = files
+        self.engine = engine  # resolved: "tensorflow" or "onnx" (tumor_ai.core.engine.resolve_engine)
         self.clock = clock or StartupClock()
         self.wait_seconds = wait_seconds
         self.predictors: dict[str, Any] = {name: PendingPredictor(name, model, self) for name, model in files.items()}
@@ -161,7 +169,7 @@ class ModelLoader:
         self._loaded: set[str] = set()
         self._events = {name: threading.Event() for name in files}
         self._custom_load = load is not None
-        self._load = load or (lambda name, model: load_files(model, precision, self.clock, name))
+        self._load = load or (lambda name, model: load_files(model, precision, self.clock, name, engine))
         self.thread: threading.Thread | None = None
 
     def start(self) -> threading.Thread:
@@ -185,7 +193,7 @@ class ModelLoader:
                 self._loaded.add(name)
                 self._events[name].set()
                 ready = self.clock.mark(f"{name} ready")
-                log.info("loaded %s from %s (%s), %.1f s after start", name, model.source, self._precision(name), ready)
+                log.info("loaded %s from %s (%s), %.1f s after start", name, model.source, self._computed_with(name), ready)
         except Exception as error:  # noqa: BLE001 - any failure: one sentence on the page, and the page keeps serving
             self.failed(error, name)
         finally:
@@ -194,6 +202,24 @@ class ModelLoader:
             if self.error is None:
                 log.info("start-up: models ready %.1f s after start (%s)", self.clock.mark("models ready"), self._phases())
             self.clock.write()
+        if self.error is None and not self._custom_load:
+            self.export_engines()
+
+    def export_engines(self) -> None:
+        """With the ``onnx`` engine, export each model TensorFlow is still serving (no cached export) and hand it to
+        ONNX Runtime; the answers meanwhile come from TensorFlow, the same classes and maps. A failed export is
+        logged and TensorFlow keeps serving: the engine is a speed, not a result."""
+        if self.engine != "onnx":
+            return
+        for name in self._loaded:
+            predictor = self.predictors[name]
+            if getattr(predictor, "engine", "onnx") == "onnx":
+                continue
+            try:
+                self.clock.timed(f"{name} onnx export", predictor.use_onnx)
+                log.info("%s: ONNX Runtime serves it from now on (%s)", name, self._computed_with(name))
+            except Exception as error:  # noqa: BLE001 - any exporter failure: TensorFlow keeps serving, said in the log
+                log.warning("%s: the ONNX export failed (%s: %s); TensorFlow keeps serving it", name, type(error).__name__, error)
 
     def failed(self, error: Exception, name: str | None) -> None:
         """Record the failure's one sentence; the log gets the sentence (and a trace only for a failure nobody foresaw)."""
@@ -235,8 +261,10 @@ class ModelLoader:
             return self.error
         return "" if self.settled else MODELS_LOADING
 
-    def _precision(self, name: str) -> str:
-        return str(getattr(self.predictors[name], "precision", "?"))
+    def _computed_with(self, name: str) -> str:
+        """The precision and the engine a loaded model computes with, for the log."""
+        predictor = self.predictors[name]
+        return f"{getattr(predictor, 'precision', '?')}, {getattr(predictor, 'engine', '?')}"
 
     def _phases(self) -> str:
         return ", ".join(f"{phase} {seconds:.1f} s" for phase, seconds in self.clock.phases.items())

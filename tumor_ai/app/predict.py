@@ -26,6 +26,7 @@ import os
 import sys
 from pathlib import Path
 
+from tumor_ai.core.engine import ENGINE_ENV, ENGINE_HELP, ENGINES
 from tumor_ai.core.safe_text import csv_row, from_csv_cell
 from tumor_ai.model import registry as architectures
 from tumor_ai.model.sources import add_source_arguments
@@ -61,6 +62,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
         default="auto",
         help="'auto' is bfloat16 where the CPU has it (about 2x faster for VGG16), else float32",
     )
+    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get(ENGINE_ENV, "auto"), help=ENGINE_HELP)
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -91,8 +93,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> None:
             local_fallbacks(args.models),
             args.precision,
             require_mri_check=not args.allow_no_mri_check,
+            engine=args.engine,
         )
-    except ModelSourceError as error:
+    except (ModelSourceError, ValueError) as error:  # ValueError: an engine this machine cannot run, in one sentence
         print(f"error: {error}", file=sys.stderr)
         raise SystemExit(1) from None
     total = count_inputs(args.inputs, keep)

@@ -22,6 +22,7 @@ import time
 import warnings
 
 from tumor_ai.app.workspace import CACHE_SWEEP
+from tumor_ai.core.engine import ENGINE_ENV, ENGINE_HELP, ENGINES
 from tumor_ai.model.sources import add_source_arguments
 
 STARTED = time.perf_counter()  # the start-up's clock: this module is the first thing app.py and tumor-ai serve import
@@ -49,6 +50,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         help="compute precision: 'auto' is bfloat16 where the CPU has AVX512-BF16 or AMX (about 2x faster for VGG16), "
         "else float32 (env TUMOR_AI_PRECISION)",
     )
+    parser.add_argument("--engine", choices=ENGINES, default=os.environ.get(ENGINE_ENV, "auto"), help=ENGINE_HELP)
     parser.add_argument(
         "--allow-no-mri-check",
         action="store_true",
@@ -161,7 +163,9 @@ def page(args: argparse.Namespace, clock=None, began: float | None = None):
     began = time.perf_counter() if began is None else began
     from tumor_ai.app.loading import ModelLoader, StartupClock
     from tumor_ai.app.ui import build_app
+    from tumor_ai.core.engine import resolve_engine
     from tumor_ai.core.inference import read_served_files
+    from tumor_ai.core.precision import resolve_precision
     from tumor_ai.model.metadata import ModelSourceError
     from tumor_ai.model.sources import explicit_sources, local_fallbacks, model_sources
 
@@ -175,7 +179,11 @@ def page(args: argparse.Namespace, clock=None, began: float | None = None):
         )
     except ModelSourceError as error:
         raise SystemExit(f"error: {error}") from None
-    loader = ModelLoader(files, args.precision, clock=clock)
+    try:
+        engine = resolve_engine(args.engine, resolve_precision(args.precision))
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
+    loader = ModelLoader(files, args.precision, clock=clock, engine=engine)
     cache_sweep = (args.sweep_every, args.sweep_age)
     brain = assistant_brain(args)
     app = clock.timed(

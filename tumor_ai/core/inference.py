@@ -124,6 +124,8 @@ class Predictor:
                 tf.TensorSpec([None], tf.int32),
             ],
         )
+        self._passes = self._function  # batch, classes -> logits, CAM, embedding; use_onnx swaps in ONNX Runtime's body
+        self.engine = "tensorflow"
         self.mri_check = None
         self.folder: Path | None = None
         self.batcher = None  # set by share_passes: concurrent predict_one calls run as one batch
@@ -131,22 +133,34 @@ class Predictor:
             self.warm_up()
 
     @classmethod
-    def from_source(cls, source: str | Path, warm_up: bool = True, precision: str = "auto") -> Predictor:
+    def from_source(
+        cls, source: str | Path, warm_up: bool = True, precision: str = "auto", engine: str = "tensorflow"
+    ) -> Predictor:
         """Load from a folder, a ``.keras`` file or ``hf://USER/REPO[@rev]`` and compile.
 
-        ``precision``: ``auto`` (bfloat16 where the CPU has it), ``float32`` or ``bfloat16``.
+        ``precision``: ``auto`` (bfloat16 where the CPU has it), ``float32`` or ``bfloat16``. ``engine``:
+        ``tensorflow`` (the reference path every published figure comes from), ``onnx`` or ``auto``
+        (``tumor_ai.core.engine.resolve_engine``).
         """
-        return cls.from_files(read_model_files(source), warm_up, precision)
+        return cls.from_files(read_model_files(source), warm_up, precision, engine)
 
     @classmethod
-    def from_files(cls, files: ModelFiles, warm_up: bool = True, precision: str = "auto") -> Predictor:
+    def from_files(
+        cls, files: ModelFiles, warm_up: bool = True, precision: str = "auto", engine: str = "tensorflow"
+    ) -> Predictor:
         """Load the Keras model of files ``read_model_files`` has read (the one step that needs TensorFlow) and compile."""
+        from tumor_ai.core.engine import resolve_engine
+
         source = files.source
+        policy = resolve_precision(precision)
+        served_by = resolve_engine(engine, policy)  # an impossible --engine is one sentence before the weights load
         model, metadata = load_model(source if source.endswith(".keras") else files.folder)
-        predictor = cls(model, metadata, source, warm_up=False, precision=resolve_precision(precision))
+        predictor = cls(model, metadata, source, warm_up=False, precision=policy)
         predictor.folder = files.folder
         predictor.mri_check = files.mri_check
-        if warm_up:
+        if served_by == "onnx":
+            predictor.use_onnx()  # traces its own tail: no warm-up of the TensorFlow path is needed
+        elif warm_up:
             predictor.warm_up()
         return predictor
 
@@ -161,18 +175,77 @@ class Predictor:
         with tf.GradientTape() as tape:
             features, penultimate, embedding = self._graph(batch, training=False)
             tape.watch(features)
-            logits = tf.matmul(tf.cast(penultimate, self._kernel.dtype), self._kernel) + self._bias
-            top = tf.argmax(logits, axis=1, output_type=tf.int32)
-            target = tf.where(classes < 0, top, classes)
-            score = tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+            logits, score = self._scored(penultimate, classes)
+        return self._explained(tape, score, logits, features, embedding)
+
+    def _forward_from_features(self, features, classes):
+        """``_forward`` from the CAM layer's activations (the ONNX engine's body gave them): the layers after it, under
+        the same tape, so the map is the same."""
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            penultimate, embedding = self._tail(features, training=False)
+            logits, score = self._scored(penultimate, classes)
+        return self._explained(tape, score, logits, features, embedding)
+
+    def _scored(self, penultimate, classes):
+        """The logits, and the summed score of each image's class (``-1``: its top class) that the map explains."""
+        import tensorflow as tf
+
+        logits = tf.matmul(tf.cast(penultimate, self._kernel.dtype), self._kernel) + self._bias
+        top = tf.argmax(logits, axis=1, output_type=tf.int32)
+        target = tf.where(classes < 0, top, classes)
+        return logits, tf.reduce_sum(tf.gather(logits, target, axis=1, batch_dims=1))
+
+    def _explained(self, tape, score, logits, features, embedding):
+        import tensorflow as tf
+
         gradients = tape.gradient(score, features)
         cam = self._cam(tf.cast(features, tf.float32), tf.cast(gradients, tf.float32))
         return logits, cam, tf.cast(embedding, tf.float32)
 
+    def use_onnx(self, export: bool = True) -> bool:
+        """Serve the layers up to the CAM layer with ONNX Runtime from now on (``tumor_ai.core.engine``); ``False``
+        where the model cannot be cut there (a skip connection past the CAM layer) and TensorFlow keeps serving, or
+        where ``export`` is off and no export of these weights is cached yet.
+
+        The first use for these weights exports the ONNX file (seconds; cached after). A request running meanwhile
+        finishes on the engine it started on: the engine is swapped whole, once ready.
+        """
+        import tensorflow as tf
+
+        from tumor_ai.core.engine import onnx_body, split_at
+
+        if self.precision != "float32":
+            raise ValueError(f"the onnx engine serves float32 only, not {self.precision}")
+        meta = self.metadata
+        split = split_at(self.model, meta.cam_layer, meta.logits_layer, meta.embedding_layer)
+        if split is None:
+            import logging
+
+            logging.getLogger("tumor_ai.core.inference").warning(
+                "%s: the layers after %s are not one chain; TensorFlow keeps serving it", self.name, meta.cam_layer
+            )
+            return False
+        body = onnx_body(split.body, export)
+        if body is None:
+            return False
+        self._tail = split.tail
+        tail = tf.function(
+            self._forward_from_features,
+            input_signature=[tf.TensorSpec([None, *split.tail.input.shape[1:]], tf.float32), tf.TensorSpec([None], tf.int32)],
+        )
+        height, width = meta.input_size
+        tail(body(self.prepare([np.zeros((height, width, 3), np.uint8)])), np.full(1, -1, np.int32))  # traced now
+        self._passes = lambda batch, classes: tail(body(batch), classes)
+        self.engine = "onnx"
+        return True
+
     def warm_up(self) -> None:
         """Trace the function now (start-up), not on the first user's request."""
         height, width = self.metadata.input_size
-        self._function(self.prepare([np.zeros((height, width, 3), np.uint8)]), np.full(1, -1, np.int32))
+        self._passes(self.prepare([np.zeros((height, width, 3), np.uint8)]), np.full(1, -1, np.int32))
 
     def inputs(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Frame]]:
         """RGB ``uint8`` images of any size to the model's normalised batch, and the frame each input covers.
@@ -202,7 +275,8 @@ class Predictor:
             # The slice and its mirror image in one pass; the logits are averaged, the CAM and embedding are the slice's.
             batch = np.concatenate([batch, batch[:, :, ::-1]])
         classes = np.full(len(batch), -1 if class_index is None else class_index, np.int32)
-        logits, cam, embedding = (tensor.numpy() for tensor in self._function(batch, classes))
+        passes = self._passes  # one engine for the whole answer, even if use_onnx swaps it meanwhile
+        logits, cam, embedding = (tensor.numpy() for tensor in passes(batch, classes))
         if flip:
             own_top = np.argmax(logits[:count], axis=1)
             logits, cam, embedding = (logits[:count] + logits[count:]) / 2, cam[:count], embedding[:count]
@@ -211,7 +285,7 @@ class Predictor:
             if differ.size:
                 # The CAM explained the slice's own top class; where the mirror changed the verdict, explain the verdict.
                 cam = cam.copy()
-                cam[differ] = self._function(batch[differ], top[differ].astype(np.int32))[1].numpy()
+                cam[differ] = passes(batch[differ], top[differ].astype(np.int32))[1].numpy()
         probabilities = softmax(logits, self.temperature)
         return {"logits": logits, "probabilities": probabilities, "cam": cam, "embedding": embedding}
 
@@ -266,6 +340,7 @@ def load_predictors(
     fallbacks: dict[str, str] | None = None,
     precision: str = "auto",
     require_mri_check: bool = True,
+    engine: str = "tensorflow",
 ) -> tuple[dict[str, Predictor], dict[str, str], dict[str, str]]:
     """Load each named source; a Hub source that fails falls back to its local folder, and says why.
 
@@ -279,9 +354,9 @@ def load_predictors(
     log = logging.getLogger("tumor_ai.core.inference")
     predictors, loaded_from, reasons = {}, {}, {}
     for name, source in sources.items():
-        load = partial(Predictor.from_source, precision=precision)
+        load = partial(Predictor.from_source, precision=precision, engine=engine)
         predictors[name], loaded_from[name] = _with_fallback(name, source, (fallbacks or {}).get(name), load, reasons)
-        log.info("loaded %s from %s (%s)", name, loaded_from[name], predictors[name].precision)
+        log.info("loaded %s from %s (%s, %s)", name, loaded_from[name], predictors[name].precision, predictors[name].engine)
         _require_check(name, loaded_from[name], predictors[name].mri_check, require_mri_check)
     return predictors, loaded_from, reasons
 
