@@ -431,11 +431,39 @@ def test_each_shipped_card_is_what_its_metadata_writes(name):
     assert (folder / "README.md").read_text() == model_card(ModelMetadata.read(folder / "tumor_ai.json"))
 
 
-@pytest.mark.parametrize("study", ["cnn", "vgg16-head"])
+@pytest.mark.parametrize("study", ["cnn", "cnn-finetune", "vgg16-head"])
 def test_the_tuning_study_in_the_docs_is_the_study_s_own_report(study):
-    """Each study's table in docs/models.md is its report.md's, row for row (``tumor-ai tune --report-only`` writes it)."""
+    """Each study's table in docs/models.md is its report.md's, row for row, with its chosen trial and importances
+    (``tumor-ai tune --report-only`` writes it)."""
     report = ROOT / "docs" / "reports" / "tune" / study / "report.md"
-    rows = [line for line in report.read_text().splitlines() if line.startswith("| ")]
+    rows = [line for line in report.read_text().splitlines() if line.startswith(("| ", "Chosen", "Parameter importances"))]
     models = (DOCS / "models.md").read_text()
     assert rows and all(row in models for row in rows), f"rewrite the {study} study's table in docs/models.md from report.md"
     assert f"reports/tune/{study}/front.png" in models
+
+
+STUDIES = {"cnn": ("cnn-recipe", "cnn-finetune-recipe"), "vgg16": ("vgg16-head-recipe",)}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_each_model_records_its_tuning_studies_as_their_reports(name):
+    """The studies in a model's metadata (``tumor-ai tune --record-in``) are the committed reports' figures."""
+    recorded = meta(name)["studies"]
+    assert sorted(recorded) == sorted(STUDIES[name])
+    for study in recorded.values():
+        report = json.loads((ROOT / study["report"] / "report.json").read_text())
+        assert study["chosen"] == report["best"]["number"] and study["trials"] == report["trials"]
+        assert study["importances"] == report["importances"]
+        assert all(study["score"][key] == value for key, value in report["best"]["score"].items() if key != "train_seconds")
+
+
+def test_the_readme_studies_table_is_the_models_metadata():
+    """The README's table of tuning studies shows each study as the model's card does, row for row."""
+    from tumor_ai.model.metadata import ModelMetadata
+    from tumor_ai.publish.card import STUDY_COLUMNS, study_row
+
+    text = README.read_text()
+    assert f"| {STUDY_COLUMNS} |" in text
+    for name in MODELS:
+        for study, record in ModelMetadata.read(ROOT / "models" / name / "tumor_ai.json").studies.items():
+            assert study_row(study, record) in text, f"rewrite the README's row of {study} from models/{name}"

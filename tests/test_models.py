@@ -203,7 +203,8 @@ def test_serving_reads_the_layers_the_metadata_names():
 
 
 def test_a_schema_6_file_reads_and_writes_back_the_same_but_its_version():
-    """The CNN as it shipped before schema 7 (kept in tests/data): no reliability block, nothing else changes."""
+    """The CNN as it shipped before schema 7 (kept in tests/data): no reliability block and no studies, nothing else
+    changes."""
     from conftest import ROOT
 
     from tumor_ai.model.metadata import SCHEMA_VERSION, ModelMetadata
@@ -215,17 +216,22 @@ def test_a_schema_6_file_reads_and_writes_back_the_same_but_its_version():
     assert json.loads(metadata.to_json()) == {**shipped, "schema_version": SCHEMA_VERSION}
 
 
-def test_the_shipped_cnn_is_schema_7_and_round_trips_exactly():
+def test_the_shipped_cnn_is_schema_8_and_round_trips_exactly():
     from conftest import ROOT
 
     from tumor_ai.model.metadata import RELIABILITY_FILE, SCHEMA_VERSION, ModelMetadata
 
     shipped = json.loads((ROOT / "models" / "cnn" / METADATA_FILE).read_text())
-    assert shipped["schema_version"] == SCHEMA_VERSION == 7
+    assert shipped["schema_version"] == SCHEMA_VERSION == 8
     metadata = ModelMetadata.from_dict(shipped)
     assert metadata.training.started_from.of == "models/cnn-v1" and metadata.training.partial.validation["slices"] == 30
     reliability, calibration = metadata.calibration.reliability, metadata.calibration
     assert (reliability.before.ece, reliability.after.ece) == (calibration.ece_before, calibration.ece_after)
     assert sum(reliability.before.counts) == sum(reliability.after.counts) == metadata.metrics.validation.images
     assert (ROOT / "models" / "cnn" / RELIABILITY_FILE).is_file(), "the diagram of those bins is beside the metadata"
+    assert set(metadata.studies) == {"cnn-recipe", "cnn-finetune-recipe"}, "the studies of its recipe, typed"
+    assert (
+        metadata.studies["cnn-finetune-recipe"].score["pointing_game"]
+        == shipped["studies"]["cnn-finetune-recipe"]["score"]["pointing_game"]
+    )
     assert json.loads(metadata.to_json()) == shipped

@@ -121,6 +121,39 @@ def test_a_finetune_study_continues_a_trained_cnn_at_its_own_size(tmp_path, monk
 
 
 @pytest.mark.slow
+def test_a_study_is_recorded_in_the_model_folder_it_tuned(tmp_path):
+    """``--record-in FOLDER`` writes the chosen trial's figures into the folder's metadata, its plot beside it and a
+    row into its card; the recorded command is the study's, without the recording flags."""
+    import shutil
+
+    from tumor_ai.model.metadata import ModelMetadata
+    from tumor_ai.publish.card import study_row
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    shutil.copy(Path(__file__).parents[1] / "models" / "cnn" / "tumor_ai.json", folder / "tumor_ai.json")
+    main(_argv(tmp_path, 1), trials=MadeUpTrials())
+    main([*_argv(tmp_path, 1), "--report-only", "--record-in", str(folder)])
+    record = ModelMetadata.read(folder / "tumor_ai.json").studies["cnn-recipe"]
+    assert (record.chosen, record.trials, record.feasible, record.adopted) == (0, 1, True, False)
+    assert record.score["macro_f1"] == 0.9 and "train_seconds" not in record.score
+    assert "--record-in" not in record.command and "--report-only" not in record.command
+    assert record.command.startswith("tumor-ai tune --data d ")
+    assert (folder / "study_cnn-recipe.png").stat().st_size > 1000
+    card = (folder / "README.md").read_text()
+    assert "## Tuning studies" in card and study_row("cnn-recipe", record) in card
+    assert "![the cnn-recipe study's trials](study_cnn-recipe.png)" in card
+
+
+def test_adopted_needs_a_model_folder_to_record_in(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        parse_args([*_argv(tmp_path, 1), "--adopted"])
+    assert "--record-in" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args([*_argv(tmp_path, 1), "--record-in", str(tmp_path)])
+    assert "no tumor_ai.json there" in capsys.readouterr().err
+
+
 def test_two_real_trials_on_synthetic_data(tmp_path):
     """Two trials trained and scored for real (tiny network, two epochs): the study, the scores and the report."""
     from conftest import write_dataset

@@ -367,7 +367,21 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     )
     parser.add_argument("--poll-seconds", type=float, default=10.0, help="how often a trial's epoch log is read")
     parser.add_argument("--report-only", action="store_true", help="write the report from the storage, train nothing")
+    parser.add_argument(
+        "--record-in",
+        metavar="FOLDER",
+        help="also write the study's figures into this model folder's tumor_ai.json and card (the model it tuned)",
+    )
+    parser.add_argument(
+        "--adopted",
+        action="store_true",
+        help="with --record-in: the model in FOLDER is the chosen trial's run (else it stayed as trained)",
+    )
     args = parser.parse_args(argv)
+    if args.adopted and not args.record_in:
+        parser.error("--adopted says the model in --record-in FOLDER is the chosen trial's: give --record-in FOLDER")
+    if args.record_in and not (Path(args.record_in) / "tumor_ai.json").is_file():
+        parser.error(f"--record-in {args.record_in}: no tumor_ai.json there (a model folder training.train wrote)")
     if args.model == "vgg16-head":
         if not args.start_from:
             parser.error("--model vgg16-head trains heads on a model folder's frozen blocks: give --start-from FOLDER")
@@ -388,7 +402,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
 def main(argv: list[str] | None = None, prog: str | None = None, trials=None) -> None:
     """Run the command; ``trials`` replaces the subprocess trainer (tests)."""
     from .tune_head import HEAD_NOTE, HeadTrials
-    from .tune_report import write_report
+    from .tune_report import record_study, study_command, write_report
 
     args = parse_args(argv, prog)
     study = open_study(args)
@@ -402,6 +416,9 @@ def main(argv: list[str] | None = None, prog: str | None = None, trials=None) ->
         if getattr(trials, "source_score", None) is not None:  # a head study's baseline: the source's head, untrained
             study.set_user_attr("source_score", asdict(trials.source_score))
     print(write_report(study, Path(args.out), TARGETS))
+    if args.record_in:
+        command = study_command(sys.argv[1:] if argv is None else argv)
+        print(f"wrote the study into {record_study(Path(args.record_in), Path(args.out), command, args.adopted)} and its card")
 
 
 if __name__ == "__main__":

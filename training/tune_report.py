@@ -55,7 +55,9 @@ def importances(study) -> dict[str, float]:
     if len(complete) < 3:
         return {}
     try:
-        return {key: round(value, 3) for key, value in optuna.importance.get_param_importances(study).items()}
+        evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)  # its forest is random: a seed, one report
+        found = optuna.importance.get_param_importances(study, evaluator=evaluator)
+        return {key: round(value, 3) for key, value in found.items()}
     except (RuntimeError, ValueError):
         return {}
 
@@ -152,3 +154,53 @@ def write_report(study, out: Path, targets) -> str:
     if any(row["score"] for row in rows):
         plot(rows, out / "front.png", targets, source)
     return text
+
+
+RECORDING_FLAGS = ("--record-in", "--adopted", "--report-only")
+
+
+def study_command(argv: list[str], prog: str = "tumor-ai tune") -> str:
+    """The command that ran the study: ``argv`` without the flags that only record or rewrite its report."""
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in RECORDING_FLAGS:
+            skip = word == "--record-in"
+        elif not word.startswith("--record-in="):
+            kept.append(word)
+    return " ".join([prog, *kept])
+
+
+def record_study(folder: Path, out: Path, command: str, adopted: bool) -> Path:
+    """Write the study's report (``out/report.json``) into ``folder``'s ``tumor_ai.json`` under ``studies``, its plot
+    beside it, and rewrite its card, so the card shows the study beside the model it tuned."""
+    import shutil
+
+    from tumor_ai.model.metadata import METADATA_FILE, STUDY_PLOT, ModelMetadata, StudyRecord
+    from tumor_ai.publish.card import write_model_card
+
+    report = json.loads((out / "report.json").read_text())
+    best = report["best"]
+    if best is None:
+        raise SystemExit(f"error: the study in {out} has no scored trial to record")
+    metadata = ModelMetadata.read(folder / METADATA_FILE)
+    metadata.studies[report["study"]] = StudyRecord(
+        report=out.as_posix(),
+        command=command,
+        trials=report["trials"],
+        minutes=report["minutes"],
+        cpus=report["cpus"],
+        targets=report["targets"],
+        chosen=best["number"],
+        feasible=best["feasible"],
+        score={key: value for key, value in best["score"].items() if key != "train_seconds"},
+        flags=best["flags"],
+        importances=report["importances"],
+        adopted=adopted,
+    )
+    if (out / "front.png").exists():  # the card shows the plot: it travels with the model to the Hub
+        shutil.copy(out / "front.png", folder / STUDY_PLOT.format(study=report["study"]))
+    (folder / METADATA_FILE).write_text(metadata.to_json())
+    write_model_card(folder)
+    return folder / METADATA_FILE

@@ -1,16 +1,17 @@
 """ONNX Runtime for a model's layers up to its CAM layer; TensorFlow for the rest (``Predictor``'s engine).
 
 Why: on a CPU without bfloat16 (many free Space CPUs have AVX2 only), ONNX Runtime runs the same float32 layers faster
-than TensorFlow: on a 2-core Xeon, the CNN's layers up to ``block4_out`` 2.3x and the VGG16's up to ``block4_conv3``
-1.5x (``python benchmarks/engine_agreement.py``). The map needs the class score's gradient at the CAM layer, and
-ONNX has no gradient ops (tf2onnx refuses ``ReluGrad`` and ``MaxPoolGrad``), so the model is split there: ONNX Runtime
-gives the CAM layer's activations, and the layers after it run in TensorFlow under the ``GradientTape`` they always
-ran under. The map is the one the TensorFlow path serves and ``tumor-ai localise`` measured, to float rounding
-(``tests/test_engine.py`` holds the two to the same classes and map peaks on the example slices).
+than TensorFlow: on a 2-core Xeon, one answer 1.85x faster for the CNN and 1.25x for the VGG16, with the same classes
+and map peaks on all 1,142 validation images (``python benchmarks/engine_agreement.py``). The map needs the class
+score's gradient at the CAM layer, and ONNX has no gradient ops (tf2onnx refuses ``ReluGrad`` and ``MaxPoolGrad``), so
+the model is split there: ONNX Runtime gives the CAM layer's activations, and the layers after it run in TensorFlow
+under the ``GradientTape`` they always ran under. The map is the one the TensorFlow path serves and ``tumor-ai
+localise`` measured, to float rounding (``tests/test_engine.py`` holds the two to the same classes and map peaks on
+the example slices).
 
 The ONNX file is Keras's own export (``Model.export(format="onnx")``, through tf2onnx), made once per model weights
-and kept in a cache folder (``TUMOR_AI_ENGINE_CACHE``, default ``~/.cache/tumor-ai/onnx``), so a later start reads
-it in a fraction of a second. bfloat16 serving stays in TensorFlow: ONNX Runtime is used where the model computes in
+and kept in a cache folder (``TUMOR_AI_ENGINE_CACHE``, default ``~/.cache/tumor-ai/onnx``), so a later start reads it
+in a fraction of a second. bfloat16 serving stays in TensorFlow: ONNX Runtime is used where the model computes in
 float32 (``resolve_engine``).
 """
 
@@ -29,8 +30,8 @@ ENGINES = ("auto", "tensorflow", "onnx")
 ENGINE_ENV = "TUMOR_AI_ENGINE"
 ENGINE_HELP = (
     "what runs the layers up to the CAM layer: 'auto' is ONNX Runtime where the model computes in float32 (no "
-    "bfloat16 on this CPU; about 1.5x faster for VGG16, 1.9x for the CNN), else TensorFlow; the map and the classes "
-    "are the same (env TUMOR_AI_ENGINE)"
+    "bfloat16 on this CPU; one answer about 1.25x faster for VGG16, 1.85x for the CNN), else TensorFlow; the map "
+    "and the classes are the same (env TUMOR_AI_ENGINE)"
 )
 CACHE_ENV = "TUMOR_AI_ENGINE_CACHE"
 OPSET = 17

@@ -17,10 +17,13 @@ METADATA_FILE = "tumor_ai.json"
 MODEL_FILE = "model.keras"
 CARD_FILE = "README.md"
 RELIABILITY_FILE = "reliability_diagram.png"  # the diagram of calibration.reliability, beside the metadata
-SCHEMA_VERSION = 7  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
+STUDY_PLOT = "study_{study}.png"  # a tuning study's front (tumor-ai tune --record-in), beside the metadata
+SCHEMA_VERSION = 8  # 2: layer names, title and description, network_data_format; 3: cam_method, localisation; 4: conformal;
 # 5: other_collections; 6: training.out (the output folder, which older files only name in training.command);
-# 7: calibration.reliability (the reliability diagram's bins; optional, so older files read as they are)
+# 7: calibration.reliability (the reliability diagram's bins; optional, so older files read as they are);
+# 8: studies (tuning studies of the recipe; written only where there are some, so older files read as they are)
 DERIVED_KEYS = {"network_data_format"}  # written for readers, recomputed on load
+OPTIONAL_KEYS = {"studies"}  # left out of the file while empty
 
 
 @dataclass
@@ -510,6 +513,28 @@ def _typed_block(kind: type, data: Any) -> Any:
     return kind.from_dict(data) if hasattr(kind, "from_dict") else kind(**data)
 
 
+@dataclass(kw_only=True)
+class StudyRecord(Block):
+    """A tuning study run over this model's recipe (``tumor-ai tune --record-in FOLDER``), in its report's figures.
+
+    Why in the model's metadata: the card shows what the study found beside the model it was run for, and whether
+    the model in this folder is the study's chosen recipe (``adopted``) or stayed as trained.
+    """
+
+    report: str  # the study's report folder in the repository (report.md, report.json, front.png)
+    command: str  # the tumor-ai tune command that ran it
+    trials: int
+    minutes: float
+    cpus: list[str]
+    targets: dict[str, float]
+    chosen: int | None  # the most accurate trial meeting the targets, else the closest to them
+    feasible: bool  # whether the chosen trial meets every target
+    score: dict[str, float]  # the chosen trial's: macro_f1, accuracy, pointing_game, tumour_kept, control_kept, ...
+    flags: str  # the chosen trial's training flags
+    importances: dict[str, float] = field(default_factory=dict)
+    adopted: bool = False  # the model in this folder is the chosen trial's run
+
+
 @dataclass
 class ModelMetadata:
     """What serving needs to know about a trained model, written beside its weights."""
@@ -541,6 +566,7 @@ class ModelMetadata:
     localisation: LocalisationRecord | None = None  # where the map points, measured (training.localise)
     conformal: ConformalRecord | None = None  # prediction-set thresholds (training.conformal)
     other_collections: dict[str, OtherCollectionRecord] = field(default_factory=dict)  # by folder name
+    studies: dict[str, StudyRecord] = field(default_factory=dict)  # tuning studies of its recipe, by study name
     libraries: dict[str, str] = field(default_factory=dict)
 
     def network_data_format(self) -> dict[str, Any]:
@@ -576,6 +602,7 @@ class ModelMetadata:
         data = {
             key: {} if value is None and key in TYPED_BLOCKS else _plain(value)
             for key, value in ((key, getattr(self, key)) for key in self.__dataclass_fields__)
+            if key not in OPTIONAL_KEYS or value
         }
         return json.dumps({**data, "network_data_format": self.network_data_format()}, indent=2) + "\n"
 
@@ -600,6 +627,10 @@ class ModelMetadata:
         if not isinstance(blocks, dict):
             raise ModelSourceError("the model's metadata has other_collections that is not a block of figures by folder")
         known["other_collections"] = {name: _typed_block(OtherCollectionRecord, block) for name, block in blocks.items()}
+        studies = known.get("studies") or {}
+        if not isinstance(studies, dict):
+            raise ModelSourceError("the model's metadata has studies that is not a block of figures by study")
+        known["studies"] = {name: StudyRecord.from_dict(block) for name, block in studies.items()}
         known["schema_version"] = SCHEMA_VERSION  # older files load with today's defaults for the new keys
         return cls(**known)
 

@@ -19,6 +19,7 @@ from tumor_ai.model.metadata import (
     CARD_FILE,
     METADATA_FILE,
     RELIABILITY_FILE,
+    STUDY_PLOT,
     Figure,
     LocalisationRecord,
     MachineRecord,
@@ -98,6 +99,7 @@ def model_card(metadata: ModelMetadata, repo_id: str | None = None, standalone: 
     parts += localisation_section(metadata)
     parts += conformal_section(metadata)
     parts += mri_check_section(metadata.mri_check)
+    parts += studies_section(metadata, standalone)
     if training.command:
         parts += _reproduce(metadata)
     parts += ["## Limitations\n", *[f"- {item.format(count=len(metadata.labels))}" for item in LIMITATIONS], ""]
@@ -209,6 +211,58 @@ def other_collections_section(metadata: ModelMetadata) -> list[str]:
     for name, record in metadata.other_collections.items():
         seen = "none of them" if record.seen_in_training == "none" else record.seen_in_training
         parts.append(f"- {name}: seen in training: {seen}. Reproduce: `{record.command}`")
+    return [*parts, ""]
+
+
+STUDY_COLUMNS = (
+    "tuning study | trials | minutes, CPU | chosen trial | macro-F1 | map peak on the tumour | "
+    "tumour erased, kept (training fill / held-out fills, highest) | control kept (training fill / held-out fills, "
+    "lowest) | Br35H held-out, called a tumour | meets the targets | in this folder"
+)
+
+
+def study_row(name: str, study) -> str:
+    """One study's row, as the card and the README's table show it (``tests/test_docs.py`` holds them to it)."""
+    score = study.score
+    kept, control = score.get("held_out_tumour_kept") or {}, score.get("held_out_control_kept") or {}
+    highest = f"{max(kept.values()):.1%}" if kept else "n/a"
+    lowest = f"{min(control.values()):.1%}" if control else "n/a"
+    where = "the chosen recipe" if study.adopted else "as trained, not the chosen recipe"
+    return (
+        f"| {name} | {study.trials} | {study.minutes:.0f}, {' and '.join(study.cpus)} | {study.chosen} "
+        f"| {score['macro_f1']:.4f} | {score['pointing_game']:.1%} | {score['tumour_kept']:.1%} / {highest} "
+        f"| {score['control_kept']:.1%} / {lowest} | {score['other_collection']:.1%} "
+        f"| {'yes' if study.feasible else 'no'} | {where} |"
+    )
+
+
+def studies_section(metadata: ModelMetadata, standalone: bool = True) -> list[str]:
+    """The tuning studies run over this model's recipe (``tumor-ai tune --record-in``): what each found, and whether
+    this folder holds its chosen recipe."""
+    if not metadata.studies:
+        return []
+    targets = next(iter(metadata.studies.values())).targets
+    parts = [
+        "## Tuning studies\n",
+        "Optuna studies over this model's recipe (`tumor-ai tune`): validation macro-F1 maximised under the reasons' "
+        "and the other collection's targets (map peak on the tumour ≥ {pointing_game:.0%}, tumour erased kept ≤ "
+        "{tumour_kept:.0%} and control kept ≥ {control_kept:.0%} with every fill, Br35H held-out slices called a "
+        "tumour ≥ {other_collection:.0%}). The chosen trial is the most accurate that meets them all, else the one "
+        "that misses them by least; its reasons are measured on the study's validation outlines, not on all of "
+        "them as above.\n".format(**targets),
+        f"| {STUDY_COLUMNS} |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|",
+        *[study_row(name, study) for name, study in metadata.studies.items()],
+        "",
+    ]
+    for name, study in metadata.studies.items():
+        found = ", ".join(f"{key} {value:.2f}" for key, value in study.importances.items()) or "too few trials"
+        parts.append(
+            f"- {name}: parameter importances (fANOVA): {found}. Report: `{study.report}`. Run: `{study.command}`; "
+            f"the chosen trial's flags: `{study.flags}`"
+        )
+    if standalone:  # each trial's macro-F1 against its reasons and the other collection
+        parts += ["", *[f"![the {name} study's trials]({STUDY_PLOT.format(study=name)})\n" for name in metadata.studies]]
     return [*parts, ""]
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tumor_ai.model.folder import CARD_FILE, METADATA_FILE, load_model
-from tumor_ai.model.metadata import RELIABILITY_FILE
+from tumor_ai.model.metadata import RELIABILITY_FILE, STUDY_PLOT
 from tumor_ai.publish.card import model_card
 
 if TYPE_CHECKING:
@@ -41,6 +41,8 @@ def stage_repository(folder: str | Path, target: str | Path, repo_id: str) -> li
     for name in EXTRA_FILES:
         if (Path(folder) / name).exists():
             shutil.copy(Path(folder) / name, target / name)
+    for plot in Path(folder).glob(STUDY_PLOT.format(study="*")):  # the tuning studies' plots the card shows
+        shutil.copy(plot, target / plot.name)
     (target / CARD_FILE).write_text(model_card(metadata, repo_id))
     return sorted(str(path.relative_to(target)) for path in target.rglob("*") if path.is_file())
 
