@@ -467,3 +467,14 @@ def test_the_readme_studies_table_is_the_models_metadata():
     for name in MODELS:
         for study, record in ModelMetadata.read(ROOT / "models" / name / "tumor_ai.json").studies.items():
             assert study_row(study, record) in text, f"rewrite the README's row of {study} from models/{name}"
+
+
+def test_the_readme_ablation_table_is_the_models_page_s():
+    """The README's VGG16 ablation rows are docs/models.md's, cell for cell, and its shipped row is the metadata's."""
+    short, full = table(README, "VGG16 ablation row"), table(DOCS / "models.md", "VGG16 ablation row")
+    assert len(short) == len(full)
+    for brief, whole in zip(short[1:], full[1:]):
+        assert brief[1:] == [whole[index] for index in (1, 5, 7, 8, 9, 10)], f"README row {brief[0]!r} drifted"
+    shipped = row(short, "D retrained")
+    assert shipped[1].startswith(f"{meta('vgg16')['metrics']['validation']['accuracy']:.4f} / ")
+    assert shipped[2] == pct(meta("vgg16")["other_collections"]["br35h"]["sensitivity"], 1)
