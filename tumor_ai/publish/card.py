@@ -262,7 +262,8 @@ def studies_section(metadata: ModelMetadata, standalone: bool = True) -> list[st
             f"the chosen trial's flags: `{study.flags}`"
         )
     if standalone:  # each trial's macro-F1 against its reasons and the other collection
-        parts += ["", *[f"![the {name} study's trials]({STUDY_PLOT.format(study=name)})\n" for name in metadata.studies]]
+        for name in metadata.studies:
+            parts += ["", f"![the {name} study's trials]({STUDY_PLOT.format(study=name)})"]
     return [*parts, ""]
 
 
