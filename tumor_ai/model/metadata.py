@@ -529,7 +529,7 @@ class StudyRecord(Block):
     targets: dict[str, float]
     chosen: int | None  # the most accurate trial meeting the targets, else the closest to them
     feasible: bool  # whether the chosen trial meets every target
-    score: dict[str, float]  # the chosen trial's: macro_f1, accuracy, pointing_game, tumour_kept, control_kept, ...
+    score: dict[str, Any]  # the chosen trial's: macro_f1, pointing_game, tumour_kept, ..., held-out fills by name
     flags: str  # the chosen trial's training flags
     importances: dict[str, float] = field(default_factory=dict)
     adopted: bool = False  # the model in this folder is the chosen trial's run
