@@ -2,7 +2,7 @@
 
 Why: on a CPU without bfloat16 (many free Space CPUs have AVX2 only), ONNX Runtime runs the same float32 layers faster
 than TensorFlow: on a 2-core Xeon, one answer 1.85x faster for the CNN and 1.25x for the VGG16, with the same classes
-and map peaks on all 1,142 validation images (``python benchmarks/engine_agreement.py``). The map needs the class
+and map peaks on all 1,142 validation images (``benchmarks/engine_agreement.py``). The map needs the class
 score's gradient at the CAM layer, and ONNX has no gradient ops (tf2onnx refuses ``ReluGrad`` and ``MaxPoolGrad``), so
 the model is split there: ONNX Runtime gives the CAM layer's activations, and the layers after it run in TensorFlow
 under the ``GradientTape`` they always ran under. The map is the one the TensorFlow path serves and ``tumor-ai
