@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.e2e_latency import load_average, machine  # noqa: E402
-from benchmarks.precision_agreement import throughput  # noqa: E402
+from benchmarks.precision_agreement import agreement, throughput, validation_slices  # noqa: E402
 
 
 def answer_ms(predictor, image: np.ndarray, repeats: int) -> float:
@@ -47,13 +47,10 @@ def peak(cam: np.ndarray) -> tuple[int, int]:
 
 
 def compare(name: str, data: Path, limit: int | None, repeats: int) -> dict:
-    from tumor_ai.core.imaging import read_image
     from tumor_ai.core.inference import Predictor
 
-    folder = ROOT / "models" / name
-    paths = json.loads((folder / "split.json").read_text())["validation"][:limit]
+    folder, paths, images = validation_slices(name, data, limit)
     truth = [Path(path).parent.name for path in paths]
-    images = [read_image(data / path).pixels for path in paths]
     engines = {engine: Predictor.from_source(folder, precision="float32", engine=engine) for engine in ("tensorflow", "onnx")}
     results = {engine: predictor.predict(images, batch_size=32) for engine, predictor in engines.items()}
     reference, served = results["tensorflow"], results["onnx"]
@@ -66,8 +63,7 @@ def compare(name: str, data: Path, limit: int | None, repeats: int) -> dict:
         "images": len(images),
         "accuracy_tensorflow": round(accuracy["tensorflow"], 4),
         "accuracy_onnx": round(accuracy["onnx"], 4),
-        "class_agreement": round(float(np.mean([a.label == b.label for a, b in zip(reference, served)])), 4),
-        "mri_verdict_agreement": round(float(np.mean([a.is_mri == b.is_mri for a, b in zip(reference, served)])), 4),
+        **agreement(reference, served),
         "map_peak_agreement": round(float(np.mean([peak(a.cam) == peak(b.cam) for a, b in zip(reference, served)])), 4),
         "confidence_delta_max": float(f"{delta.max():.2g}"),
         "map_delta_max": float(f"{cam_delta.max():.2g}"),

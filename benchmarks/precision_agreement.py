@@ -37,13 +37,28 @@ def throughput(predictor, images: list[np.ndarray], repeats: int = 5) -> float:
     return 32 / statistics.median(seconds)
 
 
-def compare(name: str, data: Path, limit: int | None) -> dict:
+def validation_slices(name: str, data: Path, limit: int | None) -> tuple[Path, list[str], list[np.ndarray]]:
+    """A shipped model's folder, the validation paths of its split (the first ``limit``) and their pixels."""
     from tumor_ai.core.imaging import read_image
-    from tumor_ai.core.inference import Predictor
 
     folder = ROOT / "models" / name
     paths = json.loads((folder / "split.json").read_text())["validation"][:limit]
-    images = [read_image(data / path).pixels for path in paths]
+    return folder, paths, [read_image(data / path).pixels for path in paths]
+
+
+def agreement(reference: list, other: list) -> dict[str, float]:
+    """How often two runs' predictions of the same images give the same class and the same MRI verdict."""
+    pairs = list(zip(reference, other))
+    return {
+        "class_agreement": round(float(np.mean([a.label == b.label for a, b in pairs])), 4),
+        "mri_verdict_agreement": round(float(np.mean([a.is_mri == b.is_mri for a, b in pairs])), 4),
+    }
+
+
+def compare(name: str, data: Path, limit: int | None) -> dict:
+    from tumor_ai.core.inference import Predictor
+
+    folder, _, images = validation_slices(name, data, limit)
     runs = {precision: Predictor.from_source(folder, precision=precision) for precision in ("float32", "bfloat16")}
     results = {precision: predictor.predict(images, batch_size=32) for precision, predictor in runs.items()}
     full, half = results["float32"], results["bfloat16"]
@@ -52,8 +67,7 @@ def compare(name: str, data: Path, limit: int | None) -> dict:
     speed = {precision: throughput(predictor, images[:32]) for precision, predictor in runs.items()}
     return {
         "images": len(images),
-        "class_agreement": round(float(np.mean([a.label == b.label for a, b in zip(full, half)])), 4),
-        "mri_verdict_agreement": round(float(np.mean([a.is_mri == b.is_mri for a, b in zip(full, half)])), 4),
+        **agreement(full, half),
         "confidence_delta_median": round(float(np.median(delta)), 5),
         "confidence_delta_max": round(float(delta.max()), 4),
         "cam_correlation_median": round(float(np.median(correlation)), 4),
